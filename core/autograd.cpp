@@ -1,0 +1,236 @@
+// The autograd engine: graph recording helpers and backward execution.
+#include "core/autograd.h"
+
+#include <algorithm>
+#include <queue>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "core/ops.h"
+
+namespace graft::autograd {
+
+namespace {
+thread_local bool t_grad_enabled = true;
+std::atomic<uint64_t> g_sequence{0};
+
+// Gradient capture for autograd::grad(): leaf impl -> slot.
+thread_local std::unordered_map<const TensorImpl*, Tensor>* t_capture = nullptr;
+}  // namespace
+
+bool grad_enabled() { return t_grad_enabled; }
+void set_grad_enabled(bool enabled) { t_grad_enabled = enabled; }
+
+SavedTensor::SavedTensor(const Tensor& t) : data_(t) {
+  if (t.defined()) version_ = t.storage()->version();
+}
+
+Tensor SavedTensor::unpack(const char* node_name) const {
+  GRAFT_CHECK(!released_, "Trying to backward through the graph a second time (in ", node_name,
+              "): saved tensors were freed after the first backward. Pass retain_graph=true "
+              "to the first backward call if you need to backward twice.");
+  if (!data_.defined()) return data_;
+  GRAFT_CHECK(data_.storage()->version() == version_, "one of the tensors needed by ", node_name,
+              " for gradient computation has been modified by an in-place operation: ",
+              data_.meta_str(), " is at version ", data_.storage()->version(),
+              "; expected version ", version_);
+  return data_;
+}
+
+std::vector<Tensor> FunctionNode::apply(const Tensor& grad_output) {
+  GRAFT_CHECK(!released, "Trying to backward through the graph a second time (in ", name_,
+              "). Pass retain_graph=true to the first backward call if you need to backward twice.");
+  return fn_(*this, grad_output);
+}
+
+Tensor FunctionNode::saved(size_t i) const {
+  GRAFT_CHECK(i < saved_tensors.size(), name_, ": saved tensor ", i, " out of range");
+  return saved_tensors[i].unpack(name_.c_str());
+}
+
+void FunctionNode::release_saved() {
+  for (auto& s : saved_tensors) s.release();
+  released = true;
+}
+
+std::vector<Tensor> AccumulateGrad::apply(const Tensor& grad_output) {
+  if (t_capture) {
+    auto it = t_capture->find(leaf.get());
+    if (it != t_capture->end()) {
+      it->second = it->second.defined() ? add(it->second, grad_output) : grad_output;
+      return {};
+    }
+    return {};  // autograd::grad() never touches .grad
+  }
+  Tensor g = grad_output;
+  if (g.dtype() != leaf->dtype) g = g.to(leaf->dtype);
+  if (!leaf->grad) {
+    // Own the buffer: the incoming gradient may alias other tensors.
+    Tensor owned = g.contiguous();
+    if (owned.is_same(g)) owned = g.clone();
+    leaf->grad = owned.impl_ptr();
+  } else {
+    Tensor acc(leaf->grad);
+    add_(acc, g);
+  }
+  return {};
+}
+
+Edge gradient_edge(const Tensor& t) {
+  if (!t.defined() || !t.requires_grad()) return {};
+  TensorImpl* impl = t.impl();
+  if (impl->grad_fn) return {impl->grad_fn, impl->output_nr};
+  auto acc = impl->grad_accumulator.lock();
+  if (!acc) {
+    acc = std::make_shared<AccumulateGrad>(t.impl_ptr());
+    impl->grad_accumulator = acc;
+  }
+  return {acc, 0};
+}
+
+bool any_requires_grad(std::initializer_list<const Tensor*> inputs) {
+  if (!t_grad_enabled) return false;
+  for (const Tensor* t : inputs)
+    if (t && t->defined() && t->requires_grad()) return true;
+  return false;
+}
+
+bool any_requires_grad(const std::vector<Tensor>& inputs) {
+  if (!t_grad_enabled) return false;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
+void set_history(const Tensor& output, const std::shared_ptr<Node>& node,
+                 const std::vector<Tensor>& inputs) {
+  node->sequence_nr = g_sequence.fetch_add(1);
+  node->next_edges.clear();
+  node->next_edges.reserve(inputs.size());
+  for (const Tensor& in : inputs) node->next_edges.push_back(gradient_edge(in));
+  TensorImpl* impl = output.impl();
+  impl->grad_fn = node;
+  impl->output_nr = 0;
+  impl->requires_grad = true;
+}
+
+namespace {
+
+void execute(const std::vector<Edge>& roots, const std::vector<Tensor>& grads, bool retain_graph) {
+  // Count, for every node reachable from the roots, how many edges point at it.
+  std::unordered_map<Node*, int> dependencies;
+  std::vector<Node*> stack;
+  std::unordered_set<Node*> seen;
+  for (const Edge& e : roots) {
+    if (e.valid() && seen.insert(e.fn.get()).second) stack.push_back(e.fn.get());
+  }
+  while (!stack.empty()) {
+    Node* n = stack.back();
+    stack.pop_back();
+    for (const Edge& e : n->next_edges) {
+      if (!e.valid()) continue;
+      ++dependencies[e.fn.get()];
+      if (seen.insert(e.fn.get()).second) stack.push_back(e.fn.get());
+    }
+  }
+
+  // Ready queue ordered by sequence number: later-created nodes first.
+  auto cmp = [](const std::shared_ptr<Node>& a, const std::shared_ptr<Node>& b) {
+    return a->sequence_nr < b->sequence_nr;
+  };
+  std::priority_queue<std::shared_ptr<Node>, std::vector<std::shared_ptr<Node>>, decltype(cmp)>
+      ready(cmp);
+  std::unordered_map<Node*, Tensor> pending;  // accumulated grad per node input 0
+
+  auto accumulate = [&](const Edge& e, const Tensor& g) {
+    if (!e.valid() || !g.defined()) return;
+    GRAFT_CHECK(e.input_nr == 0, "autograd: multi-output nodes are not supported");
+    Tensor& slot = pending[e.fn.get()];
+    slot = slot.defined() ? add(slot, g) : g;
+  };
+
+  for (size_t i = 0; i < roots.size(); ++i) accumulate(roots[i], grads[i]);
+  for (const Edge& e : roots) {
+    if (e.valid() && dependencies[e.fn.get()] == 0) {
+      dependencies[e.fn.get()] = -1;  // queued
+      ready.push(e.fn);
+    }
+  }
+
+  while (!ready.empty()) {
+    std::shared_ptr<Node> node = ready.top();
+    ready.pop();
+    Tensor grad = std::move(pending[node.get()]);
+    pending.erase(node.get());
+    std::vector<Tensor> input_grads;
+    if (grad.defined()) input_grads = node->apply(grad);
+    if (!retain_graph) node->release_saved();
+    GRAFT_CHECK(input_grads.empty() || input_grads.size() == node->next_edges.size(),
+                node->name(), " returned ", input_grads.size(), " gradients for ",
+                node->next_edges.size(), " inputs");
+    for (size_t i = 0; i < node->next_edges.size(); ++i) {
+      const Edge& e = node->next_edges[i];
+      if (!e.valid()) continue;
+      if (!input_grads.empty()) accumulate(e, input_grads[i]);
+      if (--dependencies[e.fn.get()] == 0) {
+        dependencies[e.fn.get()] = -1;
+        ready.push(e.fn);
+      }
+    }
+  }
+}
+
+Tensor root_grad(const Tensor& root, const Tensor& given) {
+  if (given.defined()) {
+    GRAFT_CHECK(given.sizes() == root.sizes(), "backward: gradient has shape ",
+                shape_str(given.sizes()), " but the tensor has shape ", shape_str(root.sizes()));
+    return given.to(root.dtype());
+  }
+  GRAFT_CHECK(root.numel() == 1,
+              "backward: grad can be implicitly created only for scalar outputs; this tensor has "
+              "shape ",
+              shape_str(root.sizes()), ", so pass a gradient of that shape");
+  return ones_like(root);
+}
+
+}  // namespace
+
+void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
+                  bool retain_graph) {
+  NoGradGuard no_grad;
+  std::vector<Edge> edges;
+  std::vector<Tensor> root_grads;
+  for (size_t i = 0; i < roots.size(); ++i) {
+    GRAFT_CHECK(roots[i].requires_grad(),
+                "backward: element ", i, " of tensors does not require grad and has no grad_fn");
+    edges.push_back(gradient_edge(roots[i]));
+    root_grads.push_back(root_grad(roots[i], i < grads.size() ? grads[i] : Tensor()));
+  }
+  execute(edges, root_grads, retain_graph);
+}
+
+std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
+                         const std::vector<Tensor>& grad_outputs, bool retain_graph) {
+  std::unordered_map<const TensorImpl*, Tensor> capture;
+  for (const Tensor& in : inputs) {
+    GRAFT_CHECK(in.is_leaf() && in.requires_grad(),
+                "autograd::grad: inputs must be leaves that require grad");
+    capture[in.impl()] = Tensor();
+  }
+  t_capture = &capture;
+  try {
+    run_backward(outputs, grad_outputs, retain_graph);
+  } catch (...) {
+    t_capture = nullptr;
+    throw;
+  }
+  t_capture = nullptr;
+  std::vector<Tensor> result;
+  for (const Tensor& in : inputs) {
+    Tensor g = capture[in.impl()];
+    result.push_back(g.defined() ? g : zeros_like(in));
+  }
+  return result;
+}
+
+}  // namespace graft::autograd

@@ -1,0 +1,254 @@
+// Every backward formula in graft, in the order of the forward ops
+// (core/ops.h, then core/ops_nn.h). Each function records a FunctionNode on
+// `out` whose lambda maps the output gradient to one gradient per input;
+// inputs that need no gradient (self.needs_grad(i) == false) are skipped.
+#include "core/derivatives.h"
+
+#include <cmath>
+
+namespace graft::derivatives {
+
+using autograd::FunctionNode;
+
+void record(const char* name, const Tensor& out, const std::vector<Tensor>& inputs,
+            const std::vector<Tensor>& saved, FunctionNode::Backward fn) {
+  auto node = std::make_shared<FunctionNode>(name, std::move(fn));
+  node->saved_tensors.reserve(saved.size());
+  for (const Tensor& t : saved) node->saved_tensors.emplace_back(t);
+  autograd::set_history(out, node, inputs);
+}
+
+// ============================================================ views
+
+void view(const Tensor& self, const Tensor& out) {
+  record("ViewBackward", out, {self}, {}, [shape = self.sizes()](FunctionNode&, const Tensor& g) {
+    return std::vector<Tensor>{g.reshape(shape)};
+  });
+}
+
+void permute(const Tensor& self, const Shape& dims, const Tensor& out) {
+  Shape inverse(dims.size());
+  for (size_t i = 0; i < dims.size(); ++i) inverse[dims[i]] = static_cast<int64_t>(i);
+  record("PermuteBackward", out, {self}, {}, [inverse](FunctionNode&, const Tensor& g) {
+    return std::vector<Tensor>{g.permute(inverse)};
+  });
+}
+
+void slice(const Tensor& self, int64_t dim, int64_t start, int64_t step, const Tensor& out) {
+  record("SliceBackward", out, {self}, {},
+         [shape = self.sizes(), dim, start, step](FunctionNode&, const Tensor& g) {
+           Tensor gi = zeros(shape, opts(g.dtype(), g.device()));
+           Tensor window = gi.slice(dim, start, start + g.size(dim) * step, step);
+           copy_(window, g);
+           return std::vector<Tensor>{gi};
+         });
+}
+
+void select(const Tensor& self, int64_t dim, int64_t index, const Tensor& out) {
+  record("SelectBackward", out, {self}, {},
+         [shape = self.sizes(), dim, index](FunctionNode&, const Tensor& g) {
+           Tensor gi = zeros(shape, opts(g.dtype(), g.device()));
+           Tensor window = gi.select(dim, index);
+           copy_(window, g);
+           return std::vector<Tensor>{gi};
+         });
+}
+
+void expand(const Tensor& self, const Tensor& out) {
+  record("ExpandBackward", out, {self}, {}, [shape = self.sizes()](FunctionNode&, const Tensor& g) {
+    return std::vector<Tensor>{sum_to(g, shape)};
+  });
+}
+
+void to_dtype(const Tensor& self, const Tensor& out) {
+  record("ToCopyBackward", out, {self}, {}, [t = self.dtype()](FunctionNode&, const Tensor& g) {
+    return std::vector<Tensor>{g.to(t)};
+  });
+}
+
+void to_device(const Tensor& self, const Tensor& out) {
+  record("ToDeviceBackward", out, {self}, {}, [d = self.device()](FunctionNode&, const Tensor& g) {
+    return std::vector<Tensor>{g.to(d)};
+  });
+}
+
+void clone(const Tensor& self, const Tensor& out) {
+  record("CloneBackward", out, {self}, {},
+         [](FunctionNode&, const Tensor& g) { return std::vector<Tensor>{g}; });
+}
+
+// ============================================================ element-wise
+
+void unary(UnaryOp op, const Tensor& self, const Tensor& out) {
+  // Formulas that need the output save it; the rest save the input.
+  const bool uses_output = op == UnaryOp::Exp || op == UnaryOp::Tanh || op == UnaryOp::Sigmoid ||
+                           op == UnaryOp::Sqrt || op == UnaryOp::Rsqrt ||
+                           op == UnaryOp::Reciprocal || op == UnaryOp::Expm1 ||
+                           op == UnaryOp::Relu;
+  // A node that saves its own output must not keep it alive through a cycle;
+  // save a detached alias (same storage and version counter).
+  const Tensor saved = uses_output ? out.detach() : self;
+  record(unary_op_name(op), out, {self}, {saved}, [op](FunctionNode& n, const Tensor& g) {
+    const Tensor s = n.saved(0);  // input, or output for the ops above
+    Tensor r;
+    switch (op) {
+      case UnaryOp::Neg: r = neg(g); break;
+      case UnaryOp::Abs: r = mul(g, sign(s)); break;
+      case UnaryOp::Exp: r = mul(g, s); break;
+      case UnaryOp::Log: r = div(g, s); break;
+      case UnaryOp::Sqrt: r = div(g, mul(s, 2.0)); break;
+      case UnaryOp::Rsqrt: r = mul(g, mul(pow(s, 3.0), -0.5)); break;
+      case UnaryOp::Sin: r = mul(g, cos(s)); break;
+      case UnaryOp::Cos: r = mul(g, neg(sin(s))); break;
+      case UnaryOp::Tanh: r = mul(g, rsub(square(s), 1.0)); break;
+      case UnaryOp::Sigmoid: r = mul(g, mul(s, rsub(s, 1.0))); break;
+      case UnaryOp::Relu: {
+        r = empty_like(g);
+        kernel::binary(g.device())(BinaryOp::ReluBackward, g, s, r);
+        break;
+      }
+      case UnaryOp::Reciprocal: r = mul(g, neg(square(s))); break;
+      case UnaryOp::Square: r = mul(g, mul(s, 2.0)); break;
+      case UnaryOp::Log1p: r = div(g, add(s, 1.0)); break;
+      case UnaryOp::Expm1: r = mul(g, add(s, 1.0)); break;
+      case UnaryOp::Sign:
+      case UnaryOp::Floor:
+      case UnaryOp::Ceil:
+      case UnaryOp::Round:
+        r = zeros_like(g);
+        break;
+      case UnaryOp::LogicalNot:
+        GRAFT_FAIL("logical_not is not differentiable");
+    }
+    return std::vector<Tensor>{r};
+  });
+}
+
+void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) {
+  const bool saves = op != BinaryOp::Add && op != BinaryOp::Sub;
+  std::vector<Tensor> saved;
+  if (saves) saved = {a, b};
+  if (op == BinaryOp::Pow) saved.push_back(out.detach());
+  record(binary_op_name(op), out, {a, b}, saved,
+         [op, sa = a.sizes(), sb = b.sizes()](FunctionNode& n, const Tensor& g) {
+           Tensor ga, gb;
+           switch (op) {
+             case BinaryOp::Add:
+               if (n.needs_grad(0)) ga = g;
+               if (n.needs_grad(1)) gb = g;
+               break;
+             case BinaryOp::Sub:
+               if (n.needs_grad(0)) ga = g;
+               if (n.needs_grad(1)) gb = neg(g);
+               break;
+             case BinaryOp::Mul:
+               if (n.needs_grad(0)) ga = mul(g, n.saved(1));
+               if (n.needs_grad(1)) gb = mul(g, n.saved(0));
+               break;
+             case BinaryOp::Div: {
+               const Tensor bv = n.saved(1);
+               if (n.needs_grad(0)) ga = div(g, bv);
+               if (n.needs_grad(1)) gb = neg(div(mul(g, n.saved(0)), mul(bv, bv)));
+               break;
+             }
+             case BinaryOp::Pow: {
+               const Tensor av = n.saved(0), bv = n.saved(1), o = n.saved(2);
+               if (n.needs_grad(0)) ga = mul(g, mul(bv, pow(av, sub(bv, 1.0))));
+               if (n.needs_grad(1)) {
+                 // d/db a^b = a^b log a, taken as 0 where a == 0 (torch's convention)
+                 Tensor la = where(eq(av, 0.0), zeros_like(av), log(av));
+                 gb = mul(g, mul(o, la));
+               }
+               break;
+             }
+             case BinaryOp::Maximum:
+             case BinaryOp::Minimum: {
+               // Ties split the gradient evenly, as torch does.
+               const Tensor av = n.saved(0), bv = n.saved(1);
+               Tensor a_wins = op == BinaryOp::Maximum ? gt(av, bv) : lt(av, bv);
+               Tensor tie = eq(av, bv);
+               Tensor wa = add(a_wins.to(g.dtype()), mul(tie.to(g.dtype()), 0.5));
+               if (n.needs_grad(0)) ga = mul(g, wa);
+               if (n.needs_grad(1)) gb = mul(g, rsub(wa, 1.0));
+               break;
+             }
+             default:
+               GRAFT_FAIL(binary_op_name(op), " is not differentiable");
+           }
+           return std::vector<Tensor>{ga.defined() ? sum_to(ga, sa) : ga,
+                                      gb.defined() ? sum_to(gb, sb) : gb};
+         });
+}
+
+void binary_scalar(BinaryOp op, const Tensor& a, double s, bool scalar_first, const Tensor& out) {
+  std::vector<Tensor> saved;
+  if (op != BinaryOp::Add && op != BinaryOp::Sub && op != BinaryOp::Mul) saved = {a};
+  if (op == BinaryOp::Pow && scalar_first) saved.push_back(out.detach());  // s^a
+  record(binary_op_name(op), out, {a}, saved,
+         [op, s, scalar_first](FunctionNode& n, const Tensor& g) {
+           Tensor r;
+           switch (op) {
+             case BinaryOp::Add: r = g; break;
+             case BinaryOp::Sub: r = scalar_first ? neg(g) : g; break;
+             case BinaryOp::Mul: r = mul(g, s); break;
+             case BinaryOp::Div: {
+               const Tensor av = n.saved(0);
+               r = scalar_first ? neg(div(mul(g, s), square(av))) : div(g, s);
+               break;
+             }
+             case BinaryOp::Pow: {
+               const Tensor av = n.saved(0);
+               if (scalar_first) {  // d/da s^a = s^a log s
+                 r = mul(g, mul(n.saved(1), std::log(s)));
+               } else if (s == 0) {
+                 r = zeros_like(g);
+               } else {
+                 r = mul(g, mul(pow(av, s - 1), s));
+               }
+               break;
+             }
+             case BinaryOp::Maximum:
+             case BinaryOp::Minimum: {
+               const Tensor av = n.saved(0);
+               Tensor wins = op == BinaryOp::Maximum ? gt(av, s) : lt(av, s);
+               Tensor w = add(wins.to(g.dtype()), mul(eq(av, s).to(g.dtype()), 0.5));
+               r = mul(g, w);
+               break;
+             }
+             default:
+               GRAFT_FAIL(binary_op_name(op), " is not differentiable");
+           }
+           return std::vector<Tensor>{r};
+         });
+}
+
+void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) {
+  record("WhereBackward", out, {a, b}, {cond},
+         [sa = a.sizes(), sb = b.sizes()](FunctionNode& n, const Tensor& g) {
+           const Tensor c = n.saved(0);
+           Tensor z = zeros_like(g);
+           Tensor ga, gb;
+           if (n.needs_grad(0)) ga = sum_to(where(c, g, z), sa);
+           if (n.needs_grad(1)) gb = sum_to(where(c, z, g), sb);
+           return std::vector<Tensor>{ga, gb};
+         });
+}
+
+void clamp(const Tensor& self, std::optional<double> lo, std::optional<double> hi,
+           const Tensor& out) {
+  record("ClampBackward", out, {self}, {self}, [lo, hi](FunctionNode& n, const Tensor& g) {
+    const Tensor x = n.saved(0);
+    Tensor keep = ones_like(x).to(DType::Bool);
+    if (lo) keep = logical_and(keep, ge(x, *lo));
+    if (hi) keep = logical_and(keep, le(x, *hi));
+    return std::vector<Tensor>{where(keep, g, zeros_like(g))};
+  });
+}
+
+// ============================================================ reductions
+// REDUCTION-DERIVATIVES
+
+// ============================================================ nn ops
+// NN-DERIVATIVES
+
+}  // namespace graft::derivatives

@@ -1,0 +1,76 @@
+#include "core/device.h"
+
+#include <cstdlib>
+#include <new>
+
+#include "core/error.h"
+
+namespace graft {
+
+namespace {
+
+DeviceBackend g_backends[kNumDeviceTypes];
+
+class CpuAllocator final : public Allocator {
+ public:
+  void* allocate(size_t nbytes, int) override {
+    if (nbytes == 0) return nullptr;
+    const size_t rounded = (nbytes + 63) / 64 * 64;
+    void* p = std::aligned_alloc(64, rounded);
+    if (!p) GRAFT_FAIL("out of CPU memory allocating ", nbytes, " bytes");
+    return p;
+  }
+  void deallocate(void* ptr, size_t, int) override { std::free(ptr); }
+};
+
+}  // namespace
+
+Allocator* cpu_allocator() {
+  static CpuAllocator alloc;
+  return &alloc;
+}
+
+Device Device::parse(const std::string& s) {
+  if (s == "cpu") return cpu();
+  if (s == "cuda") return cuda(0);
+  if (s.rfind("cuda:", 0) == 0) {
+    const std::string idx = s.substr(5);
+    GRAFT_CHECK(!idx.empty() && idx.find_first_not_of("0123456789") == std::string::npos,
+                "invalid device '", s, "' (expected cpu, cuda or cuda:N)");
+    return cuda(std::stoi(idx));
+  }
+  GRAFT_FAIL("invalid device '", s, "' (expected cpu, cuda or cuda:N)");
+}
+
+std::string Device::str() const {
+  if (is_cpu()) return "cpu";
+  return "cuda:" + std::to_string(index);
+}
+
+void register_device_backend(DeviceType type, const DeviceBackend& backend) {
+  g_backends[static_cast<int>(type)] = backend;
+}
+
+std::string device_unavailable_reason(DeviceType type) {
+  if (type == DeviceType::CPU) return "";
+  const DeviceBackend& b = g_backends[static_cast<int>(type)];
+  if (!b.available) return "CUDA not available: graft was built without the CUDA backend";
+  if (!b.available()) return "CUDA not available: no CUDA device was found on this machine";
+  return "";
+}
+
+const DeviceBackend& device_backend(DeviceType type) {
+  GRAFT_CHECK(type != DeviceType::CPU, "device_backend: the CPU has no backend hooks");
+  const std::string why = device_unavailable_reason(type);
+  GRAFT_CHECK(why.empty(), why);
+  return g_backends[static_cast<int>(type)];
+}
+
+bool device_available(Device device) {
+  if (device.is_cpu()) return true;
+  if (!device_unavailable_reason(device.type).empty()) return false;
+  const DeviceBackend& b = g_backends[static_cast<int>(device.type)];
+  return !b.device_count || device.index < b.device_count();
+}
+
+}  // namespace graft

@@ -1,0 +1,63 @@
+// Devices and the per-device backend hooks (allocator, copies, sync).
+// The CUDA backend registers its hooks at load time; without it only the CPU
+// is available and asking for CUDA is a clear error.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace graft {
+
+enum class DeviceType : uint8_t { CPU = 0, CUDA = 1 };
+constexpr int kNumDeviceTypes = 2;
+
+struct Device {
+  DeviceType type = DeviceType::CPU;
+  int index = 0;
+
+  static Device cpu() { return {DeviceType::CPU, 0}; }
+  static Device cuda(int index = 0) { return {DeviceType::CUDA, index}; }
+  // "cpu", "cuda", "cuda:1"
+  static Device parse(const std::string& s);
+
+  bool is_cpu() const { return type == DeviceType::CPU; }
+  bool is_cuda() const { return type == DeviceType::CUDA; }
+  std::string str() const;
+  bool operator==(const Device& o) const { return type == o.type && index == o.index; }
+  bool operator!=(const Device& o) const { return !(*this == o); }
+};
+
+class Allocator {
+ public:
+  virtual ~Allocator() = default;
+  virtual void* allocate(size_t nbytes, int device_index) = 0;
+  virtual void deallocate(void* ptr, size_t nbytes, int device_index) = 0;
+};
+
+enum class CopyKind { HostToDevice, DeviceToHost, DeviceToDevice };
+
+// Hooks a non-CPU backend provides.
+struct DeviceBackend {
+  Allocator* allocator = nullptr;
+  bool (*available)() = nullptr;
+  int (*device_count)() = nullptr;
+  // Byte copy between host and a device, or within one device.
+  void (*copy_bytes)(void* dst, const void* src, size_t nbytes, CopyKind kind, int device_index) =
+      nullptr;
+  void (*synchronize)(int device_index) = nullptr;
+  std::string (*describe)(int device_index) = nullptr;
+};
+
+void register_device_backend(DeviceType type, const DeviceBackend& backend);
+// Throws a clear graft::Error when the backend is not compiled in or no device is present.
+const DeviceBackend& device_backend(DeviceType type);
+// True when `device` can be used right now.
+bool device_available(Device device);
+// For messages: "CUDA not available: graft was built without CUDA" and similar.
+std::string device_unavailable_reason(DeviceType type);
+Allocator* cpu_allocator();
+
+inline bool cuda_available() { return device_available(Device::cuda()); }
+
+}  // namespace graft

@@ -1,0 +1,54 @@
+#include "core/parallel.h"
+
+#include <omp.h>
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <exception>
+
+#include "core/error.h"
+
+namespace graft {
+
+void set_num_threads(int n) {
+  GRAFT_CHECK(n >= 1, "set_num_threads: thread count must be >= 1, got ", n);
+  omp_set_num_threads(n);
+  Eigen::setNbThreads(n);
+}
+
+int get_num_threads() { return omp_get_max_threads(); }
+
+bool in_parallel_region() { return omp_in_parallel() != 0; }
+
+void parallel_for(int64_t begin, int64_t end, int64_t grain,
+                  const std::function<void(int64_t, int64_t)>& fn) {
+  if (begin >= end) return;
+  const int64_t n = end - begin;
+  const int threads = get_num_threads();
+  if (threads <= 1 || n <= std::max<int64_t>(grain, 1) || in_parallel_region()) {
+    fn(begin, end);
+    return;
+  }
+  const int64_t max_chunks = (n + std::max<int64_t>(grain, 1) - 1) / std::max<int64_t>(grain, 1);
+  const int nthreads = static_cast<int>(std::min<int64_t>(threads, max_chunks));
+  std::exception_ptr error;
+#pragma omp parallel num_threads(nthreads)
+  {
+    const int tid = omp_get_thread_num();
+    const int nt = omp_get_num_threads();
+    const int64_t chunk = (n + nt - 1) / nt;
+    const int64_t b = begin + tid * chunk;
+    const int64_t e = std::min(end, b + chunk);
+    if (b < e) {
+      try {
+        fn(b, e);
+      } catch (...) {
+#pragma omp critical(graft_parallel_error)
+        if (!error) error = std::current_exception();
+      }
+    }
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+}  // namespace graft

@@ -1,0 +1,133 @@
+// Tensor: a strided view (sizes, strides, offset) into a shared Storage, plus
+// the autograd metadata. Tensor is a cheap handle; copies alias the same data.
+// Ops live in core/ops.h; this header holds metadata, views and conversions.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/device.h"
+#include "core/dtype.h"
+#include "core/storage.h"
+
+namespace graft {
+
+using Shape = std::vector<int64_t>;
+
+namespace autograd {
+struct Node;
+}
+
+struct TensorImpl {
+  Storage storage;
+  Shape sizes;
+  Shape strides;
+  int64_t offset = 0;  // in elements
+  DType dtype = DType::Float32;
+
+  // autograd
+  bool requires_grad = false;
+  std::shared_ptr<TensorImpl> grad;
+  std::shared_ptr<autograd::Node> grad_fn;  // null for leaves
+  uint32_t output_nr = 0;
+  std::weak_ptr<autograd::Node> grad_accumulator;  // leaves only, created lazily
+};
+
+class Tensor {
+ public:
+  Tensor() = default;
+  explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
+
+  bool defined() const { return impl_ != nullptr; }
+  TensorImpl* impl() const { return impl_.get(); }
+  const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
+  bool is_same(const Tensor& o) const { return impl_ == o.impl_; }
+
+  // ---- metadata ----
+  const Shape& sizes() const;
+  const Shape& shape() const { return sizes(); }
+  const Shape& strides() const;
+  int64_t size(int64_t dim) const;    // negative dims count from the end
+  int64_t stride(int64_t dim) const;
+  int64_t dim() const;
+  int64_t numel() const;
+  DType dtype() const;
+  Device device() const;
+  int64_t storage_offset() const;
+  const Storage& storage() const;
+  bool is_contiguous() const;
+  size_t itemsize() const { return graft::itemsize(dtype()); }
+  size_t nbytes() const { return static_cast<size_t>(numel()) * itemsize(); }
+
+  // Pointer to element [0,...,0]. The typed form checks the dtype.
+  void* raw_data() const;
+  template <typename T>
+  T* data_ptr() const {
+    GRAFT_CHECK(dtype() == dtype_of<T>, "data_ptr: tensor has dtype ", dtype_name(dtype()),
+                ", requested ", dtype_name(dtype_of<T>));
+    return static_cast<T*>(raw_data());
+  }
+  // The single value of a one-element tensor, converted to double (any device).
+  double item() const;
+  // Copies all elements (any device, any layout) into a vector of T.
+  template <typename T>
+  std::vector<T> to_vector() const;
+
+  // ---- views (share storage; differentiable) ----
+  Tensor view(Shape shape) const;       // requires compatible strides; -1 infers one size
+  Tensor reshape(Shape shape) const;    // view when possible, otherwise a copy
+  Tensor permute(Shape dims) const;
+  Tensor transpose(int64_t d0, int64_t d1) const;
+  Tensor t() const;                     // 2-D transpose
+  Tensor narrow(int64_t dim, int64_t start, int64_t length) const;
+  Tensor slice(int64_t dim, int64_t start, int64_t end, int64_t step = 1) const;
+  Tensor select(int64_t dim, int64_t index) const;
+  Tensor expand(Shape shape) const;     // -1 keeps a size
+  Tensor squeeze() const;
+  Tensor squeeze(int64_t dim) const;
+  Tensor unsqueeze(int64_t dim) const;
+  Tensor flatten(int64_t start_dim = 0, int64_t end_dim = -1) const;
+  Tensor as_strided(Shape sizes, Shape strides, int64_t offset) const;  // not differentiable
+
+  // ---- copies and conversions ----
+  Tensor contiguous() const;
+  Tensor clone() const;
+  Tensor to(DType dtype) const;
+  Tensor to(Device device) const;
+  Tensor cpu() const { return to(Device::cpu()); }
+  Tensor detach() const;  // shares storage, no graph
+
+  // ---- autograd ----
+  bool requires_grad() const;
+  // Only leaves can change the flag; returns *this for chaining.
+  const Tensor& set_requires_grad(bool value) const;
+  bool is_leaf() const;
+  const std::shared_ptr<autograd::Node>& grad_fn() const;
+  Tensor grad() const;               // undefined when no gradient is held
+  void set_grad(const Tensor& g) const;
+  void zero_grad() const;            // set_to_none semantics
+  // Backpropagate from this tensor. A non-scalar needs an explicit gradient.
+  void backward(const Tensor& gradient = Tensor(), bool retain_graph = false) const;
+
+  std::string str() const;  // torch-like printed form
+  std::string meta_str() const;  // "float32[2, 3] cpu"
+
+ private:
+  std::shared_ptr<TensorImpl> impl_;
+};
+
+std::ostream& operator<<(std::ostream& os, const Tensor& t);
+
+// Helpers for shapes.
+int64_t shape_numel(const Shape& shape);
+Shape contiguous_strides(const Shape& shape);
+// Wraps a possibly negative dim into [0, ndim); throws with `what` in the message.
+int64_t wrap_dim(int64_t dim, int64_t ndim, const char* what = "dim");
+
+// Makes a new tensor over `storage` (no copy, no autograd).
+Tensor make_tensor(Storage storage, Shape sizes, Shape strides, int64_t offset, DType dtype);
+
+}  // namespace graft

@@ -1,0 +1,119 @@
+// Strided N-ary loops for CPU element-wise kernels.
+//
+// StridedLoop walks a shape over N operands (operand 0 is usually the output),
+// merges dimensions that are contiguous in every operand, and hands the
+// innermost runs to a callback: inner(ptrs, byte_strides, n). Element ranges
+// are split across threads with parallel_for.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "core/parallel.h"
+#include "core/tensor.h"
+
+namespace graft::cpu {
+
+template <size_t N>
+class StridedLoop {
+ public:
+  StridedLoop(const Shape& shape, const std::array<const Tensor*, N>& operands) {
+    const size_t nd = shape.size();
+    // Build (size, byte strides) per dim, skipping size-1 dims.
+    for (size_t d = 0; d < nd; ++d) {
+      if (shape[d] == 1) continue;
+      sizes_.push_back(shape[d]);
+      for (size_t k = 0; k < N; ++k) {
+        strides_[k].push_back(operands[k]->strides()[d] *
+                              static_cast<int64_t>(operands[k]->itemsize()));
+      }
+    }
+    for (size_t k = 0; k < N; ++k) base_[k] = static_cast<char*>(operands[k]->raw_data());
+    coalesce();
+    numel_ = 1;
+    for (int64_t s : sizes_) numel_ *= s;
+    if (shape_numel(shape) == 0) numel_ = 0;
+  }
+
+  int64_t numel() const { return numel_; }
+  // True when every operand is contiguous with element stride == byte size `item[k]`.
+  bool contiguous(const std::array<int64_t, N>& item) const {
+    if (sizes_.size() > 1) return false;
+    if (sizes_.empty()) return true;
+    for (size_t k = 0; k < N; ++k)
+      if (strides_[k][0] != item[k]) return false;
+    return true;
+  }
+  const std::array<char*, N>& base() const { return base_; }
+
+  // inner(std::array<char*,N>& ptrs, const std::array<int64_t,N>& strides, int64_t n)
+  template <typename Inner>
+  void run(Inner&& inner, int64_t grain = 32768) const {
+    if (numel_ == 0) return;
+    if (sizes_.empty()) {
+      std::array<char*, N> p = base_;
+      std::array<int64_t, N> st{};
+      inner(p, st, 1);
+      return;
+    }
+    parallel_for(0, numel_, grain, [&](int64_t begin, int64_t end) { run_range(begin, end, inner); });
+  }
+
+ private:
+  void coalesce() {
+    // Merge dim d into d-1 when, for every operand, stride[d-1] == stride[d]*size[d].
+    if (sizes_.size() < 2) return;
+    std::vector<int64_t> sz{sizes_.back()};
+    std::array<std::vector<int64_t>, N> st;
+    for (size_t k = 0; k < N; ++k) st[k] = {strides_[k].back()};
+    for (size_t d = sizes_.size() - 1; d-- > 0;) {
+      bool merge = true;
+      for (size_t k = 0; k < N; ++k)
+        if (strides_[k][d] != st[k].front() * sz.front()) merge = false;
+      if (merge) {
+        sz.front() *= sizes_[d];
+      } else {
+        sz.insert(sz.begin(), sizes_[d]);
+        for (size_t k = 0; k < N; ++k) st[k].insert(st[k].begin(), strides_[k][d]);
+      }
+    }
+    sizes_ = sz;
+    strides_ = st;
+  }
+
+  template <typename Inner>
+  void run_range(int64_t begin, int64_t end, Inner& inner) const {
+    const size_t nd = sizes_.size();
+    const int64_t inner_size = sizes_[nd - 1];
+    std::vector<int64_t> idx(nd, 0);
+    int64_t rem = begin;
+    for (size_t d = nd; d-- > 0;) {
+      idx[d] = rem % sizes_[d];
+      rem /= sizes_[d];
+    }
+    std::array<int64_t, N> inner_strides;
+    for (size_t k = 0; k < N; ++k) inner_strides[k] = strides_[k][nd - 1];
+    int64_t pos = begin;
+    while (pos < end) {
+      std::array<char*, N> p = base_;
+      for (size_t k = 0; k < N; ++k)
+        for (size_t d = 0; d < nd; ++d) p[k] += idx[d] * strides_[k][d];
+      const int64_t n = std::min(inner_size - idx[nd - 1], end - pos);
+      inner(p, inner_strides, n);
+      pos += n;
+      idx[nd - 1] += n;
+      for (size_t d = nd - 1; d > 0 && idx[d] == sizes_[d]; --d) {
+        idx[d] = 0;
+        ++idx[d - 1];
+      }
+    }
+  }
+
+  std::vector<int64_t> sizes_;
+  std::array<std::vector<int64_t>, N> strides_;
+  std::array<char*, N> base_{};
+  int64_t numel_ = 0;
+};
+
+}  // namespace graft::cpu
