@@ -246,7 +246,59 @@ void clamp(const Tensor& self, std::optional<double> lo, std::optional<double> h
 }
 
 // ============================================================ reductions
-// REDUCTION-DERIVATIVES
+namespace {
+// Re-inserts reduced dims (size 1) into a gradient computed without keepdim.
+Tensor unsqueeze_dims(const Tensor& g, const std::vector<int64_t>& dims, bool keepdim) {
+  if (keepdim) return g;
+  Tensor r = g;
+  for (int64_t d : dims) r = r.unsqueeze(d);  // dims are sorted ascending
+  return r;
+}
+int64_t reduced_count(const Shape& shape, const std::vector<int64_t>& dims) {
+  int64_t n = 1;
+  for (int64_t d : dims) n *= shape[d];
+  return n;
+}
+}  // namespace
+
+void sum(const Tensor& self, const std::vector<int64_t>& dims, bool keepdim, const Tensor& out) {
+  record("SumBackward", out, {self}, {},
+         [shape = self.sizes(), dims, keepdim](FunctionNode&, const Tensor& g) {
+           return std::vector<Tensor>{unsqueeze_dims(g, dims, keepdim).expand(shape).contiguous()};
+         });
+}
+
+void mean(const Tensor& self, const std::vector<int64_t>& dims, bool keepdim, const Tensor& out) {
+  record("MeanBackward", out, {self}, {},
+         [shape = self.sizes(), dims, keepdim](FunctionNode&, const Tensor& g) {
+           const double n = static_cast<double>(reduced_count(shape, dims));
+           return std::vector<Tensor>{div(unsqueeze_dims(g, dims, keepdim).expand(shape), n)};
+         });
+}
+
+void prod(const Tensor& self, const std::vector<int64_t>& dims, bool keepdim, const Tensor& out) {
+  // d/dx_i prod = prod / x_i (inputs with zeros are not special-cased).
+  record("ProdBackward", out, {self}, {self, out.detach()},
+         [dims, keepdim](FunctionNode& n, const Tensor& g) {
+           const Tensor x = n.saved(0), p = n.saved(1);
+           Tensor gp = mul(unsqueeze_dims(g, dims, keepdim), unsqueeze_dims(p, dims, keepdim));
+           return std::vector<Tensor>{div(gp, x)};
+         });
+}
+
+void amax_amin(const Tensor& self, const std::vector<int64_t>& dims, bool keepdim,
+               const Tensor& out) {
+  record("AmaxAminBackward", out, {self}, {self, out.detach()},
+         [dims, keepdim](FunctionNode& n, const Tensor& g) {
+           const Tensor x = n.saved(0);
+           const Tensor best = unsqueeze_dims(n.saved(1), dims, keepdim);
+           Tensor mask = eq(x, best).to(g.dtype());
+           Tensor count = sum(mask, dims, true);
+           return std::vector<Tensor>{mul(div(unsqueeze_dims(g, dims, keepdim), count), mask)};
+         });
+}
+
+// REDUCTION-DERIVATIVES (var, max/min with indices) continue here.
 
 // ============================================================ nn ops
 // NN-DERIVATIVES

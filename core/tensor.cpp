@@ -65,7 +65,7 @@ Tensor alias(const Tensor& self, Shape sizes, Shape strides, int64_t offset) {
 bool view_strides(const Shape& old_sizes, const Shape& old_strides, const Shape& shape,
                   Shape& out) {
   out.assign(shape.size(), 0);
-  if (shape_numel(old_sizes) == 0) {
+  if (old_sizes.empty() || shape_numel(old_sizes) == 0) {
     out = contiguous_strides(shape);
     return true;
   }

@@ -1,0 +1,31 @@
+// `graft info`: version, build options and available devices.
+#include <iostream>
+
+#include "cli/command.h"
+#include "core/device.h"
+#include "core/parallel.h"
+
+namespace {
+
+int run_info() {
+  std::cout << "graft " << GRAFT_VERSION << "\n";
+#ifdef GRAFT_HAVE_CUDA
+  std::cout << "CUDA backend: compiled\n";
+#else
+  std::cout << "CUDA backend: not compiled\n";
+#endif
+  std::cout << "CPU threads: " << graft::get_num_threads() << "\n";
+  if (graft::cuda_available()) {
+    const auto& b = graft::device_backend(graft::DeviceType::CUDA);
+    for (int i = 0; i < b.device_count(); ++i)
+      std::cout << "cuda:" << i << ": " << b.describe(i) << "\n";
+  } else {
+    std::cout << graft::device_unavailable_reason(graft::DeviceType::CUDA) << "\n";
+  }
+  return 0;
+}
+
+GRAFT_COMMAND("info", "Print the version, build options and available devices",
+              [](CLI::App&) { return std::function<int()>(run_info); });
+
+}  // namespace
