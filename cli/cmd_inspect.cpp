@@ -27,7 +27,9 @@ struct Listing {
 void walk(const Value& v, const std::string& path, Listing& out) {
   auto child = [&](const std::string& k) { return path.empty() ? k : path + "." + k; };
   switch (v.kind) {
-    case Value::Kind::Tensor: out.tensors.emplace_back(path, v.tensor); return;
+    case Value::Kind::Tensor:
+      out.tensors.emplace_back(path, v.tensor);
+      return;
     case Value::Kind::Dict:
       for (const auto& [k, x] : v.entries)
         walk(*x, child(k->kind == Value::Kind::Str ? k->str : k->repr(40)), out);
@@ -44,7 +46,9 @@ void walk(const Value& v, const std::string& path, Listing& out) {
       for (size_t i = 0; i < v.items.size(); ++i) walk(*v.items[i], child(std::to_string(i)), out);
       return;
     }
-    default: out.others.emplace_back(path.empty() ? "<root>" : path, v.repr(120)); return;
+    default:
+      out.others.emplace_back(path.empty() ? "<root>" : path, v.repr(120));
+      return;
   }
 }
 
@@ -88,8 +92,10 @@ int run_inspect(const std::string& path) {
   for (const auto& [n, t] : l.tensors) name_w = std::max(name_w, n.size());
   name_w = std::min<size_t>(name_w, 60);
   std::cout << path << ": " << format << "\n";
-  std::cout << std::left << std::setw(static_cast<int>(name_w)) << "name" << "  " << std::setw(9)
-            << "dtype" << "  " << std::setw(20) << "shape" << "  bytes\n";
+  std::cout << std::left << std::setw(static_cast<int>(name_w)) << "name"
+            << "  " << std::setw(9) << "dtype"
+            << "  " << std::setw(20) << "shape"
+            << "  bytes\n";
   int64_t numel = 0;
   uint64_t bytes = 0, storage_bytes = 0;
   std::unordered_set<const StorageImpl*> storages;
@@ -105,18 +111,19 @@ int run_inspect(const std::string& path) {
     std::cout << "\nnon-tensor entries:\n";
     for (const auto& [k, v] : l.others) std::cout << "  " << k << " = " << v << "\n";
   }
-  std::cout << "\n" << l.tensors.size() << " tensors, " << numel << " elements (total parameter count), "
+  std::cout << "\n"
+            << l.tensors.size() << " tensors, " << numel << " elements (total parameter count), "
             << human_bytes(static_cast<double>(bytes)) << " of tensor data in " << storages.size()
             << " storages (" << human_bytes(static_cast<double>(storage_bytes)) << ")\n";
   return 0;
 }
 
-GRAFT_COMMAND("inspect", "List the tensors and other entries of a .pth, .safetensors or .npy file",
-              [](CLI::App& sub) {
-                auto path = std::make_shared<std::string>();
-                sub.add_option("file", *path, "checkpoint file (or a directory of .npy files)")
-                    ->required();
-                return std::function<int()>([path] { return run_inspect(*path); });
-              });
+GRAFT_COMMAND(
+    "inspect", "List the tensors and other entries of a .pth, .safetensors or .npy file",
+    [](CLI::App& sub) {
+      auto path = std::make_shared<std::string>();
+      sub.add_option("file", *path, "checkpoint file (or a directory of .npy files)")->required();
+      return std::function<int()>([path] { return run_inspect(*path); });
+    });
 
 }  // namespace

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 #include "core/error.h"
 
@@ -116,12 +117,12 @@ void AtomicFileWriter::commit() {
   GRAFT_CHECK(::fsync(fd_) == 0, "fsync ", tmp_path_, " failed: ", std::strerror(errno));
   GRAFT_CHECK(::close(fd_) == 0, "close ", tmp_path_, " failed: ", std::strerror(errno));
   fd_ = -1;
-  GRAFT_CHECK(::rename(tmp_path_.c_str(), path_.c_str()) == 0, "rename ", tmp_path_, " -> ",
-              path_, " failed: ", std::strerror(errno));
+  GRAFT_CHECK(::rename(tmp_path_.c_str(), path_.c_str()) == 0, "rename ", tmp_path_, " -> ", path_,
+              " failed: ", std::strerror(errno));
   committed_ = true;
   // Make the rename itself durable.
-  std::string dir = path_.find('/') == std::string::npos ? "." : path_.substr(0, path_.rfind('/'));
-  if (dir.empty()) dir = "/";
+  std::string dir = std::filesystem::path(path_).parent_path().string();
+  if (dir.empty()) dir.push_back('.');
   int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
     ::fsync(dfd);

@@ -21,7 +21,8 @@ class MappedFile {
  public:
   static std::shared_ptr<MappedFile> open(const std::string& path);
   // Wraps bytes already in memory (tests, fuzzers); the bytes are copied.
-  static std::shared_ptr<MappedFile> from_bytes(std::string_view bytes, std::string name = "<memory>");
+  static std::shared_ptr<MappedFile> from_bytes(std::string_view bytes,
+                                                std::string name = "<memory>");
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;

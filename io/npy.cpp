@@ -104,8 +104,10 @@ class HeaderParser {
       if (shape.size() >= 64) fail("too many dimensions");
       shape.push_back(static_cast<int64_t>(v));
       skip_ws();
-      if (peek() == ',') ++i_;
-      else if (peek() != ')') fail("expected ',' or ')'");
+      if (peek() == ',')
+        ++i_;
+      else if (peek() != ')')
+        fail("expected ',' or ')'");
     }
   }
 
@@ -139,16 +141,26 @@ DType dtype_from_descr(const std::string& d, const std::string& name) {
 
 std::string npy_descr(DType dtype) {
   switch (dtype) {
-    case DType::Float32: return "<f4";
-    case DType::Float64: return "<f8";
-    case DType::Float16: return "<f2";
-    case DType::Int64: return "<i8";
-    case DType::Int32: return "<i4";
-    case DType::Int16: return "<i2";
-    case DType::Int8: return "|i1";
-    case DType::UInt8: return "|u1";
-    case DType::Bool: return "|b1";
-    case DType::BFloat16: break;
+    case DType::Float32:
+      return "<f4";
+    case DType::Float64:
+      return "<f8";
+    case DType::Float16:
+      return "<f2";
+    case DType::Int64:
+      return "<i8";
+    case DType::Int32:
+      return "<i4";
+    case DType::Int16:
+      return "<i2";
+    case DType::Int8:
+      return "|i1";
+    case DType::UInt8:
+      return "|u1";
+    case DType::Bool:
+      return "|b1";
+    case DType::BFloat16:
+      break;
   }
   GRAFT_FAIL("npy: dtype ", dtype_name(dtype), " has no NumPy equivalent");
 }
@@ -181,8 +193,8 @@ Tensor parse_npy(std::string_view bytes, const std::string& name) {
   uint64_t avail = bytes.size() - data_start;
   uint64_t numel = 1;
   for (int64_t s : shape)
-    GRAFT_CHECK(checked_mul(numel, static_cast<uint64_t>(s), avail + 1, &numel), name,
-                ": shape ", shape_str(shape), " needs more data than the file holds");
+    GRAFT_CHECK(checked_mul(numel, static_cast<uint64_t>(s), avail + 1, &numel), name, ": shape ",
+                shape_str(shape), " needs more data than the file holds");
   uint64_t nbytes = numel * itemsize(dtype);
   GRAFT_CHECK(nbytes <= avail, name, ": truncated .npy data: shape ", shape_str(shape), " ",
               dtype_name(dtype), " needs ", nbytes, " bytes, file has ", avail);
@@ -227,8 +239,10 @@ std::string npy_bytes(const Tensor& t) {
   std::string out(kMagic, 6);
   out.push_back(prefix == 10 ? 1 : 2);
   out.push_back(0);
-  if (prefix == 10) put_u16(out, static_cast<uint16_t>(dict.size()));
-  else put_u32(out, static_cast<uint32_t>(dict.size()));
+  if (prefix == 10)
+    put_u16(out, static_cast<uint16_t>(dict.size()));
+  else
+    put_u32(out, static_cast<uint32_t>(dict.size()));
   out += dict;
   out.append(static_cast<const char*>(c.raw_data()), c.nbytes());
   return out;

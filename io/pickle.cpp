@@ -68,19 +68,32 @@ ValuePtr Value::get(std::string_view key) const {
 
 const char* Value::kind_name() const {
   switch (kind) {
-    case Kind::None: return "None";
-    case Kind::Bool: return "bool";
-    case Kind::Int: return "int";
-    case Kind::BigInt: return "int";
-    case Kind::Float: return "float";
-    case Kind::Str: return "str";
-    case Kind::Bytes: return "bytes";
-    case Kind::List: return "list";
-    case Kind::Tuple: return "tuple";
-    case Kind::Dict: return "dict";
-    case Kind::Tensor: return "tensor";
-    case Kind::Storage: return "storage";
-    case Kind::Global: return "global";
+    case Kind::None:
+      return "None";
+    case Kind::Bool:
+      return "bool";
+    case Kind::Int:
+      return "int";
+    case Kind::BigInt:
+      return "int";
+    case Kind::Float:
+      return "float";
+    case Kind::Str:
+      return "str";
+    case Kind::Bytes:
+      return "bytes";
+    case Kind::List:
+      return "list";
+    case Kind::Tuple:
+      return "tuple";
+    case Kind::Dict:
+      return "dict";
+    case Kind::Tensor:
+      return "tensor";
+    case Kind::Storage:
+      return "storage";
+    case Kind::Global:
+      return "global";
   }
   return "?";
 }
@@ -89,10 +102,18 @@ namespace {
 void repr_into(const Value& v, std::string& out, size_t max_len) {
   if (out.size() > max_len) return;
   switch (v.kind) {
-    case Value::Kind::None: out += "None"; break;
-    case Value::Kind::Bool: out += v.boolean ? "True" : "False"; break;
-    case Value::Kind::Int: out += std::to_string(v.integer); break;
-    case Value::Kind::BigInt: out += "<int of " + std::to_string(v.str.size()) + " bytes>"; break;
+    case Value::Kind::None:
+      out += "None";
+      break;
+    case Value::Kind::Bool:
+      out += v.boolean ? "True" : "False";
+      break;
+    case Value::Kind::Int:
+      out += std::to_string(v.integer);
+      break;
+    case Value::Kind::BigInt:
+      out += "<int of " + std::to_string(v.str.size()) + " bytes>";
+      break;
     case Value::Kind::Float: {
       std::ostringstream os;
       os.precision(17);
@@ -100,8 +121,12 @@ void repr_into(const Value& v, std::string& out, size_t max_len) {
       out += os.str();
       break;
     }
-    case Value::Kind::Str: out += "'" + v.str.substr(0, max_len) + "'"; break;
-    case Value::Kind::Bytes: out += "b<" + std::to_string(v.str.size()) + " bytes>"; break;
+    case Value::Kind::Str:
+      out += "'" + v.str.substr(0, max_len) + "'";
+      break;
+    case Value::Kind::Bytes:
+      out += "b<" + std::to_string(v.str.size()) + " bytes>";
+      break;
     case Value::Kind::List:
     case Value::Kind::Tuple: {
       bool list = v.kind == Value::Kind::List;
@@ -126,10 +151,15 @@ void repr_into(const Value& v, std::string& out, size_t max_len) {
       break;
     }
     case Value::Kind::Tensor:
-      out += "tensor(" + std::string(dtype_name(v.tensor.dtype())) + shape_str(v.tensor.sizes()) + ")";
+      out +=
+          "tensor(" + std::string(dtype_name(v.tensor.dtype())) + shape_str(v.tensor.sizes()) + ")";
       break;
-    case Value::Kind::Storage: out += "storage('" + v.storage_key + "')"; break;
-    case Value::Kind::Global: out += "<" + v.str + ">"; break;
+    case Value::Kind::Storage:
+      out += "storage('" + v.storage_key + "')";
+      break;
+    case Value::Kind::Global:
+      out += "<" + v.str + ">";
+      break;
   }
 }
 }  // namespace
@@ -196,8 +226,11 @@ class Unpickler {
  public:
   Unpickler(std::string_view data, const PersistentLoad& pl, const std::string& name,
             const PickleLimits& limits)
-      : d_(reinterpret_cast<const uint8_t*>(data.data())), n_(data.size()), pl_(pl),
-        name_(name), lim_(limits) {}
+      : d_(reinterpret_cast<const uint8_t*>(data.data())),
+        n_(data.size()),
+        pl_(pl),
+        name_(name),
+        lim_(limits) {}
 
   ValuePtr run(size_t* consumed) {
     while (true) {
@@ -206,8 +239,10 @@ class Unpickler {
       if (op == '.') {  // STOP
         GRAFT_CHECK(stack_.size() == 1 && marks_.empty(), name_, ": pickle ends with ",
                     stack_.size(), " values on the stack");
-        if (consumed) *consumed = pos_;
-        else GRAFT_CHECK(pos_ == n_, name_, ": ", n_ - pos_, " trailing bytes after the pickle");
+        if (consumed)
+          *consumed = pos_;
+        else
+          GRAFT_CHECK(pos_ == n_, name_, ": ", n_ - pos_, " trailing bytes after the pickle");
         return stack_.back();
       }
       step(op, op_pos);
@@ -291,7 +326,8 @@ class Unpickler {
     if (c.kind != k)
       fail_at(pos_ - 1, std::string(op) + " applied to a " + c.kind_name() + ", expected a " +
                             (k == Value::Kind::List ? "list" : "dict"));
-    if (c.frozen) fail_at(pos_ - 1, std::string(op) + " on a container already in use (cyclic pickle)");
+    if (c.frozen)
+      fail_at(pos_ - 1, std::string(op) + " on a container already in use (cyclic pickle)");
     return c;
   }
   void set_items(std::vector<ValuePtr> kv) {
@@ -372,8 +408,10 @@ class Unpickler {
     for (size_t i = 0; i < sizes.size(); ++i) {
       GRAFT_CHECK(sizes[i] >= 0 && strides[i] >= 0, name_, ": negative size or stride in ",
                   shape_str(sizes), " / ", shape_str(strides));
-      if (sizes[i] == 0) empty = true;
-      else last += static_cast<int128>(sizes[i] - 1) * strides[i];
+      if (sizes[i] == 0)
+        empty = true;
+      else
+        last += static_cast<int128>(sizes[i] - 1) * strides[i];
     }
     GRAFT_CHECK(empty || last < st.storage_numel, name_, ": tensor of size ", shape_str(sizes),
                 " stride ", shape_str(strides), " offset ", offset,
@@ -409,15 +447,39 @@ class Unpickler {
         if (p > 5) fail_at(at, "unsupported pickle protocol " + std::to_string(p));
         return;
       }
-      case 0x95: uint_le(8); return;  // FRAME: a hint only
-      case '(': marks_.push_back(stack_.size()); return;
-      case ')': push(Value::tuple()); return;
-      case 't': push(make_seq(K::Tuple, pop_mark())); return;
-      case 0x85: { auto a = pop(); push(make_seq(K::Tuple, {a})); return; }
-      case 0x86: { auto b = pop(), a = pop(); push(make_seq(K::Tuple, {a, b})); return; }
-      case 0x87: { auto c = pop(), b = pop(), a = pop(); push(make_seq(K::Tuple, {a, b, c})); return; }
-      case ']': push(Value::list()); return;
-      case 'l': push(make_seq(K::List, pop_mark())); return;
+      case 0x95:
+        uint_le(8);
+        return;  // FRAME: a hint only
+      case '(':
+        marks_.push_back(stack_.size());
+        return;
+      case ')':
+        push(Value::tuple());
+        return;
+      case 't':
+        push(make_seq(K::Tuple, pop_mark()));
+        return;
+      case 0x85: {
+        auto a = pop();
+        push(make_seq(K::Tuple, {a}));
+        return;
+      }
+      case 0x86: {
+        auto b = pop(), a = pop();
+        push(make_seq(K::Tuple, {a, b}));
+        return;
+      }
+      case 0x87: {
+        auto c = pop(), b = pop(), a = pop();
+        push(make_seq(K::Tuple, {a, b, c}));
+        return;
+      }
+      case ']':
+        push(Value::list());
+        return;
+      case 'l':
+        push(make_seq(K::List, pop_mark()));
+        return;
       case 'a': {
         auto v = pop();
         v->frozen = true;  // before the check: l.append(l) must fail
@@ -434,23 +496,47 @@ class Unpickler {
         l.items.insert(l.items.end(), items.begin(), items.end());
         return;
       }
-      case '}': push(Value::dict()); return;
+      case '}':
+        push(Value::dict());
+        return;
       case 'd': {
         auto kv = pop_mark();
         push(Value::dict());
         set_items(std::move(kv));
         return;
       }
-      case 's': { auto v = pop(), k = pop(); set_items({k, v}); return; }
-      case 'u': set_items(pop_mark()); return;
-      case 'N': push(Value::none()); return;
-      case 0x88: push(Value::from_bool(true)); return;
-      case 0x89: push(Value::from_bool(false)); return;
-      case 'J': push(Value::from_int(static_cast<int32_t>(uint_le(4)))); return;
-      case 'K': push(Value::from_int(static_cast<int64_t>(uint_le(1)))); return;
-      case 'M': push(Value::from_int(static_cast<int64_t>(uint_le(2)))); return;
-      case 0x8a: push(long_value(uint_le(1), at)); return;
-      case 0x8b: push(long_value(uint_le(4), at)); return;
+      case 's': {
+        auto v = pop(), k = pop();
+        set_items({k, v});
+        return;
+      }
+      case 'u':
+        set_items(pop_mark());
+        return;
+      case 'N':
+        push(Value::none());
+        return;
+      case 0x88:
+        push(Value::from_bool(true));
+        return;
+      case 0x89:
+        push(Value::from_bool(false));
+        return;
+      case 'J':
+        push(Value::from_int(static_cast<int32_t>(uint_le(4))));
+        return;
+      case 'K':
+        push(Value::from_int(static_cast<int64_t>(uint_le(1))));
+        return;
+      case 'M':
+        push(Value::from_int(static_cast<int64_t>(uint_le(2))));
+        return;
+      case 0x8a:
+        push(long_value(uint_le(1), at));
+        return;
+      case 0x8b:
+        push(long_value(uint_le(4), at));
+        return;
       case 'I': {  // text int; "I00\n"/"I01\n" are False/True
         std::string s = line();
         if (s == "00" || s == "01") return push(Value::from_bool(s == "01"));
@@ -481,16 +567,34 @@ class Unpickler {
         push(Value::from_float(x));
         return;
       }
-      case 'X': push(str_value(K::Str, uint_le(4))); return;
-      case 0x8c: push(str_value(K::Str, uint_le(1))); return;
-      case 0x8d: push(str_value(K::Str, uint_le(8))); return;
+      case 'X':
+        push(str_value(K::Str, uint_le(4)));
+        return;
+      case 0x8c:
+        push(str_value(K::Str, uint_le(1)));
+        return;
+      case 0x8d:
+        push(str_value(K::Str, uint_le(8)));
+        return;
       // Python 2 str: torch loads these as str (encoding='ascii'/'latin1').
-      case 'T': push(str_value(K::Str, uint_le(4))); return;
-      case 'U': push(str_value(K::Str, uint_le(1))); return;
-      case 'B': push(str_value(K::Bytes, uint_le(4))); return;
-      case 'C': push(str_value(K::Bytes, uint_le(1))); return;
-      case 0x8e: push(str_value(K::Bytes, uint_le(8))); return;
-      case 0x96: push(str_value(K::Bytes, uint_le(8))); return;  // BYTEARRAY8
+      case 'T':
+        push(str_value(K::Str, uint_le(4)));
+        return;
+      case 'U':
+        push(str_value(K::Str, uint_le(1)));
+        return;
+      case 'B':
+        push(str_value(K::Bytes, uint_le(4)));
+        return;
+      case 'C':
+        push(str_value(K::Bytes, uint_le(1)));
+        return;
+      case 0x8e:
+        push(str_value(K::Bytes, uint_le(8)));
+        return;
+      case 0x96:
+        push(str_value(K::Bytes, uint_le(8)));
+        return;  // BYTEARRAY8
       case 'c': {
         std::string module = line(), qual = line();
         push(global(std::move(module), std::move(qual), at));
@@ -519,26 +623,51 @@ class Unpickler {
           obj.attrs = state;  // OrderedDict.__dict__, e.g. state_dict._metadata
           return;
         }
-        if (obj.kind == K::Tensor && (state->kind == K::None ||
-                                      (state->kind == K::Tuple && state->items.size() == 4 &&
-                                       state->items[3]->kind == K::Dict))) {
+        if (obj.kind == K::Tensor &&
+            (state->kind == K::None || (state->kind == K::Tuple && state->items.size() == 4 &&
+                                        state->items[3]->kind == K::Dict))) {
           return;  // Parameter.__setstate__ with no tensor-changing state
         }
         fail_at(at, std::string("BUILD on a ") + obj.kind_name() + " is not supported");
       }
-      case 'Q': push(persistent(pop(), at)); return;
-      case 'P': push(persistent(Value::from_str(line()), at)); return;
-      case 'q': memo_put(uint_le(1)); return;
-      case 'r': memo_put(uint_le(4)); return;
-      case 'p': memo_put(static_cast<uint64_t>(parse_int(line(), at))); return;
-      case 0x94: memo_put(memo_.size()); return;
-      case 'h': memo_get(uint_le(1)); return;
-      case 'j': memo_get(uint_le(4)); return;
-      case 'g': memo_get(static_cast<uint64_t>(parse_int(line(), at))); return;
-      case '0': pop(); return;
-      case '1': pop_mark(); return;
-      case '2': push(top()); return;
-      default: break;
+      case 'Q':
+        push(persistent(pop(), at));
+        return;
+      case 'P':
+        push(persistent(Value::from_str(line()), at));
+        return;
+      case 'q':
+        memo_put(uint_le(1));
+        return;
+      case 'r':
+        memo_put(uint_le(4));
+        return;
+      case 'p':
+        memo_put(static_cast<uint64_t>(parse_int(line(), at)));
+        return;
+      case 0x94:
+        memo_put(memo_.size());
+        return;
+      case 'h':
+        memo_get(uint_le(1));
+        return;
+      case 'j':
+        memo_get(uint_le(4));
+        return;
+      case 'g':
+        memo_get(static_cast<uint64_t>(parse_int(line(), at)));
+        return;
+      case '0':
+        pop();
+        return;
+      case '1':
+        pop_mark();
+        return;
+      case '2':
+        push(top());
+        return;
+      default:
+        break;
     }
     char buf[64];
     std::snprintf(buf, sizeof buf, "unsupported pickle opcode 0x%02x", op);
@@ -561,8 +690,10 @@ class Unpickler {
     std::string b = bytes(len);
     if (len <= 8) {
       uint64_t u = 0;
-      for (size_t i = 0; i < len; ++i) u |= static_cast<uint64_t>(static_cast<uint8_t>(b[i])) << (8 * i);
-      if (len > 0 && len < 8 && (static_cast<uint8_t>(b[len - 1]) & 0x80)) u |= ~uint64_t{0} << (8 * len);
+      for (size_t i = 0; i < len; ++i)
+        u |= static_cast<uint64_t>(static_cast<uint8_t>(b[i])) << (8 * i);
+      if (len > 0 && len < 8 && (static_cast<uint8_t>(b[len - 1]) & 0x80))
+        u |= ~uint64_t{0} << (8 * len);
       return Value::from_int(static_cast<int64_t>(u));
     }
     auto v = std::make_shared<Value>();
@@ -639,8 +770,10 @@ class Pickler {
       put_u64(b, static_cast<uint64_t>(v));
       while (b.size() > 1) {
         auto last = static_cast<uint8_t>(b.back()), prev = static_cast<uint8_t>(b[b.size() - 2]);
-        if ((last == 0 && !(prev & 0x80)) || (last == 0xff && (prev & 0x80))) b.pop_back();
-        else break;
+        if ((last == 0 && !(prev & 0x80)) || (last == 0xff && (prev & 0x80)))
+          b.pop_back();
+        else
+          break;
       }
       out_ += '\x8a';
       out_ += static_cast<char>(b.size());
@@ -687,9 +820,15 @@ class Pickler {
     GRAFT_CHECK(depth < 512, "pickle: value nested too deeply");
     using K = Value::Kind;
     switch (v.kind) {
-      case K::None: out_ += 'N'; return;
-      case K::Bool: out_ += v.boolean ? '\x88' : '\x89'; return;
-      case K::Int: integer(v.integer); return;
+      case K::None:
+        out_ += 'N';
+        return;
+      case K::Bool:
+        out_ += v.boolean ? '\x88' : '\x89';
+        return;
+      case K::Int:
+        integer(v.integer);
+        return;
       case K::Float: {
         out_ += 'G';
         uint64_t bits;
@@ -697,7 +836,9 @@ class Pickler {
         for (int i = 7; i >= 0; --i) out_ += static_cast<char>((bits >> (8 * i)) & 0xff);
         return;
       }
-      case K::Str: str(v.str); return;
+      case K::Str:
+        str(v.str);
+        return;
       case K::Bytes:
         out_ += 'B';
         put_u32(out_, static_cast<uint32_t>(v.str.size()));
@@ -725,10 +866,13 @@ class Pickler {
         }
         out_ += 'u';
         return;
-      case K::Tensor: tensor(v.tensor); return;
+      case K::Tensor:
+        tensor(v.tensor);
+        return;
       case K::BigInt:
       case K::Storage:
-      case K::Global: break;
+      case K::Global:
+        break;
     }
     GRAFT_FAIL("pickle: cannot write a value of kind ", v.kind_name());
   }
@@ -739,7 +883,8 @@ class Pickler {
 
 }  // namespace
 
-std::string pickle_dumps(const Value& root, const std::function<StorageId(const Tensor&)>& storage_id) {
+std::string pickle_dumps(const Value& root,
+                         const std::function<StorageId(const Tensor&)>& storage_id) {
   return Pickler(storage_id).finish(root);
 }
 

@@ -28,7 +28,21 @@ struct Value;
 using ValuePtr = std::shared_ptr<Value>;
 
 struct Value {
-  enum class Kind { None, Bool, Int, BigInt, Float, Str, Bytes, List, Tuple, Dict, Tensor, Storage, Global };
+  enum class Kind {
+    None,
+    Bool,
+    Int,
+    BigInt,
+    Float,
+    Str,
+    Bytes,
+    List,
+    Tuple,
+    Dict,
+    Tensor,
+    Storage,
+    Global
+  };
   Kind kind = Kind::None;
   bool boolean = false;
   int64_t integer = 0;
@@ -36,8 +50,8 @@ struct Value {
   // Str/Bytes: the bytes (Str is UTF-8); BigInt: little-endian two's complement
   // bytes; Global: "module.name".
   std::string str;
-  std::vector<ValuePtr> items;                            // List, Tuple
-  std::vector<std::pair<ValuePtr, ValuePtr>> entries;     // Dict, in insertion order
+  std::vector<ValuePtr> items;                         // List, Tuple
+  std::vector<std::pair<ValuePtr, ValuePtr>> entries;  // Dict, in insertion order
   ValuePtr attrs;  // Dict: the state set by BUILD (an OrderedDict's __dict__, e.g. _metadata)
   Tensor tensor;   // Tensor
   // Storage: a typed storage from a persistent id (torch's data/<key> record).
@@ -60,7 +74,9 @@ struct Value {
   static ValuePtr dict();
 
   bool is(Kind k) const { return kind == k; }
-  bool is_container() const { return kind == Kind::List || kind == Kind::Tuple || kind == Kind::Dict; }
+  bool is_container() const {
+    return kind == Kind::List || kind == Kind::Tuple || kind == Kind::Dict;
+  }
   // Dict lookup by string key; null when absent or not a dict.
   ValuePtr get(std::string_view key) const;
   // Short Python-like rendering for messages and `graft inspect` (tensors as
@@ -89,7 +105,7 @@ ValuePtr unpickle(std::string_view data, const PersistentLoad& persistent_load,
 
 // Storage class name ("FloatStorage") <-> dtype.
 DType storage_type_dtype(std::string_view global_name);  // accepts "torch.FloatStorage"
-std::string storage_type_name(DType dtype);               // "FloatStorage"
+std::string storage_type_name(DType dtype);              // "FloatStorage"
 
 // Writes a protocol-2 pickle that torch.load(weights_only=True) accepts. Tensors
 // become _rebuild_tensor_v2 calls whose storage is a persistent id; `storage_id`
@@ -100,6 +116,7 @@ struct StorageId {
   std::string key;
   int64_t numel;
 };
-std::string pickle_dumps(const Value& root, const std::function<StorageId(const Tensor&)>& storage_id);
+std::string pickle_dumps(const Value& root,
+                         const std::function<StorageId(const Tensor&)>& storage_id);
 
 }  // namespace graft::io

@@ -33,7 +33,8 @@ StoragePid parse_pid(const Value& pid, const std::string& name) {
   const auto& it = pid.items;
   GRAFT_CHECK(it[1]->kind == Value::Kind::Global, name, ": storage type must be a global, got ",
               it[1]->repr());
-  GRAFT_CHECK(it[2]->kind == Value::Kind::Str, name, ": storage key must be a str, got ", it[2]->repr());
+  GRAFT_CHECK(it[2]->kind == Value::Kind::Str, name, ": storage key must be a str, got ",
+              it[2]->repr());
   GRAFT_CHECK(it[4]->kind == Value::Kind::Int && it[4]->integer >= 0, name,
               ": storage size must be a non-negative int, got ", it[4]->repr());
   StoragePid p{storage_type_dtype(it[1]->str), it[2]->str, it[4]->integer, nullptr};
@@ -118,7 +119,8 @@ Checkpoint load_legacy(MappedFilePtr file) {
     return v;
   };
   ValuePtr magic = next(nullptr, "magic number");
-  static const unsigned char kMagic[] = {0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
+  static const unsigned char kMagic[] = {0x6c, 0xfc, 0x9c, 0x46, 0xf9,
+                                         0x20, 0x6a, 0xa8, 0x50, 0x19};
   GRAFT_CHECK(magic->kind == Value::Kind::BigInt &&
                   magic->str == std::string(reinterpret_cast<const char*>(kMagic), sizeof kMagic),
               name, ": not a PyTorch checkpoint (bad legacy magic number)");
@@ -164,8 +166,9 @@ Checkpoint load_legacy(MappedFilePtr file) {
     uint64_t nbytes = 0;
     GRAFT_CHECK(checked_mul(numel, itemsize(it->second.dtype), file->size() - offset, &nbytes),
                 name, ": truncated legacy storage '", k->str, "'");
-    GRAFT_CHECK(data.emplace(k->str, aligned(storage_view(file, offset, nbytes), it->second.dtype)).second,
-                name, ": storage '", k->str, "' stored twice");
+    GRAFT_CHECK(
+        data.emplace(k->str, aligned(storage_view(file, offset, nbytes), it->second.dtype)).second,
+        name, ": storage '", k->str, "' stored twice");
     offset += nbytes;
   }
   std::unordered_map<std::string, ValuePtr> built;
@@ -181,13 +184,13 @@ Checkpoint load_legacy(MappedFilePtr file) {
       const auto& vi = p.view->items;
       GRAFT_CHECK(p.view->kind == Value::Kind::Tuple && vi.size() == 3 &&
                       vi[1]->kind == Value::Kind::Int && vi[2]->kind == Value::Kind::Int &&
-                      vi[1]->integer >= 0 && vi[2]->integer >= 0 &&
-                      vi[1]->integer <= p.numel && vi[2]->integer <= p.numel - vi[1]->integer,
+                      vi[1]->integer >= 0 && vi[2]->integer >= 0 && vi[1]->integer <= p.numel &&
+                      vi[2]->integer <= p.numel - vi[1]->integer,
                   name, ": bad storage view ", p.view->repr());
       size_t isz = itemsize(p.dtype);
-      auto view = std::make_shared<StorageImpl>(static_cast<uint8_t*>(s->data()) + vi[1]->integer * isz,
-                                                vi[2]->integer * isz, Device::cpu(),
-                                                [s](void*) mutable { s.reset(); });
+      auto view = std::make_shared<StorageImpl>(
+          static_cast<uint8_t*>(s->data()) + vi[1]->integer * isz, vi[2]->integer * isz,
+          Device::cpu(), [s](void*) mutable { s.reset(); });
       p.numel = vi[2]->integer;
       s = view;
     }
@@ -204,8 +207,10 @@ void flatten_into(const Value& d, const std::string& prefix, StateDict& out, int
   for (const auto& [k, v] : d.entries) {
     if (k->kind != Value::Kind::Str) continue;
     std::string name = prefix.empty() ? k->str : prefix + "." + k->str;
-    if (v->kind == Value::Kind::Tensor) out.emplace_back(name, v->tensor);
-    else if (v->kind == Value::Kind::Dict) flatten_into(*v, name, out, depth + 1);
+    if (v->kind == Value::Kind::Tensor)
+      out.emplace_back(name, v->tensor);
+    else if (v->kind == Value::Kind::Dict)
+      flatten_into(*v, name, out, depth + 1);
   }
 }
 
@@ -221,7 +226,8 @@ bool holds_tensors(const Value& v) {
 Checkpoint load_pth(MappedFilePtr file) {
   std::string_view head = file->bytes().substr(0, 4);
   if (looks_like_zip(head)) return load_zip(std::move(file));
-  if (head.size() >= 2 && static_cast<uint8_t>(head[0]) == 0x80) return load_legacy(std::move(file));
+  if (head.size() >= 2 && static_cast<uint8_t>(head[0]) == 0x80)
+    return load_legacy(std::move(file));
   GRAFT_FAIL(file->path(), ": not a PyTorch checkpoint (neither a zip archive nor a legacy pickle",
              "; tar-format files from torch < 0.1.10 are not supported)");
 }
@@ -235,10 +241,11 @@ StateDict extract_state_dict(const ValuePtr& root, const std::string& sub_path) 
     size_t start = 0;
     while (start <= sub_path.size()) {
       size_t dot = sub_path.find('.', start);
-      std::string key = sub_path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+      std::string key =
+          sub_path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
       ValuePtr next = d->get(key);
-      GRAFT_CHECK(next, "checkpoint has no entry '", key, "' (path '", sub_path, "'); top level: ",
-                  root->repr(300));
+      GRAFT_CHECK(next, "checkpoint has no entry '", key, "' (path '", sub_path,
+                  "'); top level: ", root->repr(300));
       d = next.get();
       if (dot == std::string::npos) break;
       start = dot + 1;
@@ -268,7 +275,9 @@ ValuePtr state_dict_value(const StateDict& sd) {
   return d;
 }
 
-void save_pth(const StateDict& sd, const std::string& path) { save_pth(*state_dict_value(sd), path); }
+void save_pth(const StateDict& sd, const std::string& path) {
+  save_pth(*state_dict_value(sd), path);
+}
 
 void save_pth(const Value& root, const std::string& path) {
   // Assign storage keys in first-use order; tensors sharing a StorageImpl share a key.

@@ -41,7 +41,9 @@ bool looks_like_safetensors(std::string_view head, uint64_t file_size) {
   return n >= 2 && n <= kMaxHeader && n <= file_size - 8 && head[8] == '{';
 }
 
-SafetensorsFile load_safetensors(const std::string& path) { return load_safetensors(MappedFile::open(path)); }
+SafetensorsFile load_safetensors(const std::string& path) {
+  return load_safetensors(MappedFile::open(path));
+}
 
 SafetensorsFile load_safetensors(MappedFilePtr file) {
   const std::string& name = file->path();
@@ -84,10 +86,11 @@ SafetensorsFile load_safetensors(MappedFilePtr file) {
     Shape shape;
     uint64_t numel = 1;
     for (const auto& d : v["shape"]) {
-      GRAFT_CHECK(d.is_number_unsigned() && shape.size() < 64, where, ": bad shape ", v["shape"].dump());
+      GRAFT_CHECK(d.is_number_unsigned() && shape.size() < 64, where, ": bad shape ",
+                  v["shape"].dump());
       uint64_t s = d.get<uint64_t>();
-      GRAFT_CHECK(checked_mul(numel, s, data_size, &numel), where, ": shape ",
-                  v["shape"].dump(), " exceeds the data section");
+      GRAFT_CHECK(checked_mul(numel, s, data_size, &numel), where, ": shape ", v["shape"].dump(),
+                  " exceeds the data section");
       shape.push_back(static_cast<int64_t>(s));
     }
     if (shape_numel(shape) == 0) numel = 0;
@@ -121,9 +124,11 @@ void save_safetensors(const StateDict& tensors, const std::string& path,
   std::vector<Tensor> data;
   uint64_t offset = 0;
   for (const auto& [k, t] : tensors) {
-    GRAFT_CHECK(k != "__metadata__" && !h.contains(k), "save_safetensors: duplicate or reserved name '", k, "'");
+    GRAFT_CHECK(k != "__metadata__" && !h.contains(k),
+                "save_safetensors: duplicate or reserved name '", k, "'");
     Tensor c = t.cpu().contiguous();
-    h[k] = {{"dtype", dtype_code(c.dtype())}, {"shape", c.sizes()},
+    h[k] = {{"dtype", dtype_code(c.dtype())},
+            {"shape", c.sizes()},
             {"data_offsets", {offset, offset + c.nbytes()}}};
     offset += c.nbytes();
     data.push_back(std::move(c));

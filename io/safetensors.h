@@ -15,7 +15,7 @@
 namespace graft::io {
 
 struct SafetensorsFile {
-  StateDict tensors;  // in header order
+  StateDict tensors;                                          // in header order
   std::vector<std::pair<std::string, std::string>> metadata;  // "__metadata__"
   MappedFilePtr file;
 };

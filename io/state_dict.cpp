@@ -66,15 +66,20 @@ std::string apply_rules(std::string name, const std::vector<RemapRule>& rules,
       case RemapRule::Kind::StripPrefix:
         if (name.rfind(r.pattern, 0) == 0) name.erase(0, r.pattern.size());
         break;
-      case RemapRule::Kind::AddPrefix: name = r.pattern + name; break;
-      case RemapRule::Kind::Regex: name = std::regex_replace(name, regexes[ri++], r.replacement); break;
+      case RemapRule::Kind::AddPrefix:
+        name = r.pattern + name;
+        break;
+      case RemapRule::Kind::Regex:
+        name = std::regex_replace(name, regexes[ri++], r.replacement);
+        break;
     }
   }
   return name;
 }
 
 bool skipped_name(const std::string& n, const std::vector<std::string>& globs) {
-  return std::any_of(globs.begin(), globs.end(), [&](const std::string& g) { return glob_match(g, n); });
+  return std::any_of(globs.begin(), globs.end(),
+                     [&](const std::string& g) { return glob_match(g, n); });
 }
 
 }  // namespace
@@ -121,10 +126,12 @@ LoadReport load_state_dict(const StateDict& target, const StateDict& src, const 
   }
   for (size_t i = 0; i < target.size(); ++i) {
     const std::string& name = target[i].first;
-    if (chosen[i]) rep.loaded.push_back(name);
+    if (chosen[i])
+      rep.loaded.push_back(name);
     else if (skipped_name(name, opts.skips)) {
       if (!origin.count(name)) rep.skipped.push_back(name);
-    } else if (!origin.count(name)) rep.missing.push_back(name);
+    } else if (!origin.count(name))
+      rep.missing.push_back(name);
   }
   // A name can be skipped on both sides; list it once.
   std::vector<std::string> uniq;
@@ -166,7 +173,8 @@ StateDict load_weights_file(const std::string& path, const std::string& sub_path
   }
   auto file = MappedFile::open(path);
   std::string fmt = detect_weights_format(*file);
-  if (fmt == "pth-zip" || fmt == "pth-legacy") return extract_state_dict(load_pth(file).root, sub_path);
+  if (fmt == "pth-zip" || fmt == "pth-legacy")
+    return extract_state_dict(load_pth(file).root, sub_path);
   if (fmt == "safetensors") return load_safetensors(file).tensors;
   if (fmt == "npy") return {{fs::path(path).stem().string(), parse_npy(file->bytes(), path)}};
   GRAFT_FAIL(path, ": unrecognised weights file (expected a PyTorch .pth, .safetensors or .npy)");

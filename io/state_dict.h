@@ -71,7 +71,8 @@ struct LoadOptions {
   }
 };
 
-LoadReport load_state_dict(const StateDict& target, const StateDict& src, const LoadOptions& opts = {});
+LoadReport load_state_dict(const StateDict& target, const StateDict& src,
+                           const LoadOptions& opts = {});
 
 // '*' matches any run of characters (dots included), '?' any one character.
 bool glob_match(std::string_view pattern, std::string_view name);

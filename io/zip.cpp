@@ -109,16 +109,16 @@ void ZipReader::parse() {
     GRAFT_CHECK(e.method != 0 || e.compressed_size == e.size, name, ": stored entry '", e.name,
                 "' has different compressed and uncompressed sizes");
     // Deflate cannot expand by more than ~1032:1; a larger claim is a zip bomb or corrupt.
-    GRAFT_CHECK(e.method != 8 || e.size / 1032 <= e.compressed_size + 1, name, ": entry '",
-                e.name, "' claims an impossible compression ratio");
+    GRAFT_CHECK(e.method != 8 || e.size / 1032 <= e.compressed_size + 1, name, ": entry '", e.name,
+                "' claims an impossible compression ratio");
     GRAFT_CHECK(local <= n - kLocalLen && rd_u32(d + local) == kLocalSig, name,
                 ": bad local header for entry '", e.name, "'");
     uint64_t data = local + kLocalLen + rd_u16(d + local + 26) + rd_u16(d + local + 28);
     GRAFT_CHECK(data <= n && e.compressed_size <= n - data, name, ": data of entry '", e.name,
                 "' (", e.compressed_size, " bytes) runs past the end of the file");
     e.data_offset = data;
-    GRAFT_CHECK(index_.emplace(e.name, entries_.size()).second, name, ": duplicate entry '",
-                e.name, "'");
+    GRAFT_CHECK(index_.emplace(e.name, entries_.size()).second, name, ": duplicate entry '", e.name,
+                "'");
     entries_.push_back(std::move(e));
     p += kCentralLen + name_len + extra_len + comment_len;
   }
@@ -139,7 +139,8 @@ std::string_view ZipReader::raw(const ZipEntry& e) const {
   return file_->bytes().substr(e.data_offset, e.compressed_size);
 }
 
-static void inflate_into(std::string_view in, uint8_t* out, uint64_t size, const std::string& what) {
+static void inflate_into(std::string_view in, uint8_t* out, uint64_t size,
+                         const std::string& what) {
   z_stream zs{};
   GRAFT_CHECK(inflateInit2(&zs, -MAX_WBITS) == Z_OK, what, ": zlib init failed");
   zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
@@ -186,7 +187,8 @@ std::string ZipReader::read(const ZipEntry& e, uint64_t max_size) const {
     out.resize(e.size);
     inflate_into(raw(e), reinterpret_cast<uint8_t*>(out.data()), e.size, what);
   }
-  GRAFT_CHECK(crc32_of(out.data(), out.size()) == e.crc32, what, ": CRC-32 mismatch (corrupt file)");
+  GRAFT_CHECK(crc32_of(out.data(), out.size()) == e.crc32, what,
+              ": CRC-32 mismatch (corrupt file)");
   return out;
 }
 

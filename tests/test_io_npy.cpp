@@ -19,7 +19,8 @@ namespace {
     return ::testing::AssertionFailure() << a.meta_str() << " vs " << b.meta_str();
   auto va = a.to(DType::Float64).to_vector<double>(), vb = b.to(DType::Float64).to_vector<double>();
   for (size_t i = 0; i < va.size(); ++i)
-    if (va[i] != vb[i]) return ::testing::AssertionFailure() << "element " << i << ": " << va[i] << " vs " << vb[i];
+    if (va[i] != vb[i])
+      return ::testing::AssertionFailure() << "element " << i << ": " << va[i] << " vs " << vb[i];
   return ::testing::AssertionSuccess();
 }
 
@@ -83,10 +84,11 @@ TEST(IoNpy, RejectsBadFilesWithClearErrors) {
   EXPECT_THROW(io::load_npy(temp_path("does_not_exist")), Error);
   // Hostile headers: huge shapes, garbage, unterminated strings.
   const std::string magic = std::string("\x93NUMPY\x01\x00", 8);
-  for (std::string h : {"{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 4), }",
-                        "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000, 1000000000, 1000000000), }",
-                        "{'descr': '<f4', 'fortran_order': False}", "{'descr: '<f4", "garbage",
-                        "{'descr': '<f4', 'fortran_order': Maybe, 'shape': (), }"}) {
+  for (std::string h :
+       {"{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 4), }",
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000, 1000000000, 1000000000), }",
+        "{'descr': '<f4', 'fortran_order': False}", "{'descr: '<f4", "garbage",
+        "{'descr': '<f4', 'fortran_order': Maybe, 'shape': (), }"}) {
     std::string bytes = magic;
     bytes.push_back(static_cast<char>(h.size() & 0xff));
     bytes.push_back(static_cast<char>(h.size() >> 8));
@@ -116,9 +118,10 @@ TEST(IoNpy, WrittenFilesReadByNumpy) {
   std::string p = temp_path("np.npy");
   Tensor t = arange(24, opts(DType::Float32)).view({2, 3, 4}).permute({2, 0, 1});
   io::save_npy(p, t);
-  std::string cmd = "/usr/bin/python3 -c \"import numpy as np; a=np.load('" + p +
-                    "'); assert a.shape==(4,2,3) and a.dtype==np.float32; "
-                    "assert (a==np.arange(24,dtype=np.float32).reshape(2,3,4).transpose(2,0,1)).all()\"";
+  std::string cmd =
+      "/usr/bin/python3 -c \"import numpy as np; a=np.load('" + p +
+      "'); assert a.shape==(4,2,3) and a.dtype==np.float32; "
+      "assert (a==np.arange(24,dtype=np.float32).reshape(2,3,4).transpose(2,0,1)).all()\"";
   EXPECT_EQ(std::system(cmd.c_str()), 0);
   std::remove(p.c_str());
 }

@@ -23,7 +23,8 @@ namespace {
     return ::testing::AssertionFailure() << a.meta_str() << " vs " << b.meta_str();
   auto va = a.to(DType::Float64).to_vector<double>(), vb = b.to(DType::Float64).to_vector<double>();
   for (size_t i = 0; i < va.size(); ++i)
-    if (!(va[i] == vb[i])) return ::testing::AssertionFailure() << "element " << i << ": " << va[i] << " vs " << vb[i];
+    if (!(va[i] == vb[i]))
+      return ::testing::AssertionFailure() << "element " << i << ": " << va[i] << " vs " << vb[i];
   return ::testing::AssertionSuccess();
 }
 
@@ -115,15 +116,18 @@ TEST_P(IoPthMixed, EveryDtypeLayoutAndSharedStorage) {
   io::StateDict sd = io::extract_state_dict(io::load_pth(fixture(GetParam())).root);
   ASSERT_EQ(sd.size(), 17u);
   const std::pair<const char*, DType> dtypes[] = {
-      {"f32", DType::Float32}, {"f64", DType::Float64}, {"f16", DType::Float16},
-      {"bf16", DType::BFloat16}, {"i64", DType::Int64}, {"i32", DType::Int32},
-      {"i16", DType::Int16}, {"i8", DType::Int8}, {"u8", DType::UInt8}, {"b", DType::Bool}};
+      {"f32", DType::Float32},   {"f64", DType::Float64}, {"f16", DType::Float16},
+      {"bf16", DType::BFloat16}, {"i64", DType::Int64},   {"i32", DType::Int32},
+      {"i16", DType::Int16},     {"i8", DType::Int8},     {"u8", DType::UInt8},
+      {"b", DType::Bool}};
   for (auto [name, dt] : dtypes) EXPECT_EQ(io::find_tensor(sd, name)->dtype(), dt) << name;
   for (const auto& [name, t] : sd) {
     std::string ref = "io_mixed__" + name + (t.dtype() == DType::BFloat16 ? ".f32.npy" : ".npy");
     Tensor want = io::load_npy(fixture(ref));
-    if (t.dtype() == DType::BFloat16) EXPECT_TRUE(same(t, want)) << name;
-    else EXPECT_TRUE(bit_equal(t, want)) << name;
+    if (t.dtype() == DType::BFloat16)
+      EXPECT_TRUE(same(t, want)) << name;
+    else
+      EXPECT_TRUE(bit_equal(t, want)) << name;
   }
   const Tensor& tr = *io::find_tensor(sd, "transposed");
   EXPECT_EQ(tr.sizes(), (Shape{6, 4}));
@@ -141,7 +145,8 @@ TEST_P(IoPthMixed, EveryDtypeLayoutAndSharedStorage) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, IoPthMixed,
-                         ::testing::Values("io_mixed.pth", "io_mixed_legacy.pth", "io_mixed_proto4.pth"));
+                         ::testing::Values("io_mixed.pth", "io_mixed_legacy.pth",
+                                           "io_mixed_proto4.pth"));
 
 TEST(IoPth, NestedCheckpointWithPrefixesAndMetadata) {
   GRAFT_REQUIRE_FIXTURE("io_nested.pth");
@@ -199,16 +204,29 @@ TEST(IoPth, HostilePickles) {
       EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
     }
   };
-  fails(std::string("\x80\x02]q\x00h\x00" "a.", 9), "cyclic");           // l.append(l)
-  fails(std::string(100000, '(') + "]", "truncated");                     // marks only
+  fails(std::string("\x80\x02]q\x00h\x00"
+                    "a.",
+                    9),
+        "cyclic");                                     // l.append(l)
+  fails(std::string(100000, '(') + "]", "truncated");  // marks only
   fails("\x80\x02" + std::string(1000, ']') + std::string(999, 'a') + ".", "nesting deeper");
   fails("\x80\x02h\x05.", "memo has no entry 5");
   fails("\x80\x02\xff.", "unsupported pickle opcode 0xff");
-  fails("\x80\x02" "cos\nsystem\n.", "os.system");
+  fails(
+      "\x80\x02"
+      "cos\nsystem\n.",
+      "os.system");
   fails("\x80\x02\x8c\x02os\x8c\x06system\x93.", "os.system");  // STACK_GLOBAL
-  fails(std::string("\x80\x02" "ccollections\nOrderedDict\nX\x01\x00\x00\x00" "a\x85R.", 36), "with arguments");
+  fails(std::string("\x80\x02"
+                    "ccollections\nOrderedDict\nX\x01\x00\x00\x00"
+                    "a\x85R.",
+                    36),
+        "with arguments");
   fails("\x80\x02N)R.", "REDUCE on a None");
-  fails("\x80\x02" "a.", "underflow");
+  fails(
+      "\x80\x02"
+      "a.",
+      "underflow");
   fails(std::string("\x80\x02}q\x00K\x01h\x00s.", 11), "cyclic");  // d[1] = d
 }
 

@@ -58,7 +58,8 @@ TEST(IoSafetensors, ReadsTorchValuesZeroCopy) {
 
 TEST(IoSafetensors, RoundTripAndBadHeaders) {
   GRAFT_REQUIRE_FIXTURE("io_bad_offsets.safetensors");
-  io::StateDict sd = {{"a", randn({3, 4}).t()}, {"b", randn({5}).to(DType::BFloat16)},
+  io::StateDict sd = {{"a", randn({3, 4}).t()},
+                      {"b", randn({5}).to(DType::BFloat16)},
                       {"c", scalar_tensor(9, opts(DType::Int64))}};
   std::string p = temp_path("rt.safetensors");
   io::save_safetensors(sd, p, {{"format", "pt"}});
@@ -67,9 +68,9 @@ TEST(IoSafetensors, RoundTripAndBadHeaders) {
   for (size_t i = 0; i < 3; ++i) EXPECT_TRUE(bit_equal(back.tensors[i].second, sd[i].second));
   EXPECT_EQ(back.metadata.at(0).second, "pt");
   std::remove(p.c_str());
-  for (const char* bad : {"io_bad_offsets.safetensors", "io_bad_size.safetensors",
-                          "io_bad_dtype.safetensors", "io_bad_nesting.safetensors",
-                          "io_bad_json.safetensors"})
+  for (const char* bad :
+       {"io_bad_offsets.safetensors", "io_bad_size.safetensors", "io_bad_dtype.safetensors",
+        "io_bad_nesting.safetensors", "io_bad_json.safetensors"})
     EXPECT_THROW(io::load_safetensors(fixture(bad)), Error) << bad;
 }
 
@@ -90,7 +91,8 @@ TEST(IoStateDict, StrictLoadCopiesEverythingInPlace) {
   io::LoadReport r = io::load_state_dict(dst, src);
   EXPECT_TRUE(r.ok()) << r.str();
   EXPECT_EQ(r.loaded.size(), src.size());
-  for (size_t i = 0; i < src.size(); ++i) EXPECT_TRUE(bit_equal(dst[i].second, src[i].second)) << src[i].first;
+  for (size_t i = 0; i < src.size(); ++i)
+    EXPECT_TRUE(bit_equal(dst[i].second, src[i].second)) << src[i].first;
   // The same tensors through safetensors, dispatched on content.
   io::StateDict st = io::load_weights_file(fixture("io_resnet18.safetensors"));
   ASSERT_EQ(st.size(), src.size());
@@ -119,7 +121,8 @@ TEST(IoStateDict, PrefixRemapSkipAndFineTuneHead) {
   ASSERT_EQ(r.shape_mismatch.size(), 1u) << r.str();
   EXPECT_EQ(r.shape_mismatch[0].expected, (Shape{5, 4}));
   EXPECT_EQ(r.shape_mismatch[0].got, (Shape{2, 4}));
-  EXPECT_NE(r.str().find("2.weight: checkpoint [2, 4], model [5, 4]"), std::string::npos) << r.str();
+  EXPECT_NE(r.str().find("2.weight: checkpoint [2, 4], model [5, 4]"), std::string::npos)
+      << r.str();
   EXPECT_EQ(r.loaded.size(), src.size() - 1);
   EXPECT_TRUE(bit_equal(dst[0].second, src[0].second));
 

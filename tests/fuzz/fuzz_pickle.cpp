@@ -22,7 +22,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return v;
   };
   try {
-    io::ValuePtr v = io::unpickle(std::string_view(reinterpret_cast<const char*>(data), size), pl, "fuzz");
+    io::ValuePtr v =
+        io::unpickle(std::string_view(reinterpret_cast<const char*>(data), size), pl, "fuzz");
     (void)v->repr(1000);
     if (v->kind == io::Value::Kind::Tensor && v->tensor.numel() > 0) (void)v->tensor.contiguous();
   } catch (const Error&) {
