@@ -34,7 +34,10 @@ void LRScheduler::apply(const std::vector<double>& lrs) {
   auto& groups = opt_.param_groups();
   GRAFT_CHECK(lrs.size() == groups.size(), "LR scheduler: optimizer has ", groups.size(),
               " parameter groups but the scheduler was built for ", lrs.size());
-  for (size_t i = 0; i < groups.size(); ++i) groups[i].set_lr(lrs[i]);
+  // Assigned unchecked, as torch does: e.g. OneCycleLR's final step() (past
+  // the last optimizer step) overshoots to a slightly negative lr in torch too.
+  // An invalid lr is still caught by the next optimizer step().
+  for (size_t i = 0; i < groups.size(); ++i) groups[i].options.lr = lrs[i];
   last_lr_ = lrs;
 }
 

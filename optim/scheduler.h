@@ -115,7 +115,7 @@ class LinearLR final : public LRScheduler {
 };
 
 struct OneCycleOptions {
-  std::vector<double> max_lr;  // one value for all groups, or one per group
+  std::vector<double> max_lr = {};  // one value for all groups, or one per group
   int64_t total_steps = 0;
   double pct_start = 0.3;
   bool anneal_cos = true;  // false: linear annealing
