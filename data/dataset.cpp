@@ -206,24 +206,52 @@ Tensor fashion_mnist_demo_transform(const Tensor& images_u8, int64_t size) {
   GRAFT_CHECK(images_u8.dtype() == DType::UInt8 && images_u8.dim() == 3,
               "fashion_mnist_demo_transform: expected uint8 [N, H, W], got ", images_u8.meta_str());
   GRAFT_CHECK(size > 0, "fashion_mnist_demo_transform: size must be positive");
-  const int64_t n = images_u8.size(0);
-  Tensor x = images_u8.contiguous().to(DType::Float32).unsqueeze(1);  // [N, 1, H, W]
-  float* p = x.data_ptr<float>();
-  for (int64_t i = 0; i < x.numel(); ++i) p[i] = p[i] / 255.0f;
-  Tensor r = resize(x, size, size, /*antialias=*/false);  // F.interpolate bilinear
+  const Tensor src_t = images_u8.contiguous();
+  const int64_t n = src_t.size(0), H = src_t.size(1), W = src_t.size(2);
+  // Bilinear taps of F.interpolate(mode="bilinear", align_corners=False):
+  // source coordinate (o + 0.5) * in / out - 0.5, clamped at 0, neighbour
+  // clamped at the last pixel.
+  struct Tap {
+    int64_t i0, i1;
+    float l0, l1;
+  };
+  auto taps = [](int64_t in, int64_t out) {
+    std::vector<Tap> t(static_cast<size_t>(out));
+    const float scale = static_cast<float>(in) / static_cast<float>(out);
+    for (int64_t o = 0; o < out; ++o) {
+      const float src = std::max(0.0f, (static_cast<float>(o) + 0.5f) * scale - 0.5f);
+      const auto i0 = static_cast<int64_t>(src);
+      const int64_t i1 = std::min(i0 + 1, in - 1);
+      const float l1 = src - static_cast<float>(i0);
+      t[o] = {i0, i1, 1.0f - l1, l1};
+    }
+    return t;
+  };
+  const std::vector<Tap> ty = taps(H, size), tx = taps(W, size);
   Tensor out = empty({n, 3, size, size});
-  const float* s = r.data_ptr<float>();
+  const uint8_t* s = src_t.data_ptr<uint8_t>();
   float* o = out.data_ptr<float>();
   const int64_t plane = size * size;
   constexpr float kMean = 0.286f, kStd = 0.353f;
-  parallel_for(0, n, 64, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i)
-      for (int64_t k = 0; k < plane; ++k) {
-        const float v = (s[i * plane + k] - kMean) / kStd;
-        o[(i * 3) * plane + k] = v;
-        o[(i * 3 + 1) * plane + k] = v;
-        o[(i * 3 + 2) * plane + k] = v;
+  parallel_for(0, n, 256, [&](int64_t b, int64_t e) {
+    std::vector<float> img(static_cast<size_t>(H * W));
+    for (int64_t i = b; i < e; ++i) {
+      const uint8_t* p = s + i * H * W;
+      for (int64_t k = 0; k < H * W; ++k) img[k] = static_cast<float>(p[k]) / 255.0f;
+      float* dst = o + i * 3 * plane;
+      for (int64_t y = 0; y < size; ++y) {
+        const float* r0 = img.data() + ty[y].i0 * W;
+        const float* r1 = img.data() + ty[y].i1 * W;
+        for (int64_t x = 0; x < size; ++x) {
+          const Tap& c = tx[x];
+          const float v = ty[y].l0 * (c.l0 * r0[c.i0] + c.l1 * r0[c.i1]) +
+                          ty[y].l1 * (c.l0 * r1[c.i0] + c.l1 * r1[c.i1]);
+          dst[y * size + x] = (v - kMean) / kStd;
+        }
       }
+      std::copy_n(dst, plane, dst + plane);  // repeat to 3 channels
+      std::copy_n(dst, plane, dst + 2 * plane);
+    }
   });
   return out;
 }
