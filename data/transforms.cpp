@@ -90,26 +90,84 @@ inline uint8_t clip8(int32_t v) {
   return static_cast<uint8_t>(v < 0 ? 0 : (v > 255 ? 255 : v));
 }
 
+// Gives every output exactly `ksize` taps when the input is at least that
+// wide: the window slides left at the right edge and the extra taps get weight
+// 0. Integer sums are unchanged (0 * p adds nothing), and fixed-length tap
+// loops let the compiler unroll the horizontal pass.
+bool pack_fixed_taps(Weights& wt, std::vector<int32_t>& k, int64_t in_size) {
+  if (in_size < wt.ksize) return false;
+  const auto n = static_cast<int64_t>(wt.first.size());
+  for (int64_t o = 0; o < n; ++o) {
+    const int64_t f = std::min(wt.first[o], in_size - wt.ksize), shift = wt.first[o] - f;
+    int32_t* kk = &k[o * wt.ksize];
+    for (int64_t t = wt.count[o] - 1; t >= 0; --t) kk[t + shift] = kk[t];
+    for (int64_t t = 0; t < shift; ++t) kk[t] = 0;
+    for (int64_t t = shift + wt.count[o]; t < wt.ksize; ++t) kk[t] = 0;
+    wt.first[o] = f;
+    wt.count[o] = wt.ksize;
+  }
+  return true;
+}
+
+template <int KS>
+void horizontal_row_fixed(const uint8_t* in, const Weights& wt, const int32_t* k, int64_t out_w,
+                          uint8_t* out) {
+  for (int64_t xx = 0; xx < out_w; ++xx) {
+    const int32_t* kk = k + xx * KS;
+    const uint8_t* p = in + wt.first[xx] * 3;
+    int32_t s0 = 1 << (kPrecisionBits - 1), s1 = s0, s2 = s0;
+    for (int t = 0; t < KS; ++t) {
+      s0 += p[t * 3 + 0] * kk[t];
+      s1 += p[t * 3 + 1] * kk[t];
+      s2 += p[t * 3 + 2] * kk[t];
+    }
+    out[xx * 3 + 0] = clip8(s0);
+    out[xx * 3 + 1] = clip8(s1);
+    out[xx * 3 + 2] = clip8(s2);
+  }
+}
+
+void horizontal_row(const uint8_t* in, const Weights& wt, const int32_t* k, int64_t out_w,
+                    uint8_t* out) {
+  for (int64_t xx = 0; xx < out_w; ++xx) {
+    const int32_t* kk = k + xx * wt.ksize;
+    const uint8_t* p = in + wt.first[xx] * 3;
+    int32_t s0 = 1 << (kPrecisionBits - 1), s1 = s0, s2 = s0;
+    for (int64_t x = 0; x < wt.count[xx]; ++x) {
+      s0 += p[x * 3 + 0] * kk[x];
+      s1 += p[x * 3 + 1] * kk[x];
+      s2 += p[x * 3 + 2] * kk[x];
+    }
+    out[xx * 3 + 0] = clip8(s0);
+    out[xx * 3 + 1] = clip8(s1);
+    out[xx * 3 + 2] = clip8(s2);
+  }
+}
+
 // Horizontal pass over rows [y0, y1) of a region starting at `src` (row stride
-// `src_stride` bytes), writing `out_w` RGB pixels per row into `dst`.
+// `src_stride` bytes), writing `out_w` RGB pixels per row into `dst`. `fixed`:
+// the weights went through pack_fixed_taps.
 void resample_horizontal(const uint8_t* src, int64_t src_stride, int64_t y0, int64_t y1,
                          const Weights& wt, const std::vector<int32_t>& k, int64_t out_w,
-                         uint8_t* dst) {
+                         bool fixed, uint8_t* dst) {
   for (int64_t y = y0; y < y1; ++y) {
     const uint8_t* in = src + y * src_stride;
     uint8_t* out = dst + (y - y0) * out_w * 3;
-    for (int64_t xx = 0; xx < out_w; ++xx) {
-      const int32_t* kk = &k[xx * wt.ksize];
-      const uint8_t* p = in + wt.first[xx] * 3;
-      int32_t s0 = 1 << (kPrecisionBits - 1), s1 = s0, s2 = s0;
-      for (int64_t x = 0; x < wt.count[xx]; ++x) {
-        s0 += p[x * 3 + 0] * kk[x];
-        s1 += p[x * 3 + 1] * kk[x];
-        s2 += p[x * 3 + 2] * kk[x];
-      }
-      out[xx * 3 + 0] = clip8(s0);
-      out[xx * 3 + 1] = clip8(s1);
-      out[xx * 3 + 2] = clip8(s2);
+    switch (fixed ? wt.ksize : 0) {
+      case 3:
+        horizontal_row_fixed<3>(in, wt, k.data(), out_w, out);
+        break;
+      case 5:
+        horizontal_row_fixed<5>(in, wt, k.data(), out_w, out);
+        break;
+      case 7:
+        horizontal_row_fixed<7>(in, wt, k.data(), out_w, out);
+        break;
+      case 9:
+        horizontal_row_fixed<9>(in, wt, k.data(), out_w, out);
+        break;
+      default:
+        horizontal_row(in, wt, k.data(), out_w, out);
     }
   }
 }
@@ -193,15 +251,16 @@ Image resized_crop(const Image& img, int64_t top, int64_t left, int64_t h, int64
   }
   wh = make_weights(w, out_w, true);
   kh = fixed_point(wh.w);
+  const bool fixed = pack_fixed_taps(wh, kh, w);
   if (!need_v) {
-    resample_horizontal(base, stride, 0, h, wh, kh, out_w, out.pixels.data());
+    resample_horizontal(base, stride, 0, h, wh, kh, out_w, fixed, out.pixels.data());
     return out;
   }
   // PIL: horizontal pass over the rows the vertical pass reads, stored as
   // uint8, then the vertical pass.
   const int64_t y0 = wv.first[0], y1 = wv.first[out_h - 1] + wv.count[out_h - 1];
   std::vector<uint8_t> tmp(static_cast<size_t>((y1 - y0) * out_w * 3));
-  resample_horizontal(base, stride, y0, y1, wh, kh, out_w, tmp.data());
+  resample_horizontal(base, stride, y0, y1, wh, kh, out_w, fixed, tmp.data());
   resample_vertical(tmp.data(), out_w * 3, y0, out_w, wv, kv, out_h, out.pixels.data());
   return out;
 }
