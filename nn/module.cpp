@@ -124,6 +124,11 @@ Named<ModulePtr> Module::named_modules() const {
   return out;
 }
 
+void Module::apply(const std::function<void(Module&)>& fn) {
+  fn(*this);
+  for (auto& m : children()) m->apply(fn);
+}
+
 std::vector<ModulePtr> Module::modules() const {
   std::vector<ModulePtr> out;
   for (auto& [n, m] : named_modules()) out.push_back(m);

@@ -63,6 +63,11 @@ class Module : public std::enable_shared_from_this<Module> {
   std::vector<ModulePtr> children() const;
   std::vector<ModulePtr> modules() const;
 
+  // Calls fn on this module and then every descendant, pre-order (torch's
+  // Module.apply order aside: parents first here). Works during construction,
+  // before the module is owned by a shared_ptr.
+  void apply(const std::function<void(Module&)>& fn);
+
   // Parameters then buffers per module, in registration order, recursively.
   StateDict state_dict() const;
 

@@ -117,23 +117,23 @@ ResNet::ResNet(BlockKind block, std::vector<int64_t> layers, int64_t num_classes
 
   // torchvision: convs kaiming_normal_(fan_out, relu), BN weight 1 / bias 0
   // (already BatchNorm2d's defaults); the Linear keeps its own default init.
-  for (const auto& m : modules()) {
-    if (auto conv = std::dynamic_pointer_cast<Conv2d>(m))
+  apply([](Module& m) {
+    if (auto* conv = dynamic_cast<Conv2d*>(&m)) {
       init::kaiming_normal_(conv->weight, 0, init::FanMode::FanOut, init::Nonlinearity::ReLU);
-    else if (auto bn = std::dynamic_pointer_cast<BatchNorm2d>(m)) {
+    } else if (auto* bn = dynamic_cast<BatchNorm2d*>(&m)) {
       init::ones_(bn->weight);
       init::zeros_(bn->bias);
     }
-  }
+  });
   // Zero the last BN of each residual branch so every block starts as the
   // identity (https://arxiv.org/abs/1706.02677).
   if (zero_init_residual) {
-    for (const auto& m : modules()) {
-      if (auto b = std::dynamic_pointer_cast<Bottleneck>(m))
+    apply([](Module& m) {
+      if (auto* b = dynamic_cast<Bottleneck*>(&m))
         init::zeros_(b->bn3->weight);
-      else if (auto bb = std::dynamic_pointer_cast<BasicBlock>(m))
+      else if (auto* bb = dynamic_cast<BasicBlock*>(&m))
         init::zeros_(bb->bn2->weight);
-    }
+    });
   }
 }
 
