@@ -296,6 +296,7 @@ class Unpickler {
   }
   void set_items(std::vector<ValuePtr> kv) {
     if (kv.size() % 2) fail_at(pos_ - 1, "SETITEMS with an odd number of values");
+    for (auto& v : kv) v->frozen = true;  // before the check: d[k] = d must fail
     Value& dict = mutable_container(Value::Kind::Dict, "SETITEMS");
     for (size_t i = 0; i < kv.size(); i += 2) {
       adopt(dict, kv[i]);
@@ -379,9 +380,8 @@ class Unpickler {
                 " reads past the end of storage '", st.storage_key, "' (", st.storage_numel,
                 " elements)");
     if (empty) offset = 0;
-    Tensor t = make_tensor(st.storage, sizes, strides, offset, st.storage_dtype);
-    if (a.size() >= 5 && a[4]->kind == Value::Kind::Bool && a[4]->boolean) t.set_requires_grad(true);
-    return Value::from_tensor(std::move(t));
+    // requires_grad (a[4]) is not restored: loaded tensors are plain data.
+    return Value::from_tensor(make_tensor(st.storage, sizes, strides, offset, st.storage_dtype));
   }
 
   ValuePtr reduce(const Value& fn, const ValuePtr& args_v, size_t at) {
@@ -420,6 +420,7 @@ class Unpickler {
       case 'l': push(make_seq(K::List, pop_mark())); return;
       case 'a': {
         auto v = pop();
+        v->frozen = true;  // before the check: l.append(l) must fail
         Value& l = mutable_container(K::List, "APPEND");
         adopt(l, v);
         l.items.push_back(std::move(v));
@@ -427,6 +428,7 @@ class Unpickler {
       }
       case 'e': {
         auto items = pop_mark();
+        for (auto& v : items) v->frozen = true;
         Value& l = mutable_container(K::List, "APPENDS");
         for (auto& v : items) adopt(l, v);
         l.items.insert(l.items.end(), items.begin(), items.end());
@@ -510,6 +512,7 @@ class Unpickler {
       }
       case 'b': {  // BUILD
         auto state = pop();
+        state->frozen = true;
         Value& obj = *top();
         if (obj.kind == K::Dict && !obj.frozen && state->kind == K::Dict && !obj.attrs) {
           adopt(obj, state);
