@@ -47,7 +47,7 @@ void BM_ResNet18TrainStep(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * kBatch);
 }
-BENCHMARK(BM_ResNet18TrainStep)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(5.0);
+BENCHMARK(BM_ResNet18TrainStep)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void BM_ResNet18Inference(benchmark::State& state) {
   setup_threads();
@@ -62,6 +62,7 @@ void BM_ResNet18Inference(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * kBatch);
 }
-BENCHMARK(BM_ResNet18Inference)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(5.0);
+BENCHMARK(BM_ResNet18Inference)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
+BENCHMARK_MAIN();

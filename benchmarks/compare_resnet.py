@@ -31,7 +31,7 @@ def run_child(cmd, env):
 
 def graft_run(bench, name, threads, min_time):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), GRAFT_BENCH_THREADS=str(threads))
-    out, rss = run_child([bench, f"--benchmark_filter=^{name}$", "--benchmark_format=json",
+    out, rss = run_child([bench, f"--benchmark_filter=^{name}(/|$)", "--benchmark_format=json",
                           f"--benchmark_min_time={min_time}"], env)
     result = json.loads(out)["benchmarks"][0]
     return result["items_per_second"], rss

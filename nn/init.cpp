@@ -60,9 +60,8 @@ double kaiming_std(const Tensor& t, double a, FanMode mode, Nonlinearity nonline
   const int64_t fan = mode == FanMode::FanIn ? fan_in : fan_out;
   GRAFT_CHECK(fan > 0, "kaiming init: zero-element tensor ", shape_str(t.sizes()));
   // PyTorch passes `a` as calculate_gain's param, so leaky_relu with a=0 has gain sqrt(2).
-  const double gain = nonlinearity == Nonlinearity::LeakyReLU
-                          ? std::sqrt(2.0 / (1.0 + a * a))
-                          : calculate_gain(nonlinearity, a);
+  const double gain = nonlinearity == Nonlinearity::LeakyReLU ? std::sqrt(2.0 / (1.0 + a * a))
+                                                              : calculate_gain(nonlinearity, a);
   return gain / std::sqrt(static_cast<double>(fan));
 }
 

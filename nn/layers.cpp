@@ -45,8 +45,8 @@ Conv2d::Conv2d(int64_t in_ch, int64_t out_ch, int64_t k, int64_t s, int64_t pad,
       dilation(dil),
       groups(grp) {
   GRAFT_CHECK(in_ch > 0 && out_ch > 0 && k > 0 && s > 0 && pad >= 0 && dil > 0 && grp > 0,
-              "Conv2d(", in_ch, ", ", out_ch, ", kernel_size=", k, ", stride=", s, ", padding=",
-              pad, ", dilation=", dil, ", groups=", grp, "): invalid configuration");
+              "Conv2d(", in_ch, ", ", out_ch, ", kernel_size=", k, ", stride=", s,
+              ", padding=", pad, ", dilation=", dil, ", groups=", grp, "): invalid configuration");
   GRAFT_CHECK(in_ch % grp == 0 && out_ch % grp == 0, "Conv2d: in_channels (", in_ch,
               ") and out_channels (", out_ch, ") must be divisible by groups (", grp, ")");
   weight = empty({out_ch, in_ch / grp, k, k});
@@ -128,8 +128,8 @@ void BatchNorm2d::reset_parameters() {
 Tensor BatchNorm2d::forward(const Tensor& input) {
   GRAFT_CHECK(input.dim() == 4, "BatchNorm2d: expected 4D input (got ", input.dim(),
               "D input of shape ", shape_str(input.sizes()), ")");
-  GRAFT_CHECK(input.size(1) == num_features, "BatchNorm2d(", num_features,
-              "): input has ", input.size(1), " channels, shape ", shape_str(input.sizes()));
+  GRAFT_CHECK(input.size(1) == num_features, "BatchNorm2d(", num_features, "): input has ",
+              input.size(1), " channels, shape ", shape_str(input.sizes()));
   const bool training = is_training() && !force_eval;
   // Same rules as torch's _BatchNorm.forward: the counter advances in
   // training mode, and momentum=None averages over all batches seen.
@@ -170,16 +170,15 @@ Linear::Linear(int64_t in_f, int64_t out_f, bool with_bias, Generator* gen)
 void Linear::reset_parameters(Generator* gen) { init::default_reset(weight, bias, gen); }
 
 Tensor Linear::forward(const Tensor& input) {
-  GRAFT_CHECK(input.dim() >= 1 && input.size(-1) == in_features, "Linear(in_features=",
-              in_features, ", out_features=", out_features, "): input shape ",
-              shape_str(input.sizes()), " does not end in ", in_features);
+  GRAFT_CHECK(input.dim() >= 1 && input.size(-1) == in_features, "Linear(in_features=", in_features,
+              ", out_features=", out_features, "): input shape ", shape_str(input.sizes()),
+              " does not end in ", in_features);
   return F::linear(input, weight, bias);
 }
 
 std::string Linear::extra_repr() const {
   return "in_features=" + std::to_string(in_features) +
-         ", out_features=" + std::to_string(out_features) +
-         ", bias=" + py_bool(bias.defined());
+         ", out_features=" + std::to_string(out_features) + ", bias=" + py_bool(bias.defined());
 }
 
 // ---------------------------------------------------------------- activations, pooling
@@ -204,8 +203,8 @@ MaxPool2d::MaxPool2d(int64_t k, int64_t s, int64_t pad, int64_t dil, bool ceil)
       ceil_mode(ceil) {
   GRAFT_CHECK(k > 0 && stride > 0 && pad >= 0 && dil > 0, "MaxPool2d(kernel_size=", k,
               ", stride=", s, ", padding=", pad, ", dilation=", dil, "): invalid configuration");
-  GRAFT_CHECK(2 * pad <= k, "MaxPool2d: padding (", pad, ") should be at most half of kernel size (",
-              k, ")");
+  GRAFT_CHECK(2 * pad <= k, "MaxPool2d: padding (", pad,
+              ") should be at most half of kernel size (", k, ")");
 }
 
 Tensor MaxPool2d::forward(const Tensor& input) {

@@ -62,9 +62,9 @@ class BatchNorm2d : public Module {
   // policy for fine-tuning small batches).
   bool force_eval = false;
 
-  Tensor weight, bias;                 // [C] when affine
-  Tensor running_mean, running_var;    // [C] when track_running_stats
-  Tensor num_batches_tracked;          // int64 0-d when track_running_stats
+  Tensor weight, bias;               // [C] when affine
+  Tensor running_mean, running_var;  // [C] when track_running_stats
+  Tensor num_batches_tracked;        // int64 0-d when track_running_stats
 };
 
 class Linear : public Module {

@@ -22,8 +22,8 @@ void Module::check_new_name(const std::string& name) const {
       if (e.name == name) return true;
     return false;
   };
-  GRAFT_CHECK(!taken(params_) && !taken(buffers_) && !taken(children_), type_name_,
-              ": member '", name, "' is already registered");
+  GRAFT_CHECK(!taken(params_) && !taken(buffers_) && !taken(children_), type_name_, ": member '",
+              name, "' is already registered");
 }
 
 void Module::register_parameter(const std::string& name, Tensor* slot, bool requires_grad) {
@@ -147,7 +147,8 @@ ModulePtr Module::find_module(const std::string& dotted_name) const {
   size_t pos = 0;
   while (pos <= dotted_name.size()) {
     size_t dot = dotted_name.find('.', pos);
-    std::string part = dotted_name.substr(pos, dot == std::string::npos ? std::string::npos : dot - pos);
+    std::string part =
+        dotted_name.substr(pos, dot == std::string::npos ? std::string::npos : dot - pos);
     ModulePtr next;
     for (const auto& c : cur->children_)
       if (c.name == part) next = c.get();

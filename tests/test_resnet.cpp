@@ -8,6 +8,8 @@
 #include "core/autograd.h"
 #include "core/ops.h"
 #include "core/ops_nn.h"
+#include "io/npy.h"
+#include "io/state_dict.h"
 #include "nn/init.h"
 #include "nn/layers.h"
 #include "nn/loss.h"
@@ -135,9 +137,9 @@ TEST(ResNetStructure, HeadReplacementKeepsNames) {
   // Assigning the member is the same operation as replace_module.
   m->fc = std::make_shared<nn::Linear>(512, 3);
   EXPECT_EQ(m->find_tensor("fc.weight").sizes(), (Shape{3, 512}));
-  auto old = m->replace_module("fc", std::make_shared<nn::Sequential>(std::initializer_list<nn::ModulePtr>{
-                                         std::make_shared<nn::Dropout>(0.2),
-                                         std::make_shared<nn::Linear>(512, 5)}));
+  auto old = m->replace_module(
+      "fc", std::make_shared<nn::Sequential>(std::initializer_list<nn::ModulePtr>{
+                std::make_shared<nn::Dropout>(0.2), std::make_shared<nn::Linear>(512, 5)}));
   EXPECT_EQ(old->type_name(), "Linear");
   EXPECT_TRUE(m->find_tensor("fc.1.weight").defined());
   EXPECT_FALSE(m->find_tensor("fc.weight").defined());
@@ -324,6 +326,36 @@ TEST(ResNetParity, ForceEvalBatchNormIgnoresTrainMode) {
   EXPECT_EQ(model->find_tensor("layer2.0.downsample.1.num_batches_tracked").item(), 3);
   EXPECT_TRUE(testing::close_to(model->find_tensor("bn1.running_mean"),
                                 fx.get("state/bn1.running_mean"), 0));
+}
+
+// The path `graft forward` takes: a torch.save'd state_dict, the class
+// count from fc.weight, strict loading, eval-mode logits.
+TEST(ResNetCheckpoint, TorchSavedStateDictRunsLikeTorch) {
+  GRAFT_REQUIRE_FIXTURE("resnet18_c10_logits.npy");
+  const io::StateDict sd = io::load_weights_file(testing::fixture("resnet18_c10.pth"));
+  const Tensor* fc = io::find_tensor(sd, "fc.weight");
+  ASSERT_NE(fc, nullptr);
+  auto model = nn::make_resnet("resnet18", fc->size(0));
+  const io::LoadReport report = io::load_state_dict(model->state_dict(), sd);
+  EXPECT_TRUE(report.ok()) << report.str();
+  EXPECT_EQ(report.loaded.size(), model->state_dict().size());
+  model->eval();
+  NoGradGuard g;
+  Tensor logits = model->forward(io::load_npy(testing::fixture("resnet18_c10_input.npy")));
+  EXPECT_TRUE(
+      testing::close_to(logits, io::load_npy(testing::fixture("resnet18_c10_logits.npy")), 1e-4));
+
+  // A 1000-class model does not fit: strict loading refuses and copies nothing.
+  auto wrong = nn::resnet18(1000);
+  Tensor before = wrong->find_tensor("conv1.weight").clone();
+  EXPECT_THROW(io::load_state_dict(wrong->state_dict(), sd), Error);
+  EXPECT_TRUE(allclose(wrong->find_tensor("conv1.weight"), before, 0, 0));
+  io::LoadOptions dry;
+  dry.strict = false;
+  dry.dry_run = true;
+  const io::LoadReport r = io::load_state_dict(wrong->state_dict(), sd, dry);
+  ASSERT_EQ(r.shape_mismatch.size(), 2u);
+  EXPECT_EQ(r.shape_mismatch[0].name, "fc.weight");
 }
 
 }  // namespace

@@ -31,8 +31,7 @@ Tensor residual_relu(Tensor out, const Tensor& identity) {
 
 // ---------------------------------------------------------------- blocks
 
-BasicBlock::BasicBlock(int64_t inplanes, int64_t planes, int64_t stride,
-                       std::shared_ptr<Module> ds)
+BasicBlock::BasicBlock(int64_t inplanes, int64_t planes, int64_t stride, std::shared_ptr<Module> ds)
     : Module("BasicBlock") {
   conv1 = conv3x3(inplanes, planes, stride);
   bn1 = std::make_shared<BatchNorm2d>(planes);
@@ -55,8 +54,7 @@ Tensor BasicBlock::forward(const Tensor& x) {
   return residual_relu(out, identity);
 }
 
-Bottleneck::Bottleneck(int64_t inplanes, int64_t planes, int64_t stride,
-                       std::shared_ptr<Module> ds)
+Bottleneck::Bottleneck(int64_t inplanes, int64_t planes, int64_t stride, std::shared_ptr<Module> ds)
     : Module("Bottleneck") {
   const int64_t width = planes;  // groups=1, base_width=64
   conv1 = conv1x1(inplanes, width);
@@ -141,13 +139,14 @@ std::shared_ptr<Sequential> ResNet::make_layer(int64_t planes, int64_t blocks, i
   GRAFT_CHECK(blocks > 0, "ResNet: every stage needs at least one block, got ", blocks);
   std::shared_ptr<Module> ds;
   if (stride != 1 || inplanes_ != planes * expansion_) {
-    ds = std::make_shared<Sequential>(std::initializer_list<ModulePtr>{
-        conv1x1(inplanes_, planes * expansion_, stride),
-        std::make_shared<BatchNorm2d>(planes * expansion_)});
+    ds = std::make_shared<Sequential>(
+        std::initializer_list<ModulePtr>{conv1x1(inplanes_, planes * expansion_, stride),
+                                         std::make_shared<BatchNorm2d>(planes * expansion_)});
   }
   auto seq = std::make_shared<Sequential>();
   auto make_block = [&](int64_t in, int64_t s, std::shared_ptr<Module> d) -> ModulePtr {
-    if (block_ == BlockKind::Basic) return std::make_shared<BasicBlock>(in, planes, s, std::move(d));
+    if (block_ == BlockKind::Basic)
+      return std::make_shared<BasicBlock>(in, planes, s, std::move(d));
     return std::make_shared<Bottleneck>(in, planes, s, std::move(d));
   };
   seq->push_back(make_block(inplanes_, stride, ds));
