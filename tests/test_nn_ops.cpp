@@ -196,8 +196,8 @@ TEST(NnOps, Conv2dNonContiguousInput) {
   Tensor base = randn({2, 7, 7, 3}, opts(DType::Float64), &gen);
   Tensor x = base.permute({0, 3, 1, 2});  // NHWC memory seen as NCHW
   Tensor w = randn({2, 3, 3, 3}, opts(DType::Float64), &gen);
-  EXPECT_TRUE(close_to(F::conv2d(x, w, Tensor(), {}), F::conv2d(x.contiguous(), w, Tensor(), {}),
-                       1e-14));
+  EXPECT_TRUE(
+      close_to(F::conv2d(x, w, Tensor(), {}), F::conv2d(x.contiguous(), w, Tensor(), {}), 1e-14));
 }
 
 TEST(NnOps, Conv2dGradcheck) {
@@ -213,11 +213,11 @@ TEST(NnOps, Conv2dGradcheck) {
 
 TEST(NnOps, Conv2dErrors) {
   Tensor x = zeros({1, 4, 5, 5}), w = zeros({2, 4, 3, 3});
-  EXPECT_THROW(F::conv2d(zeros({4, 5, 5}), w, Tensor(), {}), Error);      // rank
-  EXPECT_THROW(F::conv2d(x, zeros({2, 3, 3, 3}), Tensor(), {}), Error);   // channels
-  EXPECT_THROW(F::conv2d(x, zeros({2, 4, 6, 6}), Tensor(), {}), Error);   // output < 1
-  EXPECT_THROW(F::conv2d(x, w, zeros({3}), {}), Error);                   // bias size
-  EXPECT_THROW(F::conv2d(x, zeros({2, 4, 0, 3}), Tensor(), {}), Error);   // empty kernel
+  EXPECT_THROW(F::conv2d(zeros({4, 5, 5}), w, Tensor(), {}), Error);     // rank
+  EXPECT_THROW(F::conv2d(x, zeros({2, 3, 3, 3}), Tensor(), {}), Error);  // channels
+  EXPECT_THROW(F::conv2d(x, zeros({2, 4, 6, 6}), Tensor(), {}), Error);  // output < 1
+  EXPECT_THROW(F::conv2d(x, w, zeros({3}), {}), Error);                  // bias size
+  EXPECT_THROW(F::conv2d(x, zeros({2, 4, 0, 3}), Tensor(), {}), Error);  // empty kernel
   F::Conv2dParams p;
   p.groups = 3;
   EXPECT_THROW(F::conv2d(zeros({1, 6, 5, 5}), zeros({4, 2, 3, 3}), Tensor(), p), Error);
@@ -280,9 +280,9 @@ TEST(NnOps, BatchNormErrors) {
                Error);  // rank
   EXPECT_THROW(F::batch_norm(x, zeros({4}), Tensor(), Tensor(), Tensor(), true, 0.1, 1e-5),
                Error);  // channel mismatch
-  EXPECT_THROW(F::batch_norm(zeros({1, 3, 1, 1}), Tensor(), Tensor(), Tensor(), Tensor(), true,
-                             0.1, 1e-5),
-               Error);  // one value per channel
+  EXPECT_THROW(
+      F::batch_norm(zeros({1, 3, 1, 1}), Tensor(), Tensor(), Tensor(), Tensor(), true, 0.1, 1e-5),
+      Error);  // one value per channel
   EXPECT_THROW(F::batch_norm(x, Tensor(), Tensor(), Tensor(), Tensor(), false, 0.1, 1e-5),
                Error);  // eval needs running stats
 }
@@ -297,8 +297,8 @@ TEST(NnOps, MaxPool2dMatchesTorch) {
     const Case c(name);
     for (DType dt : kDTypes) {
       Tensor x = c.leaf("input", dt);
-      Tensor out = F::max_pool2d(x, c.i("kernel"), c.i("stride"), c.i("padding"),
-                                 c.i("dilation"), c.i("ceil_mode") != 0);
+      Tensor out = F::max_pool2d(x, c.i("kernel"), c.i("stride"), c.i("padding"), c.i("dilation"),
+                                 c.i("ceil_mode") != 0);
       EXPECT_TRUE(close_to(out.to(DType::Float64), c.t("out"), tol(dt)));
       check_grads(out, c.t("grad_out", dt), {{x, c.t("grad_input")}}, dt);
     }
@@ -329,12 +329,12 @@ TEST(NnOps, PoolGradcheck) {
 }
 
 TEST(NnOps, PoolErrors) {
-  EXPECT_THROW(F::max_pool2d(zeros({3, 8, 8}), 2, 2, 0), Error);             // rank
-  EXPECT_THROW(F::max_pool2d(zeros({1, 1, 8, 8}), 0, 1, 0), Error);          // kernel
-  EXPECT_THROW(F::max_pool2d(zeros({1, 1, 8, 8}), 3, 2, 2), Error);          // padding > k/2
-  EXPECT_THROW(F::max_pool2d(zeros({1, 1, 2, 2}), 3, 1, 0), Error);          // output < 1
-  EXPECT_THROW(F::adaptive_avg_pool2d(zeros({1, 1, 4, 4}), 0, 1), Error);    // output size
-  EXPECT_THROW(F::adaptive_avg_pool2d(zeros({1, 4, 4}), 1, 1), Error);       // rank
+  EXPECT_THROW(F::max_pool2d(zeros({3, 8, 8}), 2, 2, 0), Error);           // rank
+  EXPECT_THROW(F::max_pool2d(zeros({1, 1, 8, 8}), 0, 1, 0), Error);        // kernel
+  EXPECT_THROW(F::max_pool2d(zeros({1, 1, 8, 8}), 3, 2, 2), Error);        // padding > k/2
+  EXPECT_THROW(F::max_pool2d(zeros({1, 1, 2, 2}), 3, 1, 0), Error);        // output < 1
+  EXPECT_THROW(F::adaptive_avg_pool2d(zeros({1, 1, 4, 4}), 0, 1), Error);  // output size
+  EXPECT_THROW(F::adaptive_avg_pool2d(zeros({1, 4, 4}), 1, 1), Error);     // rank
 }
 
 // ============================================================ softmax, losses, linear
@@ -429,11 +429,11 @@ TEST(NnOps, SoftmaxLossLinearGradcheck) {
 
 TEST(NnOps, LossErrors) {
   Tensor x = zeros({4, 3});
-  EXPECT_THROW(F::cross_entropy(x, tensor<int64_t>({0, 1, 3, 0})), Error);     // class 3 of 3
-  EXPECT_THROW(F::cross_entropy(x, tensor<int64_t>({0, 1, 2})), Error);        // batch mismatch
-  EXPECT_THROW(F::cross_entropy(x, zeros({4})), Error);                        // float target
-  EXPECT_THROW(F::cross_entropy(zeros({4}), tensor<int64_t>({0})), Error);     // rank
-  EXPECT_THROW(F::nll_loss(x, tensor<int64_t>({0, -1, 1, 1})), Error);         // negative class
+  EXPECT_THROW(F::cross_entropy(x, tensor<int64_t>({0, 1, 3, 0})), Error);  // class 3 of 3
+  EXPECT_THROW(F::cross_entropy(x, tensor<int64_t>({0, 1, 2})), Error);     // batch mismatch
+  EXPECT_THROW(F::cross_entropy(x, zeros({4})), Error);                     // float target
+  EXPECT_THROW(F::cross_entropy(zeros({4}), tensor<int64_t>({0})), Error);  // rank
+  EXPECT_THROW(F::nll_loss(x, tensor<int64_t>({0, -1, 1, 1})), Error);      // negative class
   EXPECT_THROW(F::cross_entropy(x, tensor<int64_t>({0, 1, 2, 0}), F::Reduction::Mean, -100, 1.5),
                Error);
   EXPECT_THROW(F::linear(zeros({2, 3}), zeros({4, 5}), Tensor()), Error);
