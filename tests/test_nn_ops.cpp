@@ -3,46 +3,18 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
-#include <functional>
 #include <map>
-#include <sstream>
 
 #include "core/autograd.h"
+#include "core/gradcheck.h"
 #include "core/ops_nn.h"
+#include "io/npy.h"
 #include "tests/test_util.h"
 
 namespace graft {
 namespace {
 
 using testing::close_to;
-
-// Minimal .npy reader (little-endian <f8/<f4/<i8, C order) for the fixtures.
-Tensor read_npy(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  GRAFT_CHECK(f, "cannot open ", path);
-  char magic[8];
-  f.read(magic, 8);
-  GRAFT_CHECK(std::memcmp(magic, "\x93NUMPY\x01\x00", 8) == 0, path, ": not a v1 .npy file");
-  unsigned char len[2];
-  f.read(reinterpret_cast<char*>(len), 2);
-  std::string header(len[0] | (len[1] << 8), '\0');
-  f.read(header.data(), static_cast<std::streamsize>(header.size()));
-  DType dtype = header.find("'<f8'") != std::string::npos   ? DType::Float64
-                : header.find("'<f4'") != std::string::npos ? DType::Float32
-                                                            : DType::Int64;
-  GRAFT_CHECK(header.find("'<i8'") != std::string::npos || dtype != DType::Int64, path,
-              ": unsupported dtype in ", header);
-  GRAFT_CHECK(header.find("False") != std::string::npos, path, ": fortran order unsupported");
-  Shape shape;
-  const size_t open = header.find('(', header.find("shape")), close = header.find(')', open);
-  std::stringstream dims(header.substr(open + 1, close - open - 1));
-  for (std::string tok; std::getline(dims, tok, ',');)
-    if (tok.find_first_not_of(' ') != std::string::npos) shape.push_back(std::stoll(tok));
-  Tensor t = empty(shape, opts(dtype));
-  f.read(static_cast<char*>(t.raw_data()), static_cast<std::streamsize>(t.nbytes()));
-  GRAFT_CHECK(f, path, ": truncated");
-  return t;
-}
 
 // One fixture case: params.txt values and the .npy tensors of a directory.
 struct Case {
@@ -63,7 +35,7 @@ struct Case {
   // Tensor `name` (undefined when absent), floats converted to `dtype`.
   Tensor t(const std::string& name, DType dtype = DType::Float64) const {
     if (!has(name)) return Tensor();
-    Tensor x = read_npy(testing::fixture(dir + name + ".npy"));
+    Tensor x = io::load_npy(testing::fixture(dir + name + ".npy"));
     return is_floating(x.dtype()) ? x.to(dtype) : x;
   }
   Tensor leaf(const std::string& name, DType dtype) const {
@@ -109,31 +81,13 @@ F::Conv2dParams conv_params(const Case& c) {
   return p;
 }
 
-// Central finite differences of sum(f(inputs) * r) against autograd, float64.
-void gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f,
-               std::vector<Tensor> inputs, double eps = 1e-6, double rtol = 1e-5) {
-  for (auto& x : inputs) x = x.to(DType::Float64).contiguous().detach().set_requires_grad(true);
-  Tensor out = f(inputs);
-  Generator gen(7);
-  const Tensor r = randn(out.sizes(), opts(DType::Float64), &gen);
-  const std::vector<Tensor> analytic = autograd::grad({out}, inputs, {r});
-  NoGradGuard ng;
-  for (size_t k = 0; k < inputs.size(); ++k) {
-    double* p = inputs[k].data_ptr<double>();
-    Tensor numeric = empty(inputs[k].sizes(), opts(DType::Float64));
-    double* nd = numeric.data_ptr<double>();
-    for (int64_t j = 0; j < inputs[k].numel(); ++j) {
-      const double orig = p[j];
-      p[j] = orig + eps;
-      const double hi = sum(mul(f(inputs), r)).item();
-      p[j] = orig - eps;
-      const double lo = sum(mul(f(inputs), r)).item();
-      p[j] = orig;
-      nd[j] = (hi - lo) / (2 * eps);
-    }
-    ASSERT_TRUE(analytic[k].defined()) << "input " << k;
-    EXPECT_TRUE(close_to(analytic[k], numeric, rtol)) << "input " << k;
-  }
+// Finite differences (core/gradcheck.h) in float64, with tight tolerances.
+void gradcheck(const GradcheckFn& f, const std::vector<Tensor>& inputs) {
+  GradcheckOptions o;
+  o.atol = 1e-7;
+  o.rtol = 1e-5;
+  const GradcheckResult r = graft::gradcheck(f, inputs, o);
+  EXPECT_TRUE(r.ok) << r.message << " (max rel error " << r.max_rel_error << ")";
 }
 
 // ============================================================ conv2d
