@@ -179,6 +179,38 @@ Tensor batch_norm(const Tensor& input, const Tensor& weight, const Tensor& bias,
   return out;
 }
 
+Tensor conv2d_bn_eval(const Tensor& input, const Tensor& weight, const Tensor& conv_bias,
+                      const Conv2dParams& p, const Tensor& bn_weight, const Tensor& bn_bias,
+                      const Tensor& running_mean, const Tensor& running_var, double eps,
+                      bool relu) {
+  GRAFT_CHECK(running_mean.defined() && running_var.defined(),
+              "conv2d_bn_eval: running_mean and running_var are required");
+  if (autograd::any_requires_grad({&input, &weight, &conv_bias, &bn_weight, &bn_bias})) {
+    Tensor y = batch_norm(conv2d(input, weight, conv_bias, p), bn_weight, bn_bias, running_mean,
+                          running_var, false, 0.0, eps);
+    return relu ? graft::relu(y) : y;
+  }
+  GRAFT_CHECK(weight.defined() && weight.dim() == 4,
+              "conv2d_bn_eval: expected a 4-D weight [O, C/groups, kh, kw]");
+  const int64_t O = weight.size(0);
+  check_param(running_mean, weight, O, "conv2d_bn_eval", "running_mean");
+  check_param(running_var, weight, O, "conv2d_bn_eval", "running_var");
+  check_param(bn_weight, weight, O, "conv2d_bn_eval", "bn weight");
+  check_param(bn_bias, weight, O, "conv2d_bn_eval", "bn bias");
+  GRAFT_CHECK(eps > 0, "conv2d_bn_eval: eps must be > 0, got ", eps);
+  // Fold in float64: scale = gamma / sqrt(var + eps), shift = beta - mean*scale.
+  const DType f64 = DType::Float64;
+  Tensor scale = rsqrt(add(running_var.to(f64), eps));
+  if (bn_weight.defined()) scale = mul(scale, bn_weight.to(f64));
+  Tensor shift = neg(mul(running_mean.to(f64), scale));
+  if (conv_bias.defined()) shift = add(shift, mul(conv_bias.to(f64), scale));
+  if (bn_bias.defined()) shift = add(shift, bn_bias.to(f64));
+  const Tensor w = mul(weight.to(f64), scale.view({O, 1, 1, 1})).to(weight.dtype());
+  Tensor out = conv2d(input, w, shift.to(weight.dtype()), p);
+  if (relu) relu_(out);
+  return out;
+}
+
 Tensor max_pool2d(const Tensor& input, int64_t kernel, int64_t stride, int64_t padding,
                   int64_t dilation, bool ceil_mode) {
   GRAFT_CHECK(input.defined() && input.dim() == 4,

@@ -186,6 +186,43 @@ TEST(NnOps, Conv2dErrors) {
   }
 }
 
+TEST(NnOps, Conv2dBnEvalMatchesUnfused) {
+  Generator gen(11);
+  const auto o64 = opts(DType::Float64);
+  Tensor x = randn({3, 4, 9, 8}, o64, &gen), w = randn({6, 2, 3, 3}, o64, &gen);
+  Tensor cb = randn({6}, o64, &gen), gamma = rand({6}, o64, &gen), beta = randn({6}, o64, &gen);
+  Tensor rm = randn({6}, o64, &gen), rv = add(rand({6}, o64, &gen), 0.5);
+  F::Conv2dParams p;
+  p.stride_w = 2;
+  p.pad_h = p.pad_w = 1;
+  p.groups = 2;
+  for (bool relu : {false, true}) {
+    for (bool affine : {false, true}) {
+      for (bool bias : {false, true}) {
+        SCOPED_TRACE(std::to_string(relu) + std::to_string(affine) + std::to_string(bias));
+        const Tensor g = affine ? gamma : Tensor(), b = affine ? beta : Tensor();
+        const Tensor c = bias ? cb : Tensor();
+        Tensor ref = F::batch_norm(F::conv2d(x, w, c, p), g, b, rm, rv, false, 0.1, 1e-5);
+        if (relu) ref = graft::relu(ref);
+        EXPECT_TRUE(close_to(F::conv2d_bn_eval(x, w, c, p, g, b, rm, rv, 1e-5, relu), ref, 1e-12));
+        // float32 folding stays within float rounding of the unfused path
+        EXPECT_TRUE(close_to(
+            F::conv2d_bn_eval(
+                x.to(DType::Float32), w.to(DType::Float32), c.defined() ? c.to(DType::Float32) : c,
+                p, g.defined() ? g.to(DType::Float32) : g, b.defined() ? b.to(DType::Float32) : b,
+                rm.to(DType::Float32), rv.to(DType::Float32), 1e-5, relu)
+                .to(DType::Float64),
+            ref, 1e-5));
+      }
+    }
+  }
+  // With a gradient needed it takes the unfused (differentiable) path.
+  Tensor wg = w.clone().set_requires_grad(true);
+  Tensor y = F::conv2d_bn_eval(x, wg, cb, p, gamma, beta, rm, rv, 1e-5, true);
+  sum(y).backward();
+  EXPECT_TRUE(wg.grad().defined());
+}
+
 // ============================================================ batch_norm
 
 TEST(NnOps, BatchNormMatchesTorch) {
