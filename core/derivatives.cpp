@@ -300,7 +300,240 @@ void amax_amin(const Tensor& self, const std::vector<int64_t>& dims, bool keepdi
 
 // REDUCTION-DERIVATIVES (var, max/min with indices) continue here.
 
+void var(const Tensor& self, const std::vector<int64_t>& dims, double correction, bool keepdim,
+         const Tensor& out) {
+  // d var / dx = 2 (x - mean) / (N - correction)
+  record("VarBackward", out, {self}, {self},
+         [dims, correction, keepdim](FunctionNode& n, const Tensor& g) {
+           const Tensor x = n.saved(0);
+           if (x.dim() == 0) return std::vector<Tensor>{zeros_like(x)};  // var of one value
+           const double count = static_cast<double>(reduced_count(x.sizes(), dims));
+           Tensor centered = sub(x, mean(x, dims, true));
+           Tensor scale = div(unsqueeze_dims(g, dims, keepdim), (count - correction) / 2.0);
+           return std::vector<Tensor>{mul(scale, centered)};
+         });
+}
+
+void max_min_dim(const Tensor& self, int64_t dim, bool keepdim, const Tensor& indices,
+                 const Tensor& values) {
+  // The whole gradient goes to the element whose index was returned.
+  record("MaxMinDimBackward", values, {self}, {indices},
+         [shape = self.sizes(), dim, keepdim](FunctionNode& n, const Tensor& g) {
+           if (shape.empty()) return std::vector<Tensor>{g};
+           Tensor idx = n.saved(0);
+           Tensor gk = g;
+           if (!keepdim) {
+             idx = idx.unsqueeze(dim);
+             gk = gk.unsqueeze(dim);
+           }
+           return std::vector<Tensor>{
+               scatter_add(zeros(shape, opts(g.dtype(), g.device())), dim, idx, gk)};
+         });
+}
+
+// ============================================================ linear algebra, joining, indexing
+
+void bmm(const Tensor& a, const Tensor& b, const Tensor& out) {
+  // dA = dC B^T, dB = A^T dC; each operand is saved only when the other needs it.
+  const bool need_a = a.requires_grad(), need_b = b.requires_grad();
+  record("BmmBackward", out, {a, b}, {need_b ? a : Tensor(), need_a ? b : Tensor()},
+         [](FunctionNode& n, const Tensor& g) {
+           Tensor ga, gb;
+           if (n.needs_grad(0)) ga = graft::bmm(g, n.saved(1).transpose(1, 2));
+           if (n.needs_grad(1)) gb = graft::bmm(n.saved(0).transpose(1, 2), g);
+           return std::vector<Tensor>{ga, gb};
+         });
+}
+
+void cat(const std::vector<Tensor>& inputs, int64_t dim, const Tensor& out) {
+  std::vector<int64_t> lengths;
+  std::vector<DType> dtypes;
+  for (const Tensor& t : inputs) {
+    lengths.push_back(t.size(dim));
+    dtypes.push_back(t.dtype());
+  }
+  record("CatBackward", out, inputs, {}, [dim, lengths, dtypes](FunctionNode& n, const Tensor& g) {
+    std::vector<Tensor> grads(lengths.size());
+    int64_t offset = 0;
+    for (size_t i = 0; i < lengths.size(); ++i) {
+      if (n.needs_grad(i)) grads[i] = g.narrow(dim, offset, lengths[i]).to(dtypes[i]);
+      offset += lengths[i];
+    }
+    return grads;
+  });
+}
+
+void index_select(const Tensor& self, int64_t dim, const Tensor& index, const Tensor& out) {
+  record("IndexSelectBackward", out, {self}, {index},
+         [shape = self.sizes(), dim](FunctionNode& n, const Tensor& g) {
+           Tensor gi = zeros(shape, opts(g.dtype(), g.device()));
+           kernel::index_add(g.device())(gi, dim, n.saved(0), g);
+           return std::vector<Tensor>{gi};
+         });
+}
+
+void gather(const Tensor& self, int64_t dim, const Tensor& index, const Tensor& out) {
+  record("GatherBackward", out, {self}, {index},
+         [shape = self.sizes(), dim](FunctionNode& n, const Tensor& g) {
+           Tensor gi = zeros(shape, opts(g.dtype(), g.device()));
+           kernel::scatter_add(g.device())(gi, dim, n.saved(0), g);
+           return std::vector<Tensor>{gi};
+         });
+}
+
+void scatter_add(const Tensor& self, int64_t dim, const Tensor& index, const Tensor& src,
+                 const Tensor& out) {
+  record("ScatterAddBackward", out, {self, src}, {index},
+         [src_shape = src.sizes(), dim](FunctionNode& n, const Tensor& g) {
+           Tensor gs;
+           if (n.needs_grad(1)) {
+             const Tensor idx = n.saved(0);
+             gs = graft::gather(g, dim, idx);
+             if (idx.sizes() != src_shape) {
+               // Only the part of src covered by idx was used; the rest gets zero.
+               Tensor full_g = zeros(src_shape, opts(g.dtype(), g.device()));
+               Tensor window = full_g;
+               for (int64_t d = 0; d < idx.dim(); ++d) window = window.narrow(d, 0, idx.size(d));
+               copy_(window, gs);
+               gs = full_g;
+             }
+           }
+           return std::vector<Tensor>{n.needs_grad(0) ? g : Tensor(), gs};
+         });
+}
+
 // ============================================================ nn ops
 // NN-DERIVATIVES
+
+namespace {
+// Gradients arrive in any layout; nn kernels take contiguous tensors.
+Tensor contiguous_grad(const Tensor& g) {
+  NoGradGuard guard;
+  return g.contiguous();
+}
+Tensor empty_as(const Tensor& t) { return empty(t.sizes(), opts(t.dtype(), t.device())); }
+}  // namespace
+
+void conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, const Tensor& input_c,
+            const Tensor& weight_c, const F::Conv2dParams& p, const Tensor& out) {
+  // Only the gradients whose inputs need them are computed: a frozen layer
+  // (weight not requiring grad) skips the weight GEMMs entirely.
+  record("ConvolutionBackward", out, {input, weight, bias}, {input_c, weight_c},
+         [p](FunctionNode& n, const Tensor& grad) {
+           const Tensor g = contiguous_grad(grad);
+           Tensor gi, gw, gb;
+           if (n.needs_grad(0)) {
+             const Tensor w = n.saved(1);
+             gi = empty(n.saved(0).sizes(), opts(g.dtype(), g.device()));
+             kernel::conv2d_backward_input(g.device())(g, w, p, gi);
+           }
+           if (n.needs_grad(1)) {
+             const Tensor x = n.saved(0);
+             gw = empty_as(n.saved(1));
+             kernel::conv2d_backward_weight(g.device())(g, x, p, gw);
+           }
+           if (n.needs_grad(2)) {
+             gb = empty({g.size(1)}, opts(g.dtype(), g.device()));
+             kernel::bias_backward(g.device())(g, gb);
+           }
+           return std::vector<Tensor>{gi, gw, gb};
+         });
+}
+
+void batch_norm(const Tensor& input, const Tensor& weight, const Tensor& bias,
+                const Tensor& input_c, const Tensor& weight_c, const Tensor& mean,
+                const Tensor& invstd, bool training, const Tensor& out) {
+  record("NativeBatchNormBackward", out, {input, weight, bias}, {input_c, weight_c, mean, invstd},
+         [training](FunctionNode& n, const Tensor& grad) {
+           const Tensor g = contiguous_grad(grad);
+           const Tensor x = n.saved(0), w = n.saved(1);
+           const int64_t C = x.size(1);
+           Tensor gi, gw, gb;
+           if (n.needs_grad(0)) gi = empty_as(x);
+           if (n.needs_grad(1)) gw = empty({C}, opts(g.dtype(), g.device()));
+           if (n.needs_grad(2)) gb = empty({C}, opts(g.dtype(), g.device()));
+           kernel::batch_norm_backward(g.device())(g, x, w, n.saved(2), n.saved(3), training, gi,
+                                                   gw, gb);
+           return std::vector<Tensor>{gi, gw, gb};
+         });
+}
+
+void max_pool2d(const Tensor& input, const Tensor& indices, const Tensor& out) {
+  record("MaxPool2DWithIndicesBackward", out, {input}, {indices},
+         [shape = input.sizes()](FunctionNode& n, const Tensor& grad) {
+           const Tensor g = contiguous_grad(grad);
+           Tensor gi = empty(shape, opts(g.dtype(), g.device()));
+           kernel::max_pool2d_backward(g.device())(g, n.saved(0), gi);
+           return std::vector<Tensor>{gi};
+         });
+}
+
+void adaptive_avg_pool2d(const Tensor& input, const Tensor& out) {
+  record("AdaptiveAvgPool2DBackward", out, {input}, {},
+         [shape = input.sizes()](FunctionNode&, const Tensor& grad) {
+           const Tensor g = contiguous_grad(grad);
+           Tensor gi = empty(shape, opts(g.dtype(), g.device()));
+           kernel::adaptive_avg_pool2d_backward(g.device())(g, gi);
+           return std::vector<Tensor>{gi};
+         });
+}
+
+void linear(const Tensor& input, const Tensor& weight, const Tensor& bias, const Tensor& input_c,
+            const Tensor& weight_c, const Tensor& out) {
+  record("AddmmBackward", out, {input, weight, bias}, {input_c, weight_c},
+         [](FunctionNode& n, const Tensor& grad) {
+           const Tensor g = contiguous_grad(grad);
+           Tensor gi, gw, gb;
+           if (n.needs_grad(0)) {
+             gi = empty_as(n.saved(0));
+             kernel::linear_backward_input(g.device())(g, n.saved(1), gi);
+           }
+           if (n.needs_grad(1)) {
+             gw = empty_as(n.saved(1));
+             kernel::linear_backward_weight(g.device())(g, n.saved(0), gw);
+           }
+           if (n.needs_grad(2)) {
+             gb = empty({g.size(1)}, opts(g.dtype(), g.device()));
+             kernel::bias_backward(g.device())(g, gb);
+           }
+           return std::vector<Tensor>{gi, gw, gb};
+         });
+}
+
+void softmax(const Tensor& input, int64_t dim, bool log, const Tensor& out) {
+  record(log ? "LogSoftmaxBackward" : "SoftmaxBackward", out, {input}, {out.detach()},
+         [dim, log](FunctionNode& n, const Tensor& grad) {
+           const Tensor g = contiguous_grad(grad);
+           const Tensor y = n.saved(0);
+           Tensor gi = empty_as(y);
+           kernel::softmax_backward(g.device())(g, y, dim, log, gi);
+           return std::vector<Tensor>{gi};
+         });
+}
+
+void nll_loss(const Tensor& log_probs, const Tensor& target, int reduction, int64_t ignore_index,
+              const Tensor& out) {
+  record("NllLossBackward", out, {log_probs}, {target},
+         [reduction, ignore_index, shape = log_probs.sizes()](FunctionNode& n,
+                                                              const Tensor& grad) {
+           const Tensor g = contiguous_grad(grad);
+           Tensor gi = empty(shape, opts(g.dtype(), g.device()));
+           kernel::nll_loss_backward(g.device())(g, n.saved(0), reduction, ignore_index, gi);
+           return std::vector<Tensor>{gi};
+         });
+}
+
+void cross_entropy(const Tensor& logits, const Tensor& target, int reduction, int64_t ignore_index,
+                   double label_smoothing, const Tensor& log_probs, const Tensor& out) {
+  record("CrossEntropyBackward", out, {logits}, {log_probs, target},
+         [reduction, ignore_index, label_smoothing](FunctionNode& n, const Tensor& grad) {
+           const Tensor g = contiguous_grad(grad);
+           const Tensor lp = n.saved(0);
+           Tensor gi = empty_as(lp);
+           kernel::cross_entropy_backward(g.device())(g, lp, n.saved(1), reduction, ignore_index,
+                                                      label_smoothing, gi);
+           return std::vector<Tensor>{gi};
+         });
+}
 
 }  // namespace graft::derivatives
