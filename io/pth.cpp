@@ -58,7 +58,7 @@ ValuePtr storage_value(const StoragePid& p, Storage s) {
 Storage aligned(Storage s, DType dtype) {
   if (reinterpret_cast<uintptr_t>(s->data()) % itemsize(dtype) == 0) return s;
   auto c = std::make_shared<StorageImpl>(s->nbytes(), Device::cpu());
-  std::memcpy(c->data(), s->data(), s->nbytes());
+  if (s->nbytes() > 0) std::memcpy(c->data(), s->data(), s->nbytes());  // empty: data() may be null
   return c;
 }
 

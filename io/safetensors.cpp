@@ -105,7 +105,7 @@ SafetensorsFile load_safetensors(MappedFilePtr file) {
     Storage s = storage_view(file, data_start + begin, end - begin);
     if (reinterpret_cast<uintptr_t>(s->data()) % itemsize(dt) != 0) {  // unaligned: copy
       auto c = std::make_shared<StorageImpl>(end - begin, Device::cpu());
-      std::memcpy(c->data(), s->data(), end - begin);
+      if (end > begin) std::memcpy(c->data(), s->data(), end - begin);
       s = c;
     }
     out.tensors.emplace_back(key, make_tensor(s, shape, contiguous_strides(shape), 0, dt));

@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 
 #include "core/ops.h"
@@ -295,4 +296,22 @@ TEST(IoPth, GraftToTorchToGraftBitExact) {
     EXPECT_TRUE(bit_equal(back[i].second, sd[i].second)) << sd[i].first;
   }
   for (const auto& f : {p, p2, sp}) std::remove(f.c_str());
+}
+
+// Inputs found by the libFuzzer targets (tests/fuzz): each must load or fail
+// with graft::Error, never crash or trip a sanitizer.
+TEST(IoPth, FuzzRegressions) {
+  const std::string dir = std::string(GRAFT_SOURCE_DIR) + "/tests/fuzz/regressions";
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    std::ifstream f(e.path(), std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(f)), {});
+    try {
+      io::Checkpoint c = io::load_pth(io::MappedFile::from_bytes(bytes, e.path().string()));
+      for (const auto& [k, t] : io::extract_state_dict(c.root)) (void)t.contiguous();
+    } catch (const Error&) {
+    }
+    ++n;
+  }
+  EXPECT_GT(n, 0);
 }
