@@ -1,0 +1,84 @@
+// `graft train`: fine-tune or train a ResNet on .npy tensors, an ImageFolder
+// tree or Fashion-MNIST, with the seed tutorials' recipes as flags.
+#include <iostream>
+
+#include "cli/command.h"
+#include "train/run.h"
+
+namespace {
+
+std::function<int()> setup_train(CLI::App& app) {
+  auto c = std::make_shared<graft::train::TrainConfig>();
+  auto betas = std::make_shared<std::string>("0.9,0.999");
+  app.add_option("--arch", c->arch, "resnet18, resnet34, resnet50, resnet101 or resnet152")
+      ->capture_default_str();
+  app.add_option("--weights", c->weights, "pretrained weights (.pth, .safetensors)");
+  app.add_option("--num-classes", c->num_classes,
+                 "classes of the new head (default: from the weights' fc, else from the data)");
+  app.add_option("--mode", c->mode, "preset: scratch | finetune | feature-extract")
+      ->check(CLI::IsMember({"scratch", "finetune", "feature-extract"}));
+  // data
+  app.add_option("--train-npy", c->train_npy, "training images, NCHW float32 .npy");
+  app.add_option("--train-labels", c->train_labels, "training labels, int64 .npy");
+  app.add_option("--val-npy", c->val_npy, "validation images .npy");
+  app.add_option("--val-labels", c->val_labels, "validation labels .npy");
+  app.add_option("--data", c->data_dir, "ImageFolder root (with train/ and val/ or test/)");
+  app.add_option("--val-data", c->val_data, "ImageFolder root for validation");
+  app.add_option("--dataset", c->dataset, "built-in data set: fashion-mnist")
+      ->check(CLI::IsMember({"fashion-mnist"}));
+  app.add_option("--image-size", c->image_size, "crop size (default 224; 32 for fashion-mnist)");
+  app.add_option("--augment", c->augment, "default | none")->check(CLI::IsMember({"default", "none"}));
+  app.add_option("--workers", c->workers, "loader threads")->capture_default_str();
+  app.add_flag("--skip-bad-images", c->skip_bad_images, "skip undecodable images with a warning");
+  // optimizer
+  app.add_option("--optimizer", c->optimizer, "sgd | adam | adamw")
+      ->check(CLI::IsMember({"sgd", "adam", "adamw"}))->capture_default_str();
+  app.add_option("--lr", c->lr, "learning rate")->capture_default_str();
+  app.add_option("--momentum", c->momentum, "SGD momentum")->capture_default_str();
+  app.add_option("--dampening", c->dampening, "SGD dampening");
+  app.add_flag("--nesterov", c->nesterov, "Nesterov momentum");
+  app.add_option("--weight-decay", c->weight_decay, "weight decay")->capture_default_str();
+  app.add_option("--betas", *betas, "Adam betas B1,B2")->capture_default_str();
+  app.add_option("--eps", c->eps, "Adam eps");
+  app.add_flag("--amsgrad", c->amsgrad, "AMSGrad variant of Adam/AdamW");
+  app.add_option("--freeze", c->freeze, "freeze parameters matching GLOB ('*' matches dots too)");
+  app.add_option("--param-group", c->param_groups,
+                 "'GLOB:lr=F,momentum=F,weight_decay=F' (first match wins)");
+  app.add_option("--bn", c->bn, "BatchNorm policy: train | frozen")
+      ->check(CLI::IsMember({"train", "frozen"}));
+  app.add_option("--backbone-lr-mult", c->backbone_lr_mult, "backbone lr = lr * F");
+  app.add_option("--head-lr-mult", c->head_lr_mult, "head (fc) lr = lr * F");
+  // schedule and loop
+  app.add_option("--scheduler", c->scheduler, "none | step | multistep | cosine | warmup | onecycle")
+      ->check(CLI::IsMember({"none", "step", "multistep", "cosine", "warmup", "onecycle"}));
+  app.add_option("--step-size", c->step_size, "StepLR period in epochs");
+  app.add_option("--gamma", c->gamma, "StepLR/MultiStepLR decay");
+  app.add_option("--milestones", c->milestones, "MultiStepLR epochs")->delimiter(',');
+  app.add_option("--warmup-epochs", c->warmup_epochs, "linear warmup length");
+  app.add_option("--batch-size", c->batch_size, "batch size")->capture_default_str();
+  app.add_option("--epochs", c->epochs, "epochs")->capture_default_str();
+  app.add_option("--max-steps", c->max_steps, "stop after N optimizer steps");
+  app.add_option("--val-every", c->val_every, "validate every N epochs");
+  app.add_flag("!--no-shuffle", c->shuffle, "take batches in order");
+  app.add_option("--seed", c->seed, "random seed")->capture_default_str();
+  app.add_option("--label-smoothing", c->label_smoothing, "cross-entropy label smoothing");
+  app.add_option("--clip-grad-norm", c->clip_grad_norm, "clip the global gradient norm (0: off)");
+  app.add_option("--save", c->save, "write the final state_dict here (.pth)");
+  app.add_option("--out", c->out, "run folder: metrics.csv, config.json, last.pth, best.pth, plots");
+  app.add_option("--resume", c->resume, "continue the run in this --out folder");
+  app.add_option("--device", c->device, "cpu | cuda | cuda:N")->capture_default_str();
+  app.add_option("--threads", c->threads, "CPU threads");
+  app.add_flag("--quiet", c->quiet, "no progress output");
+  return [c, betas]() {
+    const auto comma = betas->find(',');
+    if (comma == std::string::npos) throw graft::Error("--betas must be B1,B2, e.g. 0.9,0.999");
+    c->betas = {std::stod(betas->substr(0, comma)), std::stod(betas->substr(comma + 1))};
+    const auto summary = graft::train::run_training(*c);
+    return summary.interrupted ? 130 : 0;
+  };
+}
+
+GRAFT_COMMAND("train", "Train or fine-tune a ResNet (the seed tutorials' recipes as flags)",
+              setup_train);
+
+}  // namespace

@@ -1,0 +1,217 @@
+#include "train/fit.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <numeric>
+
+#include "core/autograd.h"
+#include "core/ops_nn.h"
+#include "optim/clip.h"
+
+namespace graft::train {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+std::string format_duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  char buf[32];
+  const auto total = static_cast<int64_t>(std::llround(s));
+  if (total >= 3600) {
+    std::snprintf(buf, sizeof buf, "%lldh%02lldm", static_cast<long long>(total / 3600),
+                  static_cast<long long>(total % 3600 / 60));
+  } else if (total >= 60) {
+    std::snprintf(buf, sizeof buf, "%lldm%02llds", static_cast<long long>(total / 60),
+                  static_cast<long long>(total % 60));
+  } else {
+    std::snprintf(buf, sizeof buf, "%llds", static_cast<long long>(total));
+  }
+  return buf;
+}
+
+std::vector<double> group_lrs(const optim::Optimizer& opt) {
+  std::vector<double> lrs;
+  for (const auto& g : opt.param_groups()) lrs.push_back(g.lr());
+  return lrs;
+}
+
+int64_t count_correct(const Tensor& logits, const Tensor& labels) {
+  NoGradGuard g;
+  return static_cast<int64_t>(sum(eq(argmax(logits, 1), labels)).item());
+}
+
+}  // namespace
+
+Tensor random_hflip(const Tensor& images, Generator& gen) {
+  GRAFT_CHECK(images.dim() == 4, "random_hflip: expected a [B,C,H,W] batch, got ",
+              shape_str(images.sizes()));
+  Tensor out = images.to(DType::Float32).contiguous().clone();
+  const int64_t batch = out.size(0), planes = out.size(1) * out.size(2), width = out.size(3);
+  float* p = out.data_ptr<float>();
+  for (int64_t b = 0; b < batch; ++b) {
+    if (gen.next_double() >= 0.5) continue;
+    float* img = p + b * planes * width;
+    for (int64_t r = 0; r < planes; ++r) std::reverse(img + r * width, img + (r + 1) * width);
+  }
+  return out;
+}
+
+std::string format_epoch(const EpochRecord& r, int64_t total_epochs, double eta_seconds) {
+  char buf[256];
+  int n = std::snprintf(buf, sizeof buf, "epoch %lld/%lld  loss %.4f  acc %.4f",
+                        static_cast<long long>(r.epoch), static_cast<long long>(total_epochs),
+                        r.train_loss, r.train_acc);
+  if (r.val_loss && n > 0 && n < static_cast<int>(sizeof buf))
+    n += std::snprintf(buf + n, sizeof buf - n, "  val_loss %.4f  val_acc %.4f", *r.val_loss,
+                       *r.val_acc);
+  if (n > 0 && n < static_cast<int>(sizeof buf))
+    std::snprintf(buf + n, sizeof buf - n, "  %.1f img/s  %s  ETA %s", r.images_per_sec,
+                  format_duration(r.seconds).c_str(), format_duration(eta_seconds).c_str());
+  return buf;
+}
+
+EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int64_t num_classes,
+                    Device device) {
+  GRAFT_CHECK(num_classes > 0, "evaluate: num_classes must be positive");
+  const bool was_training = model.is_training();
+  model.eval();
+  NoGradGuard no_grad;
+  EvalResult r;
+  std::vector<int64_t> confusion(static_cast<size_t>(num_classes * num_classes), 0);
+  int64_t top1 = 0, top5 = 0;
+  double loss_sum = 0;
+  loader.start();
+  data::Batch b;
+  while (loader.next(b)) {
+    Tensor logits = model.forward(b.images.to(device));
+    GRAFT_CHECK(logits.dim() == 2 && logits.size(1) == num_classes, "evaluate: the model gives ",
+                shape_str(logits.sizes()), " logits for ", num_classes, " classes");
+    const Tensor labels = b.labels.to(device);
+    loss_sum += F::cross_entropy(logits, labels, F::Reduction::Sum).item();
+    const auto scores = logits.to_vector<float>();
+    const auto truth = b.labels.to_vector<int64_t>();
+    const int64_t k = std::min<int64_t>(5, num_classes);
+    std::vector<int64_t> order(static_cast<size_t>(num_classes));
+    for (size_t i = 0; i < truth.size(); ++i) {
+      const float* row = scores.data() + i * static_cast<size_t>(num_classes);
+      std::iota(order.begin(), order.end(), 0);
+      std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                        [row](int64_t a, int64_t c) { return row[a] > row[c]; });
+      const int64_t t = truth[i];
+      GRAFT_CHECK(t >= 0 && t < num_classes, "evaluate: label ", t, " out of range [0, ",
+                  num_classes, ")");
+      top1 += order[0] == t;
+      top5 += std::find(order.begin(), order.begin() + k, t) != order.begin() + k;
+      ++confusion[static_cast<size_t>(t * num_classes + order[0])];
+    }
+    r.count += static_cast<int64_t>(truth.size());
+  }
+  model.train(was_training);
+  GRAFT_CHECK(r.count > 0, "evaluate: the data set is empty");
+  r.loss = loss_sum / static_cast<double>(r.count);
+  r.top1 = static_cast<double>(top1) / static_cast<double>(r.count);
+  r.top5 = static_cast<double>(top5) / static_cast<double>(r.count);
+  r.confusion = tensor<int64_t>(confusion, {num_classes, num_classes});
+  return r;
+}
+
+std::vector<EpochRecord> fit(nn::Module& model, optim::Optimizer& opt,
+                             optim::LRScheduler* scheduler, data::DataLoader& train,
+                             data::DataLoader* val, const FitOptions& o) {
+  GRAFT_CHECK(o.epochs > 0, "fit: epochs must be positive, got ", o.epochs);
+  GRAFT_CHECK(o.num_classes > 0, "fit: num_classes must be positive");
+  const bool tty = !o.quiet && isatty(fileno(stderr));
+  std::vector<EpochRecord> records;
+  int64_t steps = 0;
+  const auto run_start = Clock::now();
+  for (int64_t epoch = o.start_epoch; epoch < o.epochs; ++epoch) {
+    model.train();
+    Generator flip_gen = Generator(o.seed).fork(static_cast<uint64_t>(epoch) + 1);
+    EpochRecord rec;
+    rec.epoch = epoch + 1;
+    rec.lrs = group_lrs(opt);
+    const auto t0 = Clock::now();
+    double loss_sum = 0;
+    int64_t correct = 0, seen = 0, batch_index = 0;
+    const int64_t batches = train.size();
+    bool interrupted = false, step_limit = false;
+    train.start(epoch);
+    data::Batch b;
+    while (train.next(b)) {
+      if (o.stop && o.stop->load()) {
+        interrupted = true;
+        break;
+      }
+      const Tensor x = (o.hflip ? random_hflip(b.images, flip_gen) : b.images).to(o.device);
+      const Tensor y = b.labels.to(o.device);
+      Tensor logits = model.forward(x);
+      Tensor loss = F::cross_entropy(logits, y, F::Reduction::Mean, -100, o.label_smoothing);
+      const double lv = loss.item();
+      GRAFT_CHECK(std::isfinite(lv), "the training loss became ", lv, " at epoch ", epoch + 1,
+                  ", batch ", batch_index + 1,
+                  ": the run diverged; lower the learning rate (--lr) or check the inputs");
+      opt.zero_grad();
+      loss.backward();
+      if (o.clip_grad_norm) {
+        std::vector<Tensor> ps;
+        for (const auto& g : opt.param_groups())
+          for (const auto& p : g.params) ps.push_back(p.second);
+        optim::clip_grad_norm_(ps, *o.clip_grad_norm);
+      }
+      opt.step();
+      const int64_t n = b.labels.numel();
+      loss_sum += lv * static_cast<double>(n);
+      correct += count_correct(logits, y);
+      seen += n;
+      ++batch_index;
+      ++steps;
+      if (tty) {
+        std::fprintf(stderr, "\r  epoch %lld/%lld  batch %lld/%lld  loss %.4f  %.1f img/s   ",
+                     static_cast<long long>(epoch + 1), static_cast<long long>(o.epochs),
+                     static_cast<long long>(batch_index), static_cast<long long>(batches),
+                     loss_sum / static_cast<double>(seen),
+                     static_cast<double>(seen) / std::max(seconds_since(t0), 1e-9));
+      }
+      if (o.max_steps > 0 && steps >= o.max_steps) {
+        step_limit = true;
+        break;
+      }
+    }
+    train.stop();
+    if (tty) std::fprintf(stderr, "\r%*s\r", 78, "");
+    if (interrupted || seen == 0) break;
+    if (scheduler) scheduler->step();
+    rec.seconds = seconds_since(t0);
+    rec.train_loss = loss_sum / static_cast<double>(seen);
+    rec.train_acc = static_cast<double>(correct) / static_cast<double>(seen);
+    rec.images_per_sec = static_cast<double>(seen) / std::max(rec.seconds, 1e-9);
+    const bool last = epoch + 1 == o.epochs || step_limit;
+    if (val && (last || (epoch + 1) % std::max<int64_t>(o.val_every, 1) == 0)) {
+      const EvalResult e = evaluate(model, *val, o.num_classes, o.device);
+      rec.val_loss = e.loss;
+      rec.val_acc = e.top1;
+    }
+    records.push_back(rec);
+    if (!o.quiet) {
+      const double done = static_cast<double>(records.size());
+      const double eta =
+          seconds_since(run_start) / done * static_cast<double>(o.epochs - epoch - 1);
+      std::cerr << format_epoch(rec, o.epochs, eta) << std::endl;
+    }
+    if (o.on_epoch_end) o.on_epoch_end(rec);
+    if (step_limit) break;
+  }
+  return records;
+}
+
+}  // namespace graft::train

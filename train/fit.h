@@ -1,0 +1,74 @@
+// The training loop shared by `graft train`, `graft demo` and C++ callers:
+// epochs over a DataLoader with loss/accuracy/throughput per epoch,
+// validation, an optional per-epoch LR scheduler, and evaluation with top-k
+// accuracy and a confusion matrix.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "data/loader.h"
+#include "nn/module.h"
+#include "optim/optimizer.h"
+#include "optim/scheduler.h"
+
+namespace graft::train {
+
+struct EvalResult {
+  double loss = 0;
+  double top1 = 0;
+  double top5 = 0;
+  int64_t count = 0;
+  Tensor confusion;  // int64 [classes, classes]: row = true class, column = predicted
+};
+
+struct EpochRecord {
+  int64_t epoch = 0;  // 1-based
+  double train_loss = 0;
+  double train_acc = 0;
+  std::optional<double> val_loss;
+  std::optional<double> val_acc;
+  double seconds = 0;
+  double images_per_sec = 0;
+  std::vector<double> lrs;  // per group, as used during this epoch
+};
+
+struct FitOptions {
+  int64_t epochs = 1;
+  int64_t start_epoch = 0;   // epochs already done (resume)
+  int64_t val_every = 1;     // validate every N epochs (and after the last)
+  bool hflip = false;        // random horizontal flip of each training image
+  uint64_t seed = 0;         // flip randomness: one stream per epoch
+  int64_t max_steps = -1;    // stop after this many optimizer steps in total (-1: no limit)
+  Device device = Device::cpu();
+  int64_t num_classes = 0;
+  double label_smoothing = 0;
+  std::optional<double> clip_grad_norm;
+  bool quiet = false;
+  // Called after every epoch (metrics files, checkpoints).
+  std::function<void(const EpochRecord&)> on_epoch_end;
+  // Checked between batches; when it becomes true training stops after the
+  // current step and fit() returns the completed epochs.
+  const std::atomic<bool>* stop = nullptr;
+};
+
+// Trains `model` and returns one record per completed epoch.
+std::vector<EpochRecord> fit(nn::Module& model, optim::Optimizer& opt,
+                             optim::LRScheduler* scheduler, data::DataLoader& train,
+                             data::DataLoader* val, const FitOptions& o);
+
+// Eval-mode pass over `loader`; restores the model's training flag after.
+EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int64_t num_classes,
+                    Device device = Device::cpu());
+
+// Flips each image of a [B,C,H,W] batch horizontally with probability 0.5.
+Tensor random_hflip(const Tensor& images, Generator& gen);
+
+// One line: "epoch 3/10  loss 0.4321  acc 0.8750  val_loss ...  123.4 img/s  ETA 1m05s".
+std::string format_epoch(const EpochRecord& r, int64_t total_epochs, double eta_seconds);
+
+}  // namespace graft::train

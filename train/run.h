@@ -1,0 +1,70 @@
+// `graft train` as a library call: every resolved flag in one TrainConfig,
+// and run_training() doing data, model, fine-tuning recipe, optimizer,
+// schedule, the loop, metrics files, checkpoints and resume.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "train/fit.h"
+
+namespace graft::train {
+
+struct TrainConfig {
+  // model
+  std::string arch = "resnet18";
+  std::string weights;          // .pth / .safetensors / .npy dir; empty: random init
+  int64_t num_classes = 0;      // 0: from the weights' fc, else from the data
+  std::string mode;             // "", scratch, finetune, feature-extract (presets)
+  // data (one source)
+  std::string train_npy, train_labels, val_npy, val_labels;
+  std::string data_dir, val_data;
+  std::string dataset;          // "fashion-mnist"
+  int64_t image_size = 0;       // 0: 224 for image folders, 32 for fashion-mnist
+  std::string augment = "default";  // default | none (npy data is never augmented)
+  int workers = 2;
+  bool skip_bad_images = false;
+  // optimizer
+  std::string optimizer = "sgd";
+  double lr = 0.01, momentum = 0.9, dampening = 0, weight_decay = 0, eps = 1e-8;
+  bool nesterov = false, amsgrad = false;
+  std::array<double, 2> betas = {0.9, 0.999};
+  std::vector<std::string> freeze, param_groups;
+  std::string bn = "train";
+  double backbone_lr_mult = 1, head_lr_mult = 1;
+  // schedule
+  std::string scheduler = "none";  // none | step | multistep | cosine | warmup | onecycle
+  int64_t step_size = 10;
+  double gamma = 0.1;
+  std::vector<int64_t> milestones;
+  int64_t warmup_epochs = 1;
+  // loop
+  int64_t batch_size = 32, epochs = 1, max_steps = -1, val_every = 1;
+  bool shuffle = true;
+  uint64_t seed = 0;
+  double label_smoothing = 0;
+  double clip_grad_norm = 0;  // 0: off
+  // outputs
+  std::string save;  // final state_dict .pth
+  std::string out;   // run folder: metrics.csv, config.json, last.pth, best.pth, classes.txt, curves.svg
+  std::string resume;
+  std::string device = "cpu";
+  int threads = 0;   // 0: keep the default
+  bool quiet = false;
+};
+
+struct TrainSummary {
+  std::vector<EpochRecord> epochs;
+  bool interrupted = false;
+  double best_val_acc = -1;
+};
+
+// Reads `dir`/config.json written by a previous run (for --resume).
+TrainConfig load_config(const std::string& dir);
+std::string config_json(const TrainConfig& c);
+
+TrainSummary run_training(TrainConfig c);
+
+}  // namespace graft::train
