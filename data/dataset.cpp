@@ -12,6 +12,7 @@
 #include "core/ops.h"
 #include "core/parallel.h"
 #include "data/idx.h"
+#include "io/npy.h"
 
 namespace fs = std::filesystem;
 
@@ -176,11 +177,9 @@ TensorDataset::TensorDataset(Tensor images, Tensor labels) {
   }
 }
 
-std::shared_ptr<TensorDataset> TensorDataset::from_npy(
-    const std::string& images_path, const std::string& labels_path,
-    const std::function<Tensor(const std::string&)>& load_npy) {
-  GRAFT_CHECK(static_cast<bool>(load_npy), "TensorDataset::from_npy: no .npy loader given");
-  return std::make_shared<TensorDataset>(load_npy(images_path), load_npy(labels_path));
+std::shared_ptr<TensorDataset> TensorDataset::from_npy(const std::string& images_path,
+                                                       const std::string& labels_path) {
+  return std::make_shared<TensorDataset>(io::load_npy(images_path), io::load_npy(labels_path));
 }
 
 Example TensorDataset::get(int64_t index, Generator&) const {

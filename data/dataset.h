@@ -5,7 +5,6 @@
 // caller, so a fixed seed gives the same examples whatever the worker count.
 #pragma once
 
-#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -89,10 +88,9 @@ class ImageFolder : public Dataset {
 class TensorDataset : public Dataset {
  public:
   TensorDataset(Tensor images, Tensor labels);
-  // Loads the pair from two .npy files with `load_npy` (pass io/npy.h's loader).
-  static std::shared_ptr<TensorDataset> from_npy(
-      const std::string& images_path, const std::string& labels_path,
-      const std::function<Tensor(const std::string&)>& load_npy);
+  // Loads the pair from two .npy files (io/npy.h).
+  static std::shared_ptr<TensorDataset> from_npy(const std::string& images_path,
+                                                 const std::string& labels_path);
   int64_t size() const override { return images_.size(0); }
   Example get(int64_t index, Generator& gen) const override;
   using Dataset::get;

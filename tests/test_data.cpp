@@ -8,7 +8,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <regex>
 #include <set>
 
 #define STB_IMAGE_WRITE_IMPLEMENTATION
@@ -29,6 +28,7 @@
 #include "data/image.h"
 #include "data/loader.h"
 #include "data/transforms.h"
+#include "io/npy.h"
 #include "tests/test_util.h"
 
 namespace fs = std::filesystem;
@@ -37,37 +37,7 @@ using namespace graft::data;
 
 namespace {
 
-// Minimal .npy (v1/v2, little-endian, C order) reader for the fixtures:
-// io/npy.h lives on another branch.
-Tensor read_npy(const std::string& path) {
-  const std::vector<uint8_t> b = read_file_bytes(path);
-  if (b.size() < 10 || std::memcmp(b.data(), "\x93NUMPY", 6) != 0)
-    throw std::runtime_error("not an npy file: " + path);
-  const int major = b[6];
-  size_t hlen, off;
-  if (major == 1) {
-    hlen = b[8] | (b[9] << 8);
-    off = 10;
-  } else {
-    hlen = b[8] | (b[9] << 8) | (b[10] << 16) | (size_t(b[11]) << 24);
-    off = 12;
-  }
-  const std::string header(b.begin() + off, b.begin() + off + hlen);
-  std::smatch m;
-  std::regex_search(header, m, std::regex("'descr': '([^']+)'"));
-  const std::string descr = m[1];
-  std::regex_search(header, m, std::regex("'shape': \\(([^)]*)\\)"));
-  Shape shape;
-  std::string dims = m[1];
-  std::regex num("[0-9]+");
-  for (auto it = std::sregex_iterator(dims.begin(), dims.end(), num); it != std::sregex_iterator();
-       ++it)
-    shape.push_back(std::stoll(it->str()));
-  DType dt = descr == "<f4" ? DType::Float32 : descr == "|u1" ? DType::UInt8 : DType::Float64;
-  if (descr != "<f4" && descr != "|u1" && descr != "<f8")
-    throw std::runtime_error("dtype " + descr);
-  return from_buffer(b.data() + off + hlen, shape, dt);
-}
+Tensor read_npy(const std::string& path) { return io::load_npy(path); }
 
 std::string fx(const std::string& name) { return "pipeline/" + name; }
 
@@ -525,6 +495,25 @@ TEST(DataSubsets, SplitAndPerClass) {
   EXPECT_EQ(per, (std::vector<int>{3, 3, 3, 3}));
   EXPECT_EQ(per_class_subset(ds, 3, 11)->indices(), k->indices());
   EXPECT_THROW(per_class_subset(ds, 30, 1, true), Error);
+}
+
+TEST(DataSubsets, TensorDatasetFromNpy) {
+  TempDir dir;
+  io::save_npy((dir.path / "x.npy").string(), arange(24.0).reshape({4, 2, 3}).to(DType::UInt8));
+  io::save_npy((dir.path / "y.npy").string(), tensor<int32_t>({0, 2, 1, 2}));
+  auto ds = TensorDataset::from_npy((dir.path / "x.npy").string(), (dir.path / "y.npy").string());
+  EXPECT_EQ(ds->size(), 4);
+  EXPECT_EQ(ds->num_classes(), 3);
+  const Example e = ds->get(2);
+  EXPECT_EQ(e.label, 1);
+  EXPECT_EQ(e.image.dtype(), DType::Float32);
+  EXPECT_EQ(e.image.to_vector<float>(), (std::vector<float>{12, 13, 14, 15, 16, 17}));
+  io::save_npy((dir.path / "y3.npy").string(), tensor<int64_t>({0, 1, 2}));
+  EXPECT_NE(error_of([&] {
+              TensorDataset::from_npy((dir.path / "x.npy").string(),
+                                      (dir.path / "y3.npy").string());
+            }).find("4 images but 3 labels"),
+            std::string::npos);
 }
 
 // ---------------- DataLoader ----------------
