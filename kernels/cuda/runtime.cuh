@@ -36,7 +36,12 @@ cudnnHandle_t cudnn_handle(int device);
 enum DeviceErrorCode : int {
   kNoDeviceError = 0,
   kIndexOutOfRange = 1,
+  kIntegerDivisionByZero = 2,
 };
+#ifdef __CUDACC__
+// First error wins; later ones keep the first code.
+__device__ __forceinline__ void raise_device_error(int* flag, int code) { atomicCAS(flag, 0, code); }
+#endif
 // Pointer to the per-device int the kernels set (first error wins, atomicCAS).
 int* device_error_flag(int device);
 // Reads and clears the flag; throws graft::Error naming the failure. Synchronises the stream.
