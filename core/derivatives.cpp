@@ -303,4 +303,135 @@ void amax_amin(const Tensor& self, const std::vector<int64_t>& dims, bool keepdi
 // ============================================================ nn ops
 // NN-DERIVATIVES
 
+namespace {
+// Gradients arrive in any layout; nn kernels take contiguous tensors.
+Tensor contiguous_grad(const Tensor& g) {
+  NoGradGuard guard;
+  return g.contiguous();
+}
+Tensor empty_as(const Tensor& t) { return empty(t.sizes(), opts(t.dtype(), t.device())); }
+}  // namespace
+
+void conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, const Tensor& input_c,
+            const Tensor& weight_c, const F::Conv2dParams& p, const Tensor& out) {
+  // Only the gradients whose inputs need them are computed: a frozen layer
+  // (weight not requiring grad) skips the weight GEMMs entirely.
+  record("ConvolutionBackward", out, {input, weight, bias}, {input_c, weight_c},
+         [p](FunctionNode& n, const Tensor& grad) {
+           const Tensor g = contiguous_grad(grad);
+           Tensor gi, gw, gb;
+           if (n.needs_grad(0)) {
+             const Tensor w = n.saved(1);
+             gi = empty(n.saved(0).sizes(), opts(g.dtype(), g.device()));
+             kernel::conv2d_backward_input(g.device())(g, w, p, gi);
+           }
+           if (n.needs_grad(1)) {
+             const Tensor x = n.saved(0);
+             gw = empty_as(n.saved(1));
+             kernel::conv2d_backward_weight(g.device())(g, x, p, gw);
+           }
+           if (n.needs_grad(2)) {
+             gb = empty({g.size(1)}, opts(g.dtype(), g.device()));
+             kernel::bias_backward(g.device())(g, gb);
+           }
+           return std::vector<Tensor>{gi, gw, gb};
+         });
+}
+
+void batch_norm(const Tensor& input, const Tensor& weight, const Tensor& bias,
+                const Tensor& input_c, const Tensor& weight_c, const Tensor& mean,
+                const Tensor& invstd, bool training, const Tensor& out) {
+  record("NativeBatchNormBackward", out, {input, weight, bias}, {input_c, weight_c, mean, invstd},
+         [training](FunctionNode& n, const Tensor& grad) {
+           const Tensor g = contiguous_grad(grad);
+           const Tensor x = n.saved(0), w = n.saved(1);
+           const int64_t C = x.size(1);
+           Tensor gi, gw, gb;
+           if (n.needs_grad(0)) gi = empty_as(x);
+           if (n.needs_grad(1)) gw = empty({C}, opts(g.dtype(), g.device()));
+           if (n.needs_grad(2)) gb = empty({C}, opts(g.dtype(), g.device()));
+           kernel::batch_norm_backward(g.device())(g, x, w, n.saved(2), n.saved(3), training, gi,
+                                                   gw, gb);
+           return std::vector<Tensor>{gi, gw, gb};
+         });
+}
+
+void max_pool2d(const Tensor& input, const Tensor& indices, const Tensor& out) {
+  record("MaxPool2DWithIndicesBackward", out, {input}, {indices},
+         [shape = input.sizes()](FunctionNode& n, const Tensor& grad) {
+           const Tensor g = contiguous_grad(grad);
+           Tensor gi = empty(shape, opts(g.dtype(), g.device()));
+           kernel::max_pool2d_backward(g.device())(g, n.saved(0), gi);
+           return std::vector<Tensor>{gi};
+         });
+}
+
+void adaptive_avg_pool2d(const Tensor& input, const Tensor& out) {
+  record("AdaptiveAvgPool2DBackward", out, {input}, {},
+         [shape = input.sizes()](FunctionNode&, const Tensor& grad) {
+           const Tensor g = contiguous_grad(grad);
+           Tensor gi = empty(shape, opts(g.dtype(), g.device()));
+           kernel::adaptive_avg_pool2d_backward(g.device())(g, gi);
+           return std::vector<Tensor>{gi};
+         });
+}
+
+void linear(const Tensor& input, const Tensor& weight, const Tensor& bias, const Tensor& input_c,
+            const Tensor& weight_c, const Tensor& out) {
+  record("AddmmBackward", out, {input, weight, bias}, {input_c, weight_c},
+         [](FunctionNode& n, const Tensor& grad) {
+           const Tensor g = contiguous_grad(grad);
+           Tensor gi, gw, gb;
+           if (n.needs_grad(0)) {
+             gi = empty_as(n.saved(0));
+             kernel::linear_backward_input(g.device())(g, n.saved(1), gi);
+           }
+           if (n.needs_grad(1)) {
+             gw = empty_as(n.saved(1));
+             kernel::linear_backward_weight(g.device())(g, n.saved(0), gw);
+           }
+           if (n.needs_grad(2)) {
+             gb = empty({g.size(1)}, opts(g.dtype(), g.device()));
+             kernel::bias_backward(g.device())(g, gb);
+           }
+           return std::vector<Tensor>{gi, gw, gb};
+         });
+}
+
+void softmax(const Tensor& input, int64_t dim, bool log, const Tensor& out) {
+  record(log ? "LogSoftmaxBackward" : "SoftmaxBackward", out, {input}, {out.detach()},
+         [dim, log](FunctionNode& n, const Tensor& grad) {
+           const Tensor g = contiguous_grad(grad);
+           const Tensor y = n.saved(0);
+           Tensor gi = empty_as(y);
+           kernel::softmax_backward(g.device())(g, y, dim, log, gi);
+           return std::vector<Tensor>{gi};
+         });
+}
+
+void nll_loss(const Tensor& log_probs, const Tensor& target, int reduction, int64_t ignore_index,
+              const Tensor& out) {
+  record("NllLossBackward", out, {log_probs}, {target},
+         [reduction, ignore_index, shape = log_probs.sizes()](FunctionNode& n,
+                                                              const Tensor& grad) {
+           const Tensor g = contiguous_grad(grad);
+           Tensor gi = empty(shape, opts(g.dtype(), g.device()));
+           kernel::nll_loss_backward(g.device())(g, n.saved(0), reduction, ignore_index, gi);
+           return std::vector<Tensor>{gi};
+         });
+}
+
+void cross_entropy(const Tensor& logits, const Tensor& target, int reduction, int64_t ignore_index,
+                   double label_smoothing, const Tensor& log_probs, const Tensor& out) {
+  record("CrossEntropyBackward", out, {logits}, {log_probs, target},
+         [reduction, ignore_index, label_smoothing](FunctionNode& n, const Tensor& grad) {
+           const Tensor g = contiguous_grad(grad);
+           const Tensor lp = n.saved(0);
+           Tensor gi = empty_as(lp);
+           kernel::cross_entropy_backward(g.device())(g, lp, n.saved(1), reduction, ignore_index,
+                                                      label_smoothing, gi);
+           return std::vector<Tensor>{gi};
+         });
+}
+
 }  // namespace graft::derivatives

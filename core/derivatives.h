@@ -10,6 +10,7 @@
 #include "core/autograd.h"
 #include "core/kernels.h"
 #include "core/ops.h"
+#include "core/ops_nn.h"
 
 namespace graft::derivatives {
 
@@ -58,5 +59,24 @@ void scatter_add(const Tensor& self, int64_t dim, const Tensor& index, const Ten
 
 // ---- nn ops (core/ops_nn.h) ----
 // NN-DERIVATIVES: declarations go here.
+// The forward front ends pass the original inputs (graph edges) and the
+// contiguous copies the kernels used (saved for backward).
+void conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, const Tensor& input_c,
+            const Tensor& weight_c, const F::Conv2dParams& p, const Tensor& out);
+// mean/invstd: batch statistics (training) or running_mean and
+// 1/sqrt(running_var+eps) (eval).
+void batch_norm(const Tensor& input, const Tensor& weight, const Tensor& bias,
+                const Tensor& input_c, const Tensor& weight_c, const Tensor& mean,
+                const Tensor& invstd, bool training, const Tensor& out);
+void max_pool2d(const Tensor& input, const Tensor& indices, const Tensor& out);
+void adaptive_avg_pool2d(const Tensor& input, const Tensor& out);
+// input is [M, K] (the front end reshapes leading dims).
+void linear(const Tensor& input, const Tensor& weight, const Tensor& bias, const Tensor& input_c,
+            const Tensor& weight_c, const Tensor& out);
+void softmax(const Tensor& input, int64_t dim, bool log, const Tensor& out);
+void nll_loss(const Tensor& log_probs, const Tensor& target, int reduction, int64_t ignore_index,
+              const Tensor& out);
+void cross_entropy(const Tensor& logits, const Tensor& target, int reduction, int64_t ignore_index,
+                   double label_smoothing, const Tensor& log_probs, const Tensor& out);
 
 }  // namespace graft::derivatives

@@ -1,0 +1,239 @@
+// CPU 2-D convolution: im2col + GEMM (Eigen), with a direct path for 1x1,
+// stride-1, unpadded convolutions whose input already is the column matrix.
+//
+// Per image and group, with K = C/groups*kh*kw and P = OH*OW:
+//   forward          out[Og,P]   = W[Og,K] @ col[K,P]            (+ bias)
+//   backward input   gcol[K,P]   = W[Og,K]^T @ gout[Og,P], then col2im
+//   backward weight  gW[Og,K]   += gout[Og,P] @ col[K,P]^T        (summed over images)
+//
+// Threading: when the batch has at least as many images as threads, images
+// are split across threads and each GEMM runs single-threaded (Eigen does not
+// nest inside a parallel region); otherwise images run one after another and
+// Eigen threads each GEMM. Column buffers are per-thread and grow-only.
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+
+#include "core/kernels.h"
+#include "core/ops_nn.h"
+#include "core/parallel.h"
+#include "kernels/cpu/gemm.h"
+#include "kernels/cpu/workspace.h"
+
+namespace graft::cpu {
+
+namespace {
+
+struct ConvGeometry {
+  int64_t N, C, H, W;     // input
+  int64_t O, OH, OW;      // output
+  int64_t kh, kw;
+  int64_t groups, Cg, Og;  // channels per group
+  int64_t K, P;            // GEMM inner size and output pixels per image
+  bool direct;             // 1x1, stride 1, no padding: the input is the column matrix
+
+  ConvGeometry(const Shape& in, const Shape& w, const Shape& out, const F::Conv2dParams& p)
+      : N(in[0]), C(in[1]), H(in[2]), W(in[3]), O(out[1]), OH(out[2]), OW(out[3]), kh(w[2]),
+        kw(w[3]), groups(p.groups), Cg(in[1] / p.groups), Og(out[1] / p.groups),
+        K(Cg * kh * kw), P(out[2] * out[3]),
+        direct(kh == 1 && kw == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 &&
+               p.pad_w == 0) {}
+};
+
+// Unfolds the Cg channels at `in` ([Cg,H,W]) into col[K,P].
+template <typename T>
+void im2col(const T* in, const ConvGeometry& g, const F::Conv2dParams& p, T* col) {
+  for (int64_t c = 0; c < g.Cg; ++c) {
+    const T* plane = in + c * g.H * g.W;
+    for (int64_t i = 0; i < g.kh; ++i) {
+      for (int64_t j = 0; j < g.kw; ++j) {
+        T* row = col + ((c * g.kh + i) * g.kw + j) * g.P;
+        const int64_t dw = j * p.dilation_w - p.pad_w;
+        // Output columns whose input column ow*stride + dw lies inside [0, W).
+        const int64_t ow_lo = dw >= 0 ? 0 : (-dw + p.stride_w - 1) / p.stride_w;
+        const int64_t ow_hi =
+            std::clamp<int64_t>(g.W - dw > 0 ? (g.W - dw + p.stride_w - 1) / p.stride_w : 0,
+                                ow_lo, g.OW);
+        for (int64_t oh = 0; oh < g.OH; ++oh) {
+          T* dst = row + oh * g.OW;
+          const int64_t ih = oh * p.stride_h - p.pad_h + i * p.dilation_h;
+          if (ih < 0 || ih >= g.H) {
+            std::fill(dst, dst + g.OW, T(0));
+            continue;
+          }
+          const T* src = plane + ih * g.W + dw;
+          std::fill(dst, dst + ow_lo, T(0));
+          if (p.stride_w == 1) {
+            std::memcpy(dst + ow_lo, src + ow_lo, sizeof(T) * (ow_hi - ow_lo));
+          } else {
+            for (int64_t ow = ow_lo; ow < ow_hi; ++ow) dst[ow] = src[ow * p.stride_w];
+          }
+          std::fill(dst + ow_hi, dst + g.OW, T(0));
+        }
+      }
+    }
+  }
+}
+
+// Folds col[K,P] back, adding into `in` ([Cg,H,W], already initialised).
+template <typename T>
+void col2im(const T* col, const ConvGeometry& g, const F::Conv2dParams& p, T* in) {
+  for (int64_t c = 0; c < g.Cg; ++c) {
+    T* plane = in + c * g.H * g.W;
+    for (int64_t i = 0; i < g.kh; ++i) {
+      for (int64_t j = 0; j < g.kw; ++j) {
+        const T* row = col + ((c * g.kh + i) * g.kw + j) * g.P;
+        const int64_t dw = j * p.dilation_w - p.pad_w;
+        const int64_t ow_lo = dw >= 0 ? 0 : (-dw + p.stride_w - 1) / p.stride_w;
+        const int64_t ow_hi =
+            std::clamp<int64_t>(g.W - dw > 0 ? (g.W - dw + p.stride_w - 1) / p.stride_w : 0,
+                                ow_lo, g.OW);
+        for (int64_t oh = 0; oh < g.OH; ++oh) {
+          const int64_t ih = oh * p.stride_h - p.pad_h + i * p.dilation_h;
+          if (ih < 0 || ih >= g.H) continue;
+          const T* src = row + oh * g.OW;
+          T* dst = plane + ih * g.W + dw;
+          if (p.stride_w == 1) {
+            for (int64_t ow = ow_lo; ow < ow_hi; ++ow) dst[ow] += src[ow];
+          } else {
+            for (int64_t ow = ow_lo; ow < ow_hi; ++ow) dst[ow * p.stride_w] += src[ow];
+          }
+        }
+      }
+    }
+  }
+}
+
+// Runs fn(image_begin, image_end) over the batch with the threading policy above.
+template <typename Fn>
+void for_images(int64_t N, Fn&& fn) {
+  if (N >= get_num_threads() && get_num_threads() > 1) {
+    parallel_for(0, N, 1, fn);
+  } else {
+    fn(0, N);
+  }
+}
+
+template <typename T>
+void conv2d_forward_impl(const Tensor& input, const Tensor& weight, const Tensor& bias,
+                         const F::Conv2dParams& p, const Tensor& out) {
+  const ConvGeometry g(input.sizes(), weight.sizes(), out.sizes(), p);
+  const T* in = input.data_ptr<T>();
+  const T* w = weight.data_ptr<T>();
+  const T* b = bias.defined() ? bias.data_ptr<T>() : nullptr;
+  T* o = out.data_ptr<T>();
+  for_images(g.N, [&](int64_t n0, int64_t n1) {
+    T* col = g.direct ? nullptr
+                      : thread_workspace<T>(WorkspaceSlot::Columns, static_cast<size_t>(g.K * g.P));
+    for (int64_t n = n0; n < n1; ++n) {
+      for (int64_t gr = 0; gr < g.groups; ++gr) {
+        const T* in_g = in + (n * g.C + gr * g.Cg) * g.H * g.W;
+        T* out_g = o + (n * g.O + gr * g.Og) * g.P;
+        if (b) {
+          for (int64_t oc = 0; oc < g.Og; ++oc)
+            std::fill(out_g + oc * g.P, out_g + (oc + 1) * g.P, b[gr * g.Og + oc]);
+        }
+        const T* cols = in_g;
+        if (!g.direct) {
+          im2col(in_g, g, p, col);
+          cols = col;
+        }
+        gemm<T>(false, false, g.Og, g.P, g.K, w + gr * g.Og * g.K, g.K, cols, g.P, out_g, g.P,
+                b != nullptr);
+      }
+    }
+  });
+}
+
+template <typename T>
+void conv2d_backward_input_impl(const Tensor& grad_out, const Tensor& weight,
+                                const F::Conv2dParams& p, const Tensor& grad_input) {
+  const ConvGeometry g(grad_input.sizes(), weight.sizes(), grad_out.sizes(), p);
+  const T* go = grad_out.data_ptr<T>();
+  const T* w = weight.data_ptr<T>();
+  T* gi = grad_input.data_ptr<T>();
+  for_images(g.N, [&](int64_t n0, int64_t n1) {
+    T* col = g.direct ? nullptr
+                      : thread_workspace<T>(WorkspaceSlot::Columns, static_cast<size_t>(g.K * g.P));
+    for (int64_t n = n0; n < n1; ++n) {
+      for (int64_t gr = 0; gr < g.groups; ++gr) {
+        T* gi_g = gi + (n * g.C + gr * g.Cg) * g.H * g.W;
+        const T* go_g = go + (n * g.O + gr * g.Og) * g.P;
+        const T* w_g = w + gr * g.Og * g.K;
+        if (g.direct) {
+          gemm<T>(true, false, g.K, g.P, g.Og, w_g, g.K, go_g, g.P, gi_g, g.P, false);
+        } else {
+          gemm<T>(true, false, g.K, g.P, g.Og, w_g, g.K, go_g, g.P, col, g.P, false);
+          std::fill(gi_g, gi_g + g.Cg * g.H * g.W, T(0));
+          col2im(col, g, p, gi_g);
+        }
+      }
+    }
+  });
+}
+
+template <typename T>
+void conv2d_backward_weight_impl(const Tensor& grad_out, const Tensor& input,
+                                 const F::Conv2dParams& p, const Tensor& grad_weight) {
+  const ConvGeometry g(input.sizes(), grad_weight.sizes(), grad_out.sizes(), p);
+  const T* go = grad_out.data_ptr<T>();
+  const T* in = input.data_ptr<T>();
+  T* gw = grad_weight.data_ptr<T>();
+  const int64_t wsize = g.O * g.K;
+  std::fill(gw, gw + wsize, T(0));
+  std::mutex merge;
+  for_images(g.N, [&](int64_t n0, int64_t n1) {
+    // The whole batch in one chunk accumulates straight into grad_weight;
+    // split batches sum per-thread partials and merge them under a lock.
+    const bool whole = n0 == 0 && n1 == g.N;
+    T* acc = whole ? gw : thread_workspace<T>(WorkspaceSlot::Partial, static_cast<size_t>(wsize));
+    if (!whole) std::fill(acc, acc + wsize, T(0));
+    T* col = g.direct ? nullptr
+                      : thread_workspace<T>(WorkspaceSlot::Columns, static_cast<size_t>(g.K * g.P));
+    for (int64_t n = n0; n < n1; ++n) {
+      for (int64_t gr = 0; gr < g.groups; ++gr) {
+        const T* in_g = in + (n * g.C + gr * g.Cg) * g.H * g.W;
+        const T* go_g = go + (n * g.O + gr * g.Og) * g.P;
+        const T* cols = in_g;
+        if (!g.direct) {
+          im2col(in_g, g, p, col);
+          cols = col;
+        }
+        gemm<T>(false, true, g.Og, g.K, g.P, go_g, g.P, cols, g.P, acc + gr * g.Og * g.K, g.K,
+                true);
+      }
+    }
+    if (!whole) {
+      std::lock_guard<std::mutex> lock(merge);
+      for (int64_t i = 0; i < wsize; ++i) gw[i] += acc[i];
+    }
+  });
+}
+
+void conv2d_forward_cpu(const Tensor& input, const Tensor& weight, const Tensor& bias,
+                        const F::Conv2dParams& p, const Tensor& out) {
+  GRAFT_DISPATCH_FLOAT(input.dtype(), "conv2d",
+                       [&] { conv2d_forward_impl<scalar_t>(input, weight, bias, p, out); });
+}
+
+void conv2d_backward_input_cpu(const Tensor& grad_out, const Tensor& weight,
+                               const F::Conv2dParams& p, const Tensor& grad_input) {
+  GRAFT_DISPATCH_FLOAT(grad_out.dtype(), "conv2d_backward_input", [&] {
+    conv2d_backward_input_impl<scalar_t>(grad_out, weight, p, grad_input);
+  });
+}
+
+void conv2d_backward_weight_cpu(const Tensor& grad_out, const Tensor& input,
+                                const F::Conv2dParams& p, const Tensor& grad_weight) {
+  GRAFT_DISPATCH_FLOAT(grad_out.dtype(), "conv2d_backward_weight", [&] {
+    conv2d_backward_weight_impl<scalar_t>(grad_out, input, p, grad_weight);
+  });
+}
+
+}  // namespace
+
+GRAFT_REGISTER_KERNEL(conv2d_forward, CPU, conv2d_forward_cpu);
+GRAFT_REGISTER_KERNEL(conv2d_backward_input, CPU, conv2d_backward_input_cpu);
+GRAFT_REGISTER_KERNEL(conv2d_backward_weight, CPU, conv2d_backward_weight_cpu);
+
+}  // namespace graft::cpu

@@ -1,0 +1,471 @@
+// nn ops (core/ops_nn.h) against PyTorch fixtures (tests/fixtures/gen_nn_ops.py),
+// finite-difference gradient checks in float64, and error cases.
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+
+#include "core/autograd.h"
+#include "core/ops_nn.h"
+#include "tests/test_util.h"
+
+namespace graft {
+namespace {
+
+using testing::close_to;
+
+// Minimal .npy reader (little-endian <f8/<f4/<i8, C order) for the fixtures.
+Tensor read_npy(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  GRAFT_CHECK(f, "cannot open ", path);
+  char magic[8];
+  f.read(magic, 8);
+  GRAFT_CHECK(std::memcmp(magic, "\x93NUMPY\x01\x00", 8) == 0, path, ": not a v1 .npy file");
+  unsigned char len[2];
+  f.read(reinterpret_cast<char*>(len), 2);
+  std::string header(len[0] | (len[1] << 8), '\0');
+  f.read(header.data(), static_cast<std::streamsize>(header.size()));
+  DType dtype = header.find("'<f8'") != std::string::npos   ? DType::Float64
+                : header.find("'<f4'") != std::string::npos ? DType::Float32
+                                                            : DType::Int64;
+  GRAFT_CHECK(header.find("'<i8'") != std::string::npos || dtype != DType::Int64, path,
+              ": unsupported dtype in ", header);
+  GRAFT_CHECK(header.find("False") != std::string::npos, path, ": fortran order unsupported");
+  Shape shape;
+  const size_t open = header.find('(', header.find("shape")), close = header.find(')', open);
+  std::stringstream dims(header.substr(open + 1, close - open - 1));
+  for (std::string tok; std::getline(dims, tok, ',');)
+    if (tok.find_first_not_of(' ') != std::string::npos) shape.push_back(std::stoll(tok));
+  Tensor t = empty(shape, opts(dtype));
+  f.read(static_cast<char*>(t.raw_data()), static_cast<std::streamsize>(t.nbytes()));
+  GRAFT_CHECK(f, path, ": truncated");
+  return t;
+}
+
+// One fixture case: params.txt values and the .npy tensors of a directory.
+struct Case {
+  std::string dir;
+  std::map<std::string, double> params;
+  static bool exists(const std::string& name) {
+    return testing::fixture_exists("nn_ops/" + name + "/params.txt");
+  }
+  explicit Case(const std::string& name) : dir("nn_ops/" + name + "/") {
+    std::ifstream f(testing::fixture(dir + "params.txt"));
+    std::string key;
+    double v;
+    while (f >> key >> v) params[key] = v;
+  }
+  int64_t i(const std::string& k) const { return static_cast<int64_t>(params.at(k)); }
+  double d(const std::string& k) const { return params.at(k); }
+  bool has(const std::string& name) const { return testing::fixture_exists(dir + name + ".npy"); }
+  // Tensor `name` (undefined when absent), floats converted to `dtype`.
+  Tensor t(const std::string& name, DType dtype = DType::Float64) const {
+    if (!has(name)) return Tensor();
+    Tensor x = read_npy(testing::fixture(dir + name + ".npy"));
+    return is_floating(x.dtype()) ? x.to(dtype) : x;
+  }
+  Tensor leaf(const std::string& name, DType dtype) const {
+    Tensor x = t(name, dtype);
+    if (x.defined()) x.set_requires_grad(true);
+    return x;
+  }
+};
+
+// Fixture cases prefix0, prefix1, ... that exist.
+std::vector<std::string> case_names(const std::string& prefix) {
+  std::vector<std::string> names;
+  for (int i = 0; i < 100; ++i)
+    if (Case::exists(prefix + std::to_string(i))) names.push_back(prefix + std::to_string(i));
+  return names;
+}
+constexpr const char* kMissing = "nn_ops fixtures missing: run tests/fixtures/generate.sh";
+
+// Tolerances: float32 results vs the float64 torch reference, and float64.
+double tol(DType t) { return t == DType::Float32 ? 1e-4 : 1e-10; }
+const DType kDTypes[] = {DType::Float32, DType::Float64};
+
+// Backpropagates grad_out through out and compares each leaf's .grad.
+void check_grads(const Tensor& out, const Tensor& grad_out,
+                 const std::vector<std::pair<Tensor, Tensor>>& leaf_and_expected, DType dt) {
+  out.backward(grad_out);
+  for (const auto& [leaf, expected] : leaf_and_expected) {
+    if (!expected.defined()) continue;
+    ASSERT_TRUE(leaf.grad().defined());
+    EXPECT_TRUE(close_to(leaf.grad().to(DType::Float64), expected, tol(dt)));
+  }
+}
+
+F::Conv2dParams conv_params(const Case& c) {
+  F::Conv2dParams p;
+  p.stride_h = c.i("stride_h");
+  p.stride_w = c.i("stride_w");
+  p.pad_h = c.i("pad_h");
+  p.pad_w = c.i("pad_w");
+  p.dilation_h = c.i("dilation_h");
+  p.dilation_w = c.i("dilation_w");
+  p.groups = c.i("groups");
+  return p;
+}
+
+// Central finite differences of sum(f(inputs) * r) against autograd, float64.
+void gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f,
+               std::vector<Tensor> inputs, double eps = 1e-6, double rtol = 1e-5) {
+  for (auto& x : inputs) x = x.to(DType::Float64).contiguous().detach().set_requires_grad(true);
+  Tensor out = f(inputs);
+  Generator gen(7);
+  const Tensor r = randn(out.sizes(), opts(DType::Float64), &gen);
+  const std::vector<Tensor> analytic = autograd::grad({out}, inputs, {r});
+  NoGradGuard ng;
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    double* p = inputs[k].data_ptr<double>();
+    Tensor numeric = empty(inputs[k].sizes(), opts(DType::Float64));
+    double* nd = numeric.data_ptr<double>();
+    for (int64_t j = 0; j < inputs[k].numel(); ++j) {
+      const double orig = p[j];
+      p[j] = orig + eps;
+      const double hi = sum(mul(f(inputs), r)).item();
+      p[j] = orig - eps;
+      const double lo = sum(mul(f(inputs), r)).item();
+      p[j] = orig;
+      nd[j] = (hi - lo) / (2 * eps);
+    }
+    ASSERT_TRUE(analytic[k].defined()) << "input " << k;
+    EXPECT_TRUE(close_to(analytic[k], numeric, rtol)) << "input " << k;
+  }
+}
+
+// ============================================================ conv2d
+
+TEST(NnOps, Conv2dMatchesTorch) {
+  const auto names = case_names("conv");
+  if (names.empty()) GTEST_SKIP() << kMissing;
+  for (const auto& name : names) {
+    SCOPED_TRACE(name);
+    const Case c(name);
+    for (DType dt : kDTypes) {
+      Tensor x = c.leaf("input", dt), w = c.leaf("weight", dt), b = c.leaf("bias", dt);
+      Tensor out = F::conv2d(x, w, b, conv_params(c));
+      EXPECT_TRUE(close_to(out.to(DType::Float64), c.t("out"), tol(dt)));
+      check_grads(out, c.t("grad_out", dt),
+                  {{x, c.t("grad_input")}, {w, c.t("grad_weight")}, {b, c.t("grad_bias")}}, dt);
+    }
+  }
+}
+
+TEST(NnOps, Conv2dBatchParallelMatchesSequential) {
+  // A batch larger than the thread count takes the image-parallel path
+  // (per-thread weight-gradient partials); each image alone is sequential.
+  Generator gen(3);
+  Tensor x = randn({5, 6, 9, 9}, opts(DType::Float64), &gen).set_requires_grad(true);
+  Tensor w = randn({8, 6, 3, 3}, opts(DType::Float64), &gen).set_requires_grad(true);
+  F::Conv2dParams p;
+  p.pad_h = p.pad_w = 1;
+  Tensor out = F::conv2d(x, w, Tensor(), p);
+  sum(out).backward();
+  Tensor gw_sum = zeros({8, 6, 3, 3}, opts(DType::Float64));
+  for (int64_t n = 0; n < 5; ++n) {
+    Tensor xn = x.detach().narrow(0, n, 1).contiguous().set_requires_grad(true);
+    Tensor wn = w.detach().clone().set_requires_grad(true);
+    Tensor on = F::conv2d(xn, wn, Tensor(), p);
+    EXPECT_TRUE(close_to(on, out.detach().narrow(0, n, 1), 1e-12));
+    sum(on).backward();
+    add_(gw_sum, wn.grad());
+  }
+  EXPECT_TRUE(close_to(w.grad(), gw_sum, 1e-12));
+}
+
+TEST(NnOps, Conv2dFrozenWeightSkipsWeightGrad) {
+  Generator gen(4);
+  Tensor x = randn({2, 3, 6, 6}, opts(DType::Float32), &gen).set_requires_grad(true);
+  Tensor w = randn({4, 3, 3, 3}, opts(DType::Float32), &gen);  // frozen
+  Tensor b = randn({4}, opts(DType::Float32), &gen);
+  Tensor out = F::conv2d(x, w, b, {});
+  ASSERT_TRUE(out.requires_grad());
+  sum(out).backward();
+  EXPECT_TRUE(x.grad().defined());
+  EXPECT_FALSE(w.grad().defined());
+  // Nothing requires grad: no graph at all.
+  Tensor frozen = F::conv2d(x.detach(), w, b, {});
+  EXPECT_FALSE(frozen.requires_grad());
+}
+
+TEST(NnOps, Conv2dNonContiguousInput) {
+  Generator gen(5);
+  Tensor base = randn({2, 7, 7, 3}, opts(DType::Float64), &gen);
+  Tensor x = base.permute({0, 3, 1, 2});  // NHWC memory seen as NCHW
+  Tensor w = randn({2, 3, 3, 3}, opts(DType::Float64), &gen);
+  EXPECT_TRUE(close_to(F::conv2d(x, w, Tensor(), {}), F::conv2d(x.contiguous(), w, Tensor(), {}),
+                       1e-14));
+}
+
+TEST(NnOps, Conv2dGradcheck) {
+  Generator gen(6);
+  F::Conv2dParams p;
+  p.stride_h = 2;
+  p.pad_w = 1;
+  p.dilation_h = 2;
+  p.groups = 2;
+  gradcheck([&](const std::vector<Tensor>& v) { return F::conv2d(v[0], v[1], v[2], p); },
+            {randn({2, 4, 7, 6}, {}, &gen), randn({4, 2, 2, 3}, {}, &gen), randn({4}, {}, &gen)});
+}
+
+TEST(NnOps, Conv2dErrors) {
+  Tensor x = zeros({1, 4, 5, 5}), w = zeros({2, 4, 3, 3});
+  EXPECT_THROW(F::conv2d(zeros({4, 5, 5}), w, Tensor(), {}), Error);      // rank
+  EXPECT_THROW(F::conv2d(x, zeros({2, 3, 3, 3}), Tensor(), {}), Error);   // channels
+  EXPECT_THROW(F::conv2d(x, zeros({2, 4, 6, 6}), Tensor(), {}), Error);   // output < 1
+  EXPECT_THROW(F::conv2d(x, w, zeros({3}), {}), Error);                   // bias size
+  EXPECT_THROW(F::conv2d(x, zeros({2, 4, 0, 3}), Tensor(), {}), Error);   // empty kernel
+  F::Conv2dParams p;
+  p.groups = 3;
+  EXPECT_THROW(F::conv2d(zeros({1, 6, 5, 5}), zeros({4, 2, 3, 3}), Tensor(), p), Error);
+  p = {};
+  p.stride_h = 0;
+  EXPECT_THROW(F::conv2d(x, w, Tensor(), p), Error);
+  EXPECT_THROW(F::conv2d(x.to(DType::Float64), w, Tensor(), {}), Error);  // dtype mismatch
+  try {
+    F::conv2d(x, zeros({2, 3, 3, 3}), Tensor(), {});
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("channels"), std::string::npos) << e.what();
+  }
+}
+
+// ============================================================ batch_norm
+
+TEST(NnOps, BatchNormMatchesTorch) {
+  const auto names = case_names("bn");
+  if (names.empty()) GTEST_SKIP() << kMissing;
+  for (const auto& name : names) {
+    SCOPED_TRACE(name);
+    const Case c(name);
+    for (DType dt : kDTypes) {
+      Tensor x = c.leaf("input", dt), w = c.leaf("weight", dt), b = c.leaf("bias", dt);
+      Tensor rm = c.t("running_mean", dt), rv = c.t("running_var", dt);
+      const uint64_t version = rm.storage()->version();
+      const bool training = c.i("training") != 0;
+      Tensor out = F::batch_norm(x, w, b, rm, rv, training, c.d("momentum"), c.d("eps"));
+      EXPECT_TRUE(close_to(out.to(DType::Float64), c.t("out"), tol(dt)));
+      EXPECT_TRUE(close_to(rm.to(DType::Float64), c.t("running_mean_after"), tol(dt)));
+      EXPECT_TRUE(close_to(rv.to(DType::Float64), c.t("running_var_after"), tol(dt)));
+      if (training) {
+        EXPECT_GT(rm.storage()->version(), version);
+      }
+      check_grads(out, c.t("grad_out", dt),
+                  {{x, c.t("grad_input")}, {w, c.t("grad_weight")}, {b, c.t("grad_bias")}}, dt);
+    }
+  }
+}
+
+TEST(NnOps, BatchNormGradcheck) {
+  Generator gen(8);
+  for (bool training : {true, false}) {
+    SCOPED_TRACE(training ? "train" : "eval");
+    Tensor rm = randn({3}, opts(DType::Float64), &gen), rv = rand({3}, opts(DType::Float64), &gen);
+    add_(rv, 0.5);
+    gradcheck(
+        [&](const std::vector<Tensor>& v) {
+          // Training without running stats: repeated evaluations stay identical.
+          return training ? F::batch_norm(v[0], v[1], v[2], Tensor(), Tensor(), true, 0.1, 1e-5)
+                          : F::batch_norm(v[0], v[1], v[2], rm, rv, false, 0.1, 1e-5);
+        },
+        {randn({3, 3, 2, 2}, {}, &gen), rand({3}, {}, &gen), randn({3}, {}, &gen)});
+  }
+}
+
+TEST(NnOps, BatchNormErrors) {
+  Tensor x = zeros({2, 3, 4, 4});
+  EXPECT_THROW(F::batch_norm(zeros({3}), Tensor(), Tensor(), Tensor(), Tensor(), true, 0.1, 1e-5),
+               Error);  // rank
+  EXPECT_THROW(F::batch_norm(x, zeros({4}), Tensor(), Tensor(), Tensor(), true, 0.1, 1e-5),
+               Error);  // channel mismatch
+  EXPECT_THROW(F::batch_norm(zeros({1, 3, 1, 1}), Tensor(), Tensor(), Tensor(), Tensor(), true,
+                             0.1, 1e-5),
+               Error);  // one value per channel
+  EXPECT_THROW(F::batch_norm(x, Tensor(), Tensor(), Tensor(), Tensor(), false, 0.1, 1e-5),
+               Error);  // eval needs running stats
+}
+
+// ============================================================ pooling
+
+TEST(NnOps, MaxPool2dMatchesTorch) {
+  const auto names = case_names("maxpool");
+  if (names.empty()) GTEST_SKIP() << kMissing;
+  for (const auto& name : names) {
+    SCOPED_TRACE(name);
+    const Case c(name);
+    for (DType dt : kDTypes) {
+      Tensor x = c.leaf("input", dt);
+      Tensor out = F::max_pool2d(x, c.i("kernel"), c.i("stride"), c.i("padding"),
+                                 c.i("dilation"), c.i("ceil_mode") != 0);
+      EXPECT_TRUE(close_to(out.to(DType::Float64), c.t("out"), tol(dt)));
+      check_grads(out, c.t("grad_out", dt), {{x, c.t("grad_input")}}, dt);
+    }
+  }
+}
+
+TEST(NnOps, AdaptiveAvgPool2dMatchesTorch) {
+  const auto names = case_names("adaptive");
+  if (names.empty()) GTEST_SKIP() << kMissing;
+  for (const auto& name : names) {
+    SCOPED_TRACE(name);
+    const Case c(name);
+    for (DType dt : kDTypes) {
+      Tensor x = c.leaf("input", dt);
+      Tensor out = F::adaptive_avg_pool2d(x, c.i("out_h"), c.i("out_w"));
+      EXPECT_TRUE(close_to(out.to(DType::Float64), c.t("out"), tol(dt)));
+      check_grads(out, c.t("grad_out", dt), {{x, c.t("grad_input")}}, dt);
+    }
+  }
+}
+
+TEST(NnOps, PoolGradcheck) {
+  Generator gen(9);
+  gradcheck([](const std::vector<Tensor>& v) { return F::max_pool2d(v[0], 3, 2, 1, 1, true); },
+            {randn({1, 2, 6, 5}, {}, &gen)});
+  gradcheck([](const std::vector<Tensor>& v) { return F::adaptive_avg_pool2d(v[0], 3, 2); },
+            {randn({2, 1, 5, 7}, {}, &gen)});
+}
+
+TEST(NnOps, PoolErrors) {
+  EXPECT_THROW(F::max_pool2d(zeros({3, 8, 8}), 2, 2, 0), Error);             // rank
+  EXPECT_THROW(F::max_pool2d(zeros({1, 1, 8, 8}), 0, 1, 0), Error);          // kernel
+  EXPECT_THROW(F::max_pool2d(zeros({1, 1, 8, 8}), 3, 2, 2), Error);          // padding > k/2
+  EXPECT_THROW(F::max_pool2d(zeros({1, 1, 2, 2}), 3, 1, 0), Error);          // output < 1
+  EXPECT_THROW(F::adaptive_avg_pool2d(zeros({1, 1, 4, 4}), 0, 1), Error);    // output size
+  EXPECT_THROW(F::adaptive_avg_pool2d(zeros({1, 4, 4}), 1, 1), Error);       // rank
+}
+
+// ============================================================ softmax, losses, linear
+
+TEST(NnOps, SoftmaxMatchesTorch) {
+  for (const char* prefix : {"softmax", "log_softmax"}) {
+    const bool log = std::string(prefix) == "log_softmax";
+    GRAFT_REQUIRE_FIXTURE(std::string("nn_ops/") + prefix + "0/params.txt");
+    for (int i = 0; Case::exists(prefix + std::to_string(i)); ++i) {
+      SCOPED_TRACE(prefix + std::to_string(i));
+      const Case c(prefix + std::to_string(i));
+      for (DType dt : kDTypes) {
+        Tensor x = c.leaf("input", dt);
+        Tensor out = log ? F::log_softmax(x, c.i("dim")) : F::softmax(x, c.i("dim"));
+        EXPECT_TRUE(close_to(out.to(DType::Float64), c.t("out"), tol(dt)));
+        check_grads(out, c.t("grad_out", dt), {{x, c.t("grad_input")}}, dt);
+      }
+    }
+  }
+}
+
+TEST(NnOps, CrossEntropyMatchesTorch) {
+  const auto names = case_names("ce");
+  if (names.empty()) GTEST_SKIP() << kMissing;
+  for (const auto& name : names) {
+    SCOPED_TRACE(name);
+    const Case c(name);
+    for (DType dt : kDTypes) {
+      Tensor x = c.leaf("input", dt);
+      Tensor out = F::cross_entropy(x, c.t("target"), static_cast<F::Reduction>(c.i("reduction")),
+                                    c.i("ignore_index"), c.d("label_smoothing"));
+      EXPECT_TRUE(close_to(out.to(DType::Float64), c.t("out"), tol(dt)));
+      check_grads(out, c.t("grad_out", dt), {{x, c.t("grad_input")}}, dt);
+    }
+  }
+}
+
+TEST(NnOps, NllLossMatchesTorch) {
+  int found = 0;
+  for (int i = 0; i < 10; ++i) {
+    if (!Case::exists("nll" + std::to_string(i))) continue;
+    ++found;
+    SCOPED_TRACE("nll" + std::to_string(i));
+    const Case c("nll" + std::to_string(i));
+    for (DType dt : kDTypes) {
+      Tensor x = c.leaf("input", dt);
+      Tensor out = F::nll_loss(x, c.t("target"), static_cast<F::Reduction>(c.i("reduction")),
+                               c.i("ignore_index"));
+      EXPECT_TRUE(close_to(out.to(DType::Float64), c.t("out"), tol(dt)));
+      check_grads(out, c.t("grad_out", dt), {{x, c.t("grad_input")}}, dt);
+    }
+  }
+  if (found == 0) GTEST_SKIP() << "nll fixtures missing: run tests/fixtures/generate.sh";
+}
+
+TEST(NnOps, LinearMatchesTorch) {
+  const auto names = case_names("linear");
+  if (names.empty()) GTEST_SKIP() << kMissing;
+  for (const auto& name : names) {
+    SCOPED_TRACE(name);
+    const Case c(name);
+    for (DType dt : kDTypes) {
+      Tensor x = c.leaf("input", dt), w = c.leaf("weight", dt), b = c.leaf("bias", dt);
+      Tensor out = F::linear(x, w, b);
+      EXPECT_TRUE(close_to(out.to(DType::Float64), c.t("out"), tol(dt)));
+      check_grads(out, c.t("grad_out", dt),
+                  {{x, c.t("grad_input")}, {w, c.t("grad_weight")}, {b, c.t("grad_bias")}}, dt);
+    }
+  }
+}
+
+TEST(NnOps, SoftmaxLossLinearGradcheck) {
+  Generator gen(10);
+  gradcheck([](const std::vector<Tensor>& v) { return F::softmax(v[0], 1); },
+            {randn({3, 4, 2}, {}, &gen)});
+  gradcheck([](const std::vector<Tensor>& v) { return F::log_softmax(v[0], -1); },
+            {randn({3, 5}, {}, &gen)});
+  const Tensor target = tensor<int64_t>({1, -100, 3, 0, 2});
+  gradcheck(
+      [&](const std::vector<Tensor>& v) {
+        return F::cross_entropy(v[0], target, F::Reduction::Mean, -100, 0.15);
+      },
+      {randn({5, 4}, {}, &gen)});
+  gradcheck(
+      [&](const std::vector<Tensor>& v) {
+        return F::nll_loss(v[0], target, F::Reduction::None, -100);
+      },
+      {randn({5, 4}, {}, &gen)});
+  gradcheck([](const std::vector<Tensor>& v) { return F::linear(v[0], v[1], v[2]); },
+            {randn({2, 3, 4}, {}, &gen), randn({5, 4}, {}, &gen), randn({5}, {}, &gen)});
+}
+
+TEST(NnOps, LossErrors) {
+  Tensor x = zeros({4, 3});
+  EXPECT_THROW(F::cross_entropy(x, tensor<int64_t>({0, 1, 3, 0})), Error);     // class 3 of 3
+  EXPECT_THROW(F::cross_entropy(x, tensor<int64_t>({0, 1, 2})), Error);        // batch mismatch
+  EXPECT_THROW(F::cross_entropy(x, zeros({4})), Error);                        // float target
+  EXPECT_THROW(F::cross_entropy(zeros({4}), tensor<int64_t>({0})), Error);     // rank
+  EXPECT_THROW(F::nll_loss(x, tensor<int64_t>({0, -1, 1, 1})), Error);         // negative class
+  EXPECT_THROW(F::cross_entropy(x, tensor<int64_t>({0, 1, 2, 0}), F::Reduction::Mean, -100, 1.5),
+               Error);
+  EXPECT_THROW(F::linear(zeros({2, 3}), zeros({4, 5}), Tensor()), Error);
+  EXPECT_THROW(F::softmax(x, 2), Error);
+}
+
+TEST(NnOps, CrossEntropyAllIgnoredIsNan) {
+  // torch: mean over zero counted rows is 0/0.
+  Tensor loss = F::cross_entropy(zeros({2, 3}), tensor<int64_t>({-100, -100}));
+  EXPECT_TRUE(std::isnan(loss.item()));
+}
+
+// ============================================================ dropout
+
+TEST(NnOps, Dropout) {
+  Tensor x = ones({1000}, opts(DType::Float64)).set_requires_grad(true);
+  EXPECT_TRUE(F::dropout(x, 0.3, false).is_same(x));  // eval: identity
+  Generator g1(42), g2(42);
+  Tensor a = F::dropout(x, 0.3, true, &g1), b = F::dropout(x, 0.3, true, &g2);
+  EXPECT_TRUE(close_to(a, b, 0));  // same seed, same mask
+  const std::vector<double> v = a.detach().to_vector<double>();
+  int64_t kept = 0;
+  for (double e : v) {
+    ASSERT_TRUE(e == 0.0 || std::abs(e - 1.0 / 0.7) < 1e-12) << e;
+    kept += e != 0.0;
+  }
+  EXPECT_NEAR(static_cast<double>(kept) / 1000.0, 0.7, 0.06);
+  sum(a).backward();
+  EXPECT_TRUE(close_to(x.grad(), a.detach(), 0));  // grad = mask * 1/(1-p)
+  EXPECT_EQ(sum(F::dropout(x, 1.0, true)).item(), 0.0);
+  EXPECT_THROW(F::dropout(x, 1.5, true), Error);
+}
+
+}  // namespace
+}  // namespace graft
