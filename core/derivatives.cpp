@@ -300,6 +300,108 @@ void amax_amin(const Tensor& self, const std::vector<int64_t>& dims, bool keepdi
 
 // REDUCTION-DERIVATIVES (var, max/min with indices) continue here.
 
+void var(const Tensor& self, const std::vector<int64_t>& dims, double correction, bool keepdim,
+         const Tensor& out) {
+  // d var / dx = 2 (x - mean) / (N - correction)
+  record("VarBackward", out, {self}, {self},
+         [dims, correction, keepdim](FunctionNode& n, const Tensor& g) {
+           const Tensor x = n.saved(0);
+           if (x.dim() == 0) return std::vector<Tensor>{zeros_like(x)};  // var of one value
+           const double count = static_cast<double>(reduced_count(x.sizes(), dims));
+           Tensor centered = sub(x, mean(x, dims, true));
+           Tensor scale = div(unsqueeze_dims(g, dims, keepdim), (count - correction) / 2.0);
+           return std::vector<Tensor>{mul(scale, centered)};
+         });
+}
+
+void max_min_dim(const Tensor& self, int64_t dim, bool keepdim, const Tensor& indices,
+                 const Tensor& values) {
+  // The whole gradient goes to the element whose index was returned.
+  record("MaxMinDimBackward", values, {self}, {indices},
+         [shape = self.sizes(), dim, keepdim](FunctionNode& n, const Tensor& g) {
+           if (shape.empty()) return std::vector<Tensor>{g};
+           Tensor idx = n.saved(0);
+           Tensor gk = g;
+           if (!keepdim) {
+             idx = idx.unsqueeze(dim);
+             gk = gk.unsqueeze(dim);
+           }
+           return std::vector<Tensor>{
+               scatter_add(zeros(shape, opts(g.dtype(), g.device())), dim, idx, gk)};
+         });
+}
+
+// ============================================================ linear algebra, joining, indexing
+
+void bmm(const Tensor& a, const Tensor& b, const Tensor& out) {
+  // dA = dC B^T, dB = A^T dC; each operand is saved only when the other needs it.
+  const bool need_a = a.requires_grad(), need_b = b.requires_grad();
+  record("BmmBackward", out, {a, b}, {need_b ? a : Tensor(), need_a ? b : Tensor()},
+         [](FunctionNode& n, const Tensor& g) {
+           Tensor ga, gb;
+           if (n.needs_grad(0)) ga = graft::bmm(g, n.saved(1).transpose(1, 2));
+           if (n.needs_grad(1)) gb = graft::bmm(n.saved(0).transpose(1, 2), g);
+           return std::vector<Tensor>{ga, gb};
+         });
+}
+
+void cat(const std::vector<Tensor>& inputs, int64_t dim, const Tensor& out) {
+  std::vector<int64_t> lengths;
+  std::vector<DType> dtypes;
+  for (const Tensor& t : inputs) {
+    lengths.push_back(t.size(dim));
+    dtypes.push_back(t.dtype());
+  }
+  record("CatBackward", out, inputs, {}, [dim, lengths, dtypes](FunctionNode& n, const Tensor& g) {
+    std::vector<Tensor> grads(lengths.size());
+    int64_t offset = 0;
+    for (size_t i = 0; i < lengths.size(); ++i) {
+      if (n.needs_grad(i)) grads[i] = g.narrow(dim, offset, lengths[i]).to(dtypes[i]);
+      offset += lengths[i];
+    }
+    return grads;
+  });
+}
+
+void index_select(const Tensor& self, int64_t dim, const Tensor& index, const Tensor& out) {
+  record("IndexSelectBackward", out, {self}, {index},
+         [shape = self.sizes(), dim](FunctionNode& n, const Tensor& g) {
+           Tensor gi = zeros(shape, opts(g.dtype(), g.device()));
+           kernel::index_add(g.device())(gi, dim, n.saved(0), g);
+           return std::vector<Tensor>{gi};
+         });
+}
+
+void gather(const Tensor& self, int64_t dim, const Tensor& index, const Tensor& out) {
+  record("GatherBackward", out, {self}, {index},
+         [shape = self.sizes(), dim](FunctionNode& n, const Tensor& g) {
+           Tensor gi = zeros(shape, opts(g.dtype(), g.device()));
+           kernel::scatter_add(g.device())(gi, dim, n.saved(0), g);
+           return std::vector<Tensor>{gi};
+         });
+}
+
+void scatter_add(const Tensor& self, int64_t dim, const Tensor& index, const Tensor& src,
+                 const Tensor& out) {
+  record("ScatterAddBackward", out, {self, src}, {index},
+         [src_shape = src.sizes(), dim](FunctionNode& n, const Tensor& g) {
+           Tensor gs;
+           if (n.needs_grad(1)) {
+             const Tensor idx = n.saved(0);
+             gs = graft::gather(g, dim, idx);
+             if (idx.sizes() != src_shape) {
+               // Only the part of src covered by idx was used; the rest gets zero.
+               Tensor full_g = zeros(src_shape, opts(g.dtype(), g.device()));
+               Tensor window = full_g;
+               for (int64_t d = 0; d < idx.dim(); ++d) window = window.narrow(d, 0, idx.size(d));
+               copy_(window, gs);
+               gs = full_g;
+             }
+           }
+           return std::vector<Tensor>{n.needs_grad(0) ? g : Tensor(), gs};
+         });
+}
+
 // ============================================================ nn ops
 // NN-DERIVATIVES
 

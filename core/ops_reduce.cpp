@@ -119,6 +119,88 @@ Tensor amin(const Tensor& a, std::vector<int64_t> dims, bool keepdim) {
   return out;
 }
 
+Tensor var(const Tensor& a, std::vector<int64_t> dims, double correction, bool keepdim) {
+  GRAFT_CHECK(is_floating(a.dtype()), "var: needs a floating point input, got ",
+              dtype_name(a.dtype()));
+  dims = reduction_dims(a, std::move(dims), "var: dim");
+  const DType t = a.dtype() == DType::Float64 ? DType::Float64 : DType::Float32;
+  if (t != a.dtype()) return var(a.to(t), dims, correction, keepdim).to(a.dtype());
+  Tensor out = empty(keepdim_shape(a, dims), opts(t, a.device()));
+  {
+    NoGradGuard g;
+    // A 0-d tensor reduces over its single element.
+    const Tensor in = a.dim() == 0 ? a.reshape({1}) : a;
+    const std::vector<int64_t> kdims = a.dim() == 0 ? std::vector<int64_t>{0} : dims;
+    kernel::var(a.device())(in, kdims, correction, a.dim() == 0 ? out.reshape({1}) : out);
+  }
+  if (!keepdim) out = out.view(squeezed_shape(a, dims));
+  if (autograd::any_requires_grad({&a})) derivatives::var(a, dims, correction, keepdim, out);
+  return out;
+}
+
+Tensor std(const Tensor& a, std::vector<int64_t> dims, double correction, bool keepdim) {
+  return sqrt(var(a, std::move(dims), correction, keepdim));
+}
+
+namespace {
+
+// Shared by max/min(dim) and argmax/argmin: values (optional) and indices.
+ValuesIndices arg_reduce_op(ArgReduceOp op, const Tensor& a, int64_t dim, bool keepdim,
+                            bool want_values, const char* name) {
+  dim = wrap_dim(dim, a.dim(), name);
+  const Tensor in = a.dim() == 0 ? a.reshape({1}) : a;
+  GRAFT_CHECK(in.size(dim) > 0, name, ": cannot reduce over the empty dim ", dim, " of shape ",
+              shape_str(a.sizes()));
+  const DType ct = (a.dtype() == DType::Float16 || a.dtype() == DType::BFloat16)
+                       ? DType::Float32
+                       : (a.dtype() == DType::Bool ? DType::UInt8 : a.dtype());
+  const Tensor inc = in.to(ct);
+  const Shape kshape = keepdim_shape(inc, {dim});
+  ValuesIndices r;
+  r.indices = empty(kshape, opts(DType::Int64, a.device()));
+  if (want_values) r.values = empty(kshape, opts(ct, a.device()));
+  {
+    NoGradGuard g;
+    kernel::arg_reduce(a.device())(op, inc.detach(), dim, r.values, r.indices);
+  }
+  const Shape final_shape = a.dim() == 0 ? Shape{} : (keepdim ? kshape : squeezed_shape(in, {dim}));
+  r.indices = r.indices.view(final_shape);
+  if (want_values) {
+    r.values = r.values.view(final_shape);
+    if (ct != a.dtype()) r.values = r.values.to(a.dtype());
+    if (autograd::any_requires_grad({&a}))
+      derivatives::max_min_dim(a, dim, keepdim || a.dim() == 0, r.indices, r.values);
+  }
+  return r;
+}
+
+}  // namespace
+
+ValuesIndices max(const Tensor& a, int64_t dim, bool keepdim) {
+  return arg_reduce_op(ArgReduceOp::Max, a, dim, keepdim, true, "max: dim");
+}
+
+ValuesIndices min(const Tensor& a, int64_t dim, bool keepdim) {
+  return arg_reduce_op(ArgReduceOp::Min, a, dim, keepdim, true, "min: dim");
+}
+
+Tensor argmax(const Tensor& a, std::optional<int64_t> dim, bool keepdim) {
+  if (!dim) {
+    // Over all elements: index into the flattened tensor.
+    Tensor r = arg_reduce_op(ArgReduceOp::Max, a.reshape({-1}), 0, false, false, "argmax").indices;
+    return keepdim ? r.reshape(Shape(static_cast<size_t>(a.dim()), 1)) : r;
+  }
+  return arg_reduce_op(ArgReduceOp::Max, a, *dim, keepdim, false, "argmax: dim").indices;
+}
+
+Tensor argmin(const Tensor& a, std::optional<int64_t> dim, bool keepdim) {
+  if (!dim) {
+    Tensor r = arg_reduce_op(ArgReduceOp::Min, a.reshape({-1}), 0, false, false, "argmin").indices;
+    return keepdim ? r.reshape(Shape(static_cast<size_t>(a.dim()), 1)) : r;
+  }
+  return arg_reduce_op(ArgReduceOp::Min, a, *dim, keepdim, false, "argmin: dim").indices;
+}
+
 Tensor max(const Tensor& a) { return amax(a); }
 Tensor min(const Tensor& a) { return amin(a); }
 

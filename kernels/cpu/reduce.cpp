@@ -1,4 +1,4 @@
-// CPU reductions: sum/mean/prod/max/min over any set of dims.
+// CPU reductions: sum/mean/prod/max/min/var over any set of dims, argmax/argmin.
 // The reduced dims are permuted to the end and made contiguous, so every
 // output element reduces one contiguous row; rows run in parallel.
 #include <cmath>
@@ -90,8 +90,82 @@ void reduce_cpu(ReduceOp op, const Tensor& in, const std::vector<int64_t>& dims,
   });
 }
 
+
+// Index of the first max/min of each row; a NaN wins (torch propagates NaN).
+template <typename T>
+void arg_reduce_rows(ArgReduceOp op, const T* src, T* values, int64_t* indices, int64_t rows,
+                     int64_t len) {
+  parallel_for(0, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(len, 1)),
+               [&](int64_t r0, int64_t r1) {
+                 for (int64_t r = r0; r < r1; ++r) {
+                   const T* row = src + r * len;
+                   int64_t best = 0;
+                   for (int64_t i = 1; i < len; ++i) {
+                     if constexpr (std::is_floating_point_v<T>) {
+                       if (std::isnan(row[best])) break;
+                       if (std::isnan(row[i])) {
+                         best = i;
+                         break;
+                       }
+                     }
+                     if (op == ArgReduceOp::Max ? row[i] > row[best] : row[i] < row[best])
+                       best = i;
+                   }
+                   indices[r] = best;
+                   if (values) values[r] = row[best];
+                 }
+               });
+}
+
+void arg_reduce_cpu(ArgReduceOp op, const Tensor& in, int64_t dim, const Tensor& values,
+                    const Tensor& indices) {
+  int64_t rows = 0, len = 0;
+  Tensor src = rows_last(in, {dim}, rows, len);
+  GRAFT_CHECK(len > 0, "argmax/argmin/max/min: cannot reduce over an empty dimension");
+  GRAFT_CHECK(indices.is_contiguous() && indices.numel() == rows &&
+                  (!values.defined() || (values.is_contiguous() && values.numel() == rows)),
+              "arg_reduce: bad output");
+  GRAFT_DISPATCH_NUMERIC(in.dtype(), "argmax/argmin", [&] {
+    arg_reduce_rows<scalar_t>(op, src.data_ptr<scalar_t>(),
+                              values.defined() ? values.data_ptr<scalar_t>() : nullptr,
+                              indices.data_ptr<int64_t>(), rows, len);
+  });
+}
+
+// Two-pass variance per row (mean first, then squared deviations) in double,
+// which avoids the cancellation of the sum-of-squares formula.
+void var_cpu(const Tensor& in, const std::vector<int64_t>& dims, double correction,
+             const Tensor& out) {
+  int64_t rows = 0, len = 0;
+  Tensor src = rows_last(in, dims, rows, len);
+  GRAFT_CHECK(out.is_contiguous() && out.numel() == rows, "var: bad output");
+  GRAFT_DISPATCH_FLOAT(in.dtype(), "var", [&] {
+    const scalar_t* ps = src.data_ptr<scalar_t>();
+    scalar_t* po = out.data_ptr<scalar_t>();
+    const double denom = std::max(0.0, static_cast<double>(len) - correction);
+    parallel_for(0, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(len, 1)),
+                 [&](int64_t r0, int64_t r1) {
+                   for (int64_t r = r0; r < r1; ++r) {
+                     const scalar_t* row = ps + r * len;
+                     double mean = 0;
+                     for (int64_t i = 0; i < len; ++i) mean += static_cast<double>(row[i]);
+                     mean /= static_cast<double>(len);
+                     double ss = 0;
+                     for (int64_t i = 0; i < len; ++i) {
+                       const double d = static_cast<double>(row[i]) - mean;
+                       ss += d * d;
+                     }
+                     // len <= correction gives inf (or NaN for an empty row), as in torch
+                     po[r] = static_cast<scalar_t>(ss / denom);
+                   }
+                 });
+  });
+}
+
 }  // namespace
 
 GRAFT_REGISTER_KERNEL(reduce, CPU, reduce_cpu);
+GRAFT_REGISTER_KERNEL(arg_reduce, CPU, arg_reduce_cpu);
+GRAFT_REGISTER_KERNEL(var, CPU, var_cpu);
 
 }  // namespace graft::cpu
