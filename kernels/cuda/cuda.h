@@ -29,6 +29,10 @@ void empty_cache();
 // Waits for all work queued on the device's current stream, then reports any
 // error a kernel recorded (for example an out-of-range index).
 void synchronize(int device = 0);
+// Test aid: fill every new device allocation with 0xFF bytes (NaN in floating
+// dtypes) so that elements a kernel fails to write are detected. Also enabled
+// by the environment variable GRAFT_CUDA_POISON.
+void set_poison_allocations(bool on);
 // "NVIDIA H100 80GB HBM3 (sm_90, 81559 MiB)"
 std::string device_name(int device = 0);
 

@@ -13,6 +13,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -99,6 +100,18 @@ class CachingAllocator final : public Allocator {
   }
 
   void* allocate(size_t nbytes, int device) override {
+    void* p = allocate_block(nbytes, device);
+    // Debug aid for tests: 0xFF bytes read as NaN in float32/float64 (and -1
+    // in integers), so an output element a kernel forgot to write shows up.
+    if (p && poison_.load(std::memory_order_relaxed)) {
+      DeviceGuard guard(device);
+      GRAFT_CUDA_CHECK(cudaMemsetAsync(p, 0xFF, nbytes, current_stream(device)));
+    }
+    return p;
+  }
+  void set_poison(bool on) { poison_.store(on); }
+
+  void* allocate_block(size_t nbytes, int device) {
     if (nbytes == 0) return nullptr;
     require_device(device);
     const size_t size = round_size(nbytes);
@@ -192,6 +205,7 @@ class CachingAllocator final : public Allocator {
 
   std::mutex mutex_;
   PerDevice devices_[kMaxDevices];
+  std::atomic<bool> poison_{std::getenv("GRAFT_CUDA_POISON") != nullptr};
 };
 
 // Leaked on purpose: tensors in static storage may be freed after any
@@ -453,6 +467,7 @@ void empty_cache() {
   allocator().empty_cache();
 }
 void synchronize(int device) { check_device_errors(device); }
+void set_poison_allocations(bool on) { allocator().set_poison(on); }
 std::string device_name(int device) { return describe(device); }
 void set_tf32_enabled(bool on) {
   read_env();
