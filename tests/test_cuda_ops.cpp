@@ -265,8 +265,8 @@ class CudaOps : public ::testing::TestWithParam<size_t> {
 TEST_P(CudaOps, MatchesCpu) { run_case(op_cases()[GetParam()]); }
 
 INSTANTIATE_TEST_SUITE_P(AllOps, CudaOps, ::testing::Range<size_t>(0, op_cases().size()),
-                         [](const ::testing::TestParamInfo<size_t>& info) {
-                           return op_cases()[info.param].name;
+                         [](const ::testing::TestParamInfo<size_t>& param) {
+                           return op_cases()[param.param].name;
                          });
 
 #ifdef GRAFT_HAVE_CUDA
