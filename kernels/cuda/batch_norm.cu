@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/autograd.h"
 #include "core/kernels.h"
 #include "core/ops.h"
 #include "kernels/cuda/loops.cuh"
@@ -172,6 +173,7 @@ bool cudnn_ok(const Tensor& x, double eps) {
 }
 
 Tensor or_filled(const Tensor& t, int64_t C, const Tensor& like, double v) {
+  NoGradGuard no_grad;
   return t.defined() ? t : full({C}, v, opts(like.dtype(), like.device()));
 }
 

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <climits>
 
+#include "core/autograd.h"
 #include "core/kernels.h"
 #include "core/ops.h"
 #include "kernels/cuda/loops.cuh"
@@ -46,11 +47,15 @@ void bmm_cublas(const Tensor& a_in, const Tensor& b_in, const Tensor& out, bool 
   if (!la.ok) {
     a = a.contiguous();
     la = layout_of(M, K, a.strides()[1], a.strides()[2]);
+    // Size-1 dims of a contiguous tensor may carry any stride; its elements
+    // still sit at i*K + j, which is the row-major layout with ld = K.
+    if (!la.ok) la = {true, CUBLAS_OP_N, std::max<int64_t>(K, 1)};
   }
   MatLayout lb = layout_of(K, N, b.strides()[1], b.strides()[2]);
   if (!lb.ok) {
     b = b.contiguous();
     lb = layout_of(K, N, b.strides()[1], b.strides()[2]);
+    if (!lb.ok) lb = {true, CUBLAS_OP_N, std::max<int64_t>(N, 1)};
   }
   for (auto [v, w] : {std::pair<int64_t, const char*>{B, "batch"}, {M, "M"}, {N, "N"}, {K, "K"},
                       {la.ld, "lda"}, {lb.ld, "ldb"}})
@@ -164,6 +169,7 @@ void bmm_cuda(const Tensor& a, const Tensor& b, const Tensor& out, bool accumula
               " (float32 or float64)");
   GRAFT_CHECK(a.dtype() == out.dtype() && b.dtype() == out.dtype(), "bmm: dtype mismatch");
   if (out.numel() == 0) return;
+  NoGradGuard no_grad;  // internal views/copies must not record autograd nodes
   if (a.sizes()[2] == 0) {  // empty inner dimension: the product is zero
     if (!accumulate) kernel::fill(out.device())(out, 0.0);
     return;

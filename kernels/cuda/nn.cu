@@ -5,6 +5,7 @@
 #include <cfloat>
 #include <cmath>
 
+#include "core/autograd.h"
 #include "core/kernels.h"
 #include "core/ops.h"
 #include "core/ops_nn.h"
@@ -463,6 +464,7 @@ void adaptive_avg_backward_cuda(const Tensor& grad_out, const Tensor& grad_input
 
 // ---- bias gradient and linear (through the reduce and bmm kernels) ----
 void bias_backward_cuda(const Tensor& grad_out, const Tensor& grad_bias) {
+  NoGradGuard no_grad;
   std::vector<int64_t> dims;
   Shape keep(grad_out.dim(), 1);
   for (int64_t d = 0; d < grad_out.dim(); ++d)
@@ -476,7 +478,9 @@ void bias_backward_cuda(const Tensor& grad_out, const Tensor& grad_bias) {
   }
 }
 
+// The views below must not record autograd nodes, hence the guards.
 void linear_forward_cuda(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& out) {
+  NoGradGuard no_grad;
   kernel::bmm(x.device())(x.unsqueeze(0), w.t().unsqueeze(0), out.unsqueeze(0), false);
   if (b.defined()) {
     const Tensor bb = b.unsqueeze(0).expand(out.sizes());
@@ -484,9 +488,11 @@ void linear_forward_cuda(const Tensor& x, const Tensor& w, const Tensor& b, cons
   }
 }
 void linear_backward_input_cuda(const Tensor& g, const Tensor& w, const Tensor& gi) {
+  NoGradGuard no_grad;
   kernel::bmm(g.device())(g.unsqueeze(0), w.unsqueeze(0), gi.unsqueeze(0), false);
 }
 void linear_backward_weight_cuda(const Tensor& g, const Tensor& x, const Tensor& gw) {
+  NoGradGuard no_grad;
   kernel::bmm(g.device())(g.t().unsqueeze(0), x.unsqueeze(0), gw.unsqueeze(0), false);
 }
 
