@@ -65,11 +65,15 @@ bool available_impl() {
   return value;
 }
 
+// Queried once: the set of devices does not change while the process runs.
 int device_count_impl() {
-  if (!available_impl()) return 0;
-  int count = 0;
-  GRAFT_CUDA_CHECK(cudaGetDeviceCount(&count));
-  return std::min(count, kMaxDevices);
+  static const int value = [] {
+    if (!available_impl()) return 0;
+    int count = 0;
+    GRAFT_CUDA_CHECK(cudaGetDeviceCount(&count));
+    return std::min(count, kMaxDevices);
+  }();
+  return value;
 }
 
 void require_device(int device) {
@@ -284,7 +288,8 @@ struct DeviceState {
   cublasHandle_t cublas = nullptr;
   cudnnHandle_t cudnn = nullptr;
   std::once_flag cublas_once, cudnn_once;
-  int* error_flag = nullptr;  // mapped pinned host memory, written by kernels
+  int* error_flag = nullptr;         // mapped pinned host memory, read by the host
+  int* error_flag_device = nullptr;  // the same memory as kernels address it
 };
 
 DeviceState& state(int device) {
@@ -297,6 +302,8 @@ DeviceState& state(int device) {
     GRAFT_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&s.error_flag), sizeof(int),
                                    cudaHostAllocMapped | cudaHostAllocPortable));
     *s.error_flag = kNoDeviceError;
+    GRAFT_CUDA_CHECK(
+        cudaHostGetDevicePointer(reinterpret_cast<void**>(&s.error_flag_device), s.error_flag, 0));
   });
   return s;
 }
@@ -411,12 +418,7 @@ cudnnHandle_t cudnn_handle(int device) {
   return s.cudnn;
 }
 
-int* device_error_flag(int device) {
-  int* host = state(device).error_flag;
-  int* dev = nullptr;
-  GRAFT_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&dev), host, 0));
-  return dev;
-}
+int* device_error_flag(int device) { return state(device).error_flag_device; }
 
 void check_device_errors(int device) {
   DeviceState& s = state(device);
