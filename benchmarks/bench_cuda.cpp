@@ -67,7 +67,11 @@ void BM_CudaSumRows(benchmark::State& state) {
   }
   state.SetBytesProcessed(state.iterations() * rows * cols * 4);
 }
-BENCHMARK(BM_CudaSumRows)->Args({4096, 4096})->Args({16, 1 << 20})->Args({1 << 20, 16})->UseRealTime();
+BENCHMARK(BM_CudaSumRows)
+    ->Args({4096, 4096})
+    ->Args({16, 1 << 20})
+    ->Args({1 << 20, 16})
+    ->UseRealTime();
 
 void BM_CudaMatmul(benchmark::State& state) {
   if (skip_without_cuda(state)) return;
@@ -77,8 +81,8 @@ void BM_CudaMatmul(benchmark::State& state) {
     Tensor c = matmul(a, b);
     sync();
   }
-  state.counters["FLOP/s"] = benchmark::Counter(2.0 * n * n * n * state.iterations(),
-                                                benchmark::Counter::kIsRate);
+  state.counters["FLOP/s"] =
+      benchmark::Counter(2.0 * n * n * n * state.iterations(), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_CudaMatmul)->Arg(1024)->Arg(4096)->UseRealTime();
 
@@ -103,8 +107,12 @@ void BM_CudaConv(benchmark::State& state) {
   state.counters["FLOP/s"] = benchmark::Counter(
       3 * 2.0 * 32 * C * C * K * K * out_hw * state.iterations(), benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_CudaConv)->Args({64, 56, 3, 1})->Args({128, 28, 3, 1})->Args({256, 14, 3, 1})
-    ->Args({512, 7, 3, 1})->UseRealTime();
+BENCHMARK(BM_CudaConv)
+    ->Args({64, 56, 3, 1})
+    ->Args({128, 28, 3, 1})
+    ->Args({256, 14, 3, 1})
+    ->Args({512, 7, 3, 1})
+    ->UseRealTime();
 
 void BM_CudaBatchNormTrain(benchmark::State& state) {
   if (skip_without_cuda(state)) return;

@@ -21,17 +21,18 @@
 #include "core/ops_nn.h"
 #include "test_util.h"
 #ifdef GRAFT_HAVE_CUDA
+#include "core/kernels.h"
 #include "kernels/cuda/cuda.h"
 #include "kernels/cuda/optim.h"
+#include "optim/kernels.h"
 #endif
 
 namespace graft {
 namespace {
 
-#define GRAFT_REQUIRE_CUDA()                                                          \
-  do {                                                                                \
-    if (!cuda_available())                                                            \
-      GTEST_SKIP() << device_unavailable_reason(DeviceType::CUDA);                    \
+#define GRAFT_REQUIRE_CUDA()                                                            \
+  do {                                                                                  \
+    if (!cuda_available()) GTEST_SKIP() << device_unavailable_reason(DeviceType::CUDA); \
   } while (0)
 
 // ---- runs everywhere ----
@@ -48,6 +49,53 @@ TEST(CudaAvailability, AskingForCudaWithoutGpuThrowsClearError) {
   EXPECT_THROW(ones({4}).to(Device::cuda()), Error);
   EXPECT_THROW(ones({4}).to(Device::parse("cuda:1")), Error);
 }
+
+#ifdef GRAFT_HAVE_CUDA
+// Runs everywhere: the CUDA backend registered a kernel in every table.
+TEST(CudaAvailability, EveryKernelTableHasACudaEntry) {
+  const std::vector<std::pair<const char*, bool>> tables = {
+#define GRAFT_T(name) {#name, kernel::name.has(DeviceType::CUDA)}
+      GRAFT_T(unary),
+      GRAFT_T(binary),
+      GRAFT_T(binary_scalar),
+      GRAFT_T(copy),
+      GRAFT_T(fill),
+      GRAFT_T(where),
+      GRAFT_T(reduce),
+      GRAFT_T(arg_reduce),
+      GRAFT_T(var),
+      GRAFT_T(bmm),
+      GRAFT_T(index_select),
+      GRAFT_T(index_add),
+      GRAFT_T(gather),
+      GRAFT_T(scatter_add),
+      GRAFT_T(conv2d_forward),
+      GRAFT_T(conv2d_backward_input),
+      GRAFT_T(conv2d_backward_weight),
+      GRAFT_T(batch_norm_forward_train),
+      GRAFT_T(batch_norm_forward_eval),
+      GRAFT_T(batch_norm_backward),
+      GRAFT_T(max_pool2d_forward),
+      GRAFT_T(max_pool2d_backward),
+      GRAFT_T(adaptive_avg_pool2d_forward),
+      GRAFT_T(adaptive_avg_pool2d_backward),
+      GRAFT_T(softmax_forward),
+      GRAFT_T(softmax_backward),
+      GRAFT_T(nll_loss_forward),
+      GRAFT_T(nll_loss_backward),
+      GRAFT_T(cross_entropy_forward),
+      GRAFT_T(cross_entropy_backward),
+      GRAFT_T(linear_forward),
+      GRAFT_T(linear_backward_input),
+      GRAFT_T(linear_backward_weight),
+      GRAFT_T(bias_backward),
+      GRAFT_T(sgd_step),
+      GRAFT_T(adam_step),
+#undef GRAFT_T
+  };
+  for (const auto& [name, has] : tables) EXPECT_TRUE(has) << "no CUDA kernel for " << name;
+}
+#endif
 
 // ---- the op table ----
 
@@ -104,9 +152,8 @@ Tensor view_as_spec(const Tensor& base, const InputSpec& s) {
     const bool an = std::isnan(a[i]), en = std::isnan(e[i]);
     // |a - e| <= tol * max(1, |e|): relative for large values, absolute near 0.
     if (an != en || (!an && std::fabs(a[i] - e[i]) > tol * std::max(1.0, std::fabs(e[i]))))
-      return ::testing::AssertionFailure()
-             << what << ": element " << i << " CUDA " << a[i] << " vs CPU " << e[i]
-             << " (tol " << tol << ")";
+      return ::testing::AssertionFailure() << what << ": element " << i << " CUDA " << a[i]
+                                           << " vs CPU " << e[i] << " (tol " << tol << ")";
   }
   return ::testing::AssertionSuccess();
 }
@@ -176,74 +223,170 @@ std::vector<OpCase> op_cases() {
   std::vector<OpCase> cases;
   auto add_case = [&](OpCase c) { cases.push_back(std::move(c)); };
   // ---- element-wise ----
-  add_case({"add_broadcast", {f32({4, 5}), f32({5})}, [](const V& x) { return V{add(x[0], x[1])}; }});
-  add_case({"sub_transposed", {f32({6, 3}, kT), f32({6, 3})}, [](const V& x) { return V{sub(x[0], x[1], 0.5)}; }});
-  add_case({"mul_strided_broadcast", {f32({3, 1, 8}, kS), f32({4, 8})}, [](const V& x) { return V{mul(x[0], x[1])}; }});
+  add_case(
+      {"add_broadcast", {f32({4, 5}), f32({5})}, [](const V& x) { return V{add(x[0], x[1])}; }});
+  add_case({"sub_transposed", {f32({6, 3}, kT), f32({6, 3})}, [](const V& x) {
+              return V{sub(x[0], x[1], 0.5)};
+            }});
+  add_case({"mul_strided_broadcast", {f32({3, 1, 8}, kS), f32({4, 8})}, [](const V& x) {
+              return V{mul(x[0], x[1])};
+            }});
   add_case({"div", {f32({7, 9}), pos({7, 9}, kT)}, [](const V& x) { return V{div(x[0], x[1])}; }});
-  add_case({"maximum_minimum", {f32({5, 6}), f32({6})}, [](const V& x) { return V{maximum(x[0], x[1]), minimum(x[0], x[1])}; }});
+  add_case({"maximum_minimum", {f32({5, 6}), f32({6})}, [](const V& x) {
+              return V{maximum(x[0], x[1]), minimum(x[0], x[1])};
+            }});
   add_case({"pow_scalar", {pos({33})}, [](const V& x) { return V{pow(x[0], 2.5)}; }});
-  add_case({"pow_tensor", {pos({4, 4}), f32({4, 4}, kT)}, [](const V& x) { return V{pow(x[0], x[1])}; }});
-  add_case({"scalar_ops", {f32({3, 10}, kS)}, [](const V& x) { return V{add(x[0], 2.0), mul(x[0], -3.0), rsub(x[0], 1.0), rdiv(add(mul(x[0], x[0]), 1.0), 2.0)}; }});
-  add_case({"unary_float", {f32({5, 7}, kT)}, [](const V& x) { return V{exp(x[0]), tanh(x[0]), sigmoid(x[0]), relu(x[0]), neg(x[0]), sin(x[0]), cos(x[0]), abs(x[0]), square(x[0])}; }});
-  add_case({"unary_positive", {pos({1000})}, [](const V& x) { return V{log(x[0]), sqrt(x[0]), rsqrt(x[0]), reciprocal(x[0]), log1p(x[0]), expm1(x[0])}; }});
-  add_case({"unary_float64", {f64({4, 6}, kS)}, [](const V& x) { return V{exp(x[0]), tanh(x[0]), sigmoid(x[0])}; }});
-  add_case({"rounding", {nograd(f32({50}))}, [](const V& x) { const Tensor y = mul(x[0], 3.0); return V{floor(y), ceil(y), round(y), sign(y)}; }, 1e-5, false});
-  add_case({"compare_where", {f32({4, 6}), f32({6})}, [](const V& x) { const Tensor c = gt(x[0], x[1]); return V{c.to(DType::Float32), le(x[0], 0.1).to(DType::Float32), where(c, x[0], x[1])}; }});
+  add_case({"pow_tensor", {pos({4, 4}), f32({4, 4}, kT)}, [](const V& x) {
+              return V{pow(x[0], x[1])};
+            }});
+  add_case({"scalar_ops", {f32({3, 10}, kS)}, [](const V& x) {
+              return V{add(x[0], 2.0), mul(x[0], -3.0), rsub(x[0], 1.0),
+                       rdiv(add(mul(x[0], x[0]), 1.0), 2.0)};
+            }});
+  add_case({"unary_float", {f32({5, 7}, kT)}, [](const V& x) {
+              return V{exp(x[0]), tanh(x[0]), sigmoid(x[0]), relu(x[0]),  neg(x[0]),
+                       sin(x[0]), cos(x[0]),  abs(x[0]),     square(x[0])};
+            }});
+  add_case({"unary_positive", {pos({1000})}, [](const V& x) {
+              return V{log(x[0]),        sqrt(x[0]),  rsqrt(x[0]),
+                       reciprocal(x[0]), log1p(x[0]), expm1(x[0])};
+            }});
+  add_case({"unary_float64", {f64({4, 6}, kS)}, [](const V& x) {
+              return V{exp(x[0]), tanh(x[0]), sigmoid(x[0])};
+            }});
+  add_case({"rounding",
+            {nograd(f32({50}))},
+            [](const V& x) {
+              const Tensor y = mul(x[0], 3.0);
+              return V{floor(y), ceil(y), round(y), sign(y)};
+            },
+            1e-5,
+            false});
+  add_case(
+      {"compare_where", {f32({4, 6}), f32({6})}, [](const V& x) {
+         const Tensor c = gt(x[0], x[1]);
+         return V{c.to(DType::Float32), le(x[0], 0.1).to(DType::Float32), where(c, x[0], x[1])};
+       }});
   add_case({"clamp", {f32({8, 8}, kT)}, [](const V& x) { return V{clamp(x[0], -0.5, 0.7)}; }});
   add_case({"large_1d", {f32({1 << 20})}, [](const V& x) { return V{mul(add(x[0], 1.0), x[0])}; }});
   // ---- dtype conversion (copy kernel) ----
-  add_case({"to_half_bf16_int", {nograd(f32({6, 5}, kT))}, [](const V& x) {
+  add_case({"to_half_bf16_int",
+            {nograd(f32({6, 5}, kT))},
+            [](const V& x) {
               const Tensor y = mul(x[0], 100.0);
-              return V{y.to(DType::Float16).to(DType::Float32), y.to(DType::BFloat16).to(DType::Float32),
-                       y.to(DType::Int32).to(DType::Float32), y.to(DType::Int64).to(DType::Float64),
-                       y.to(DType::Bool).to(DType::Float32), y.to(DType::UInt8).to(DType::Float32),
-                       y.to(DType::Float64)}; }, 0, false});
-  add_case({"contiguous_clone", {f32({3, 4, 5}, kT)}, [](const V& x) { return V{x[0].permute({2, 0, 1}).contiguous(), x[0].clone()}; }});
+              return V{y.to(DType::Float16).to(DType::Float32),
+                       y.to(DType::BFloat16).to(DType::Float32),
+                       y.to(DType::Int32).to(DType::Float32),
+                       y.to(DType::Int64).to(DType::Float64),
+                       y.to(DType::Bool).to(DType::Float32),
+                       y.to(DType::UInt8).to(DType::Float32),
+                       y.to(DType::Float64)};
+            },
+            0,
+            false});
+  add_case({"contiguous_clone", {f32({3, 4, 5}, kT)}, [](const V& x) {
+              return V{x[0].permute({2, 0, 1}).contiguous(), x[0].clone()};
+            }});
   // ---- reductions ----
-  add_case({"sum_mean_dims", {f32({4, 5, 6}, kT)}, [](const V& x) { return V{sum(x[0]), sum(x[0], {1}), mean(x[0], {0, 2}), sum(x[0], {2}, true)}; }});
-  add_case({"sum_long_rows", {f32({3, 5000})}, [](const V& x) { return V{sum(x[0], {1}), mean(x[0], {0})}; }});
-  add_case({"prod_amax_amin", {pos({6, 7}, kS)}, [](const V& x) { return V{prod(x[0], {1}), amax(x[0], {0}), amin(x[0], {1})}; }});
-  add_case({"var_std", {f32({5, 300})}, [](const V& x) { return V{var(x[0], {1}), var(x[0], {0}, 0), std(x[0], {1})}; }});
+  add_case({"sum_mean_dims", {f32({4, 5, 6}, kT)}, [](const V& x) {
+              return V{sum(x[0]), sum(x[0], {1}), mean(x[0], {0, 2}), sum(x[0], {2}, true)};
+            }});
+  add_case({"sum_long_rows", {f32({3, 5000})}, [](const V& x) {
+              return V{sum(x[0], {1}), mean(x[0], {0})};
+            }});
+  add_case({"prod_amax_amin", {pos({6, 7}, kS)}, [](const V& x) {
+              return V{prod(x[0], {1}), amax(x[0], {0}), amin(x[0], {1})};
+            }});
+  add_case({"var_std", {f32({5, 300})}, [](const V& x) {
+              return V{var(x[0], {1}), var(x[0], {0}, 0), std(x[0], {1})};
+            }});
   add_case({"max_argmax", {f32({7, 9}, kT)}, [](const V& x) {
               const ValuesIndices m = max(x[0], 1);
-              return V{m.values, m.indices, argmax(x[0], 0), argmin(x[0], 1), max(x[0]), min(x[0])}; }});
+              return V{m.values, m.indices, argmax(x[0], 0), argmin(x[0], 1), max(x[0]), min(x[0])};
+            }});
   // ---- matmul ----
-  add_case({"matmul_f32", {f32({17, 33}), f32({33, 9}, kT)}, [](const V& x) { return V{matmul(x[0], x[1])}; }, 1e-4});
-  add_case({"bmm_f64", {f64({3, 20, 70}), f64({3, 70, 12})}, [](const V& x) { return V{bmm(x[0], x[1])}; }, 1e-10});
-  add_case({"matmul_broadcast_batch", {f32({2, 3, 8, 16}), f32({16, 5})}, [](const V& x) { return V{matmul(x[0], x[1])}; }, 1e-4});
+  add_case({"matmul_f32",
+            {f32({17, 33}), f32({33, 9}, kT)},
+            [](const V& x) { return V{matmul(x[0], x[1])}; },
+            1e-4});
+  add_case({"bmm_f64",
+            {f64({3, 20, 70}), f64({3, 70, 12})},
+            [](const V& x) { return V{bmm(x[0], x[1])}; },
+            1e-10});
+  add_case({"matmul_broadcast_batch",
+            {f32({2, 3, 8, 16}), f32({16, 5})},
+            [](const V& x) { return V{matmul(x[0], x[1])}; },
+            1e-4});
   // ---- indexing ----
-  add_case({"index_select", {f32({10, 4}), idx({7}, 10), idx({5}, 4)}, [](const V& x) { return V{index_select(x[0], 0, x[1]), index_select(x[0], 1, x[2])}; }});
+  add_case({"index_select", {f32({10, 4}), idx({7}, 10), idx({5}, 4)}, [](const V& x) {
+              return V{index_select(x[0], 0, x[1]), index_select(x[0], 1, x[2])};
+            }});
   add_case({"gather_scatter_add", {f32({5, 8}), idx({5, 3}, 8), f32({5, 3})}, [](const V& x) {
-              return V{gather(x[0], 1, x[1]), scatter_add(x[0], 1, x[1], x[2])}; }});
+              return V{gather(x[0], 1, x[1]), scatter_add(x[0], 1, x[1], x[2])};
+            }});
   // ---- nn ----
-  add_case({"conv2d_3x3_pad", {f32({2, 3, 9, 9}), f32({4, 3, 3, 3}), f32({4})}, [](const V& x) {
-              return V{F::conv2d(x[0], x[1], x[2], {1, 1, 1, 1, 1, 1, 1})}; }, 1e-3});
-  add_case({"conv2d_stride_dilation", {f32({2, 4, 11, 10}), f32({6, 4, 3, 2}), f32({6})}, [](const V& x) {
-              return V{F::conv2d(x[0], x[1], x[2], {2, 1, 1, 0, 2, 1, 1})}; }, 1e-3});
-  add_case({"conv2d_groups_nobias", {f32({1, 4, 7, 7}), f32({8, 2, 1, 1})}, [](const V& x) {
-              return V{F::conv2d(x[0], x[1], Tensor(), {1, 1, 0, 0, 1, 1, 2})}; }, 1e-3});
-  add_case({"conv2d_7x7_s2_f64", {f64({1, 3, 20, 20}), f64({5, 3, 7, 7})}, [](const V& x) {
-              return V{F::conv2d(x[0], x[1], Tensor(), {2, 2, 3, 3, 1, 1, 1})}; }, 1e-10});
-  add_case({"batch_norm_train", {f32({4, 3, 5, 5}), f32({3}), f32({3})}, [](const V& x) {
+  add_case({"conv2d_3x3_pad",
+            {f32({2, 3, 9, 9}), f32({4, 3, 3, 3}), f32({4})},
+            [](const V& x) {
+              return V{F::conv2d(x[0], x[1], x[2], {1, 1, 1, 1, 1, 1, 1})};
+            },
+            1e-3});
+  add_case({"conv2d_stride_dilation",
+            {f32({2, 4, 11, 10}), f32({6, 4, 3, 2}), f32({6})},
+            [](const V& x) {
+              return V{F::conv2d(x[0], x[1], x[2], {2, 1, 1, 0, 2, 1, 1})};
+            },
+            1e-3});
+  add_case({"conv2d_groups_nobias",
+            {f32({1, 4, 7, 7}), f32({8, 2, 1, 1})},
+            [](const V& x) {
+              return V{F::conv2d(x[0], x[1], Tensor(), {1, 1, 0, 0, 1, 1, 2})};
+            },
+            1e-3});
+  add_case({"conv2d_7x7_s2_f64",
+            {f64({1, 3, 20, 20}), f64({5, 3, 7, 7})},
+            [](const V& x) {
+              return V{F::conv2d(x[0], x[1], Tensor(), {2, 2, 3, 3, 1, 1, 1})};
+            },
+            1e-10});
+  add_case({"batch_norm_train",
+            {f32({4, 3, 5, 5}), f32({3}), f32({3})},
+            [](const V& x) {
               Tensor rm = zeros({3}, opts(DType::Float32, x[0].device()));
               Tensor rv = ones({3}, opts(DType::Float32, x[0].device()));
               const Tensor y = F::batch_norm(x[0], x[1], x[2], rm, rv, true, 0.1, 1e-5);
-              return V{y, rm, rv}; }, 1e-4});
-  add_case({"batch_norm_eval", {f32({3, 4, 2, 6}), f32({4}), f32({4})}, [](const V& x) {
+              return V{y, rm, rv};
+            },
+            1e-4});
+  add_case({"batch_norm_eval",
+            {f32({3, 4, 2, 6}), f32({4}), f32({4})},
+            [](const V& x) {
               const Tensor rm = full({4}, 0.2, opts(DType::Float32, x[0].device()));
               const Tensor rv = full({4}, 1.5, opts(DType::Float32, x[0].device()));
-              return V{F::batch_norm(x[0], x[1], x[2], rm, rv, false, 0.1, 1e-5)}; }, 1e-5});
-  add_case({"max_pool2d", {f32({2, 3, 9, 8})}, [](const V& x) { return V{F::max_pool2d(x[0], 3, 2, 1)}; }});
+              return V{F::batch_norm(x[0], x[1], x[2], rm, rv, false, 0.1, 1e-5)};
+            },
+            1e-5});
+  add_case({"max_pool2d", {f32({2, 3, 9, 8})}, [](const V& x) {
+              return V{F::max_pool2d(x[0], 3, 2, 1)};
+            }});
   add_case({"adaptive_avg_pool2d", {f32({2, 3, 7, 9})}, [](const V& x) {
-              return V{F::adaptive_avg_pool2d(x[0], 1, 1), F::adaptive_avg_pool2d(x[0], 3, 4)}; }});
-  add_case({"linear", {f32({6, 10}), f32({4, 10}), f32({4})}, [](const V& x) { return V{F::linear(x[0], x[1], x[2])}; }, 1e-4});
+              return V{F::adaptive_avg_pool2d(x[0], 1, 1), F::adaptive_avg_pool2d(x[0], 3, 4)};
+            }});
+  add_case({"linear",
+            {f32({6, 10}), f32({4, 10}), f32({4})},
+            [](const V& x) { return V{F::linear(x[0], x[1], x[2])}; },
+            1e-4});
   add_case({"softmax", {f32({5, 11}), f32({2, 6, 3})}, [](const V& x) {
-              return V{F::softmax(x[0], 1), F::log_softmax(x[0], 1), F::softmax(x[1], 1)}; }});
+              return V{F::softmax(x[0], 1), F::log_softmax(x[0], 1), F::softmax(x[1], 1)};
+            }});
   add_case({"cross_entropy", {f32({8, 10}), idx({8}, 10)}, [](const V& x) {
-              return V{F::cross_entropy(x[0], x[1]), F::cross_entropy(x[0], x[1], F::Reduction::Sum, 3, 0.1),
-                       F::cross_entropy(x[0], x[1], F::Reduction::None)}; }});
+              return V{F::cross_entropy(x[0], x[1]),
+                       F::cross_entropy(x[0], x[1], F::Reduction::Sum, 3, 0.1),
+                       F::cross_entropy(x[0], x[1], F::Reduction::None)};
+            }});
   add_case({"nll_loss", {f32({6, 5}), idx({6}, 5)}, [](const V& x) {
-              return V{F::nll_loss(F::log_softmax(x[0], 1), x[1])}; }});
+              return V{F::nll_loss(F::log_softmax(x[0], 1), x[1])};
+            }});
   return cases;
 }
 
@@ -372,7 +515,8 @@ TEST(CudaOptim, FusedSgdAndAdamMatchReference) {
     h.init_buffers = false;
     cuda::sgd_step(p, g, buf, h);
     for (size_t k = 0; k < p.size(); ++k) {
-      const std::vector<double> p0 = p_cpu[k].to_vector<double>(), gg = g_cpu[k].to_vector<double>();
+      const std::vector<double> p0 = p_cpu[k].to_vector<double>(),
+                                gg = g_cpu[k].to_vector<double>();
       std::vector<double> ref(p0), b(p0.size());
       for (int step = 0; step < 2; ++step)
         for (size_t i = 0; i < ref.size(); ++i) {

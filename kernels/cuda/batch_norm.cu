@@ -48,8 +48,7 @@ template <typename T>
 __global__ void bn_train_kernel(const T* __restrict__ x, const T* __restrict__ w,
                                 const T* __restrict__ b, T* __restrict__ rm, T* __restrict__ rv,
                                 double momentum, double eps, T* __restrict__ y,
-                                T* __restrict__ save_mean, T* __restrict__ save_invstd,
-                                BnShape s) {
+                                T* __restrict__ save_mean, T* __restrict__ save_invstd, BnShape s) {
   __shared__ double smem[kBlock / 32];
   const int64_t count = s.N * s.S;
   for (int64_t c = blockIdx.x; c < s.C; c += gridDim.x) {
@@ -84,8 +83,7 @@ __global__ void bn_train_kernel(const T* __restrict__ x, const T* __restrict__ w
 template <typename T>
 __global__ void bn_eval_kernel(const T* __restrict__ x, const T* __restrict__ w,
                                const T* __restrict__ b, const T* __restrict__ rm,
-                               const T* __restrict__ rv, double eps, T* __restrict__ y,
-                               BnShape s) {
+                               const T* __restrict__ rv, double eps, T* __restrict__ y, BnShape s) {
   const int64_t n = s.N * s.C * s.S;
   for (int64_t j = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; j < n;
        j += static_cast<int64_t>(blockDim.x) * gridDim.x) {
@@ -100,9 +98,8 @@ __global__ void bn_eval_kernel(const T* __restrict__ x, const T* __restrict__ w,
 template <typename T>
 __global__ void bn_backward_kernel(const T* __restrict__ g, const T* __restrict__ x,
                                    const T* __restrict__ w, const T* __restrict__ mean,
-                                   const T* __restrict__ invstd, bool training,
-                                   T* __restrict__ gi, T* __restrict__ gw, T* __restrict__ gb,
-                                   BnShape s) {
+                                   const T* __restrict__ invstd, bool training, T* __restrict__ gi,
+                                   T* __restrict__ gw, T* __restrict__ gb, BnShape s) {
   __shared__ double smem[kBlock / 32];
   const int64_t count = s.N * s.S;
   for (int64_t c = blockIdx.x; c < s.C; c += gridDim.x) {
@@ -206,8 +203,8 @@ void bn_train_cuda(const Tensor& x, const Tensor& w, const Tensor& b, const Tens
     bn_train_kernel<scalar_t><<<channel_grid(s.C), kBlock, 0, current_stream(device)>>>(
         x.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(w), ptr_or_null<scalar_t>(b),
         ptr_or_null<scalar_t>(rm), ptr_or_null<scalar_t>(rv), momentum, eps,
-        out.data_ptr<scalar_t>(), save_mean.data_ptr<scalar_t>(),
-        save_invstd.data_ptr<scalar_t>(), s);
+        out.data_ptr<scalar_t>(), save_mean.data_ptr<scalar_t>(), save_invstd.data_ptr<scalar_t>(),
+        s);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
@@ -224,13 +221,12 @@ void bn_eval_cuda(const Tensor& x, const Tensor& w, const Tensor& b, const Tenso
     alpha_beta(x.dtype(), one, zero);
     GRAFT_CUDNN_CHECK(cudnnBatchNormalizationForwardInference(
         cudnn_handle(device), CUDNN_BATCHNORM_SPATIAL, one, zero, d.x, x.raw_data(), d.x,
-        out.raw_data(), d.param, scale.raw_data(), shift.raw_data(), rm.raw_data(),
-        rv.raw_data(), eps));
+        out.raw_data(), d.param, scale.raw_data(), shift.raw_data(), rm.raw_data(), rv.raw_data(),
+        eps));
     return;
   }
   GRAFT_DISPATCH_FLOAT(x.dtype(), "batch_norm", [&] {
-    bn_eval_kernel<scalar_t><<<grid_for(x.numel(), kBlock), kBlock, 0,
-                               current_stream(device)>>>(
+    bn_eval_kernel<scalar_t><<<grid_for(x.numel(), kBlock), kBlock, 0, current_stream(device)>>>(
         x.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(w), ptr_or_null<scalar_t>(b),
         rm.data_ptr<scalar_t>(), rv.data_ptr<scalar_t>(), eps, out.data_ptr<scalar_t>(), s);
     GRAFT_CUDA_CHECK_LAUNCH();
@@ -260,16 +256,16 @@ void bn_backward_cuda(const Tensor& g, const Tensor& x, const Tensor& w, const T
     const void *one, *zero;
     alpha_beta(x.dtype(), one, zero);
     GRAFT_CUDNN_CHECK(cudnnBatchNormalizationBackward(
-        cudnn_handle(device), CUDNN_BATCHNORM_SPATIAL, one, zero, one, zero, d.x, x.raw_data(),
-        d.x, g.raw_data(), d.x, dx.raw_data(), d.param, scale.raw_data(), dw.raw_data(),
-        db.raw_data(), CUDNN_BN_MIN_EPSILON, mean.raw_data(), invstd.raw_data()));
+        cudnn_handle(device), CUDNN_BATCHNORM_SPATIAL, one, zero, one, zero, d.x, x.raw_data(), d.x,
+        g.raw_data(), d.x, dx.raw_data(), d.param, scale.raw_data(), dw.raw_data(), db.raw_data(),
+        CUDNN_BN_MIN_EPSILON, mean.raw_data(), invstd.raw_data()));
     return;
   }
   GRAFT_DISPATCH_FLOAT(x.dtype(), "batch_norm_backward", [&] {
     bn_backward_kernel<scalar_t><<<channel_grid(s.C), kBlock, 0, current_stream(device)>>>(
         g.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(w),
-        mean.data_ptr<scalar_t>(), invstd.data_ptr<scalar_t>(), training,
-        ptr_or_null<scalar_t>(gi), ptr_or_null<scalar_t>(gw), ptr_or_null<scalar_t>(gb), s);
+        mean.data_ptr<scalar_t>(), invstd.data_ptr<scalar_t>(), training, ptr_or_null<scalar_t>(gi),
+        ptr_or_null<scalar_t>(gw), ptr_or_null<scalar_t>(gb), s);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }

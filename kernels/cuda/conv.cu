@@ -100,17 +100,18 @@ struct ConvDescs {
 
 enum class Dir { Forward, BackwardData, BackwardFilter };
 
-using AlgoKey = std::tuple<int, int, std::vector<int64_t>, std::vector<int64_t>,
-                           std::vector<int64_t>, bool>;
+using AlgoKey =
+    std::tuple<int, int, std::vector<int64_t>, std::vector<int64_t>, std::vector<int64_t>, bool>;
 struct AlgoChoice {
   int algo;
   size_t workspace;
 };
 
 AlgoKey make_key(Dir dir, const Tensor& x, const Tensor& w, const F::Conv2dParams& p) {
-  std::vector<int64_t> params{p.stride_h, p.stride_w, p.pad_h,    p.pad_w,
-                              p.dilation_h, p.dilation_w, p.groups, static_cast<int64_t>(x.dtype()),
-                              x.device().index};
+  std::vector<int64_t> params{
+      p.stride_h,      p.stride_w,   p.pad_h,  p.pad_w,
+      p.dilation_h,    p.dilation_w, p.groups, static_cast<int64_t>(x.dtype()),
+      x.device().index};
   return {static_cast<int>(dir), cudnn_benchmark() ? 1 : 0, x.sizes(), w.sizes(), params,
           tf32_enabled()};
 }
@@ -146,8 +147,8 @@ AlgoChoice choose(Dir dir, const ConvDescs& d, const Tensor& x, const Tensor& w,
       Workspace ws(workspace_limit(), x.device().index);
       Tensor scratch = empty(y.sizes(), opts(y.dtype(), y.device()));  // Find writes y
       GRAFT_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
-          h, d.x, x.raw_data(), d.w, w.raw_data(), d.conv, d.y, scratch.raw_data(), kMax, &n,
-          perf, ws.data(), ws.size()));
+          h, d.x, x.raw_data(), d.w, w.raw_data(), d.conv, d.y, scratch.raw_data(), kMax, &n, perf,
+          ws.data(), ws.size()));
     } else {
       GRAFT_CUDNN_CHECK(
           cudnnGetConvolutionForwardAlgorithm_v7(h, d.x, d.w, d.conv, d.y, kMax, &n, perf));
@@ -159,8 +160,8 @@ AlgoChoice choose(Dir dir, const ConvDescs& d, const Tensor& x, const Tensor& w,
       Workspace ws(workspace_limit(), x.device().index);
       Tensor scratch = empty(x.sizes(), opts(x.dtype(), x.device()));
       GRAFT_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
-          h, d.w, w.raw_data(), d.y, y.raw_data(), d.conv, d.x, scratch.raw_data(), kMax, &n,
-          perf, ws.data(), ws.size()));
+          h, d.w, w.raw_data(), d.y, y.raw_data(), d.conv, d.x, scratch.raw_data(), kMax, &n, perf,
+          ws.data(), ws.size()));
     } else {
       GRAFT_CUDNN_CHECK(
           cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d.w, d.y, d.conv, d.x, kMax, &n, perf));
@@ -172,11 +173,11 @@ AlgoChoice choose(Dir dir, const ConvDescs& d, const Tensor& x, const Tensor& w,
       Workspace ws(workspace_limit(), x.device().index);
       Tensor scratch = empty(w.sizes(), opts(w.dtype(), w.device()));
       GRAFT_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
-          h, d.x, x.raw_data(), d.y, y.raw_data(), d.conv, d.w, scratch.raw_data(), kMax, &n,
-          perf, ws.data(), ws.size()));
+          h, d.x, x.raw_data(), d.y, y.raw_data(), d.conv, d.w, scratch.raw_data(), kMax, &n, perf,
+          ws.data(), ws.size()));
     } else {
-      GRAFT_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d.x, d.y, d.conv, d.w,
-                                                                      kMax, &n, perf));
+      GRAFT_CUDNN_CHECK(
+          cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d.x, d.y, d.conv, d.w, kMax, &n, perf));
     }
     c = pick(perf, n, "backward-filter");
   }
@@ -201,21 +202,21 @@ void cudnn_forward(const Tensor& x, const Tensor& w, const Tensor& b, const F::C
   const AlgoChoice c = choose(Dir::Forward, d, x, w, out, p, h);
   Workspace ws(c.workspace, device);
   const void *one, *zero;
-  if (x.dtype() == DType::Float32) scalars<float>(one, zero);
-  else scalars<double>(one, zero);
+  if (x.dtype() == DType::Float32)
+    scalars<float>(one, zero);
+  else
+    scalars<double>(one, zero);
   GRAFT_CUDNN_CHECK(cudnnConvolutionForward(h, one, d.x, x.raw_data(), d.w, w.raw_data(), d.conv,
                                             static_cast<cudnnConvolutionFwdAlgo_t>(c.algo),
                                             ws.data(), ws.size(), zero, d.y, out.raw_data()));
   if (b.defined()) {
     cudnnTensorDescriptor_t bd;
     GRAFT_CUDNN_CHECK(cudnnCreateTensorDescriptor(&bd));
-    const cudnnStatus_t st = cudnnSetTensor4dDescriptor(bd, CUDNN_TENSOR_NCHW,
-                                                        cudnn_type(b.dtype()), 1,
-                                                        to_int(b.numel(), "O"), 1, 1);
-    const cudnnStatus_t st2 =
-        st == CUDNN_STATUS_SUCCESS
-            ? cudnnAddTensor(h, one, bd, b.raw_data(), one, d.y, out.raw_data())
-            : st;
+    const cudnnStatus_t st = cudnnSetTensor4dDescriptor(
+        bd, CUDNN_TENSOR_NCHW, cudnn_type(b.dtype()), 1, to_int(b.numel(), "O"), 1, 1);
+    const cudnnStatus_t st2 = st == CUDNN_STATUS_SUCCESS ? cudnnAddTensor(h, one, bd, b.raw_data(),
+                                                                          one, d.y, out.raw_data())
+                                                         : st;
     cudnnDestroyTensorDescriptor(bd);
     GRAFT_CUDNN_CHECK(st2);
   }
@@ -230,12 +231,14 @@ void cudnn_backward_input(const Tensor& g, const Tensor& w, const F::Conv2dParam
   const AlgoChoice c = choose(Dir::BackwardData, d, gi, w, g, p, h);
   Workspace ws(c.workspace, device);
   const void *one, *zero;
-  if (g.dtype() == DType::Float32) scalars<float>(one, zero);
-  else scalars<double>(one, zero);
-  GRAFT_CUDNN_CHECK(cudnnConvolutionBackwardData(
-      h, one, d.w, w.raw_data(), d.y, g.raw_data(), d.conv,
-      static_cast<cudnnConvolutionBwdDataAlgo_t>(c.algo), ws.data(), ws.size(), zero, d.x,
-      gi.raw_data()));
+  if (g.dtype() == DType::Float32)
+    scalars<float>(one, zero);
+  else
+    scalars<double>(one, zero);
+  GRAFT_CUDNN_CHECK(cudnnConvolutionBackwardData(h, one, d.w, w.raw_data(), d.y, g.raw_data(),
+                                                 d.conv,
+                                                 static_cast<cudnnConvolutionBwdDataAlgo_t>(c.algo),
+                                                 ws.data(), ws.size(), zero, d.x, gi.raw_data()));
 }
 
 void cudnn_backward_weight(const Tensor& g, const Tensor& x, const F::Conv2dParams& p,
@@ -247,12 +250,14 @@ void cudnn_backward_weight(const Tensor& g, const Tensor& x, const F::Conv2dPara
   const AlgoChoice c = choose(Dir::BackwardFilter, d, x, gw, g, p, h);
   Workspace ws(c.workspace, device);
   const void *one, *zero;
-  if (g.dtype() == DType::Float32) scalars<float>(one, zero);
-  else scalars<double>(one, zero);
-  GRAFT_CUDNN_CHECK(cudnnConvolutionBackwardFilter(
-      h, one, d.x, x.raw_data(), d.y, g.raw_data(), d.conv,
-      static_cast<cudnnConvolutionBwdFilterAlgo_t>(c.algo), ws.data(), ws.size(), zero, d.w,
-      gw.raw_data()));
+  if (g.dtype() == DType::Float32)
+    scalars<float>(one, zero);
+  else
+    scalars<double>(one, zero);
+  GRAFT_CUDNN_CHECK(
+      cudnnConvolutionBackwardFilter(h, one, d.x, x.raw_data(), d.y, g.raw_data(), d.conv,
+                                     static_cast<cudnnConvolutionBwdFilterAlgo_t>(c.algo),
+                                     ws.data(), ws.size(), zero, d.w, gw.raw_data()));
 }
 
 // ---------------------------------------------------------------------------
@@ -315,8 +320,8 @@ __device__ __forceinline__ T load_b(const ConvShape& s, const T* b, int64_t g, i
 }
 
 template <int DIR, typename T>
-__device__ __forceinline__ void store_c(const ConvShape& s, T* c, int64_t g, int64_t m,
-                                        int64_t col, T v) {
+__device__ __forceinline__ void store_c(const ConvShape& s, T* c, int64_t g, int64_t m, int64_t col,
+                                        T v) {
   const int64_t Og = s.O / s.G, Cg = s.C / s.G, KK = s.KH * s.KW;
   if (DIR == 0) {
     const int64_t n = col / (s.OH * s.OW), r = col % (s.OH * s.OW);
@@ -382,19 +387,25 @@ __global__ void __launch_bounds__(kThreads)
 
 ConvShape shape_of(const Tensor& x, const Tensor& w, const Tensor& y, const F::Conv2dParams& p) {
   return {x.sizes()[0], x.sizes()[1], x.sizes()[2], x.sizes()[3], w.sizes()[0], y.sizes()[2],
-          y.sizes()[3], w.sizes()[2], w.sizes()[3], p.groups, p.stride_h, p.stride_w, p.pad_h,
-          p.pad_w, p.dilation_h, p.dilation_w};
+          y.sizes()[3], w.sizes()[2], w.sizes()[3], p.groups,     p.stride_h,   p.stride_w,
+          p.pad_h,      p.pad_w,      p.dilation_h, p.dilation_w};
 }
 
 template <int DIR>
 void native_conv(const ConvShape& s, const Tensor& a, const Tensor& b, const Tensor& c) {
   int64_t M, NC, K;
   if (DIR == 0) {
-    M = s.O / s.G; NC = s.N * s.OH * s.OW; K = s.C / s.G * s.KH * s.KW;
+    M = s.O / s.G;
+    NC = s.N * s.OH * s.OW;
+    K = s.C / s.G * s.KH * s.KW;
   } else if (DIR == 1) {
-    M = s.C / s.G; NC = s.N * s.H * s.W; K = s.O / s.G * s.KH * s.KW;
+    M = s.C / s.G;
+    NC = s.N * s.H * s.W;
+    K = s.O / s.G * s.KH * s.KW;
   } else {
-    M = s.O / s.G; NC = s.C / s.G * s.KH * s.KW; K = s.N * s.OH * s.OW;
+    M = s.O / s.G;
+    NC = s.C / s.G * s.KH * s.KW;
+    K = s.N * s.OH * s.OW;
   }
   if (M == 0 || NC == 0) return;
   if (K == 0) {

@@ -21,8 +21,8 @@ __global__ void convert_kernel(int64_t n, OffsetCalc<2> calc, bool contiguous, c
   }
 }
 
-__global__ void fill_kernel(int64_t n, OffsetCalc<1> calc, bool contiguous, char* dst,
-                            DType dst_t, int dst_size, Scalar value) {
+__global__ void fill_kernel(int64_t n, OffsetCalc<1> calc, bool contiguous, char* dst, DType dst_t,
+                            int dst_size, Scalar value) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
     int64_t off[1] = {i};
@@ -81,11 +81,20 @@ void where_cuda(const Tensor& cond, const Tensor& a, const Tensor& b, const Tens
   GRAFT_CHECK(cond.dtype() == DType::Bool, "where: condition must be bool, got ",
               dtype_name(cond.dtype()));
   switch (out.itemsize()) {
-    case 1: launch_elementwise<uint8_t, bool, uint8_t, uint8_t>(out, WhereF<uint8_t>{}, cond, a, b); break;
-    case 2: launch_elementwise<uint16_t, bool, uint16_t, uint16_t>(out, WhereF<uint16_t>{}, cond, a, b); break;
-    case 4: launch_elementwise<uint32_t, bool, uint32_t, uint32_t>(out, WhereF<uint32_t>{}, cond, a, b); break;
-    case 8: launch_elementwise<uint64_t, bool, uint64_t, uint64_t>(out, WhereF<uint64_t>{}, cond, a, b); break;
-    default: GRAFT_FAIL("where: unsupported element size ", out.itemsize());
+    case 1:
+      launch_elementwise<uint8_t, bool, uint8_t, uint8_t>(out, WhereF<uint8_t>{}, cond, a, b);
+      break;
+    case 2:
+      launch_elementwise<uint16_t, bool, uint16_t, uint16_t>(out, WhereF<uint16_t>{}, cond, a, b);
+      break;
+    case 4:
+      launch_elementwise<uint32_t, bool, uint32_t, uint32_t>(out, WhereF<uint32_t>{}, cond, a, b);
+      break;
+    case 8:
+      launch_elementwise<uint64_t, bool, uint64_t, uint64_t>(out, WhereF<uint64_t>{}, cond, a, b);
+      break;
+    default:
+      GRAFT_FAIL("where: unsupported element size ", out.itemsize());
   }
 }
 

@@ -11,11 +11,11 @@
 namespace graft::cuda {
 
 struct MemoryStats {
-  size_t allocated = 0;       // bytes in blocks handed out to tensors (rounded block sizes)
-  size_t peak_allocated = 0;  // high-water mark of `allocated` since start / reset_peak_stats()
-  size_t cached = 0;          // bytes held in free blocks for reuse
-  size_t reserved = 0;        // allocated + cached: everything obtained from cudaMalloc
-  uint64_t num_allocs = 0;    // allocate() calls served
+  size_t allocated = 0;         // bytes in blocks handed out to tensors (rounded block sizes)
+  size_t peak_allocated = 0;    // high-water mark of `allocated` since start / reset_peak_stats()
+  size_t cached = 0;            // bytes held in free blocks for reuse
+  size_t reserved = 0;          // allocated + cached: everything obtained from cudaMalloc
+  uint64_t num_allocs = 0;      // allocate() calls served
   uint64_t num_cache_hits = 0;  // ... of which reused a cached block
   uint64_t num_device_mallocs = 0;  // cudaMalloc calls
 };

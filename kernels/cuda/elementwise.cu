@@ -13,13 +13,18 @@ namespace graft::cuda {
 
 namespace {
 
-
 // Which unary ops integer dtypes support (the rest are floating-point only,
 // as on the CPU backend).
 bool integer_unary_ok(UnaryOp op) {
   switch (op) {
-    case UnaryOp::Neg: case UnaryOp::Abs: case UnaryOp::Relu: case UnaryOp::Sign:
-    case UnaryOp::Square: case UnaryOp::Floor: case UnaryOp::Ceil: case UnaryOp::Round:
+    case UnaryOp::Neg:
+    case UnaryOp::Abs:
+    case UnaryOp::Relu:
+    case UnaryOp::Sign:
+    case UnaryOp::Square:
+    case UnaryOp::Floor:
+    case UnaryOp::Ceil:
+    case UnaryOp::Round:
       return true;
     default:
       return false;
@@ -32,40 +37,64 @@ struct UnaryF {
   __device__ T operator()(T x) const {
     if constexpr (std::is_floating_point_v<T>) {
       switch (op) {
-        case UnaryOp::Neg: return -x;
-        case UnaryOp::Abs: return ::fabs(x);
-        case UnaryOp::Exp: return ::exp(x);
-        case UnaryOp::Log: return ::log(x);
-        case UnaryOp::Sqrt: return ::sqrt(x);
-        case UnaryOp::Rsqrt: return T(1) / ::sqrt(x);
-        case UnaryOp::Sin: return ::sin(x);
-        case UnaryOp::Cos: return ::cos(x);
-        case UnaryOp::Tanh: return ::tanh(x);
-        case UnaryOp::Sigmoid: return T(1) / (T(1) + ::exp(-x));
-        case UnaryOp::Relu: return x > T(0) ? x : (::isnan(x) ? x : T(0));
-        case UnaryOp::Sign: return static_cast<T>((T(0) < x) - (x < T(0)));
-        case UnaryOp::Reciprocal: return T(1) / x;
-        case UnaryOp::Square: return x * x;
-        case UnaryOp::Floor: return ::floor(x);
-        case UnaryOp::Ceil: return ::ceil(x);
-        case UnaryOp::Round: return ::rint(x);  // half to even, like torch
-        case UnaryOp::Log1p: return ::log1p(x);
-        case UnaryOp::Expm1: return ::expm1(x);
-        case UnaryOp::LogicalNot: return x == T(0);
+        case UnaryOp::Neg:
+          return -x;
+        case UnaryOp::Abs:
+          return ::fabs(x);
+        case UnaryOp::Exp:
+          return ::exp(x);
+        case UnaryOp::Log:
+          return ::log(x);
+        case UnaryOp::Sqrt:
+          return ::sqrt(x);
+        case UnaryOp::Rsqrt:
+          return T(1) / ::sqrt(x);
+        case UnaryOp::Sin:
+          return ::sin(x);
+        case UnaryOp::Cos:
+          return ::cos(x);
+        case UnaryOp::Tanh:
+          return ::tanh(x);
+        case UnaryOp::Sigmoid:
+          return T(1) / (T(1) + ::exp(-x));
+        case UnaryOp::Relu:
+          return x > T(0) ? x : (::isnan(x) ? x : T(0));
+        case UnaryOp::Sign:
+          return static_cast<T>((T(0) < x) - (x < T(0)));
+        case UnaryOp::Reciprocal:
+          return T(1) / x;
+        case UnaryOp::Square:
+          return x * x;
+        case UnaryOp::Floor:
+          return ::floor(x);
+        case UnaryOp::Ceil:
+          return ::ceil(x);
+        case UnaryOp::Round:
+          return ::rint(x);  // half to even, like torch
+        case UnaryOp::Log1p:
+          return ::log1p(x);
+        case UnaryOp::Expm1:
+          return ::expm1(x);
+        case UnaryOp::LogicalNot:
+          return x == T(0);
       }
       return x;
     } else {
       switch (op) {
-        case UnaryOp::Neg: return static_cast<T>(-x);
+        case UnaryOp::Neg:
+          return static_cast<T>(-x);
         case UnaryOp::Abs:
           if constexpr (std::is_signed_v<T>) return static_cast<T>(x < 0 ? -x : x);
           return x;
-        case UnaryOp::Relu: return x > 0 ? x : T(0);
+        case UnaryOp::Relu:
+          return x > 0 ? x : T(0);
         case UnaryOp::Sign:
           if constexpr (std::is_signed_v<T>) return static_cast<T>((T(0) < x) - (x < T(0)));
           return static_cast<T>(x != 0);
-        case UnaryOp::Square: return static_cast<T>(x * x);
-        default: return x;  // floor/ceil/round are the identity on integers
+        case UnaryOp::Square:
+          return static_cast<T>(x * x);
+        default:
+          return x;  // floor/ceil/round are the identity on integers
       }
     }
   }
@@ -92,9 +121,12 @@ __device__ __forceinline__ T int_pow(T base, T e) {
 template <typename T>
 __device__ __forceinline__ T arith(BinaryOp op, T a, T b, int* flag) {
   switch (op) {
-    case BinaryOp::Add: return static_cast<T>(a + b);
-    case BinaryOp::Sub: return static_cast<T>(a - b);
-    case BinaryOp::Mul: return static_cast<T>(a * b);
+    case BinaryOp::Add:
+      return static_cast<T>(a + b);
+    case BinaryOp::Sub:
+      return static_cast<T>(a - b);
+    case BinaryOp::Mul:
+      return static_cast<T>(a * b);
     case BinaryOp::Div:
       if constexpr (std::is_floating_point_v<T>) {
         return a / b;
@@ -121,23 +153,34 @@ __device__ __forceinline__ T arith(BinaryOp op, T a, T b, int* flag) {
         if (::isnan(a) || ::isnan(b)) return a + b;
       }
       return a < b ? a : b;
-    case BinaryOp::ReluBackward: return b > T(0) ? a : T(0);
-    case BinaryOp::LogicalAnd: return (a != T(0)) && (b != T(0));
-    case BinaryOp::LogicalOr: return (a != T(0)) || (b != T(0));
-    default: return T(0);  // comparisons never reach here (host checks)
+    case BinaryOp::ReluBackward:
+      return b > T(0) ? a : T(0);
+    case BinaryOp::LogicalAnd:
+      return (a != T(0)) && (b != T(0));
+    case BinaryOp::LogicalOr:
+      return (a != T(0)) || (b != T(0));
+    default:
+      return T(0);  // comparisons never reach here (host checks)
   }
 }
 
 template <typename T>
 __device__ __forceinline__ bool compare(BinaryOp op, T a, T b) {
   switch (op) {
-    case BinaryOp::Eq: return a == b;
-    case BinaryOp::Ne: return a != b;
-    case BinaryOp::Lt: return a < b;
-    case BinaryOp::Le: return a <= b;
-    case BinaryOp::Gt: return a > b;
-    case BinaryOp::Ge: return a >= b;
-    default: return false;
+    case BinaryOp::Eq:
+      return a == b;
+    case BinaryOp::Ne:
+      return a != b;
+    case BinaryOp::Lt:
+      return a < b;
+    case BinaryOp::Le:
+      return a <= b;
+    case BinaryOp::Gt:
+      return a > b;
+    case BinaryOp::Ge:
+      return a >= b;
+    default:
+      return false;
   }
 }
 
@@ -188,20 +231,20 @@ Tensor to_dtype(const Tensor& t, DType d) {
   return out;
 }
 
-#define GRAFT_CUDA_DISPATCH_COMPARABLE(DT, NAME, ...)                    \
-  [&] {                                                                  \
-    switch (DT) {                                                        \
-      GRAFT_DTYPE_CASE(Float32, float, __VA_ARGS__)                      \
-      GRAFT_DTYPE_CASE(Float64, double, __VA_ARGS__)                     \
-      GRAFT_DTYPE_CASE(Int64, int64_t, __VA_ARGS__)                      \
-      GRAFT_DTYPE_CASE(Int32, int32_t, __VA_ARGS__)                      \
-      GRAFT_DTYPE_CASE(Int16, int16_t, __VA_ARGS__)                      \
-      GRAFT_DTYPE_CASE(Int8, int8_t, __VA_ARGS__)                        \
-      GRAFT_DTYPE_CASE(UInt8, uint8_t, __VA_ARGS__)                      \
-      GRAFT_DTYPE_CASE(Bool, bool, __VA_ARGS__)                          \
-      default:                                                           \
+#define GRAFT_CUDA_DISPATCH_COMPARABLE(DT, NAME, ...)                      \
+  [&] {                                                                    \
+    switch (DT) {                                                          \
+      GRAFT_DTYPE_CASE(Float32, float, __VA_ARGS__)                        \
+      GRAFT_DTYPE_CASE(Float64, double, __VA_ARGS__)                       \
+      GRAFT_DTYPE_CASE(Int64, int64_t, __VA_ARGS__)                        \
+      GRAFT_DTYPE_CASE(Int32, int32_t, __VA_ARGS__)                        \
+      GRAFT_DTYPE_CASE(Int16, int16_t, __VA_ARGS__)                        \
+      GRAFT_DTYPE_CASE(Int8, int8_t, __VA_ARGS__)                          \
+      GRAFT_DTYPE_CASE(UInt8, uint8_t, __VA_ARGS__)                        \
+      GRAFT_DTYPE_CASE(Bool, bool, __VA_ARGS__)                            \
+      default:                                                             \
         GRAFT_FAIL(NAME, ": unsupported dtype ", ::graft::dtype_name(DT)); \
-    }                                                                    \
+    }                                                                      \
   }()
 
 void unary_cuda(UnaryOp op, const Tensor& in, const Tensor& out) {

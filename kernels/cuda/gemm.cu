@@ -40,8 +40,7 @@ void check_int(int64_t v, const char* what) {
 }
 
 void bmm_cublas(const Tensor& a_in, const Tensor& b_in, const Tensor& out, bool accumulate) {
-  const int64_t B = a_in.sizes()[0], M = a_in.sizes()[1], K = a_in.sizes()[2],
-                N = b_in.sizes()[2];
+  const int64_t B = a_in.sizes()[0], M = a_in.sizes()[1], K = a_in.sizes()[2], N = b_in.sizes()[2];
   Tensor a = a_in, b = b_in;
   MatLayout la = layout_of(M, K, a.strides()[1], a.strides()[2]);
   if (!la.ok) {
@@ -57,8 +56,12 @@ void bmm_cublas(const Tensor& a_in, const Tensor& b_in, const Tensor& out, bool 
     lb = layout_of(K, N, b.strides()[1], b.strides()[2]);
     if (!lb.ok) lb = {true, CUBLAS_OP_N, std::max<int64_t>(N, 1)};
   }
-  for (auto [v, w] : {std::pair<int64_t, const char*>{B, "batch"}, {M, "M"}, {N, "N"}, {K, "K"},
-                      {la.ld, "lda"}, {lb.ld, "ldb"}})
+  for (auto [v, w] : {std::pair<int64_t, const char*>{B, "batch"},
+                      {M, "M"},
+                      {N, "N"},
+                      {K, "K"},
+                      {la.ld, "lda"},
+                      {lb.ld, "ldb"}})
     check_int(v, w);
   const int device = out.device().index;
   DeviceGuard guard(device);
@@ -92,8 +95,8 @@ constexpr int kTile = 64, kTileK = 16, kThreads = 256;
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
     gemm_tiled_kernel(int64_t batch, int64_t M, int64_t N, int64_t K, const T* __restrict__ A,
-                      int64_t a_b, int64_t a_r, int64_t a_c, const T* __restrict__ B,
-                      int64_t b_b, int64_t b_r, int64_t b_c, T* __restrict__ C, bool accumulate) {
+                      int64_t a_b, int64_t a_r, int64_t a_c, const T* __restrict__ B, int64_t b_b,
+                      int64_t b_r, int64_t b_c, T* __restrict__ C, bool accumulate) {
   __shared__ T As[kTileK][kTile + 1];
   __shared__ T Bs[kTileK][kTile + 1];
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
@@ -165,11 +168,10 @@ void bmm_cuda(const Tensor& a, const Tensor& b, const Tensor& out, bool accumula
   GRAFT_CHECK(a.dim() == 3 && b.dim() == 3 && out.dim() == 3 && out.is_contiguous(),
               "bmm: expected 3-D operands and a contiguous output");
   GRAFT_CHECK(out.dtype() == DType::Float32 || out.dtype() == DType::Float64,
-              "bmm on CUDA: unsupported dtype ", dtype_name(out.dtype()),
-              " (float32 or float64)");
+              "bmm on CUDA: unsupported dtype ", dtype_name(out.dtype()), " (float32 or float64)");
   GRAFT_CHECK(a.dtype() == out.dtype() && b.dtype() == out.dtype(), "bmm: dtype mismatch");
   if (out.numel() == 0) return;
-  NoGradGuard no_grad;  // internal views/copies must not record autograd nodes
+  NoGradGuard no_grad;      // internal views/copies must not record autograd nodes
   if (a.sizes()[2] == 0) {  // empty inner dimension: the product is zero
     if (!accumulate) kernel::fill(out.device())(out, 0.0);
     return;

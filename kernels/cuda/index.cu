@@ -50,8 +50,8 @@ __global__ void index_select_kernel(int64_t n, TensorGeom out_g, TensorGeom in_g
 // gather: out[c] = in[c with c[dim] = index[c]]
 template <typename Bits>
 __global__ void gather_kernel(int64_t n, TensorGeom out_g, TensorGeom in_g, TensorGeom idx_g,
-                              int dim, const int64_t* __restrict__ index, const Bits* in,
-                              Bits* out, int* flag) {
+                              int dim, const int64_t* __restrict__ index, const Bits* in, Bits* out,
+                              int* flag) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
     int64_t c[kMaxDims];
@@ -100,28 +100,41 @@ __global__ void accumulate_kernel(int64_t n, TensorGeom it_g, TensorGeom src_g, 
   }
 }
 
-#define GRAFT_CUDA_DISPATCH_BITS(SIZE, NAME, ...)                    \
-  [&] {                                                              \
-    switch (SIZE) {                                                  \
-      case 1: { using bits_t = uint8_t; return __VA_ARGS__(); }      \
-      case 2: { using bits_t = uint16_t; return __VA_ARGS__(); }     \
-      case 4: { using bits_t = uint32_t; return __VA_ARGS__(); }     \
-      case 8: { using bits_t = uint64_t; return __VA_ARGS__(); }     \
-      default: GRAFT_FAIL(NAME, ": unsupported element size ", SIZE); \
-    }                                                                \
+#define GRAFT_CUDA_DISPATCH_BITS(SIZE, NAME, ...)              \
+  [&] {                                                        \
+    switch (SIZE) {                                            \
+      case 1: {                                                \
+        using bits_t = uint8_t;                                \
+        return __VA_ARGS__();                                  \
+      }                                                        \
+      case 2: {                                                \
+        using bits_t = uint16_t;                               \
+        return __VA_ARGS__();                                  \
+      }                                                        \
+      case 4: {                                                \
+        using bits_t = uint32_t;                               \
+        return __VA_ARGS__();                                  \
+      }                                                        \
+      case 8: {                                                \
+        using bits_t = uint64_t;                               \
+        return __VA_ARGS__();                                  \
+      }                                                        \
+      default:                                                 \
+        GRAFT_FAIL(NAME, ": unsupported element size ", SIZE); \
+    }                                                          \
   }()
 
-#define GRAFT_CUDA_DISPATCH_ATOMIC(DT, NAME, ...)                                       \
-  [&] {                                                                                 \
-    switch (DT) {                                                                       \
-      GRAFT_DTYPE_CASE(Float32, float, __VA_ARGS__)                                     \
-      GRAFT_DTYPE_CASE(Float64, double, __VA_ARGS__)                                    \
-      GRAFT_DTYPE_CASE(Int64, int64_t, __VA_ARGS__)                                     \
-      GRAFT_DTYPE_CASE(Int32, int32_t, __VA_ARGS__)                                     \
-      default:                                                                          \
-        GRAFT_FAIL(NAME, ": unsupported dtype ", ::graft::dtype_name(DT),               \
-                   " on CUDA (float32, float64, int32 or int64)");                      \
-    }                                                                                   \
+#define GRAFT_CUDA_DISPATCH_ATOMIC(DT, NAME, ...)                         \
+  [&] {                                                                   \
+    switch (DT) {                                                         \
+      GRAFT_DTYPE_CASE(Float32, float, __VA_ARGS__)                       \
+      GRAFT_DTYPE_CASE(Float64, double, __VA_ARGS__)                      \
+      GRAFT_DTYPE_CASE(Int64, int64_t, __VA_ARGS__)                       \
+      GRAFT_DTYPE_CASE(Int32, int32_t, __VA_ARGS__)                       \
+      default:                                                            \
+        GRAFT_FAIL(NAME, ": unsupported dtype ", ::graft::dtype_name(DT), \
+                   " on CUDA (float32, float64, int32 or int64)");        \
+    }                                                                     \
   }()
 
 void check_index(const Tensor& index, const char* name) {
@@ -197,10 +210,10 @@ void scatter_add_cuda(const Tensor& out, int64_t dim, const Tensor& index, const
   GRAFT_CHECK(index.dim() == src.dim() && index.dim() == out.dim(),
               "scatter_add: index, src and out must have the same number of dims");
   for (int64_t d = 0; d < index.dim(); ++d) {
-    GRAFT_CHECK(index.sizes()[d] <= src.sizes()[d] &&
-                    (d == dim || index.sizes()[d] <= out.sizes()[d]),
-                "scatter_add: index shape ", shape_str(index.sizes()),
-                " exceeds src ", shape_str(src.sizes()), " or out ", shape_str(out.sizes()));
+    GRAFT_CHECK(
+        index.sizes()[d] <= src.sizes()[d] && (d == dim || index.sizes()[d] <= out.sizes()[d]),
+        "scatter_add: index shape ", shape_str(index.sizes()), " exceeds src ",
+        shape_str(src.sizes()), " or out ", shape_str(out.sizes()));
   }
   accumulate(out, dim, index, src, /*per_element_index=*/true, "scatter_add");
 }

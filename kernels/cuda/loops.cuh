@@ -66,8 +66,8 @@ OffsetCalc<N> make_offset_calc(const Shape& shape, const std::array<const Tensor
       for (int k = 0; k < N; ++k) mst[k].push_back(strides[k][d]);
     }
   }
-  GRAFT_CHECK(ms.size() <= static_cast<size_t>(kMaxDims), "CUDA kernels support at most ",
-              kMaxDims, " non-mergeable dims, got shape ", shape_str(shape));
+  GRAFT_CHECK(ms.size() <= static_cast<size_t>(kMaxDims), "CUDA kernels support at most ", kMaxDims,
+              " non-mergeable dims, got shape ", shape_str(shape));
   OffsetCalc<N> c;
   c.ndim = static_cast<int>(ms.size());
   for (int d = 0; d < c.ndim; ++d) {
@@ -85,8 +85,8 @@ struct TensorGeom {
   int64_t strides[kMaxDims] = {};
 };
 inline TensorGeom make_geom(const Tensor& t) {
-  GRAFT_CHECK(t.dim() <= kMaxDims, "CUDA kernels support at most ", kMaxDims,
-              " dims, got shape ", shape_str(t.sizes()));
+  GRAFT_CHECK(t.dim() <= kMaxDims, "CUDA kernels support at most ", kMaxDims, " dims, got shape ",
+              shape_str(t.sizes()));
   TensorGeom g;
   g.ndim = static_cast<int>(t.dim());
   for (int d = 0; d < g.ndim; ++d) {
@@ -126,18 +126,26 @@ struct Scalar {
 };
 __device__ __forceinline__ Scalar load_scalar(const char* p, DType dt) {
   switch (dt) {
-    case DType::Bool: return {false, 0, *reinterpret_cast<const bool*>(p) ? 1 : 0};
-    case DType::UInt8: return {false, 0, *reinterpret_cast<const uint8_t*>(p)};
-    case DType::Int8: return {false, 0, *reinterpret_cast<const int8_t*>(p)};
-    case DType::Int16: return {false, 0, *reinterpret_cast<const int16_t*>(p)};
-    case DType::Int32: return {false, 0, *reinterpret_cast<const int32_t*>(p)};
-    case DType::Int64: return {false, 0, *reinterpret_cast<const int64_t*>(p)};
+    case DType::Bool:
+      return {false, 0, *reinterpret_cast<const bool*>(p) ? 1 : 0};
+    case DType::UInt8:
+      return {false, 0, *reinterpret_cast<const uint8_t*>(p)};
+    case DType::Int8:
+      return {false, 0, *reinterpret_cast<const int8_t*>(p)};
+    case DType::Int16:
+      return {false, 0, *reinterpret_cast<const int16_t*>(p)};
+    case DType::Int32:
+      return {false, 0, *reinterpret_cast<const int32_t*>(p)};
+    case DType::Int64:
+      return {false, 0, *reinterpret_cast<const int64_t*>(p)};
     case DType::Float16:
       return {true, half_bits_to_float(*reinterpret_cast<const uint16_t*>(p)), 0};
     case DType::BFloat16:
       return {true, bf16_bits_to_float(*reinterpret_cast<const uint16_t*>(p)), 0};
-    case DType::Float32: return {true, *reinterpret_cast<const float*>(p), 0};
-    case DType::Float64: return {true, *reinterpret_cast<const double*>(p), 0};
+    case DType::Float32:
+      return {true, *reinterpret_cast<const float*>(p), 0};
+    case DType::Float64:
+      return {true, *reinterpret_cast<const double*>(p), 0};
   }
   return {false, 0, 0};
 }
@@ -150,11 +158,21 @@ __device__ __forceinline__ void store_scalar(char* p, DType dt, const Scalar& s)
     case DType::Bool:
       *reinterpret_cast<bool*>(p) = s.is_float ? s.f != 0 : s.i != 0;
       break;
-    case DType::UInt8: *reinterpret_cast<uint8_t*>(p) = scalar_as<uint8_t>(s); break;
-    case DType::Int8: *reinterpret_cast<int8_t*>(p) = scalar_as<int8_t>(s); break;
-    case DType::Int16: *reinterpret_cast<int16_t*>(p) = scalar_as<int16_t>(s); break;
-    case DType::Int32: *reinterpret_cast<int32_t*>(p) = scalar_as<int32_t>(s); break;
-    case DType::Int64: *reinterpret_cast<int64_t*>(p) = scalar_as<int64_t>(s); break;
+    case DType::UInt8:
+      *reinterpret_cast<uint8_t*>(p) = scalar_as<uint8_t>(s);
+      break;
+    case DType::Int8:
+      *reinterpret_cast<int8_t*>(p) = scalar_as<int8_t>(s);
+      break;
+    case DType::Int16:
+      *reinterpret_cast<int16_t*>(p) = scalar_as<int16_t>(s);
+      break;
+    case DType::Int32:
+      *reinterpret_cast<int32_t*>(p) = scalar_as<int32_t>(s);
+      break;
+    case DType::Int64:
+      *reinterpret_cast<int64_t*>(p) = scalar_as<int64_t>(s);
+      break;
     // float16/bfloat16 round through float32, exactly like the CPU backend.
     case DType::Float16:
       *reinterpret_cast<uint16_t*>(p) = float_to_half_bits(scalar_as<float>(s));
@@ -162,8 +180,12 @@ __device__ __forceinline__ void store_scalar(char* p, DType dt, const Scalar& s)
     case DType::BFloat16:
       *reinterpret_cast<uint16_t*>(p) = float_to_bf16_bits(scalar_as<float>(s));
       break;
-    case DType::Float32: *reinterpret_cast<float*>(p) = scalar_as<float>(s); break;
-    case DType::Float64: *reinterpret_cast<double*>(p) = scalar_as<double>(s); break;
+    case DType::Float32:
+      *reinterpret_cast<float*>(p) = scalar_as<float>(s);
+      break;
+    case DType::Float64:
+      *reinterpret_cast<double*>(p) = scalar_as<double>(s);
+      break;
   }
 }
 

@@ -17,7 +17,7 @@ namespace {
 
 constexpr int kReduceNone = 0, kReduceMean = 1;
 
-#define GRAFT_GRID_STRIDE(i, n)                                                        \
+#define GRAFT_GRID_STRIDE(i, n)                                                          \
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); \
        i += static_cast<int64_t>(blockDim.x) * gridDim.x)
 
@@ -27,9 +27,12 @@ struct Rows {  // a contiguous tensor as [outer, len, inner] around `dim`
   int64_t outer = 1, len = 1, inner = 1;
   Rows(const Tensor& t, int64_t dim) {
     for (int64_t d = 0; d < t.dim(); ++d) {
-      if (d < dim) outer *= t.sizes()[d];
-      else if (d == dim) len = t.sizes()[d];
-      else inner *= t.sizes()[d];
+      if (d < dim)
+        outer *= t.sizes()[d];
+      else if (d == dim)
+        len = t.sizes()[d];
+      else
+        inner *= t.sizes()[d];
     }
   }
 };
@@ -80,9 +83,9 @@ void softmax_forward_cuda(const Tensor& x, int64_t dim, bool log, const Tensor& 
   const int device = x.device().index;
   DeviceGuard guard(device);
   GRAFT_DISPATCH_FLOAT(x.dtype(), "softmax", [&] {
-    softmax_fwd_kernel<scalar_t><<<grid_for(r.outer * r.inner, kBlock), kBlock, 0,
-                                   current_stream(device)>>>(
-        x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), r.outer, r.len, r.inner, log);
+    softmax_fwd_kernel<scalar_t>
+        <<<grid_for(r.outer * r.inner, kBlock), kBlock, 0, current_stream(device)>>>(
+            x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), r.outer, r.len, r.inner, log);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
@@ -94,10 +97,10 @@ void softmax_backward_cuda(const Tensor& grad_out, const Tensor& output, int64_t
   const int device = output.device().index;
   DeviceGuard guard(device);
   GRAFT_DISPATCH_FLOAT(output.dtype(), "softmax_backward", [&] {
-    softmax_bwd_kernel<scalar_t><<<grid_for(r.outer * r.inner, kBlock), kBlock, 0,
-                                   current_stream(device)>>>(
-        grad_out.data_ptr<scalar_t>(), output.data_ptr<scalar_t>(),
-        grad_input.data_ptr<scalar_t>(), r.outer, r.len, r.inner, log);
+    softmax_bwd_kernel<scalar_t>
+        <<<grid_for(r.outer * r.inner, kBlock), kBlock, 0, current_stream(device)>>>(
+            grad_out.data_ptr<scalar_t>(), output.data_ptr<scalar_t>(),
+            grad_input.data_ptr<scalar_t>(), r.outer, r.len, r.inner, log);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
@@ -196,7 +199,8 @@ void loss_forward(const Tensor& x, const Tensor& target, int reduction, int64_t 
     GRAFT_CUDA_CHECK_LAUNCH();
   }
   if (reduction == kReduceNone) {
-    if (N > 0) loss_copy_kernel<T><<<grid_for(N, kBlock), kBlock, 0, stream>>>(l, N, out.data_ptr<T>());
+    if (N > 0)
+      loss_copy_kernel<T><<<grid_for(N, kBlock), kBlock, 0, stream>>>(l, N, out.data_ptr<T>());
   } else {
     loss_reduce_kernel<T><<<1, kBlock, 0, stream>>>(l, cnt, N, reduction, out.data_ptr<T>());
   }
@@ -211,8 +215,7 @@ void nll_forward_cuda(const Tensor& log_probs, const Tensor& target, int reducti
 }
 
 void ce_forward_cuda(const Tensor& logits, const Tensor& target, int reduction,
-                     int64_t ignore_index, double ls, const Tensor& out,
-                     const Tensor& log_probs) {
+                     int64_t ignore_index, double ls, const Tensor& out, const Tensor& log_probs) {
   GRAFT_DISPATCH_FLOAT(logits.dtype(), "cross_entropy", [&] {
     loss_forward<scalar_t>(logits, target, reduction, ignore_index, ls, out, log_probs, true);
   });
@@ -291,8 +294,7 @@ void nll_backward_cuda(const Tensor& grad_out, const Tensor& target, int reducti
 }
 
 void ce_backward_cuda(const Tensor& grad_out, const Tensor& log_probs, const Tensor& target,
-                      int reduction, int64_t ignore_index, double ls,
-                      const Tensor& grad_logits) {
+                      int reduction, int64_t ignore_index, double ls, const Tensor& grad_logits) {
   GRAFT_DISPATCH_FLOAT(grad_logits.dtype(), "cross_entropy_backward", [&] {
     loss_backward<scalar_t>(grad_out, log_probs, target, reduction, ignore_index, ls, true,
                             grad_logits);
@@ -302,8 +304,8 @@ void ce_backward_cuda(const Tensor& grad_out, const Tensor& log_probs, const Ten
 // ---- max pooling ----
 template <typename T>
 __global__ void max_pool_fwd_kernel(const T* __restrict__ x, T* __restrict__ y,
-                                    int64_t* __restrict__ idx, int64_t planes, int64_t H,
-                                    int64_t W, int64_t OH, int64_t OW, Pool2dParams p) {
+                                    int64_t* __restrict__ idx, int64_t planes, int64_t H, int64_t W,
+                                    int64_t OH, int64_t OW, Pool2dParams p) {
   GRAFT_GRID_STRIDE(j, planes * OH * OW) {
     const int64_t ow = j % OW, oh = (j / OW) % OH, plane = j / (OW * OH);
     const T* xp = x + plane * H * W;
@@ -341,8 +343,8 @@ __global__ void max_pool_fwd_kernel(const T* __restrict__ x, T* __restrict__ y,
 // the last bits, like torch's CUDA max_pool backward).
 template <typename T>
 __global__ void scatter_plane_kernel(const T* __restrict__ g, const int64_t* __restrict__ idx,
-                                     T* __restrict__ gi, int64_t planes, int64_t HW,
-                                     int64_t OHW, int* flag) {
+                                     T* __restrict__ gi, int64_t planes, int64_t HW, int64_t OHW,
+                                     int* flag) {
   GRAFT_GRID_STRIDE(j, planes * OHW) {
     const int64_t plane = j / OHW, k = idx[j];
     if (k < 0 || k >= HW) {
@@ -360,10 +362,10 @@ void max_pool_forward_cuda(const Tensor& x, const Pool2dParams& p, const Tensor&
   const int device = x.device().index;
   DeviceGuard guard(device);
   GRAFT_DISPATCH_FLOAT(x.dtype(), "max_pool2d", [&] {
-    max_pool_fwd_kernel<scalar_t><<<grid_for(out.numel(), kBlock), kBlock, 0,
-                                    current_stream(device)>>>(
-        x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(), N * C, H,
-        W, OH, OW, p);
+    max_pool_fwd_kernel<scalar_t>
+        <<<grid_for(out.numel(), kBlock), kBlock, 0, current_stream(device)>>>(
+            x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(), N * C, H,
+            W, OH, OW, p);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
@@ -378,10 +380,10 @@ void max_pool_backward_cuda(const Tensor& grad_out, const Tensor& indices,
   const int device = grad_input.device().index;
   DeviceGuard guard(device);
   GRAFT_DISPATCH_FLOAT(grad_input.dtype(), "max_pool2d_backward", [&] {
-    scatter_plane_kernel<scalar_t><<<grid_for(grad_out.numel(), kBlock), kBlock, 0,
-                                     current_stream(device)>>>(
-        grad_out.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(),
-        grad_input.data_ptr<scalar_t>(), planes, HW, OHW, device_error_flag(device));
+    scatter_plane_kernel<scalar_t>
+        <<<grid_for(grad_out.numel(), kBlock), kBlock, 0, current_stream(device)>>>(
+            grad_out.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(),
+            grad_input.data_ptr<scalar_t>(), planes, HW, OHW, device_error_flag(device));
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
@@ -395,9 +397,8 @@ __device__ __forceinline__ int64_t bin_end(int64_t o, int64_t in, int64_t out) {
 }
 
 template <typename T>
-__global__ void adaptive_avg_fwd_kernel(const T* __restrict__ x, T* __restrict__ y,
-                                        int64_t planes, int64_t H, int64_t W, int64_t OH,
-                                        int64_t OW) {
+__global__ void adaptive_avg_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t planes,
+                                        int64_t H, int64_t W, int64_t OH, int64_t OW) {
   GRAFT_GRID_STRIDE(j, planes * OH * OW) {
     const int64_t ow = j % OW, oh = (j / OW) % OH, plane = j / (OW * OH);
     const int64_t h0 = bin_start(oh, H, OH), h1 = bin_end(oh, H, OH);
@@ -412,9 +413,8 @@ __global__ void adaptive_avg_fwd_kernel(const T* __restrict__ x, T* __restrict__
 
 // Each input element sums grad/area over the output bins that contain it.
 template <typename T>
-__global__ void adaptive_avg_bwd_kernel(const T* __restrict__ g, T* __restrict__ gi,
-                                        int64_t planes, int64_t H, int64_t W, int64_t OH,
-                                        int64_t OW) {
+__global__ void adaptive_avg_bwd_kernel(const T* __restrict__ g, T* __restrict__ gi, int64_t planes,
+                                        int64_t H, int64_t W, int64_t OH, int64_t OW) {
   GRAFT_GRID_STRIDE(j, planes * H * W) {
     const int64_t w = j % W, h = (j / W) % H, plane = j / (W * H);
     const T* gp = g + plane * OH * OW;
@@ -440,10 +440,10 @@ void adaptive_avg_forward_cuda(const Tensor& x, const Tensor& out) {
   const int device = x.device().index;
   DeviceGuard guard(device);
   GRAFT_DISPATCH_FLOAT(x.dtype(), "adaptive_avg_pool2d", [&] {
-    adaptive_avg_fwd_kernel<scalar_t><<<grid_for(out.numel(), kBlock), kBlock, 0,
-                                        current_stream(device)>>>(
-        x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), planes, x.sizes()[2], x.sizes()[3],
-        out.sizes()[2], out.sizes()[3]);
+    adaptive_avg_fwd_kernel<scalar_t>
+        <<<grid_for(out.numel(), kBlock), kBlock, 0, current_stream(device)>>>(
+            x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), planes, x.sizes()[2], x.sizes()[3],
+            out.sizes()[2], out.sizes()[3]);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
@@ -454,10 +454,10 @@ void adaptive_avg_backward_cuda(const Tensor& grad_out, const Tensor& grad_input
   const int device = grad_input.device().index;
   DeviceGuard guard(device);
   GRAFT_DISPATCH_FLOAT(grad_input.dtype(), "adaptive_avg_pool2d_backward", [&] {
-    adaptive_avg_bwd_kernel<scalar_t><<<grid_for(grad_input.numel(), kBlock), kBlock, 0,
-                                        current_stream(device)>>>(
-        grad_out.data_ptr<scalar_t>(), grad_input.data_ptr<scalar_t>(), planes,
-        grad_input.sizes()[2], grad_input.sizes()[3], grad_out.sizes()[2], grad_out.sizes()[3]);
+    adaptive_avg_bwd_kernel<scalar_t>
+        <<<grid_for(grad_input.numel(), kBlock), kBlock, 0, current_stream(device)>>>(
+            grad_out.data_ptr<scalar_t>(), grad_input.data_ptr<scalar_t>(), planes,
+            grad_input.sizes()[2], grad_input.sizes()[3], grad_out.sizes()[2], grad_out.sizes()[3]);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }

@@ -64,8 +64,8 @@ struct AdamList {
 };
 
 template <typename T>
-__global__ void adam_kernel(AdamList<T> l, T b1, T one_minus_b1, T b2, T one_minus_b2, T eps,
-                            T wd, T decay, bool l2, bool decoupled, bool maximize) {
+__global__ void adam_kernel(AdamList<T> l, T b1, T one_minus_b1, T b2, T one_minus_b2, T eps, T wd,
+                            T decay, bool l2, bool decoupled, bool maximize) {
   const int k = blockIdx.y;
   T* p = l.p[k];
   const T* g = l.g[k];
@@ -177,8 +177,8 @@ void adam_typed(const std::vector<Tensor>& params, const std::vector<Tensor>& gr
     adam_kernel<T><<<list_grid(l.n, count), kBlock, 0, current_stream(device)>>>(
         l, static_cast<T>(h.beta1), static_cast<T>(1 - h.beta1), static_cast<T>(h.beta2),
         static_cast<T>(1 - h.beta2), static_cast<T>(h.eps), static_cast<T>(h.weight_decay),
-        static_cast<T>(1 - h.lr * h.weight_decay),
-        !h.decoupled_weight_decay && h.weight_decay != 0, h.decoupled_weight_decay, h.maximize);
+        static_cast<T>(1 - h.lr * h.weight_decay), !h.decoupled_weight_decay && h.weight_decay != 0,
+        h.decoupled_weight_decay, h.maximize);
     GRAFT_CUDA_CHECK_LAUNCH();
   }
 }
@@ -224,8 +224,7 @@ namespace {
 void sgd_table_entry(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
                      const std::vector<Tensor>& bufs, const optim::SGDHyper& h) {
   sgd_step(params, grads, bufs,
-           {h.lr, h.momentum, h.dampening, h.weight_decay, h.nesterov, h.maximize,
-            h.init_buffers});
+           {h.lr, h.momentum, h.dampening, h.weight_decay, h.nesterov, h.maximize, h.init_buffers});
 }
 void adam_table_entry(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
                       const std::vector<Tensor>& m, const std::vector<Tensor>& v,

@@ -78,8 +78,10 @@ struct Combine {
   __device__ Acc operator()(Acc a, Acc b) const {
     switch (op) {
       case ReduceOp::Sum:
-      case ReduceOp::Mean: return a + b;
-      case ReduceOp::Prod: return a * b;
+      case ReduceOp::Mean:
+        return a + b;
+      case ReduceOp::Prod:
+        return a * b;
       case ReduceOp::Max:
         if constexpr (std::is_floating_point_v<Acc>) {
           if (::isnan(a) || ::isnan(b)) return a + b;
@@ -98,14 +100,20 @@ struct Combine {
 template <typename Acc>
 __device__ __forceinline__ Acc identity(ReduceOp op) {
   switch (op) {
-    case ReduceOp::Prod: return Acc(1);
+    case ReduceOp::Prod:
+      return Acc(1);
     case ReduceOp::Max:
-      if constexpr (std::is_floating_point_v<Acc>) return -INFINITY;
-      else return LLONG_MIN;
+      if constexpr (std::is_floating_point_v<Acc>)
+        return -INFINITY;
+      else
+        return LLONG_MIN;
     case ReduceOp::Min:
-      if constexpr (std::is_floating_point_v<Acc>) return INFINITY;
-      else return LLONG_MAX;
-    default: return Acc(0);
+      if constexpr (std::is_floating_point_v<Acc>)
+        return INFINITY;
+      else
+        return LLONG_MAX;
+    default:
+      return Acc(0);
   }
 }
 
@@ -136,8 +144,8 @@ template <typename T, typename Acc>
 void launch_reduce(ReduceOp op, const T* src, T* dst, int64_t rows, int64_t len, int device) {
   cudaStream_t stream = current_stream(device);
   if (use_block_mode(rows, len)) {
-    reduce_rows_kernel<kBlock, T, Acc><<<grid_for(rows, 1), kBlock, 0, stream>>>(op, src, dst,
-                                                                                rows, len);
+    reduce_rows_kernel<kBlock, T, Acc>
+        <<<grid_for(rows, 1), kBlock, 0, stream>>>(op, src, dst, rows, len);
   } else {
     reduce_rows_kernel<kWarp, T, Acc>
         <<<grid_for(rows, kBlock / kWarp), kBlock, 0, stream>>>(op, src, dst, rows, len);
@@ -156,8 +164,8 @@ void reduce_cuda(ReduceOp op, const Tensor& in, const std::vector<int64_t>& dims
   if (rows == 0) return;
   GRAFT_DISPATCH_NUMERIC(in.dtype(), "reduce", [&] {
     using Acc = std::conditional_t<std::is_floating_point_v<scalar_t>, double, int64_t>;
-    launch_reduce<scalar_t, Acc>(op, src.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), rows,
-                                 len, in.device().index);
+    launch_reduce<scalar_t, Acc>(op, src.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), rows, len,
+                                 in.device().index);
   });
 }
 
@@ -217,8 +225,7 @@ void arg_reduce_cuda(ArgReduceOp op, const Tensor& in, int64_t dim, const Tensor
   int64_t rows = 0, len = 0;
   Tensor src = rows_last(in, {dim}, rows, len);
   GRAFT_CHECK(len > 0, "argmax/argmin: cannot reduce over an empty dimension");
-  GRAFT_CHECK(indices.is_contiguous() && indices.numel() == rows &&
-                  indices.dtype() == DType::Int64,
+  GRAFT_CHECK(indices.is_contiguous() && indices.numel() == rows && indices.dtype() == DType::Int64,
               "arg_reduce: bad indices output");
   GRAFT_CHECK(!values.defined() || (values.is_contiguous() && values.numel() == rows),
               "arg_reduce: bad values output");

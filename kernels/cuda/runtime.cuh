@@ -40,7 +40,9 @@ enum DeviceErrorCode : int {
 };
 #ifdef __CUDACC__
 // First error wins; later ones keep the first code.
-__device__ __forceinline__ void raise_device_error(int* flag, int code) { atomicCAS(flag, 0, code); }
+__device__ __forceinline__ void raise_device_error(int* flag, int code) {
+  atomicCAS(flag, 0, code);
+}
 #endif
 // Pointer to the per-device int the kernels set (first error wins, atomicCAS).
 int* device_error_flag(int device);
