@@ -238,6 +238,10 @@ void check_inplace(const Tensor& a, const char* op) {
 Tensor& finish_inplace(Tensor& a, const Tensor& result) {
   // `result` was computed out of place (with its graph when needed); write it
   // back into a's memory and let a adopt its history.
+  GRAFT_CHECK(!(result.requires_grad() && a.impl()->is_view),
+              "in-place operation on a view (", a.meta_str(), ") that needs a gradient is not "
+              "supported: the viewed tensor's history would not record it; use an out-of-place "
+              "op, or clone() the view first");
   {
     NoGradGuard g;
     kernel::copy(a.device())(result, a);

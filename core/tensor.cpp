@@ -55,9 +55,11 @@ const TensorImpl& checked(const TensorImpl* impl) {
   return *impl;
 }
 
-// A view over self's storage; records the view's backward when needed.
+// A view over self's storage (the caller records the view's backward).
 Tensor alias(const Tensor& self, Shape sizes, Shape strides, int64_t offset) {
-  return make_tensor(self.storage(), std::move(sizes), std::move(strides), offset, self.dtype());
+  Tensor t = make_tensor(self.storage(), std::move(sizes), std::move(strides), offset, self.dtype());
+  t.impl()->is_view = true;
+  return t;
 }
 
 // Strides for viewing `self` as `shape` without copying, if possible
@@ -128,6 +130,7 @@ const Storage& Tensor::storage() const { return checked(impl_.get()).storage; }
 bool Tensor::is_contiguous() const {
   const auto& sz = sizes();
   const auto& st = strides();
+  if (shape_numel(sz) == 0) return true;  // no element to lay out
   int64_t expected = 1;
   for (size_t i = sz.size(); i-- > 0;) {
     if (sz[i] == 1) continue;

@@ -27,6 +27,10 @@ struct TensorImpl {
   Shape strides;
   int64_t offset = 0;  // in elements
   DType dtype = DType::Float32;
+  // Made by a view op (view, permute, slice, select, expand, ...): shares
+  // memory with a base tensor. Autograd refuses in-place ops that would give
+  // such a view a history, since the base's history would not follow.
+  bool is_view = false;
 
   // autograd
   bool requires_grad = false;

@@ -28,8 +28,8 @@ double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm, doubl
   };
   // As torch: total = norm(stack(per-tensor norms)), on the gradients' device
   // in the first gradient's dtype.
-  Tensor norms = empty({static_cast<int64_t>(grads.size())},
-                       opts(grads[0].dtype(), grads[0].device()));
+  Tensor norms =
+      empty({static_cast<int64_t>(grads.size())}, opts(grads[0].dtype(), grads[0].device()));
   for (size_t i = 0; i < grads.size(); ++i) {
     Tensor slot = norms.select(0, static_cast<int64_t>(i));
     copy_(slot, norm_of(grads[i]));

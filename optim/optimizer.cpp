@@ -61,7 +61,8 @@ Tensor scalar_f64(double v) { return scalar_tensor(v, opts(DType::Float64)); }
 ParamGroup::ParamGroup(const std::vector<Tensor>& tensors, ParamGroupOptions o)
     : options(std::move(o)) {
   params.reserve(tensors.size());
-  for (size_t k = 0; k < tensors.size(); ++k) params.emplace_back("param" + std::to_string(k), tensors[k]);
+  for (size_t k = 0; k < tensors.size(); ++k)
+    params.emplace_back("param" + std::to_string(k), tensors[k]);
 }
 
 double ParamGroup::lr() const {
@@ -99,10 +100,10 @@ void Optimizer::add_param_group(ParamGroup group) {
   std::set<const TensorImpl*> seen;
   for (const auto& [pname, p] : group.params) {
     GRAFT_CHECK(p.defined(), name(), ": parameter '", pname, "' is an undefined tensor");
-    GRAFT_CHECK(is_floating(p.dtype()) &&
-                    (p.dtype() == DType::Float32 || p.dtype() == DType::Float64),
-                name(), ": parameter '", pname, "' has dtype ", dtype_name(p.dtype()),
-                "; only float32 and float64 parameters can be optimized");
+    GRAFT_CHECK(
+        is_floating(p.dtype()) && (p.dtype() == DType::Float32 || p.dtype() == DType::Float64),
+        name(), ": parameter '", pname, "' has dtype ", dtype_name(p.dtype()),
+        "; only float32 and float64 parameters can be optimized");
     GRAFT_CHECK(p.is_leaf(), name(), ": parameter '", pname,
                 "' is not a leaf tensor (it was computed by an op); optimize leaves only");
     GRAFT_CHECK(p.requires_grad(), name(), ": parameter '", pname,
@@ -128,8 +129,8 @@ void Optimizer::zero_grad() {
 }
 
 const ParamState& Optimizer::state(size_t group, size_t index) const {
-  GRAFT_CHECK(group < state_.size() && index < state_[group].size(), name(),
-              ": no parameter ", index, " in group ", group);
+  GRAFT_CHECK(group < state_.size() && index < state_[group].size(), name(), ": no parameter ",
+              index, " in group ", group);
   return state_[group][index];
 }
 
@@ -200,14 +201,13 @@ void Optimizer::load_state_dict(const StateDict& sd) {
     GRAFT_CHECK(value.defined(), name(), ".load_state_dict: entry '", key, "' is undefined");
     const size_t dot1 = key.find('.');
     const size_t dot2 = dot1 == std::string::npos ? dot1 : key.find('.', dot1 + 1);
-    GRAFT_CHECK(dot2 != std::string::npos, name(), ".load_state_dict: malformed key '", key,
-                "'");
+    GRAFT_CHECK(dot2 != std::string::npos, name(), ".load_state_dict: malformed key '", key, "'");
     const std::string section = key.substr(0, dot1);
     const std::string index_str = key.substr(dot1 + 1, dot2 - dot1 - 1);
     const std::string field = key.substr(dot2 + 1);
-    GRAFT_CHECK(!index_str.empty() && index_str.find_first_not_of("0123456789") ==
-                                          std::string::npos,
-                name(), ".load_state_dict: malformed index in key '", key, "'");
+    GRAFT_CHECK(
+        !index_str.empty() && index_str.find_first_not_of("0123456789") == std::string::npos,
+        name(), ".load_state_dict: malformed index in key '", key, "'");
     const size_t index = std::stoul(index_str);
     if (section == "param_groups") {
       GRAFT_CHECK(index < groups_.size(), name(), ".load_state_dict: the dict has parameter group ",
@@ -289,10 +289,10 @@ void Optimizer::load_state_dict(const StateDict& sd) {
     validate(options[gi]);
     for (size_t k = 0; k < state[gi].size(); ++k) {
       const ParamState& st = state[gi][k];
-      GRAFT_CHECK(st.exp_avg.defined() == st.exp_avg_sq.defined() &&
-                      (st.exp_avg.defined() || st.step == 0),
-                  name(), ".load_state_dict: incomplete Adam state for parameter '",
-                  groups_[gi].params[k].first, "'");
+      GRAFT_CHECK(
+          st.exp_avg.defined() == st.exp_avg_sq.defined() && (st.exp_avg.defined() || st.step == 0),
+          name(), ".load_state_dict: incomplete Adam state for parameter '",
+          groups_[gi].params[k].first, "'");
     }
   }
   for (size_t gi = 0; gi < groups_.size(); ++gi) {
@@ -348,7 +348,7 @@ void SGD::step() {
       if (use_momentum) b.s1.push_back(st.momentum_buffer);
     }
     for (Bucket& b : buckets) {
-      const SGDHyper h{*o.lr, *o.momentum, *o.dampening, *o.weight_decay,
+      const SGDHyper h{*o.lr,       *o.momentum, *o.dampening, *o.weight_decay,
                        *o.nesterov, *o.maximize, b.init};
       kernel::sgd_step(b.device)(b.params, b.grads, b.s1, h);
       for (const Tensor& t : b.params) bump(t);

@@ -52,7 +52,7 @@ struct ParamGroup {
   // Unnamed parameters are called "param<k>" (k = position in the group) in messages.
   ParamGroup(const std::vector<Tensor>& tensors, ParamGroupOptions o = {});
 
-  double lr() const;  // throws when unset (group not added to an optimizer yet)
+  double lr() const;       // throws when unset (group not added to an optimizer yet)
   void set_lr(double lr);  // validates: finite and >= 0
 };
 
@@ -61,8 +61,8 @@ struct ParamState {
   Tensor momentum_buffer;  // SGD with momentum != 0
   Tensor exp_avg;          // Adam/AdamW
   Tensor exp_avg_sq;
-  Tensor max_exp_avg_sq;   // amsgrad
-  int64_t step = 0;        // Adam/AdamW steps taken (torch keeps a float32 tensor)
+  Tensor max_exp_avg_sq;  // amsgrad
+  int64_t step = 0;       // Adam/AdamW steps taken (torch keeps a float32 tensor)
 };
 
 // Flat, ordered form of torch's optimizer.state_dict() that a .pth writer can

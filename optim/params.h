@@ -29,7 +29,9 @@ NamedParams exclude_by_glob(const NamedParams& named, const std::string& pattern
 // Parameters [begin, end) by position; negative indices count from the end
 // (select_range(named, -2, n) = the last two).
 NamedParams select_range(const NamedParams& named, int64_t begin, int64_t end);
-inline NamedParams first_k(const NamedParams& named, int64_t k) { return select_range(named, 0, k); }
+inline NamedParams first_k(const NamedParams& named, int64_t k) {
+  return select_range(named, 0, k);
+}
 
 // Sets requires_grad=false (freeze) or true (unfreeze) on matching parameters
 // and returns how many matched; errors when the pattern matches nothing.

@@ -2,6 +2,14 @@
 // same evaluation order, so the double results are identical, not just close.
 #include "optim/scheduler.h"
 
+// Python evaluates these formulas without fused multiply-adds; keep the
+// compiler from contracting a*b+c so the lrs match torch to the last bit.
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include <numbers>
@@ -97,8 +105,8 @@ std::vector<double> MultiStepLR::get_lr() {
 }
 
 std::optional<std::vector<double>> MultiStepLR::closed_form_lr() {
-  const auto passed = std::upper_bound(milestones_.begin(), milestones_.end(), last_epoch_) -
-                      milestones_.begin();
+  const auto passed =
+      std::upper_bound(milestones_.begin(), milestones_.end(), last_epoch_) - milestones_.begin();
   std::vector<double> lrs;
   for (double b : base_lrs_) lrs.push_back(b * std::pow(gamma_, static_cast<double>(passed)));
   return lrs;
@@ -135,7 +143,8 @@ std::optional<std::vector<double>> CosineAnnealingLR::closed_form_lr() {
   const double e = static_cast<double>(last_epoch_);
   const double t = static_cast<double>(t_max_);
   std::vector<double> lrs;
-  for (double b : base_lrs_) lrs.push_back(eta_min_ + (b - eta_min_) * (1 + std::cos(kPi * e / t)) / 2);
+  for (double b : base_lrs_)
+    lrs.push_back(eta_min_ + (b - eta_min_) * (1 + std::cos(kPi * e / t)) / 2);
   return lrs;
 }
 
@@ -146,8 +155,8 @@ LinearLR::LinearLR(Optimizer& opt, double start_factor, double end_factor, int64
       start_factor_(start_factor),
       end_factor_(end_factor),
       total_iters_(total_iters) {
-  GRAFT_CHECK(start_factor > 0 && start_factor <= 1, "LinearLR: start_factor must be in (0, 1], got ",
-              start_factor);
+  GRAFT_CHECK(start_factor > 0 && start_factor <= 1,
+              "LinearLR: start_factor must be in (0, 1], got ", start_factor);
   GRAFT_CHECK(end_factor >= 0 && end_factor <= 1, "LinearLR: end_factor must be in [0, 1], got ",
               end_factor);
   GRAFT_CHECK(total_iters > 0, "LinearLR: total_iters must be positive, got ", total_iters);
@@ -172,8 +181,8 @@ std::optional<std::vector<double>> LinearLR::closed_form_lr() {
   std::vector<double> lrs;
   const double done = static_cast<double>(std::min(total_iters_, last_epoch_));
   for (double b : base_lrs_)
-    lrs.push_back(b * (start_factor_ + (end_factor_ - start_factor_) * done /
-                                           static_cast<double>(total_iters_)));
+    lrs.push_back(b * (start_factor_ +
+                       (end_factor_ - start_factor_) * done / static_cast<double>(total_iters_)));
   return lrs;
 }
 
@@ -185,8 +194,7 @@ enum Value { kInitialLr = 0, kMaxLr, kMinLr, kMaxMomentum, kBaseMomentum };
 
 OneCycleLR::OneCycleLR(Optimizer& opt, OneCycleOptions o) : LRScheduler(opt), o_(std::move(o)) {
   auto& groups = opt.param_groups();
-  GRAFT_CHECK(o_.total_steps > 0, "OneCycleLR: total_steps must be positive, got ",
-              o_.total_steps);
+  GRAFT_CHECK(o_.total_steps > 0, "OneCycleLR: total_steps must be positive, got ", o_.total_steps);
   GRAFT_CHECK(o_.pct_start >= 0 && o_.pct_start <= 1,
               "OneCycleLR: pct_start must be in [0, 1], got ", o_.pct_start);
   GRAFT_CHECK(o_.max_lr.size() == 1 || o_.max_lr.size() == groups.size(), "OneCycleLR: expected ",
@@ -208,8 +216,8 @@ OneCycleLR::OneCycleLR(Optimizer& opt, OneCycleOptions o) : LRScheduler(opt), o_
   for (size_t i = 0; i < groups.size(); ++i) {
     const double max_lr = o_.max_lr.size() == 1 ? o_.max_lr[0] : o_.max_lr[i];
     const double initial = max_lr / o_.div_factor;
-    values_.push_back({initial, max_lr, initial / o_.final_div_factor, o_.max_momentum,
-                       o_.base_momentum});
+    values_.push_back(
+        {initial, max_lr, initial / o_.final_div_factor, o_.max_momentum, o_.base_momentum});
     groups[i].initial_lr = initial;
     if (o_.cycle_momentum) {
       if (use_beta1_) {
@@ -242,7 +250,8 @@ std::vector<double> OneCycleLR::get_lr() {
     for (size_t i = 0; i < phases_.size(); ++i) {
       const Phase& ph = phases_[i];
       if (static_cast<double>(step_num) <= ph.end_step || i + 1 == phases_.size()) {
-        const double pct = (static_cast<double>(step_num) - start_step) / (ph.end_step - start_step);
+        const double pct =
+            (static_cast<double>(step_num) - start_step) / (ph.end_step - start_step);
         lr = anneal(v[ph.start_lr], v[ph.end_lr], pct);
         momentum = anneal(v[ph.start_m], v[ph.end_m], pct);
         break;
@@ -298,8 +307,8 @@ SequentialLR::SequentialLR(Optimizer& opt, std::vector<std::shared_ptr<LRSchedul
 
 void SequentialLR::step() {
   ++last_epoch_;
-  const size_t idx = std::upper_bound(milestones_.begin(), milestones_.end(), last_epoch_) -
-                     milestones_.begin();
+  const size_t idx =
+      std::upper_bound(milestones_.begin(), milestones_.end(), last_epoch_) - milestones_.begin();
   LRScheduler& s = *schedulers_[idx];
   if (idx > 0 && milestones_[idx - 1] == last_epoch_) {
     s.step_to(0);

@@ -38,7 +38,9 @@ class Fixture {
       Shape shape(static_cast<size_t>(ndim));
       for (auto& d : shape) ls >> d;
       ls >> offset;
-      const DType dtype = dt == "f64" ? DType::Float64 : dt == "f32" ? DType::Float32 : DType::Int64;
+      const DType dtype = dt == "f64"   ? DType::Float64
+                          : dt == "f32" ? DType::Float32
+                                        : DType::Int64;
       const size_t nbytes = static_cast<size_t>(shape_numel(shape)) * itemsize(dtype);
       if (offset < 0 || static_cast<size_t>(offset) + nbytes > data.size())
         throw Error("fixture optim_" + name + ": entry " + key + " is out of range");
@@ -69,7 +71,7 @@ using MakeOpt = std::function<std::unique_ptr<Optimizer>(const NamedParams&)>;
 
 struct RunSpec {
   std::map<int, std::pair<size_t, double>> lr_changes = {};  // before step s: group -> lr
-  std::map<int, size_t> skip = {};                         // at step s, param i has no grad
+  std::map<int, size_t> skip = {};                           // at step s, param i has no grad
 };
 
 // Feeds the fixture's gradients to the fixture's initial parameters and
@@ -89,9 +91,10 @@ NamedParams run_case(const std::string& name, const MakeOpt& make, const RunSpec
       opt->param_groups()[it->second.first].set_lr(it->second.second);
     for (size_t i = 0; i < params.size(); ++i) {
       auto sk = spec.skip.find(s);
-      params[i].second.set_grad(sk != spec.skip.end() && sk->second == i
-                                    ? Tensor()
-                                    : f["grad." + std::to_string(s) + "." + std::to_string(i)].clone());
+      params[i].second.set_grad(
+          sk != spec.skip.end() && sk->second == i
+              ? Tensor()
+              : f["grad." + std::to_string(s) + "." + std::to_string(i)].clone());
     }
     opt->step();
   }
@@ -175,8 +178,7 @@ TEST_P(OptimParity, AdamW) {
 
 TEST_P(OptimParity, AdamWAmsgradMaximize) {
   run_case("adamw_amsgrad_" + tag(GetParam()), [](const NamedParams& p) {
-    return std::make_unique<AdamW>(p,
-                                   AdamWOptions{.lr = 0.03, .amsgrad = true, .maximize = true});
+    return std::make_unique<AdamW>(p, AdamWOptions{.lr = 0.03, .amsgrad = true, .maximize = true});
   });
 }
 
@@ -230,8 +232,7 @@ TEST(OptimGroups, UnsetOptionsTakeDefaults) {
 
 // ---------------------------------------------------------------- schedulers
 
-void expect_sequence(const std::string& name, Optimizer& opt,
-                     const std::function<void()>& step) {
+void expect_sequence(const std::string& name, Optimizer& opt, const std::function<void()>& step) {
   Fixture f("sched");
   const Tensor want_lr = f[name + ".lr"], want_m = f[name + ".momentum"];
   const auto lr = want_lr.to_vector<double>(), mom = want_m.to_vector<double>();
@@ -246,16 +247,17 @@ void expect_sequence(const std::string& name, Optimizer& opt,
       const ParamGroup& pg = opt.param_groups()[g];
       const double m = pg.options.momentum ? *pg.options.momentum : (*pg.options.betas)[0];
       const double want = lr[s * groups + g];
-      // Same formulas, same order: equal to the last bit or nearly.
-      EXPECT_NEAR(pg.lr(), want, 1e-14 * std::abs(want)) << name << " step " << s << " group " << g;
-      EXPECT_NEAR(m, mom[s * groups + g], 1e-14) << name << " momentum, step " << s;
+      // Same formulas in the same order (no FMA contraction): bit-identical.
+      EXPECT_EQ(pg.lr(), want) << name << " step " << s << " group " << g;
+      EXPECT_EQ(m, mom[s * groups + g]) << name << " momentum, step " << s;
     }
   }
 }
 
 // The optimizer gen_optim.py's sched_seq builds: two groups, lr 0.1 and 0.01.
 std::unique_ptr<Optimizer> sched_optimizer(bool adam = false) {
-  NamedParams p{{"p1", zeros({2}).set_requires_grad(true)}, {"p2", zeros({3}).set_requires_grad(true)}};
+  NamedParams p{{"p1", zeros({2}).set_requires_grad(true)},
+                {"p2", zeros({3}).set_requires_grad(true)}};
   std::vector<ParamGroup> groups{ParamGroup{select_range(p, 0, 1)},
                                  ParamGroup{select_range(p, 1, 2), {.lr = 0.01}}};
   if (adam) return std::make_unique<Adam>(groups, AdamOptions{.lr = 0.1});
@@ -358,7 +360,8 @@ TEST(ClipGradNorm, MatchesTorch) {
       const double want = f[pre + "total"].item();
       EXPECT_NEAR(total, want, tol * want) << pre;
       for (int i = 0; i < 3; ++i)
-        EXPECT_TRUE(testing::close_to(params[i].grad(), f[pre + "clipped." + std::to_string(i)], tol))
+        EXPECT_TRUE(
+            testing::close_to(params[i].grad(), f[pre + "clipped." + std::to_string(i)], tol))
             << pre << i;
     }
   }
@@ -393,8 +396,9 @@ template <typename Opt, typename Options>
 void check_resume(Options options) {
   for (DType dt : {DType::Float32, DType::Float64}) {
     auto make = [&](const NamedParams& p) {
-      return Opt({ParamGroup{select_range(p, 0, 2)}, ParamGroup{select_range(p, 2, 3), {.lr = 0.003}}},
-                 options);
+      return Opt(
+          {ParamGroup{select_range(p, 0, 2)}, ParamGroup{select_range(p, 2, 3), {.lr = 0.003}}},
+          options);
     };
     // Uninterrupted: 6 steps.
     NamedParams a = fresh_params(dt);
@@ -428,7 +432,8 @@ void check_resume(Options options) {
 }
 
 TEST(StateDict, SGDResumeIsBitIdentical) {
-  check_resume<SGD>(SGDOptions{.lr = 0.05, .momentum = 0.9, .weight_decay = 1e-3, .nesterov = true});
+  check_resume<SGD>(
+      SGDOptions{.lr = 0.05, .momentum = 0.9, .weight_decay = 1e-3, .nesterov = true});
 }
 
 TEST(StateDict, AdamAmsgradResumeIsBitIdentical) {
