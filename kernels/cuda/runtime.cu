@@ -1,18 +1,65 @@
-// CUDA device runtime: device query, the caching allocator, host<->device
-// copies, and registration of the CUDA backend hooks. Compiled only when the
-// CUDA backend is enabled; on a machine without a GPU, available() is false
-// and every CUDA request fails with "CUDA not available".
+// CUDA device runtime: device query, the caching device allocator, the pinned
+// staging pool for host<->device copies, one current stream per device, the
+// cuBLAS/cuDNN handles and registration of the CUDA backend hooks.
+//
+// Ordering model: every graft kernel and copy on a device is queued on that
+// device's single current stream. A block freed by a tensor can therefore be
+// handed to the next allocation at once: any kernel that uses it again is
+// queued after every kernel that used it before. Host read-backs synchronise
+// the stream, then report errors that kernels recorded in the error flag.
+//
+// On a machine without a GPU, available() is false and every CUDA request
+// fails with "CUDA not available: ...".
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <map>
 #include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
 
 #include "core/device.h"
 #include "core/error.h"
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/cuda.h"
+#include "kernels/cuda/runtime.cuh"
 
 namespace graft::cuda {
 
+const char* cublas_status_name(cublasStatus_t s) {
+  switch (s) {
+    case CUBLAS_STATUS_SUCCESS:
+      return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED:
+      return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED:
+      return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE:
+      return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH:
+      return "CUBLAS_STATUS_ARCH_MISMATCH";
+    case CUBLAS_STATUS_MAPPING_ERROR:
+      return "CUBLAS_STATUS_MAPPING_ERROR";
+    case CUBLAS_STATUS_EXECUTION_FAILED:
+      return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_INTERNAL_ERROR:
+      return "CUBLAS_STATUS_INTERNAL_ERROR";
+    case CUBLAS_STATUS_NOT_SUPPORTED:
+      return "CUBLAS_STATUS_NOT_SUPPORTED";
+    case CUBLAS_STATUS_LICENSE_ERROR:
+      return "CUBLAS_STATUS_LICENSE_ERROR";
+    default:
+      return "unknown cuBLAS status";
+  }
+}
+
 namespace {
+
+constexpr int kMaxDevices = 16;
 
 bool query_available() {
   int count = 0;
@@ -24,68 +71,423 @@ bool query_available() {
   return count > 0;
 }
 
-bool available() {
+bool available_impl() {
   static const bool value = query_available();
   return value;
 }
 
-int device_count() {
-  if (!available()) return 0;
-  int count = 0;
-  GRAFT_CUDA_CHECK(cudaGetDeviceCount(&count));
-  return count;
+// Queried once: the set of devices does not change while the process runs.
+int device_count_impl() {
+  static const int value = [] {
+    if (!available_impl()) return 0;
+    int count = 0;
+    GRAFT_CUDA_CHECK(cudaGetDeviceCount(&count));
+    return std::min(count, kMaxDevices);
+  }();
+  return value;
 }
 
-class PlainCudaAllocator final : public Allocator {
+void require_device(int device) {
+  GRAFT_CHECK(available_impl(), device_unavailable_reason(DeviceType::CUDA));
+  GRAFT_CHECK(device >= 0 && device < device_count_impl(), "CUDA device index ", device,
+              " out of range (", device_count_impl(), " device(s) present)");
+}
+
+bool env_flag(const char* name, const char* on_value) {
+  const char* v = std::getenv(name);
+  return v && std::strcmp(v, on_value) == 0;
+}
+
+// ---------------------------------------------------------------------------
+// Caching device allocator.
+//
+// Requests are rounded to a bucket size (512 B steps below 1 MiB, 128 KiB steps
+// above) and served from a per-device free list ordered by size; a cached
+// block is reused when it wastes at most a quarter of its size. cudaMalloc is
+// called only on a miss; when it runs out of memory the cache is returned to
+// the driver and the call retried once.
+class CachingAllocator final : public Allocator {
  public:
+  static size_t round_size(size_t n) {
+    constexpr size_t kSmall = 512, kLarge = 128 << 10, kSmallLimit = 1 << 20;
+    if (n < kSmallLimit) return (n + kSmall - 1) / kSmall * kSmall;
+    return (n + kLarge - 1) / kLarge * kLarge;
+  }
+
   void* allocate(size_t nbytes, int device) override {
-    if (nbytes == 0) return nullptr;
-    GRAFT_CUDA_CHECK(cudaSetDevice(device));
-    void* p = nullptr;
-    GRAFT_CUDA_CHECK(cudaMalloc(&p, nbytes));
+    void* p = allocate_block(nbytes, device);
+    // Debug aid for tests: 0xFF bytes read as NaN in float32/float64 (and -1
+    // in integers), so an output element a kernel forgot to write shows up.
+    if (p && poison_.load(std::memory_order_relaxed)) {
+      DeviceGuard guard(device);
+      GRAFT_CUDA_CHECK(cudaMemsetAsync(p, 0xFF, nbytes, current_stream(device)));
+    }
     return p;
   }
+  void set_poison(bool on) { poison_.store(on); }
+
+  void* allocate_block(size_t nbytes, int device) {
+    if (nbytes == 0) return nullptr;
+    require_device(device);
+    const size_t size = round_size(nbytes);
+    std::lock_guard<std::mutex> lock(mutex_);
+    PerDevice& d = devices_[device];
+    ++d.stats.num_allocs;
+    auto it = d.free_blocks.lower_bound(size);
+    if (it != d.free_blocks.end() && it->first <= size + size / 4) {
+      void* p = it->second;
+      const size_t block = it->first;
+      d.free_blocks.erase(it);
+      d.stats.cached -= block;
+      d.in_use[p] = block;
+      ++d.stats.num_cache_hits;
+      add_allocated(d, block);
+      return p;
+    }
+    DeviceGuard guard(device);
+    void* p = nullptr;
+    cudaError_t err = cudaMalloc(&p, size);
+    if (err == cudaErrorMemoryAllocation) {
+      (void)cudaGetLastError();
+      release_cached(d);
+      err = cudaMalloc(&p, size);
+    }
+    if (err != cudaSuccess) {
+      (void)cudaGetLastError();
+      GRAFT_FAIL("CUDA out of memory allocating ", nbytes, " bytes on cuda:", device, " (",
+                 cudaGetErrorName(err), "; graft holds ", d.stats.allocated, " bytes in use and ",
+                 d.stats.cached, " cached)");
+    }
+    ++d.stats.num_device_mallocs;
+    d.stats.reserved += size;
+    d.in_use[p] = size;
+    add_allocated(d, size);
+    return p;
+  }
+
   void deallocate(void* ptr, size_t, int device) override {
     if (!ptr) return;
-    cudaSetDevice(device);
-    cudaFree(ptr);
+    std::lock_guard<std::mutex> lock(mutex_);
+    PerDevice& d = devices_[device];
+    auto it = d.in_use.find(ptr);
+    if (it == d.in_use.end()) return;  // not ours (cannot happen through Storage)
+    const size_t block = it->second;
+    d.in_use.erase(it);
+    d.stats.allocated -= block;
+    d.stats.cached += block;
+    d.free_blocks.emplace(block, ptr);
   }
+
+  void empty_cache() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (int i = 0; i < kMaxDevices; ++i) {
+      if (!devices_[i].free_blocks.empty()) {
+        DeviceGuard guard(i);
+        release_cached(devices_[i]);
+      }
+    }
+  }
+
+  MemoryStats stats(int device) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return devices_[device].stats;
+  }
+  void reset_peak(int device) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    devices_[device].stats.peak_allocated = devices_[device].stats.allocated;
+  }
+
+ private:
+  struct PerDevice {
+    std::multimap<size_t, void*> free_blocks;
+    std::unordered_map<void*, size_t> in_use;
+    MemoryStats stats;
+  };
+
+  static void add_allocated(PerDevice& d, size_t n) {
+    d.stats.allocated += n;
+    d.stats.peak_allocated = std::max(d.stats.peak_allocated, d.stats.allocated);
+  }
+  // cudaFree waits for the device, so no queued kernel still uses a freed block.
+  static void release_cached(PerDevice& d) {
+    for (auto& [size, p] : d.free_blocks) {
+      cudaFree(p);
+      d.stats.reserved -= size;
+    }
+    d.stats.cached = 0;
+    d.free_blocks.clear();
+  }
+
+  std::mutex mutex_;
+  PerDevice devices_[kMaxDevices];
+  std::atomic<bool> poison_{std::getenv("GRAFT_CUDA_POISON") != nullptr};
 };
 
-void copy_bytes(void* dst, const void* src, size_t nbytes, CopyKind kind, int device) {
-  GRAFT_CUDA_CHECK(cudaSetDevice(device));
-  const cudaMemcpyKind k = kind == CopyKind::HostToDevice   ? cudaMemcpyHostToDevice
-                           : kind == CopyKind::DeviceToHost ? cudaMemcpyDeviceToHost
-                                                            : cudaMemcpyDeviceToDevice;
-  GRAFT_CUDA_CHECK(cudaMemcpy(dst, src, nbytes, k));
+// Leaked on purpose: tensors in static storage may be freed after any
+// function-local static would have been destroyed.
+CachingAllocator& allocator() {
+  static CachingAllocator* a = new CachingAllocator();
+  return *a;
 }
 
-void synchronize(int device) {
-  GRAFT_CUDA_CHECK(cudaSetDevice(device));
-  GRAFT_CUDA_CHECK(cudaDeviceSynchronize());
+// ---------------------------------------------------------------------------
+// Pinned staging pool. Pageable host memory cannot be copied asynchronously,
+// so copies go through page-locked chunks. A host-to-device chunk is reusable
+// once the event recorded after its copy has completed; device-to-host copies
+// synchronise the stream before reading the chunk.
+class PinnedPool {
+ public:
+  static constexpr size_t kChunk = 8 << 20;
+  static constexpr size_t kMaxChunks = 8;
+
+  struct Chunk {
+    void* host = nullptr;
+    cudaEvent_t done = nullptr;
+    bool busy = false;
+  };
+
+  Chunk* acquire() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (Chunk& c : chunks_) {
+      if (!c.busy && cudaEventQuery(c.done) == cudaSuccess) {
+        c.busy = true;
+        return &c;
+      }
+    }
+    (void)cudaGetLastError();  // cudaEventQuery's cudaErrorNotReady is not an error
+    if (chunks_.size() < kMaxChunks) {
+      chunks_.emplace_back();
+      Chunk& c = chunks_.back();
+      GRAFT_CUDA_CHECK(cudaHostAlloc(&c.host, kChunk, cudaHostAllocPortable));
+      GRAFT_CUDA_CHECK(cudaEventCreateWithFlags(&c.done, cudaEventDisableTiming));
+      c.busy = true;
+      return &c;
+    }
+    // All chunks hold in-flight copies: wait for the first idle one.
+    for (Chunk& c : chunks_) {
+      if (!c.busy) {
+        GRAFT_CUDA_CHECK(cudaEventSynchronize(c.done));
+        c.busy = true;
+        return &c;
+      }
+    }
+    GRAFT_FAIL("pinned staging pool exhausted (more than ", kMaxChunks, " concurrent host copies)");
+  }
+  void release(Chunk* c) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    c->busy = false;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<Chunk> chunks_;  // reserved up front: Chunk* handed out must stay valid
+ public:
+  PinnedPool() { chunks_.reserve(kMaxChunks); }
+};
+
+PinnedPool& pinned_pool() {
+  static PinnedPool* p = new PinnedPool();
+  return *p;
 }
+
+// ---------------------------------------------------------------------------
+// Per-device state created on first use.
+struct DeviceState {
+  std::once_flag once;
+  cudaStream_t stream = nullptr;
+  cublasHandle_t cublas = nullptr;
+  cudnnHandle_t cudnn = nullptr;
+  std::once_flag cublas_once, cudnn_once;
+  int* error_flag = nullptr;         // mapped pinned host memory, read by the host
+  int* error_flag_device = nullptr;  // the same memory as kernels address it
+};
+
+DeviceState& state(int device) {
+  static DeviceState* states = new DeviceState[kMaxDevices];
+  require_device(device);
+  DeviceState& s = states[device];
+  std::call_once(s.once, [&] {
+    DeviceGuard guard(device);
+    GRAFT_CUDA_CHECK(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking));
+    GRAFT_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&s.error_flag), sizeof(int),
+                                   cudaHostAllocMapped | cudaHostAllocPortable));
+    *s.error_flag = kNoDeviceError;
+    GRAFT_CUDA_CHECK(
+        cudaHostGetDevicePointer(reinterpret_cast<void**>(&s.error_flag_device), s.error_flag, 0));
+  });
+  return s;
+}
+
+std::once_flag g_env_once;
+bool g_tf32 = false;
+bool g_native_gemm = false;
+void read_env() {
+  std::call_once(g_env_once, [] {
+    g_tf32 = env_flag("GRAFT_TF32", "1");
+    g_native_gemm = env_flag("GRAFT_GEMM", "native");
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Backend hooks.
+void copy_bytes(void* dst, const void* src, size_t nbytes, CopyKind kind, int device) {
+  if (nbytes == 0) return;
+  DeviceGuard guard(device);
+  cudaStream_t stream = current_stream(device);
+  PinnedPool& pool = pinned_pool();
+  if (kind == CopyKind::DeviceToDevice) {
+    GRAFT_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToDevice, stream));
+  } else if (kind == CopyKind::HostToDevice) {
+    for (size_t done = 0; done < nbytes; done += PinnedPool::kChunk) {
+      const size_t n = std::min(PinnedPool::kChunk, nbytes - done);
+      PinnedPool::Chunk* c = pool.acquire();
+      std::memcpy(c->host, static_cast<const char*>(src) + done, n);
+      const cudaError_t err = cudaMemcpyAsync(static_cast<char*>(dst) + done, c->host, n,
+                                              cudaMemcpyHostToDevice, stream);
+      if (err == cudaSuccess) (void)cudaEventRecord(c->done, stream);
+      pool.release(c);
+      GRAFT_CUDA_CHECK(err);
+    }
+  } else {
+    // Read-back: everything queued before it has run once this returns, so
+    // errors that kernels recorded are reported here.
+    check_device_errors(device);
+    PinnedPool::Chunk* c = pool.acquire();
+    for (size_t done = 0; done < nbytes; done += PinnedPool::kChunk) {
+      const size_t n = std::min(PinnedPool::kChunk, nbytes - done);
+      cudaError_t err = cudaMemcpyAsync(c->host, static_cast<const char*>(src) + done, n,
+                                        cudaMemcpyDeviceToHost, stream);
+      if (err == cudaSuccess) err = cudaStreamSynchronize(stream);
+      if (err != cudaSuccess) {
+        pool.release(c);
+        GRAFT_CUDA_CHECK(err);
+      }
+      std::memcpy(static_cast<char*>(dst) + done, c->host, n);
+    }
+    pool.release(c);
+  }
+}
+
+void synchronize_hook(int device) { check_device_errors(device); }
 
 std::string describe(int device) {
+  require_device(device);
   cudaDeviceProp prop{};
   GRAFT_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
   return std::string(prop.name) + " (sm_" + std::to_string(prop.major) +
-         std::to_string(prop.minor) + ", " +
-         std::to_string(prop.totalGlobalMem >> 20) + " MiB)";
+         std::to_string(prop.minor) + ", " + std::to_string(prop.totalGlobalMem >> 20) + " MiB)";
 }
 
 const bool registered = [] {
-  static PlainCudaAllocator allocator;
   DeviceBackend b;
-  b.allocator = &allocator;
-  b.available = &available;
-  b.device_count = &device_count;
+  b.allocator = &allocator();
+  b.available = &available_impl;
+  b.device_count = &device_count_impl;
   b.copy_bytes = &copy_bytes;
-  b.synchronize = &synchronize;
+  b.synchronize = &synchronize_hook;
   b.describe = &describe;
   register_device_backend(DeviceType::CUDA, b);
   return true;
 }();
 
 }  // namespace
+
+// ---- internal interface (runtime.cuh) ----
+
+DeviceGuard::DeviceGuard(int device) {
+  GRAFT_CUDA_CHECK(cudaGetDevice(&previous_));
+  if (previous_ != device) {
+    GRAFT_CUDA_CHECK(cudaSetDevice(device));
+  } else {
+    previous_ = -1;
+  }
+}
+DeviceGuard::~DeviceGuard() {
+  if (previous_ >= 0) (void)cudaSetDevice(previous_);
+}
+
+cudaStream_t current_stream(int device) { return state(device).stream; }
+
+cublasHandle_t cublas_handle(int device) {
+  DeviceState& s = state(device);
+  std::call_once(s.cublas_once, [&] {
+    DeviceGuard guard(device);
+    GRAFT_CUBLAS_CHECK(cublasCreate(&s.cublas));
+    GRAFT_CUBLAS_CHECK(cublasSetStream(s.cublas, s.stream));
+  });
+  return s.cublas;
+}
+
+cudnnHandle_t cudnn_handle(int device) {
+  DeviceState& s = state(device);
+  std::call_once(s.cudnn_once, [&] {
+    DeviceGuard guard(device);
+    GRAFT_CUDNN_CHECK(cudnnCreate(&s.cudnn));
+    GRAFT_CUDNN_CHECK(cudnnSetStream(s.cudnn, s.stream));
+  });
+  return s.cudnn;
+}
+
+int* device_error_flag(int device) { return state(device).error_flag_device; }
+
+void check_device_errors(int device) {
+  DeviceState& s = state(device);
+  GRAFT_CUDA_CHECK(cudaStreamSynchronize(s.stream));
+  const int code = *static_cast<volatile int*>(s.error_flag);
+  if (code == kNoDeviceError) return;
+  *s.error_flag = kNoDeviceError;
+  switch (code) {
+    case kIndexOutOfRange:
+      GRAFT_FAIL("CUDA kernel error on cuda:", device,
+                 ": an index was out of range (index_select, index_add, gather or "
+                 "scatter_add); the affected outputs are invalid");
+    case kIntegerDivisionByZero:
+      GRAFT_FAIL("CUDA kernel error on cuda:", device, ": integer division by zero");
+    default:
+      GRAFT_FAIL("CUDA kernel error on cuda:", device, ": code ", code);
+  }
+}
+
+Workspace::Workspace(size_t nbytes, int device) : nbytes_(nbytes), device_(device) {
+  if (nbytes > 0) ptr_ = allocator().allocate(nbytes, device);
+}
+Workspace::~Workspace() { allocator().deallocate(ptr_, nbytes_, device_); }
+
+bool tf32_enabled() {
+  read_env();
+  return g_tf32;
+}
+bool use_native_gemm() {
+  read_env();
+  return g_native_gemm;
+}
+
+// ---- public interface (cuda.h) ----
+
+bool is_available() { return available_impl(); }
+int device_count() { return device_count_impl(); }
+MemoryStats memory_stats(int device) {
+  require_device(device);
+  return allocator().stats(device);
+}
+void reset_peak_stats(int device) {
+  require_device(device);
+  allocator().reset_peak(device);
+}
+void empty_cache() {
+  GRAFT_CHECK(available_impl(), device_unavailable_reason(DeviceType::CUDA));
+  allocator().empty_cache();
+}
+void synchronize(int device) { check_device_errors(device); }
+void set_poison_allocations(bool on) { allocator().set_poison(on); }
+std::string device_name(int device) { return describe(device); }
+void set_tf32_enabled(bool on) {
+  read_env();
+  g_tf32 = on;
+}
+void set_native_gemm(bool on) {
+  read_env();
+  g_native_gemm = on;
+}
 
 }  // namespace graft::cuda

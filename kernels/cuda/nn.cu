@@ -1,0 +1,516 @@
+// CUDA nn kernels written by hand: (log_)softmax forward/backward, nll and
+// fused cross-entropy forward/backward, max pooling with indices, adaptive
+// average pooling, the bias gradient and linear (through the bmm kernel).
+// All nn kernels receive contiguous tensors (core/kernels.h).
+#include <cfloat>
+#include <cmath>
+
+#include "core/autograd.h"
+#include "core/kernels.h"
+#include "core/ops.h"
+#include "core/ops_nn.h"
+#include "kernels/cuda/loops.cuh"
+
+namespace graft::cuda {
+
+namespace {
+
+constexpr int kReduceNone = 0, kReduceMean = 1;
+
+#define GRAFT_GRID_STRIDE(i, n)                                                          \
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); \
+       i += static_cast<int64_t>(blockDim.x) * gridDim.x)
+
+__device__ __forceinline__ int64_t i64min(int64_t a, int64_t b) { return a < b ? a : b; }
+
+struct Rows {  // a contiguous tensor as [outer, len, inner] around `dim`
+  int64_t outer = 1, len = 1, inner = 1;
+  Rows(const Tensor& t, int64_t dim) {
+    for (int64_t d = 0; d < t.dim(); ++d) {
+      if (d < dim)
+        outer *= t.sizes()[d];
+      else if (d == dim)
+        len = t.sizes()[d];
+      else
+        inner *= t.sizes()[d];
+    }
+  }
+};
+
+// ---- softmax: one thread per (outer, inner) line, three passes in double ----
+// (rows of ResNet logits are short; a line per thread keeps this simple and exact)
+template <typename T>
+__global__ void softmax_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t outer,
+                                   int64_t len, int64_t inner, bool log) {
+  GRAFT_GRID_STRIDE(line, outer * inner) {
+    const int64_t o = line / inner, in = line % inner;
+    const T* xr = x + o * len * inner + in;
+    T* yr = y + o * len * inner + in;
+    double m = -INFINITY;
+    for (int64_t k = 0; k < len; ++k) m = fmax(m, static_cast<double>(xr[k * inner]));
+    double s = 0;
+    for (int64_t k = 0; k < len; ++k) s += ::exp(static_cast<double>(xr[k * inner]) - m);
+    const double ls = ::log(s);
+    for (int64_t k = 0; k < len; ++k) {
+      const double v = static_cast<double>(xr[k * inner]) - m;
+      yr[k * inner] = static_cast<T>(log ? v - ls : ::exp(v - ls));
+    }
+  }
+}
+
+// softmax: gi = y * (g - sum(g*y)); log_softmax: gi = g - exp(y) * sum(g)
+template <typename T>
+__global__ void softmax_bwd_kernel(const T* __restrict__ g, const T* __restrict__ y,
+                                   T* __restrict__ gi, int64_t outer, int64_t len, int64_t inner,
+                                   bool log) {
+  GRAFT_GRID_STRIDE(line, outer * inner) {
+    const int64_t base = (line / inner) * len * inner + line % inner;
+    double s = 0;
+    for (int64_t k = 0; k < len; ++k) {
+      const int64_t j = base + k * inner;
+      s += log ? static_cast<double>(g[j]) : static_cast<double>(g[j]) * y[j];
+    }
+    for (int64_t k = 0; k < len; ++k) {
+      const int64_t j = base + k * inner;
+      gi[j] = log ? static_cast<T>(g[j] - ::exp(static_cast<double>(y[j])) * s)
+                  : static_cast<T>(y[j] * (g[j] - s));
+    }
+  }
+}
+
+void softmax_forward_cuda(const Tensor& x, int64_t dim, bool log, const Tensor& out) {
+  const Rows r(x, dim);
+  const int device = x.device().index;
+  DeviceGuard guard(device);
+  GRAFT_DISPATCH_FLOAT(x.dtype(), "softmax", [&] {
+    softmax_fwd_kernel<scalar_t>
+        <<<grid_for(r.outer * r.inner, kBlock), kBlock, 0, current_stream(device)>>>(
+            x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), r.outer, r.len, r.inner, log);
+    GRAFT_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void softmax_backward_cuda(const Tensor& grad_out, const Tensor& output, int64_t dim, bool log,
+                           const Tensor& grad_input) {
+  const Rows r(output, dim);
+  if (output.numel() == 0) return;
+  const int device = output.device().index;
+  DeviceGuard guard(device);
+  GRAFT_DISPATCH_FLOAT(output.dtype(), "softmax_backward", [&] {
+    softmax_bwd_kernel<scalar_t>
+        <<<grid_for(r.outer * r.inner, kBlock), kBlock, 0, current_stream(device)>>>(
+            grad_out.data_ptr<scalar_t>(), output.data_ptr<scalar_t>(),
+            grad_input.data_ptr<scalar_t>(), r.outer, r.len, r.inner, log);
+    GRAFT_CUDA_CHECK_LAUNCH();
+  });
+}
+
+// ---- nll / cross-entropy ----
+// Row kernels write each row's loss (double) and whether it counts; a single
+// block then reduces them in a fixed order (deterministic, like the CPU).
+__device__ __forceinline__ bool target_counts(int64_t t, int64_t C, int64_t ignore_index,
+                                              int* flag) {
+  if (t == ignore_index) return false;
+  if (t < 0 || t >= C) {
+    raise_device_error(flag, kIndexOutOfRange);
+    return false;
+  }
+  return true;
+}
+
+template <typename T>
+__global__ void ce_rows_kernel(const T* __restrict__ x, const int64_t* __restrict__ target,
+                               int64_t N, int64_t C, int64_t ignore_index, double ls,
+                               bool from_logits, T* __restrict__ log_probs,
+                               double* __restrict__ loss, int* __restrict__ counts, int* flag) {
+  GRAFT_GRID_STRIDE(i, N) {
+    const T* xr = x + i * C;
+    double lse = 0;
+    if (from_logits) {  // log_softmax of the row, stored for backward
+      double m = -INFINITY;
+      for (int64_t c = 0; c < C; ++c) m = fmax(m, static_cast<double>(xr[c]));
+      double s = 0;
+      for (int64_t c = 0; c < C; ++c) s += ::exp(static_cast<double>(xr[c]) - m);
+      lse = m + ::log(s);
+      for (int64_t c = 0; c < C; ++c)
+        log_probs[i * C + c] = static_cast<T>(static_cast<double>(xr[c]) - lse);
+    }
+    const T* lp = from_logits ? log_probs + i * C : xr;
+    const int64_t t = target[i];
+    const bool counts_row = target_counts(t, C, ignore_index, flag);
+    counts[i] = counts_row ? 1 : 0;
+    if (!counts_row) {
+      loss[i] = 0;
+      continue;
+    }
+    double smooth = 0;
+    if (ls > 0)
+      for (int64_t c = 0; c < C; ++c) smooth -= static_cast<double>(lp[c]);
+    loss[i] = (1 - ls) * -static_cast<double>(lp[t]) + ls / static_cast<double>(C) * smooth;
+  }
+}
+
+template <typename T>
+__global__ void loss_reduce_kernel(const double* __restrict__ loss, const int* __restrict__ counts,
+                                   int64_t N, int reduction, T* __restrict__ out) {
+  __shared__ double s_sum[kBlock];
+  __shared__ long long s_cnt[kBlock];
+  double s = 0;
+  long long c = 0;
+  for (int64_t i = threadIdx.x; i < N; i += blockDim.x) {
+    s += loss[i];
+    c += counts[i];
+  }
+  s_sum[threadIdx.x] = s;
+  s_cnt[threadIdx.x] = c;
+  __syncthreads();
+  for (int d = blockDim.x / 2; d > 0; d /= 2) {
+    if (threadIdx.x < d) {
+      s_sum[threadIdx.x] += s_sum[threadIdx.x + d];
+      s_cnt[threadIdx.x] += s_cnt[threadIdx.x + d];
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0)
+    out[0] = static_cast<T>(reduction == kReduceMean ? s_sum[0] / static_cast<double>(s_cnt[0])
+                                                     : s_sum[0]);
+}
+
+template <typename T>
+__global__ void loss_copy_kernel(const double* __restrict__ loss, int64_t N, T* __restrict__ out) {
+  GRAFT_GRID_STRIDE(i, N) out[i] = static_cast<T>(loss[i]);
+}
+
+template <typename T>
+void loss_forward(const Tensor& x, const Tensor& target, int reduction, int64_t ignore_index,
+                  double ls, const Tensor& out, const Tensor& log_probs, bool from_logits) {
+  const int64_t N = x.sizes()[0], C = x.sizes()[1];
+  const int device = x.device().index;
+  DeviceGuard guard(device);
+  cudaStream_t stream = current_stream(device);
+  Workspace loss(sizeof(double) * std::max<int64_t>(N, 1), device);
+  Workspace counts(sizeof(int) * std::max<int64_t>(N, 1), device);
+  double* l = static_cast<double*>(loss.data());
+  int* cnt = static_cast<int*>(counts.data());
+  if (N > 0) {
+    ce_rows_kernel<T><<<grid_for(N, kBlock), kBlock, 0, stream>>>(
+        x.data_ptr<T>(), target.data_ptr<int64_t>(), N, C, ignore_index, ls, from_logits,
+        from_logits ? log_probs.data_ptr<T>() : nullptr, l, cnt, device_error_flag(device));
+    GRAFT_CUDA_CHECK_LAUNCH();
+  }
+  if (reduction == kReduceNone) {
+    if (N > 0)
+      loss_copy_kernel<T><<<grid_for(N, kBlock), kBlock, 0, stream>>>(l, N, out.data_ptr<T>());
+  } else {
+    loss_reduce_kernel<T><<<1, kBlock, 0, stream>>>(l, cnt, N, reduction, out.data_ptr<T>());
+  }
+  GRAFT_CUDA_CHECK_LAUNCH();
+}
+
+void nll_forward_cuda(const Tensor& log_probs, const Tensor& target, int reduction,
+                      int64_t ignore_index, const Tensor& out) {
+  GRAFT_DISPATCH_FLOAT(log_probs.dtype(), "nll_loss", [&] {
+    loss_forward<scalar_t>(log_probs, target, reduction, ignore_index, 0.0, out, Tensor(), false);
+  });
+}
+
+void ce_forward_cuda(const Tensor& logits, const Tensor& target, int reduction,
+                     int64_t ignore_index, double ls, const Tensor& out, const Tensor& log_probs) {
+  GRAFT_DISPATCH_FLOAT(logits.dtype(), "cross_entropy", [&] {
+    loss_forward<scalar_t>(logits, target, reduction, ignore_index, ls, out, log_probs, true);
+  });
+}
+
+// Backward: scale_i = grad_out[i] (none), g (sum) or g / count (mean). The
+// count is recomputed on the device so nothing is read back to the host.
+__global__ void count_kernel(const int64_t* __restrict__ target, int64_t N, int64_t C,
+                             int64_t ignore_index, int* __restrict__ count) {
+  __shared__ int s[kBlock];
+  int c = 0;
+  for (int64_t i = threadIdx.x; i < N; i += blockDim.x)
+    c += (target[i] != ignore_index && target[i] >= 0 && target[i] < C) ? 1 : 0;
+  s[threadIdx.x] = c;
+  __syncthreads();
+  for (int d = blockDim.x / 2; d > 0; d /= 2) {
+    if (threadIdx.x < d) s[threadIdx.x] += s[threadIdx.x + d];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) *count = s[0];
+}
+
+// grad[i, c] = scale_i * (p_c - ls/C - (1-ls)[c == t_i]); for nll (from_logits
+// false): grad[i, c] = -scale_i [c == t_i].
+template <typename T>
+__global__ void loss_bwd_kernel(const T* __restrict__ g, const T* __restrict__ log_probs,
+                                const int64_t* __restrict__ target, int64_t N, int64_t C,
+                                int reduction, int64_t ignore_index, double ls, bool from_logits,
+                                const int* __restrict__ count, T* __restrict__ gi) {
+  GRAFT_GRID_STRIDE(j, N * C) {
+    const int64_t i = j / C, c = j % C;
+    const int64_t t = target[i];
+    if (t == ignore_index || t < 0 || t >= C) {
+      gi[j] = T(0);
+      continue;
+    }
+    const double s = reduction == kReduceNone ? static_cast<double>(g[i])
+                     : reduction == kReduceMean
+                         ? static_cast<double>(g[0]) / static_cast<double>(*count)
+                         : static_cast<double>(g[0]);
+    if (from_logits) {
+      const double p = ::exp(static_cast<double>(log_probs[j]));
+      gi[j] = static_cast<T>(s * (p - ls / static_cast<double>(C) - (c == t ? 1 - ls : 0.0)));
+    } else {
+      gi[j] = static_cast<T>(c == t ? -s : 0.0);
+    }
+  }
+}
+
+template <typename T>
+void loss_backward(const Tensor& grad_out, const Tensor& log_probs, const Tensor& target,
+                   int reduction, int64_t ignore_index, double ls, bool from_logits,
+                   const Tensor& grad_input) {
+  const int64_t N = grad_input.sizes()[0], C = grad_input.sizes()[1];
+  if (N * C == 0) return;
+  const int device = grad_input.device().index;
+  DeviceGuard guard(device);
+  cudaStream_t stream = current_stream(device);
+  Workspace count(sizeof(int), device);
+  count_kernel<<<1, kBlock, 0, stream>>>(target.data_ptr<int64_t>(), N, C, ignore_index,
+                                         static_cast<int*>(count.data()));
+  GRAFT_CUDA_CHECK_LAUNCH();
+  loss_bwd_kernel<T><<<grid_for(N * C, kBlock), kBlock, 0, stream>>>(
+      grad_out.data_ptr<T>(), from_logits ? log_probs.data_ptr<T>() : nullptr,
+      target.data_ptr<int64_t>(), N, C, reduction, ignore_index, ls, from_logits,
+      static_cast<const int*>(count.data()), grad_input.data_ptr<T>());
+  GRAFT_CUDA_CHECK_LAUNCH();
+}
+
+void nll_backward_cuda(const Tensor& grad_out, const Tensor& target, int reduction,
+                       int64_t ignore_index, const Tensor& grad_input) {
+  GRAFT_DISPATCH_FLOAT(grad_input.dtype(), "nll_loss_backward", [&] {
+    loss_backward<scalar_t>(grad_out, Tensor(), target, reduction, ignore_index, 0.0, false,
+                            grad_input);
+  });
+}
+
+void ce_backward_cuda(const Tensor& grad_out, const Tensor& log_probs, const Tensor& target,
+                      int reduction, int64_t ignore_index, double ls, const Tensor& grad_logits) {
+  GRAFT_DISPATCH_FLOAT(grad_logits.dtype(), "cross_entropy_backward", [&] {
+    loss_backward<scalar_t>(grad_out, log_probs, target, reduction, ignore_index, ls, true,
+                            grad_logits);
+  });
+}
+
+// ---- max pooling ----
+template <typename T>
+__global__ void max_pool_fwd_kernel(const T* __restrict__ x, T* __restrict__ y,
+                                    int64_t* __restrict__ idx, int64_t planes, int64_t H, int64_t W,
+                                    int64_t OH, int64_t OW, Pool2dParams p) {
+  GRAFT_GRID_STRIDE(j, planes * OH * OW) {
+    const int64_t ow = j % OW, oh = (j / OW) % OH, plane = j / (OW * OH);
+    const T* xp = x + plane * H * W;
+    // As the CPU backend and torch: start from -inf at the first in-bounds
+    // window position; a NaN wins and ends the scan.
+    int64_t hs = oh * p.stride_h - p.pad_h;
+    const int64_t he = i64min(hs + (p.kernel_h - 1) * p.dilation_h + 1, H);
+    while (hs < 0) hs += p.dilation_h;
+    int64_t ws = ow * p.stride_w - p.pad_w;
+    const int64_t we = i64min(ws + (p.kernel_w - 1) * p.dilation_w + 1, W);
+    while (ws < 0) ws += p.dilation_w;
+    T best = static_cast<T>(-INFINITY);
+    int64_t best_i = hs * W + ws;
+    bool stop = false;
+    for (int64_t h = hs; h < he && !stop; h += p.dilation_h) {
+      for (int64_t w = ws; w < we; w += p.dilation_w) {
+        const T v = xp[h * W + w];
+        if (v > best || ::isnan(v)) {
+          best = v;
+          best_i = h * W + w;
+          if (::isnan(v)) {
+            stop = true;
+            break;
+          }
+        }
+      }
+    }
+    y[j] = best;
+    idx[j] = best_i;
+  }
+}
+
+// Scatter through the argmax indices. Windows overlap when stride < kernel,
+// so several outputs may add into one input: atomicAdd (order-dependent in
+// the last bits, like torch's CUDA max_pool backward).
+template <typename T>
+__global__ void scatter_plane_kernel(const T* __restrict__ g, const int64_t* __restrict__ idx,
+                                     T* __restrict__ gi, int64_t planes, int64_t HW, int64_t OHW,
+                                     int* flag) {
+  GRAFT_GRID_STRIDE(j, planes * OHW) {
+    const int64_t plane = j / OHW, k = idx[j];
+    if (k < 0 || k >= HW) {
+      raise_device_error(flag, kIndexOutOfRange);
+      continue;
+    }
+    atomicAdd(gi + plane * HW + k, g[j]);
+  }
+}
+
+void max_pool_forward_cuda(const Tensor& x, const Pool2dParams& p, const Tensor& out,
+                           const Tensor& indices) {
+  const int64_t N = x.sizes()[0], C = x.sizes()[1], H = x.sizes()[2], W = x.sizes()[3];
+  const int64_t OH = out.sizes()[2], OW = out.sizes()[3];
+  const int device = x.device().index;
+  DeviceGuard guard(device);
+  GRAFT_DISPATCH_FLOAT(x.dtype(), "max_pool2d", [&] {
+    max_pool_fwd_kernel<scalar_t>
+        <<<grid_for(out.numel(), kBlock), kBlock, 0, current_stream(device)>>>(
+            x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(), N * C, H,
+            W, OH, OW, p);
+    GRAFT_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void max_pool_backward_cuda(const Tensor& grad_out, const Tensor& indices,
+                            const Tensor& grad_input) {
+  kernel::fill(grad_input.device())(grad_input, 0.0);
+  const int64_t planes = grad_input.sizes()[0] * grad_input.sizes()[1];
+  const int64_t HW = grad_input.sizes()[2] * grad_input.sizes()[3];
+  const int64_t OHW = grad_out.sizes()[2] * grad_out.sizes()[3];
+  if (grad_out.numel() == 0) return;
+  const int device = grad_input.device().index;
+  DeviceGuard guard(device);
+  GRAFT_DISPATCH_FLOAT(grad_input.dtype(), "max_pool2d_backward", [&] {
+    scatter_plane_kernel<scalar_t>
+        <<<grid_for(grad_out.numel(), kBlock), kBlock, 0, current_stream(device)>>>(
+            grad_out.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(),
+            grad_input.data_ptr<scalar_t>(), planes, HW, OHW, device_error_flag(device));
+    GRAFT_CUDA_CHECK_LAUNCH();
+  });
+}
+
+// ---- adaptive average pooling (torch bins: [floor(o*in/out), ceil((o+1)*in/out))) ----
+__device__ __forceinline__ int64_t bin_start(int64_t o, int64_t in, int64_t out) {
+  return (o * in) / out;
+}
+__device__ __forceinline__ int64_t bin_end(int64_t o, int64_t in, int64_t out) {
+  return ((o + 1) * in + out - 1) / out;
+}
+
+template <typename T>
+__global__ void adaptive_avg_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t planes,
+                                        int64_t H, int64_t W, int64_t OH, int64_t OW) {
+  GRAFT_GRID_STRIDE(j, planes * OH * OW) {
+    const int64_t ow = j % OW, oh = (j / OW) % OH, plane = j / (OW * OH);
+    const int64_t h0 = bin_start(oh, H, OH), h1 = bin_end(oh, H, OH);
+    const int64_t w0 = bin_start(ow, W, OW), w1 = bin_end(ow, W, OW);
+    const T* xp = x + plane * H * W;
+    double s = 0;
+    for (int64_t h = h0; h < h1; ++h)
+      for (int64_t w = w0; w < w1; ++w) s += static_cast<double>(xp[h * W + w]);
+    y[j] = static_cast<T>(s / static_cast<double>((h1 - h0) * (w1 - w0)));
+  }
+}
+
+// Each input element sums grad/area over the output bins that contain it.
+template <typename T>
+__global__ void adaptive_avg_bwd_kernel(const T* __restrict__ g, T* __restrict__ gi, int64_t planes,
+                                        int64_t H, int64_t W, int64_t OH, int64_t OW) {
+  GRAFT_GRID_STRIDE(j, planes * H * W) {
+    const int64_t w = j % W, h = (j / W) % H, plane = j / (W * H);
+    const T* gp = g + plane * OH * OW;
+    double s = 0;
+    // Bins containing h: those with start <= h < end. Bins are monotone, so
+    // scan from the first bin whose end exceeds h until the start passes h.
+    for (int64_t oh = (h * OH) / H; oh < OH && bin_start(oh, H, OH) <= h; ++oh) {
+      if (bin_end(oh, H, OH) <= h) continue;
+      const int64_t ah = bin_end(oh, H, OH) - bin_start(oh, H, OH);
+      for (int64_t ow = (w * OW) / W; ow < OW && bin_start(ow, W, OW) <= w; ++ow) {
+        if (bin_end(ow, W, OW) <= w) continue;
+        const int64_t aw = bin_end(ow, W, OW) - bin_start(ow, W, OW);
+        s += static_cast<double>(gp[oh * OW + ow]) / static_cast<double>(ah * aw);
+      }
+    }
+    gi[j] = static_cast<T>(s);
+  }
+}
+
+void adaptive_avg_forward_cuda(const Tensor& x, const Tensor& out) {
+  if (out.numel() == 0) return;
+  const int64_t planes = x.sizes()[0] * x.sizes()[1];
+  const int device = x.device().index;
+  DeviceGuard guard(device);
+  GRAFT_DISPATCH_FLOAT(x.dtype(), "adaptive_avg_pool2d", [&] {
+    adaptive_avg_fwd_kernel<scalar_t>
+        <<<grid_for(out.numel(), kBlock), kBlock, 0, current_stream(device)>>>(
+            x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), planes, x.sizes()[2], x.sizes()[3],
+            out.sizes()[2], out.sizes()[3]);
+    GRAFT_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void adaptive_avg_backward_cuda(const Tensor& grad_out, const Tensor& grad_input) {
+  if (grad_input.numel() == 0) return;
+  const int64_t planes = grad_input.sizes()[0] * grad_input.sizes()[1];
+  const int device = grad_input.device().index;
+  DeviceGuard guard(device);
+  GRAFT_DISPATCH_FLOAT(grad_input.dtype(), "adaptive_avg_pool2d_backward", [&] {
+    adaptive_avg_bwd_kernel<scalar_t>
+        <<<grid_for(grad_input.numel(), kBlock), kBlock, 0, current_stream(device)>>>(
+            grad_out.data_ptr<scalar_t>(), grad_input.data_ptr<scalar_t>(), planes,
+            grad_input.sizes()[2], grad_input.sizes()[3], grad_out.sizes()[2], grad_out.sizes()[3]);
+    GRAFT_CUDA_CHECK_LAUNCH();
+  });
+}
+
+// ---- bias gradient and linear (through the reduce and bmm kernels) ----
+void bias_backward_cuda(const Tensor& grad_out, const Tensor& grad_bias) {
+  NoGradGuard no_grad;
+  std::vector<int64_t> dims;
+  Shape keep(grad_out.dim(), 1);
+  for (int64_t d = 0; d < grad_out.dim(); ++d)
+    if (d != 1) dims.push_back(d);
+  keep[1] = grad_bias.numel();
+  const Tensor out = grad_bias.view(keep);
+  if (dims.empty()) {
+    kernel::copy(grad_out.device())(grad_out.view(keep), out);
+  } else {
+    kernel::reduce(grad_out.device())(ReduceOp::Sum, grad_out, dims, out);
+  }
+}
+
+// The views below must not record autograd nodes, hence the guards.
+void linear_forward_cuda(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& out) {
+  NoGradGuard no_grad;
+  kernel::bmm(x.device())(x.unsqueeze(0), w.t().unsqueeze(0), out.unsqueeze(0), false);
+  if (b.defined()) {
+    const Tensor bb = b.unsqueeze(0).expand(out.sizes());
+    kernel::binary(x.device())(BinaryOp::Add, out, bb, out);
+  }
+}
+void linear_backward_input_cuda(const Tensor& g, const Tensor& w, const Tensor& gi) {
+  NoGradGuard no_grad;
+  kernel::bmm(g.device())(g.unsqueeze(0), w.unsqueeze(0), gi.unsqueeze(0), false);
+}
+void linear_backward_weight_cuda(const Tensor& g, const Tensor& x, const Tensor& gw) {
+  NoGradGuard no_grad;
+  kernel::bmm(g.device())(g.t().unsqueeze(0), x.unsqueeze(0), gw.unsqueeze(0), false);
+}
+
+}  // namespace
+
+GRAFT_REGISTER_KERNEL(softmax_forward, CUDA, softmax_forward_cuda);
+GRAFT_REGISTER_KERNEL(softmax_backward, CUDA, softmax_backward_cuda);
+GRAFT_REGISTER_KERNEL(nll_loss_forward, CUDA, nll_forward_cuda);
+GRAFT_REGISTER_KERNEL(nll_loss_backward, CUDA, nll_backward_cuda);
+GRAFT_REGISTER_KERNEL(cross_entropy_forward, CUDA, ce_forward_cuda);
+GRAFT_REGISTER_KERNEL(cross_entropy_backward, CUDA, ce_backward_cuda);
+GRAFT_REGISTER_KERNEL(max_pool2d_forward, CUDA, max_pool_forward_cuda);
+GRAFT_REGISTER_KERNEL(max_pool2d_backward, CUDA, max_pool_backward_cuda);
+GRAFT_REGISTER_KERNEL(adaptive_avg_pool2d_forward, CUDA, adaptive_avg_forward_cuda);
+GRAFT_REGISTER_KERNEL(adaptive_avg_pool2d_backward, CUDA, adaptive_avg_backward_cuda);
+GRAFT_REGISTER_KERNEL(bias_backward, CUDA, bias_backward_cuda);
+GRAFT_REGISTER_KERNEL(linear_forward, CUDA, linear_forward_cuda);
+GRAFT_REGISTER_KERNEL(linear_backward_input, CUDA, linear_backward_input_cuda);
+GRAFT_REGISTER_KERNEL(linear_backward_weight, CUDA, linear_backward_weight_cuda);
+
+}  // namespace graft::cuda

@@ -1,0 +1,312 @@
+// CUDA reductions: sum/mean/prod/max/min over dims, argmax/argmin along a dim
+// and variance. The reduced dims are permuted to the end and made contiguous
+// (a no-op when already so), so each output element reduces one contiguous row.
+// A row is reduced by a group of G threads: a warp (G = 32) when rows are many
+// or short, a whole block (G = 256) when rows are few and long. Floating-point
+// sums accumulate in double, like the CPU backend, so results agree to rounding.
+#include <cfloat>
+#include <climits>
+#include <cmath>
+#include <type_traits>
+
+#include "core/autograd.h"
+#include "core/kernels.h"
+#include "core/ops.h"
+#include "kernels/cuda/loops.cuh"
+
+namespace graft::cuda {
+
+namespace {
+
+constexpr int kWarp = 32;
+
+// [kept..., reduced...] contiguous (copies only when needed).
+Tensor rows_last(const Tensor& in, const std::vector<int64_t>& dims, int64_t& rows,
+                 int64_t& row_len) {
+  Shape perm;
+  std::vector<bool> reduced(in.dim(), false);
+  for (int64_t d : dims) reduced[d] = true;
+  rows = 1;
+  row_len = 1;
+  for (int64_t d = 0; d < in.dim(); ++d)
+    if (!reduced[d]) {
+      perm.push_back(d);
+      rows *= in.sizes()[d];
+    }
+  for (int64_t d : dims) {
+    perm.push_back(d);
+    row_len *= in.sizes()[d];
+  }
+  NoGradGuard g;
+  return in.permute(perm).contiguous();
+}
+
+// Block-wide mode when rows are few and long; otherwise a warp per row.
+bool use_block_mode(int64_t rows, int64_t len) { return len >= 2048 && rows < 2048; }
+
+template <typename V>
+__device__ __forceinline__ V shfl_down(V v, int delta) {
+  return __shfl_down_sync(0xffffffffu, v, delta);
+}
+
+// Reduces v across the G threads of a group; the result is valid in the
+// group's first thread. `smem` needs kBlock / 32 entries (block mode only).
+template <int G, typename V, typename C>
+__device__ __forceinline__ V group_reduce(V v, C combine, V* smem) {
+#pragma unroll
+  for (int d = kWarp / 2; d > 0; d /= 2) v = combine(v, shfl_down(v, d));
+  if constexpr (G > kWarp) {
+    const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+    __syncthreads();  // smem may still be read from the previous row
+    if (lane == 0) smem[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+      v = lane < G / kWarp ? smem[lane] : smem[0];
+#pragma unroll
+      for (int d = kWarp / 2; d > 0; d /= 2) {
+        const V o = shfl_down(v, d);
+        if (lane + d < G / kWarp) v = combine(v, o);
+      }
+    }
+  }
+  return v;
+}
+
+template <typename Acc>
+struct Combine {
+  ReduceOp op;
+  __device__ Acc operator()(Acc a, Acc b) const {
+    switch (op) {
+      case ReduceOp::Sum:
+      case ReduceOp::Mean:
+        return a + b;
+      case ReduceOp::Prod:
+        return a * b;
+      case ReduceOp::Max:
+        if constexpr (std::is_floating_point_v<Acc>) {
+          if (::isnan(a) || ::isnan(b)) return a + b;
+        }
+        return a > b ? a : b;
+      case ReduceOp::Min:
+        if constexpr (std::is_floating_point_v<Acc>) {
+          if (::isnan(a) || ::isnan(b)) return a + b;
+        }
+        return a < b ? a : b;
+    }
+    return a;
+  }
+};
+
+template <typename Acc>
+__device__ __forceinline__ Acc identity(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::Prod:
+      return Acc(1);
+    case ReduceOp::Max:
+      if constexpr (std::is_floating_point_v<Acc>)
+        return -INFINITY;
+      else
+        return LLONG_MIN;
+    case ReduceOp::Min:
+      if constexpr (std::is_floating_point_v<Acc>)
+        return INFINITY;
+      else
+        return LLONG_MAX;
+    default:
+      return Acc(0);
+  }
+}
+
+template <int G, typename T, typename Acc>
+__global__ void reduce_rows_kernel(ReduceOp op, const T* __restrict__ src, T* __restrict__ dst,
+                                   int64_t rows, int64_t len) {
+  __shared__ Acc smem[kBlock / kWarp];
+  constexpr int kRowsPerBlock = kBlock / G;
+  const int t = threadIdx.x % G;
+  const Combine<Acc> combine{op};
+  for (int64_t r0 = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock; r0 < rows;
+       r0 += static_cast<int64_t>(gridDim.x) * kRowsPerBlock) {
+    const int64_t r = r0 + threadIdx.x / G;
+    Acc acc = identity<Acc>(op);
+    if (r < rows) {
+      const T* row = src + r * len;
+      for (int64_t i = t; i < len; i += G) acc = combine(acc, static_cast<Acc>(row[i]));
+    }
+    acc = group_reduce<G>(acc, combine, smem);
+    if (t == 0 && r < rows) {
+      if (op == ReduceOp::Mean) acc = acc / static_cast<Acc>(len);
+      dst[r] = static_cast<T>(acc);
+    }
+  }
+}
+
+template <typename T, typename Acc>
+void launch_reduce(ReduceOp op, const T* src, T* dst, int64_t rows, int64_t len, int device) {
+  cudaStream_t stream = current_stream(device);
+  if (use_block_mode(rows, len)) {
+    reduce_rows_kernel<kBlock, T, Acc>
+        <<<grid_for(rows, 1), kBlock, 0, stream>>>(op, src, dst, rows, len);
+  } else {
+    reduce_rows_kernel<kWarp, T, Acc>
+        <<<grid_for(rows, kBlock / kWarp), kBlock, 0, stream>>>(op, src, dst, rows, len);
+  }
+  GRAFT_CUDA_CHECK_LAUNCH();
+}
+
+void reduce_cuda(ReduceOp op, const Tensor& in, const std::vector<int64_t>& dims,
+                 const Tensor& out) {
+  DeviceGuard guard(in.device().index);
+  int64_t rows = 0, len = 0;
+  Tensor src = rows_last(in, dims, rows, len);
+  GRAFT_CHECK(out.is_contiguous() && out.numel() == rows, "reduce: bad output");
+  GRAFT_CHECK(len > 0 || (op != ReduceOp::Max && op != ReduceOp::Min),
+              "max/min: cannot reduce over an empty dimension");
+  if (rows == 0) return;
+  GRAFT_DISPATCH_NUMERIC(in.dtype(), "reduce", [&] {
+    using Acc = std::conditional_t<std::is_floating_point_v<scalar_t>, double, int64_t>;
+    launch_reduce<scalar_t, Acc>(op, src.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), rows, len,
+                                 in.device().index);
+  });
+}
+
+// ---- argmax / argmin ----
+template <typename Acc>
+struct ValIdx {
+  Acc v;
+  int64_t i;
+};
+template <typename Acc>
+__device__ __forceinline__ ValIdx<Acc> shfl_down(ValIdx<Acc> p, int delta) {
+  return {__shfl_down_sync(0xffffffffu, p.v, delta), __shfl_down_sync(0xffffffffu, p.i, delta)};
+}
+
+// torch semantics: NaN counts as the extreme value; ties go to the first index.
+template <typename Acc>
+struct ArgCombine {
+  bool is_max;
+  __device__ ValIdx<Acc> operator()(ValIdx<Acc> a, ValIdx<Acc> b) const {
+    if (a.i < 0) return b;  // empty slot
+    if (b.i < 0) return a;
+    if constexpr (std::is_floating_point_v<Acc>) {
+      const bool an = ::isnan(a.v), bn = ::isnan(b.v);
+      if (an || bn) return an && (!bn || a.i < b.i) ? a : b;
+    }
+    if (a.v == b.v) return a.i < b.i ? a : b;
+    return (is_max ? a.v > b.v : a.v < b.v) ? a : b;
+  }
+};
+
+template <int G, typename T, typename Acc>
+__global__ void arg_reduce_kernel(bool is_max, const T* __restrict__ src, T* values,
+                                  int64_t* __restrict__ indices, int64_t rows, int64_t len) {
+  __shared__ ValIdx<Acc> smem[kBlock / kWarp];
+  constexpr int kRowsPerBlock = kBlock / G;
+  const int t = threadIdx.x % G;
+  const ArgCombine<Acc> combine{is_max};
+  for (int64_t r0 = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock; r0 < rows;
+       r0 += static_cast<int64_t>(gridDim.x) * kRowsPerBlock) {
+    const int64_t r = r0 + threadIdx.x / G;
+    ValIdx<Acc> acc{Acc(0), -1};
+    if (r < rows) {
+      const T* row = src + r * len;
+      for (int64_t i = t; i < len; i += G) acc = combine(acc, {static_cast<Acc>(row[i]), i});
+    }
+    acc = group_reduce<G>(acc, combine, smem);
+    if (t == 0 && r < rows) {
+      indices[r] = acc.i;
+      if (values) values[r] = src[r * len + acc.i];
+    }
+  }
+}
+
+void arg_reduce_cuda(ArgReduceOp op, const Tensor& in, int64_t dim, const Tensor& values,
+                     const Tensor& indices) {
+  DeviceGuard guard(in.device().index);
+  int64_t rows = 0, len = 0;
+  Tensor src = rows_last(in, {dim}, rows, len);
+  GRAFT_CHECK(len > 0, "argmax/argmin: cannot reduce over an empty dimension");
+  GRAFT_CHECK(indices.is_contiguous() && indices.numel() == rows && indices.dtype() == DType::Int64,
+              "arg_reduce: bad indices output");
+  GRAFT_CHECK(!values.defined() || (values.is_contiguous() && values.numel() == rows),
+              "arg_reduce: bad values output");
+  if (rows == 0) return;
+  const bool is_max = op == ArgReduceOp::Max;
+  cudaStream_t stream = current_stream(in.device().index);
+  GRAFT_DISPATCH_NUMERIC(in.dtype(), "arg_reduce", [&] {
+    using Acc = std::conditional_t<std::is_floating_point_v<scalar_t>, double, int64_t>;
+    scalar_t* v = values.defined() ? values.data_ptr<scalar_t>() : nullptr;
+    if (use_block_mode(rows, len)) {
+      arg_reduce_kernel<kBlock, scalar_t, Acc><<<grid_for(rows, 1), kBlock, 0, stream>>>(
+          is_max, src.data_ptr<scalar_t>(), v, indices.data_ptr<int64_t>(), rows, len);
+    } else {
+      arg_reduce_kernel<kWarp, scalar_t, Acc>
+          <<<grid_for(rows, kBlock / kWarp), kBlock, 0, stream>>>(
+              is_max, src.data_ptr<scalar_t>(), v, indices.data_ptr<int64_t>(), rows, len);
+    }
+    GRAFT_CUDA_CHECK_LAUNCH();
+  });
+}
+
+// ---- variance (two passes over each row: mean, then squared deviations) ----
+template <int G, typename T>
+__global__ void var_kernel(const T* __restrict__ src, T* __restrict__ dst, int64_t rows,
+                           int64_t len, double correction) {
+  __shared__ double smem[kBlock / kWarp];
+  __shared__ double mean_smem[kBlock / kWarp];
+  constexpr int kRowsPerBlock = kBlock / G;
+  const int t = threadIdx.x % G;
+  const auto add = [](double a, double b) { return a + b; };
+  for (int64_t r0 = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock; r0 < rows;
+       r0 += static_cast<int64_t>(gridDim.x) * kRowsPerBlock) {
+    const int64_t r = r0 + threadIdx.x / G;
+    const T* row = src + (r < rows ? r : 0) * len;
+    double s = 0;
+    if (r < rows)
+      for (int64_t i = t; i < len; i += G) s += static_cast<double>(row[i]);
+    s = group_reduce<G>(s, add, smem);
+    // Broadcast the row mean from the group's first thread.
+    __syncthreads();
+    if (t == 0) mean_smem[threadIdx.x / G] = s / static_cast<double>(len);
+    __syncthreads();
+    const double mean = mean_smem[threadIdx.x / G];
+    double q = 0;
+    if (r < rows)
+      for (int64_t i = t; i < len; i += G) {
+        const double d = static_cast<double>(row[i]) - mean;
+        q += d * d;
+      }
+    q = group_reduce<G>(q, add, smem);
+    if (t == 0 && r < rows) {
+      const double denom = static_cast<double>(len) - correction;
+      dst[r] = static_cast<T>(q / (denom > 0 ? denom : 0.0));
+    }
+  }
+}
+
+void var_cuda(const Tensor& in, const std::vector<int64_t>& dims, double correction,
+              const Tensor& out) {
+  DeviceGuard guard(in.device().index);
+  int64_t rows = 0, len = 0;
+  Tensor src = rows_last(in, dims, rows, len);
+  GRAFT_CHECK(out.is_contiguous() && out.numel() == rows, "var: bad output");
+  if (rows == 0) return;
+  cudaStream_t stream = current_stream(in.device().index);
+  GRAFT_DISPATCH_FLOAT(in.dtype(), "var", [&] {
+    if (use_block_mode(rows, len)) {
+      var_kernel<kBlock, scalar_t><<<grid_for(rows, 1), kBlock, 0, stream>>>(
+          src.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), rows, len, correction);
+    } else {
+      var_kernel<kWarp, scalar_t><<<grid_for(rows, kBlock / kWarp), kBlock, 0, stream>>>(
+          src.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), rows, len, correction);
+    }
+    GRAFT_CUDA_CHECK_LAUNCH();
+  });
+}
+
+}  // namespace
+
+GRAFT_REGISTER_KERNEL(reduce, CUDA, reduce_cuda);
+GRAFT_REGISTER_KERNEL(arg_reduce, CUDA, arg_reduce_cuda);
+GRAFT_REGISTER_KERNEL(var, CUDA, var_cuda);
+
+}  // namespace graft::cuda
