@@ -23,8 +23,8 @@ void check_float(const Tensor& t, const char* op, const char* what) {
 void check_param(const Tensor& t, const Tensor& input, int64_t C, const char* op,
                  const char* what) {
   if (!t.defined()) return;
-  GRAFT_CHECK(t.dim() == 1 && t.size(0) == C, op, ": ", what, " must have shape [", C,
-              "], got ", shape_str(t.sizes()));
+  GRAFT_CHECK(t.dim() == 1 && t.size(0) == C, op, ": ", what, " must have shape [", C, "], got ",
+              shape_str(t.sizes()));
   GRAFT_CHECK(t.dtype() == input.dtype(), op, ": ", what, " has dtype ", dtype_name(t.dtype()),
               " but input has ", dtype_name(input.dtype()));
   GRAFT_CHECK(t.device() == input.device(), op, ": ", what, " is on ", t.device().str(),
@@ -51,9 +51,12 @@ int64_t pooled_size(int64_t in, int64_t k, int64_t pad, int64_t stride, int64_t 
 
 int reduction_code(Reduction r) {
   switch (r) {
-    case Reduction::None: return 0;
-    case Reduction::Mean: return 1;
-    case Reduction::Sum: return 2;
+    case Reduction::None:
+      return 0;
+    case Reduction::Mean:
+      return 1;
+    case Reduction::Sum:
+      return 2;
   }
   return 1;
 }
@@ -65,8 +68,7 @@ void check_target(const Tensor& input, const Tensor& target, const char* op) {
   GRAFT_CHECK(target.dtype() == DType::Int64, op, ": target must be int64 class indices, got ",
               dtype_name(target.dtype()));
   GRAFT_CHECK(target.dim() == 1 && target.size(0) == input.size(0), op,
-              ": expected target of shape [", input.size(0), "], got ",
-              shape_str(target.sizes()));
+              ": expected target of shape [", input.size(0), "], got ", shape_str(target.sizes()));
   GRAFT_CHECK(target.device() == input.device(), op, ": target is on ", target.device().str(),
               " but input is on ", input.device().str());
 }
@@ -85,22 +87,22 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias,
               dtype_name(weight.dtype()), " but input has ", dtype_name(input.dtype()));
   GRAFT_CHECK(weight.device() == input.device(), "conv2d: weight is on ", weight.device().str(),
               " but input is on ", input.device().str());
-  GRAFT_CHECK(p.stride_h >= 1 && p.stride_w >= 1, "conv2d: stride must be >= 1, got (",
-              p.stride_h, ", ", p.stride_w, ")");
+  GRAFT_CHECK(p.stride_h >= 1 && p.stride_w >= 1, "conv2d: stride must be >= 1, got (", p.stride_h,
+              ", ", p.stride_w, ")");
   GRAFT_CHECK(p.dilation_h >= 1 && p.dilation_w >= 1, "conv2d: dilation must be >= 1, got (",
               p.dilation_h, ", ", p.dilation_w, ")");
-  GRAFT_CHECK(p.pad_h >= 0 && p.pad_w >= 0, "conv2d: padding must be >= 0, got (", p.pad_h,
-              ", ", p.pad_w, ")");
+  GRAFT_CHECK(p.pad_h >= 0 && p.pad_w >= 0, "conv2d: padding must be >= 0, got (", p.pad_h, ", ",
+              p.pad_w, ")");
   GRAFT_CHECK(p.groups >= 1, "conv2d: groups must be >= 1, got ", p.groups);
   const int64_t N = input.size(0), C = input.size(1), O = weight.size(0);
   const int64_t kh = weight.size(2), kw = weight.size(3);
   GRAFT_CHECK(kh >= 1 && kw >= 1 && weight.size(1) >= 1, "conv2d: weight ",
               shape_str(weight.sizes()), " has an empty dimension");
-  GRAFT_CHECK(C == weight.size(1) * p.groups, "conv2d: input ", shape_str(input.sizes()),
-              " has ", C, " channels but weight ", shape_str(weight.sizes()), " with groups=",
-              p.groups, " expects ", weight.size(1) * p.groups);
-  GRAFT_CHECK(O % p.groups == 0, "conv2d: ", O, " output channels are not divisible by groups=",
-              p.groups);
+  GRAFT_CHECK(C == weight.size(1) * p.groups, "conv2d: input ", shape_str(input.sizes()), " has ",
+              C, " channels but weight ", shape_str(weight.sizes()), " with groups=", p.groups,
+              " expects ", weight.size(1) * p.groups);
+  GRAFT_CHECK(O % p.groups == 0, "conv2d: ", O,
+              " output channels are not divisible by groups=", p.groups);
   check_param(bias, input, O, "conv2d", "bias");
   const int64_t OH = pooled_size(input.size(2), kh, p.pad_h, p.stride_h, p.dilation_h, false);
   const int64_t OW = pooled_size(input.size(3), kw, p.pad_w, p.stride_w, p.dilation_w, false);
@@ -131,16 +133,18 @@ Tensor batch_norm(const Tensor& input, const Tensor& weight, const Tensor& bias,
   GRAFT_CHECK(running_mean.defined() == running_var.defined(),
               "batch_norm: running_mean and running_var must both be given or both omitted");
   GRAFT_CHECK(eps > 0, "batch_norm: eps must be > 0, got ", eps);
-  GRAFT_CHECK(!running_mean.defined() ||
-                  (!running_mean.requires_grad() && !running_var.requires_grad()),
-              "batch_norm: running statistics must not require grad");
+  GRAFT_CHECK(
+      !running_mean.defined() || (!running_mean.requires_grad() && !running_var.requires_grad()),
+      "batch_norm: running statistics must not require grad");
   const Tensor x = contig(input), w = contig(weight), b = contig(bias);
   Tensor out = empty(input.sizes(), opts(input.dtype(), input.device()));
   Tensor mean, invstd;
   if (training) {
     const int64_t per_channel = C > 0 ? input.numel() / C : 0;
-    GRAFT_CHECK(per_channel > 1, "batch_norm: expected more than 1 value per channel when "
-                "training, got input of shape ", shape_str(input.sizes()));
+    GRAFT_CHECK(per_channel > 1,
+                "batch_norm: expected more than 1 value per channel when "
+                "training, got input of shape ",
+                shape_str(input.sizes()));
     mean = empty({C}, opts(input.dtype(), input.device()));
     invstd = empty({C}, opts(input.dtype(), input.device()));
     Tensor rm = contig(running_mean), rv = contig(running_var);
@@ -158,8 +162,7 @@ Tensor batch_norm(const Tensor& input, const Tensor& weight, const Tensor& bias,
       }
     }
   } else {
-    GRAFT_CHECK(running_mean.defined(),
-                "batch_norm: eval mode needs running_mean and running_var");
+    GRAFT_CHECK(running_mean.defined(), "batch_norm: eval mode needs running_mean and running_var");
     const Tensor rm = contig(running_mean), rv = contig(running_var);
     if (input.numel() > 0)
       kernel::batch_norm_forward_eval(input.device())(x, w, b, rm, rv, eps, out);
@@ -173,6 +176,38 @@ Tensor batch_norm(const Tensor& input, const Tensor& weight, const Tensor& bias,
   }
   if (autograd::any_requires_grad({&input, &weight, &bias}))
     derivatives::batch_norm(input, weight, bias, x, w, mean, invstd, training, out);
+  return out;
+}
+
+Tensor conv2d_bn_eval(const Tensor& input, const Tensor& weight, const Tensor& conv_bias,
+                      const Conv2dParams& p, const Tensor& bn_weight, const Tensor& bn_bias,
+                      const Tensor& running_mean, const Tensor& running_var, double eps,
+                      bool relu) {
+  GRAFT_CHECK(running_mean.defined() && running_var.defined(),
+              "conv2d_bn_eval: running_mean and running_var are required");
+  if (autograd::any_requires_grad({&input, &weight, &conv_bias, &bn_weight, &bn_bias})) {
+    Tensor y = batch_norm(conv2d(input, weight, conv_bias, p), bn_weight, bn_bias, running_mean,
+                          running_var, false, 0.0, eps);
+    return relu ? graft::relu(y) : y;
+  }
+  GRAFT_CHECK(weight.defined() && weight.dim() == 4,
+              "conv2d_bn_eval: expected a 4-D weight [O, C/groups, kh, kw]");
+  const int64_t O = weight.size(0);
+  check_param(running_mean, weight, O, "conv2d_bn_eval", "running_mean");
+  check_param(running_var, weight, O, "conv2d_bn_eval", "running_var");
+  check_param(bn_weight, weight, O, "conv2d_bn_eval", "bn weight");
+  check_param(bn_bias, weight, O, "conv2d_bn_eval", "bn bias");
+  GRAFT_CHECK(eps > 0, "conv2d_bn_eval: eps must be > 0, got ", eps);
+  // Fold in float64: scale = gamma / sqrt(var + eps), shift = beta - mean*scale.
+  const DType f64 = DType::Float64;
+  Tensor scale = rsqrt(add(running_var.to(f64), eps));
+  if (bn_weight.defined()) scale = mul(scale, bn_weight.to(f64));
+  Tensor shift = neg(mul(running_mean.to(f64), scale));
+  if (conv_bias.defined()) shift = add(shift, mul(conv_bias.to(f64), scale));
+  if (bn_bias.defined()) shift = add(shift, bn_bias.to(f64));
+  const Tensor w = mul(weight.to(f64), scale.view({O, 1, 1, 1})).to(weight.dtype());
+  Tensor out = conv2d(input, w, shift.to(weight.dtype()), p);
+  if (relu) relu_(out);
   return out;
 }
 
@@ -193,8 +228,8 @@ Tensor max_pool2d(const Tensor& input, int64_t kernel, int64_t stride, int64_t p
   const int64_t OH = pooled_size(H, kernel, padding, stride, dilation, ceil_mode);
   const int64_t OW = pooled_size(W, kernel, padding, stride, dilation, ceil_mode);
   GRAFT_CHECK(OH >= 1 && OW >= 1, "max_pool2d: input ", shape_str(input.sizes()),
-              " is too small for kernel ", kernel, " (dilation ", dilation, ", padding ",
-              padding, "): output size would be ", OH, "x", OW);
+              " is too small for kernel ", kernel, " (dilation ", dilation, ", padding ", padding,
+              "): output size would be ", OH, "x", OW);
   const Pool2dParams p{kernel, kernel, stride, stride, padding, padding, dilation, dilation};
   const Tensor x = contig(input);
   Tensor out = empty({input.size(0), input.size(1), OH, OW}, opts(input.dtype(), input.device()));
@@ -214,8 +249,8 @@ Tensor adaptive_avg_pool2d(const Tensor& input, int64_t out_h, int64_t out_w) {
   GRAFT_CHECK(input.size(2) >= 1 && input.size(3) >= 1, "adaptive_avg_pool2d: input ",
               shape_str(input.sizes()), " has an empty spatial dimension");
   const Tensor x = contig(input);
-  Tensor out = empty({input.size(0), input.size(1), out_h, out_w},
-                     opts(input.dtype(), input.device()));
+  Tensor out =
+      empty({input.size(0), input.size(1), out_h, out_w}, opts(input.dtype(), input.device()));
   if (out.numel() > 0) kernel::adaptive_avg_pool2d_forward(input.device())(x, out);
   if (autograd::any_requires_grad({&input})) derivatives::adaptive_avg_pool2d(input, out);
   return out;
@@ -230,9 +265,8 @@ Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias) {
   GRAFT_CHECK(weight.dtype() == input.dtype(), "linear: weight has dtype ",
               dtype_name(weight.dtype()), " but input has ", dtype_name(input.dtype()));
   const int64_t K = weight.size(1), O = weight.size(0);
-  GRAFT_CHECK(input.size(-1) == K, "linear: input ", shape_str(input.sizes()),
-              " has last dim ", input.size(-1), " but weight ", shape_str(weight.sizes()),
-              " expects ", K);
+  GRAFT_CHECK(input.size(-1) == K, "linear: input ", shape_str(input.sizes()), " has last dim ",
+              input.size(-1), " but weight ", shape_str(weight.sizes()), " expects ", K);
   check_param(bias, input, O, "linear", "bias");
   // [*, K] -> [M, K] (a differentiable reshape), GEMM, then back to [*, O].
   Shape out_shape = input.sizes();

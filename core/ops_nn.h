@@ -29,6 +29,16 @@ Tensor batch_norm(const Tensor& input, const Tensor& weight, const Tensor& bias,
                   const Tensor& running_mean, const Tensor& running_var, bool training,
                   double momentum, double eps);
 
+// Eval-mode conv2d -> batch_norm (-> relu) with the batch norm folded into
+// the conv weights and bias (w*gamma/sqrt(var+eps), per output channel), so
+// inference runs one conv pass. conv_bias and bn_weight/bn_bias may be
+// undefined. Falls back to the unfused ops when a gradient is needed.
+Tensor conv2d_bn_eval(const Tensor& input, const Tensor& weight, const Tensor& conv_bias,
+                      const Conv2dParams& p, const Tensor& bn_weight, const Tensor& bn_bias,
+                      const Tensor& running_mean, const Tensor& running_var, double eps,
+                      bool relu);
+
+// stride 0 means stride = kernel (torch's default).
 Tensor max_pool2d(const Tensor& input, int64_t kernel, int64_t stride, int64_t padding,
                   int64_t dilation = 1, bool ceil_mode = false);
 Tensor adaptive_avg_pool2d(const Tensor& input, int64_t out_h, int64_t out_w);

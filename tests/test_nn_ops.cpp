@@ -3,46 +3,18 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
-#include <functional>
 #include <map>
-#include <sstream>
 
 #include "core/autograd.h"
+#include "core/gradcheck.h"
 #include "core/ops_nn.h"
+#include "io/npy.h"
 #include "tests/test_util.h"
 
 namespace graft {
 namespace {
 
 using testing::close_to;
-
-// Minimal .npy reader (little-endian <f8/<f4/<i8, C order) for the fixtures.
-Tensor read_npy(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  GRAFT_CHECK(f, "cannot open ", path);
-  char magic[8];
-  f.read(magic, 8);
-  GRAFT_CHECK(std::memcmp(magic, "\x93NUMPY\x01\x00", 8) == 0, path, ": not a v1 .npy file");
-  unsigned char len[2];
-  f.read(reinterpret_cast<char*>(len), 2);
-  std::string header(len[0] | (len[1] << 8), '\0');
-  f.read(header.data(), static_cast<std::streamsize>(header.size()));
-  DType dtype = header.find("'<f8'") != std::string::npos   ? DType::Float64
-                : header.find("'<f4'") != std::string::npos ? DType::Float32
-                                                            : DType::Int64;
-  GRAFT_CHECK(header.find("'<i8'") != std::string::npos || dtype != DType::Int64, path,
-              ": unsupported dtype in ", header);
-  GRAFT_CHECK(header.find("False") != std::string::npos, path, ": fortran order unsupported");
-  Shape shape;
-  const size_t open = header.find('(', header.find("shape")), close = header.find(')', open);
-  std::stringstream dims(header.substr(open + 1, close - open - 1));
-  for (std::string tok; std::getline(dims, tok, ',');)
-    if (tok.find_first_not_of(' ') != std::string::npos) shape.push_back(std::stoll(tok));
-  Tensor t = empty(shape, opts(dtype));
-  f.read(static_cast<char*>(t.raw_data()), static_cast<std::streamsize>(t.nbytes()));
-  GRAFT_CHECK(f, path, ": truncated");
-  return t;
-}
 
 // One fixture case: params.txt values and the .npy tensors of a directory.
 struct Case {
@@ -63,7 +35,7 @@ struct Case {
   // Tensor `name` (undefined when absent), floats converted to `dtype`.
   Tensor t(const std::string& name, DType dtype = DType::Float64) const {
     if (!has(name)) return Tensor();
-    Tensor x = read_npy(testing::fixture(dir + name + ".npy"));
+    Tensor x = io::load_npy(testing::fixture(dir + name + ".npy"));
     return is_floating(x.dtype()) ? x.to(dtype) : x;
   }
   Tensor leaf(const std::string& name, DType dtype) const {
@@ -109,31 +81,13 @@ F::Conv2dParams conv_params(const Case& c) {
   return p;
 }
 
-// Central finite differences of sum(f(inputs) * r) against autograd, float64.
-void gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f,
-               std::vector<Tensor> inputs, double eps = 1e-6, double rtol = 1e-5) {
-  for (auto& x : inputs) x = x.to(DType::Float64).contiguous().detach().set_requires_grad(true);
-  Tensor out = f(inputs);
-  Generator gen(7);
-  const Tensor r = randn(out.sizes(), opts(DType::Float64), &gen);
-  const std::vector<Tensor> analytic = autograd::grad({out}, inputs, {r});
-  NoGradGuard ng;
-  for (size_t k = 0; k < inputs.size(); ++k) {
-    double* p = inputs[k].data_ptr<double>();
-    Tensor numeric = empty(inputs[k].sizes(), opts(DType::Float64));
-    double* nd = numeric.data_ptr<double>();
-    for (int64_t j = 0; j < inputs[k].numel(); ++j) {
-      const double orig = p[j];
-      p[j] = orig + eps;
-      const double hi = sum(mul(f(inputs), r)).item();
-      p[j] = orig - eps;
-      const double lo = sum(mul(f(inputs), r)).item();
-      p[j] = orig;
-      nd[j] = (hi - lo) / (2 * eps);
-    }
-    ASSERT_TRUE(analytic[k].defined()) << "input " << k;
-    EXPECT_TRUE(close_to(analytic[k], numeric, rtol)) << "input " << k;
-  }
+// Finite differences (core/gradcheck.h) in float64, with tight tolerances.
+void gradcheck(const GradcheckFn& f, const std::vector<Tensor>& inputs) {
+  GradcheckOptions o;
+  o.atol = 1e-7;
+  o.rtol = 1e-5;
+  const GradcheckResult r = graft::gradcheck(f, inputs, o);
+  EXPECT_TRUE(r.ok) << r.message << " (max rel error " << r.max_rel_error << ")";
 }
 
 // ============================================================ conv2d
@@ -196,8 +150,8 @@ TEST(NnOps, Conv2dNonContiguousInput) {
   Tensor base = randn({2, 7, 7, 3}, opts(DType::Float64), &gen);
   Tensor x = base.permute({0, 3, 1, 2});  // NHWC memory seen as NCHW
   Tensor w = randn({2, 3, 3, 3}, opts(DType::Float64), &gen);
-  EXPECT_TRUE(close_to(F::conv2d(x, w, Tensor(), {}), F::conv2d(x.contiguous(), w, Tensor(), {}),
-                       1e-14));
+  EXPECT_TRUE(
+      close_to(F::conv2d(x, w, Tensor(), {}), F::conv2d(x.contiguous(), w, Tensor(), {}), 1e-14));
 }
 
 TEST(NnOps, Conv2dGradcheck) {
@@ -213,11 +167,11 @@ TEST(NnOps, Conv2dGradcheck) {
 
 TEST(NnOps, Conv2dErrors) {
   Tensor x = zeros({1, 4, 5, 5}), w = zeros({2, 4, 3, 3});
-  EXPECT_THROW(F::conv2d(zeros({4, 5, 5}), w, Tensor(), {}), Error);      // rank
-  EXPECT_THROW(F::conv2d(x, zeros({2, 3, 3, 3}), Tensor(), {}), Error);   // channels
-  EXPECT_THROW(F::conv2d(x, zeros({2, 4, 6, 6}), Tensor(), {}), Error);   // output < 1
-  EXPECT_THROW(F::conv2d(x, w, zeros({3}), {}), Error);                   // bias size
-  EXPECT_THROW(F::conv2d(x, zeros({2, 4, 0, 3}), Tensor(), {}), Error);   // empty kernel
+  EXPECT_THROW(F::conv2d(zeros({4, 5, 5}), w, Tensor(), {}), Error);     // rank
+  EXPECT_THROW(F::conv2d(x, zeros({2, 3, 3, 3}), Tensor(), {}), Error);  // channels
+  EXPECT_THROW(F::conv2d(x, zeros({2, 4, 6, 6}), Tensor(), {}), Error);  // output < 1
+  EXPECT_THROW(F::conv2d(x, w, zeros({3}), {}), Error);                  // bias size
+  EXPECT_THROW(F::conv2d(x, zeros({2, 4, 0, 3}), Tensor(), {}), Error);  // empty kernel
   F::Conv2dParams p;
   p.groups = 3;
   EXPECT_THROW(F::conv2d(zeros({1, 6, 5, 5}), zeros({4, 2, 3, 3}), Tensor(), p), Error);
@@ -230,6 +184,43 @@ TEST(NnOps, Conv2dErrors) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("channels"), std::string::npos) << e.what();
   }
+}
+
+TEST(NnOps, Conv2dBnEvalMatchesUnfused) {
+  Generator gen(11);
+  const auto o64 = opts(DType::Float64);
+  Tensor x = randn({3, 4, 9, 8}, o64, &gen), w = randn({6, 2, 3, 3}, o64, &gen);
+  Tensor cb = randn({6}, o64, &gen), gamma = rand({6}, o64, &gen), beta = randn({6}, o64, &gen);
+  Tensor rm = randn({6}, o64, &gen), rv = add(rand({6}, o64, &gen), 0.5);
+  F::Conv2dParams p;
+  p.stride_w = 2;
+  p.pad_h = p.pad_w = 1;
+  p.groups = 2;
+  for (bool relu : {false, true}) {
+    for (bool affine : {false, true}) {
+      for (bool bias : {false, true}) {
+        SCOPED_TRACE(std::to_string(relu) + std::to_string(affine) + std::to_string(bias));
+        const Tensor g = affine ? gamma : Tensor(), b = affine ? beta : Tensor();
+        const Tensor c = bias ? cb : Tensor();
+        Tensor ref = F::batch_norm(F::conv2d(x, w, c, p), g, b, rm, rv, false, 0.1, 1e-5);
+        if (relu) ref = graft::relu(ref);
+        EXPECT_TRUE(close_to(F::conv2d_bn_eval(x, w, c, p, g, b, rm, rv, 1e-5, relu), ref, 1e-12));
+        // float32 folding stays within float rounding of the unfused path
+        EXPECT_TRUE(close_to(
+            F::conv2d_bn_eval(
+                x.to(DType::Float32), w.to(DType::Float32), c.defined() ? c.to(DType::Float32) : c,
+                p, g.defined() ? g.to(DType::Float32) : g, b.defined() ? b.to(DType::Float32) : b,
+                rm.to(DType::Float32), rv.to(DType::Float32), 1e-5, relu)
+                .to(DType::Float64),
+            ref, 1e-5));
+      }
+    }
+  }
+  // With a gradient needed it takes the unfused (differentiable) path.
+  Tensor wg = w.clone().set_requires_grad(true);
+  Tensor y = F::conv2d_bn_eval(x, wg, cb, p, gamma, beta, rm, rv, 1e-5, true);
+  sum(y).backward();
+  EXPECT_TRUE(wg.grad().defined());
 }
 
 // ============================================================ batch_norm
@@ -280,9 +271,9 @@ TEST(NnOps, BatchNormErrors) {
                Error);  // rank
   EXPECT_THROW(F::batch_norm(x, zeros({4}), Tensor(), Tensor(), Tensor(), true, 0.1, 1e-5),
                Error);  // channel mismatch
-  EXPECT_THROW(F::batch_norm(zeros({1, 3, 1, 1}), Tensor(), Tensor(), Tensor(), Tensor(), true,
-                             0.1, 1e-5),
-               Error);  // one value per channel
+  EXPECT_THROW(
+      F::batch_norm(zeros({1, 3, 1, 1}), Tensor(), Tensor(), Tensor(), Tensor(), true, 0.1, 1e-5),
+      Error);  // one value per channel
   EXPECT_THROW(F::batch_norm(x, Tensor(), Tensor(), Tensor(), Tensor(), false, 0.1, 1e-5),
                Error);  // eval needs running stats
 }
@@ -297,8 +288,8 @@ TEST(NnOps, MaxPool2dMatchesTorch) {
     const Case c(name);
     for (DType dt : kDTypes) {
       Tensor x = c.leaf("input", dt);
-      Tensor out = F::max_pool2d(x, c.i("kernel"), c.i("stride"), c.i("padding"),
-                                 c.i("dilation"), c.i("ceil_mode") != 0);
+      Tensor out = F::max_pool2d(x, c.i("kernel"), c.i("stride"), c.i("padding"), c.i("dilation"),
+                                 c.i("ceil_mode") != 0);
       EXPECT_TRUE(close_to(out.to(DType::Float64), c.t("out"), tol(dt)));
       check_grads(out, c.t("grad_out", dt), {{x, c.t("grad_input")}}, dt);
     }
@@ -329,12 +320,12 @@ TEST(NnOps, PoolGradcheck) {
 }
 
 TEST(NnOps, PoolErrors) {
-  EXPECT_THROW(F::max_pool2d(zeros({3, 8, 8}), 2, 2, 0), Error);             // rank
-  EXPECT_THROW(F::max_pool2d(zeros({1, 1, 8, 8}), 0, 1, 0), Error);          // kernel
-  EXPECT_THROW(F::max_pool2d(zeros({1, 1, 8, 8}), 3, 2, 2), Error);          // padding > k/2
-  EXPECT_THROW(F::max_pool2d(zeros({1, 1, 2, 2}), 3, 1, 0), Error);          // output < 1
-  EXPECT_THROW(F::adaptive_avg_pool2d(zeros({1, 1, 4, 4}), 0, 1), Error);    // output size
-  EXPECT_THROW(F::adaptive_avg_pool2d(zeros({1, 4, 4}), 1, 1), Error);       // rank
+  EXPECT_THROW(F::max_pool2d(zeros({3, 8, 8}), 2, 2, 0), Error);           // rank
+  EXPECT_THROW(F::max_pool2d(zeros({1, 1, 8, 8}), 0, 1, 0), Error);        // kernel
+  EXPECT_THROW(F::max_pool2d(zeros({1, 1, 8, 8}), 3, 2, 2), Error);        // padding > k/2
+  EXPECT_THROW(F::max_pool2d(zeros({1, 1, 2, 2}), 3, 1, 0), Error);        // output < 1
+  EXPECT_THROW(F::adaptive_avg_pool2d(zeros({1, 1, 4, 4}), 0, 1), Error);  // output size
+  EXPECT_THROW(F::adaptive_avg_pool2d(zeros({1, 4, 4}), 1, 1), Error);     // rank
 }
 
 // ============================================================ softmax, losses, linear
@@ -429,11 +420,11 @@ TEST(NnOps, SoftmaxLossLinearGradcheck) {
 
 TEST(NnOps, LossErrors) {
   Tensor x = zeros({4, 3});
-  EXPECT_THROW(F::cross_entropy(x, tensor<int64_t>({0, 1, 3, 0})), Error);     // class 3 of 3
-  EXPECT_THROW(F::cross_entropy(x, tensor<int64_t>({0, 1, 2})), Error);        // batch mismatch
-  EXPECT_THROW(F::cross_entropy(x, zeros({4})), Error);                        // float target
-  EXPECT_THROW(F::cross_entropy(zeros({4}), tensor<int64_t>({0})), Error);     // rank
-  EXPECT_THROW(F::nll_loss(x, tensor<int64_t>({0, -1, 1, 1})), Error);         // negative class
+  EXPECT_THROW(F::cross_entropy(x, tensor<int64_t>({0, 1, 3, 0})), Error);  // class 3 of 3
+  EXPECT_THROW(F::cross_entropy(x, tensor<int64_t>({0, 1, 2})), Error);     // batch mismatch
+  EXPECT_THROW(F::cross_entropy(x, zeros({4})), Error);                     // float target
+  EXPECT_THROW(F::cross_entropy(zeros({4}), tensor<int64_t>({0})), Error);  // rank
+  EXPECT_THROW(F::nll_loss(x, tensor<int64_t>({0, -1, 1, 1})), Error);      // negative class
   EXPECT_THROW(F::cross_entropy(x, tensor<int64_t>({0, 1, 2, 0}), F::Reduction::Mean, -100, 1.5),
                Error);
   EXPECT_THROW(F::linear(zeros({2, 3}), zeros({4, 5}), Tensor()), Error);

@@ -98,8 +98,8 @@ void forward_eval(const Tensor& input, const Tensor& weight, const Tensor& bias,
 
 template <typename T>
 void backward(const Tensor& grad_out, const Tensor& input, const Tensor& weight,
-              const Tensor& mean_t, const Tensor& invstd_t, bool training,
-              const Tensor& grad_input, const Tensor& grad_weight, const Tensor& grad_bias) {
+              const Tensor& mean_t, const Tensor& invstd_t, bool training, const Tensor& grad_input,
+              const Tensor& grad_weight, const Tensor& grad_bias) {
   const BnShape s(input);
   const T* g = grad_out.data_ptr<T>();
   const T* x = input.data_ptr<T>();

@@ -25,17 +25,28 @@ namespace graft::cpu {
 namespace {
 
 struct ConvGeometry {
-  int64_t N, C, H, W;     // input
-  int64_t O, OH, OW;      // output
+  int64_t N, C, H, W;  // input
+  int64_t O, OH, OW;   // output
   int64_t kh, kw;
   int64_t groups, Cg, Og;  // channels per group
   int64_t K, P;            // GEMM inner size and output pixels per image
   bool direct;             // 1x1, stride 1, no padding: the input is the column matrix
 
   ConvGeometry(const Shape& in, const Shape& w, const Shape& out, const F::Conv2dParams& p)
-      : N(in[0]), C(in[1]), H(in[2]), W(in[3]), O(out[1]), OH(out[2]), OW(out[3]), kh(w[2]),
-        kw(w[3]), groups(p.groups), Cg(in[1] / p.groups), Og(out[1] / p.groups),
-        K(Cg * kh * kw), P(out[2] * out[3]),
+      : N(in[0]),
+        C(in[1]),
+        H(in[2]),
+        W(in[3]),
+        O(out[1]),
+        OH(out[2]),
+        OW(out[3]),
+        kh(w[2]),
+        kw(w[3]),
+        groups(p.groups),
+        Cg(in[1] / p.groups),
+        Og(out[1] / p.groups),
+        K(Cg * kh * kw),
+        P(out[2] * out[3]),
         direct(kh == 1 && kw == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 &&
                p.pad_w == 0) {}
 };
@@ -51,9 +62,8 @@ void im2col(const T* in, const ConvGeometry& g, const F::Conv2dParams& p, T* col
         const int64_t dw = j * p.dilation_w - p.pad_w;
         // Output columns whose input column ow*stride + dw lies inside [0, W).
         const int64_t ow_lo = dw >= 0 ? 0 : (-dw + p.stride_w - 1) / p.stride_w;
-        const int64_t ow_hi =
-            std::clamp<int64_t>(g.W - dw > 0 ? (g.W - dw + p.stride_w - 1) / p.stride_w : 0,
-                                ow_lo, g.OW);
+        const int64_t ow_hi = std::clamp<int64_t>(
+            g.W - dw > 0 ? (g.W - dw + p.stride_w - 1) / p.stride_w : 0, ow_lo, g.OW);
         for (int64_t oh = 0; oh < g.OH; ++oh) {
           T* dst = row + oh * g.OW;
           const int64_t ih = oh * p.stride_h - p.pad_h + i * p.dilation_h;
@@ -75,19 +85,20 @@ void im2col(const T* in, const ConvGeometry& g, const F::Conv2dParams& p, T* col
   }
 }
 
-// Folds col[K,P] back, adding into `in` ([Cg,H,W], already initialised).
+// Folds the rows of channels [c0, c1) of col[K,P] (`col` points at channel
+// c0's first row) back, adding into `in` ([Cg,H,W], already initialised).
 template <typename T>
-void col2im(const T* col, const ConvGeometry& g, const F::Conv2dParams& p, T* in) {
-  for (int64_t c = 0; c < g.Cg; ++c) {
+void col2im(const T* col, const ConvGeometry& g, const F::Conv2dParams& p, T* in, int64_t c0,
+            int64_t c1) {
+  for (int64_t c = c0; c < c1; ++c) {
     T* plane = in + c * g.H * g.W;
     for (int64_t i = 0; i < g.kh; ++i) {
       for (int64_t j = 0; j < g.kw; ++j) {
-        const T* row = col + ((c * g.kh + i) * g.kw + j) * g.P;
+        const T* row = col + (((c - c0) * g.kh + i) * g.kw + j) * g.P;
         const int64_t dw = j * p.dilation_w - p.pad_w;
         const int64_t ow_lo = dw >= 0 ? 0 : (-dw + p.stride_w - 1) / p.stride_w;
-        const int64_t ow_hi =
-            std::clamp<int64_t>(g.W - dw > 0 ? (g.W - dw + p.stride_w - 1) / p.stride_w : 0,
-                                ow_lo, g.OW);
+        const int64_t ow_hi = std::clamp<int64_t>(
+            g.W - dw > 0 ? (g.W - dw + p.stride_w - 1) / p.stride_w : 0, ow_lo, g.OW);
         for (int64_t oh = 0; oh < g.OH; ++oh) {
           const int64_t ih = oh * p.stride_h - p.pad_h + i * p.dilation_h;
           if (ih < 0 || ih >= g.H) continue;
@@ -153,8 +164,14 @@ void conv2d_backward_input_impl(const Tensor& grad_out, const Tensor& weight,
   const T* w = weight.data_ptr<T>();
   T* gi = grad_input.data_ptr<T>();
   for_images(g.N, [&](int64_t n0, int64_t n1) {
+    // The column gradient is produced a few channels at a time so each block
+    // is folded back by col2im while it is still in cache (~1 MiB blocks).
+    const int64_t rows_per_channel = g.kh * g.kw * g.P;
+    const int64_t block = std::clamp<int64_t>(
+        (int64_t{1024} << 10) / static_cast<int64_t>(sizeof(T) * rows_per_channel), 1, g.Cg);
     T* col = g.direct ? nullptr
-                      : thread_workspace<T>(WorkspaceSlot::Columns, static_cast<size_t>(g.K * g.P));
+                      : thread_workspace<T>(WorkspaceSlot::Columns,
+                                            static_cast<size_t>(block * rows_per_channel));
     for (int64_t n = n0; n < n1; ++n) {
       for (int64_t gr = 0; gr < g.groups; ++gr) {
         T* gi_g = gi + (n * g.C + gr * g.Cg) * g.H * g.W;
@@ -162,10 +179,15 @@ void conv2d_backward_input_impl(const Tensor& grad_out, const Tensor& weight,
         const T* w_g = w + gr * g.Og * g.K;
         if (g.direct) {
           gemm<T>(true, false, g.K, g.P, g.Og, w_g, g.K, go_g, g.P, gi_g, g.P, false);
-        } else {
-          gemm<T>(true, false, g.K, g.P, g.Og, w_g, g.K, go_g, g.P, col, g.P, false);
-          std::fill(gi_g, gi_g + g.Cg * g.H * g.W, T(0));
-          col2im(col, g, p, gi_g);
+          continue;
+        }
+        std::fill(gi_g, gi_g + g.Cg * g.H * g.W, T(0));
+        for (int64_t c0 = 0; c0 < g.Cg; c0 += block) {
+          const int64_t c1 = std::min(c0 + block, g.Cg);
+          const int64_t r0 = c0 * g.kh * g.kw, rows = (c1 - c0) * g.kh * g.kw;
+          // gcol[r0:r0+rows, :] = W[:, r0:r0+rows]^T @ gout
+          gemm<T>(true, false, rows, g.P, g.Og, w_g + r0, g.K, go_g, g.P, col, g.P, false);
+          col2im(col, g, p, gi_g, c0, c1);
         }
       }
     }

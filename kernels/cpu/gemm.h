@@ -29,11 +29,20 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* 
   }
   // Four spelled-out cases: Eigen picks its GEMM kernel from the static expression type.
   if (!trans_a && !trans_b) {
-    if (accumulate) c.noalias() += a * b; else c.noalias() = a * b;
+    if (accumulate)
+      c.noalias() += a * b;
+    else
+      c.noalias() = a * b;
   } else if (trans_a && !trans_b) {
-    if (accumulate) c.noalias() += a.transpose() * b; else c.noalias() = a.transpose() * b;
+    if (accumulate)
+      c.noalias() += a.transpose() * b;
+    else
+      c.noalias() = a.transpose() * b;
   } else if (!trans_a && trans_b) {
-    if (accumulate) c.noalias() += a * b.transpose(); else c.noalias() = a * b.transpose();
+    if (accumulate)
+      c.noalias() += a * b.transpose();
+    else
+      c.noalias() = a * b.transpose();
   } else {
     if (accumulate) {
       c.noalias() += a.transpose() * b.transpose();

@@ -23,8 +23,7 @@ void linear_forward(const Tensor& input, const Tensor& weight, const Tensor& bia
 }
 
 template <typename T>
-void linear_backward_input(const Tensor& grad_out, const Tensor& weight,
-                           const Tensor& grad_input) {
+void linear_backward_input(const Tensor& grad_out, const Tensor& weight, const Tensor& grad_input) {
   const int64_t N = grad_out.size(0), O = grad_out.size(1), K = weight.size(1);
   gemm<T>(false, false, N, K, O, grad_out.data_ptr<T>(), O, weight.data_ptr<T>(), K,
           grad_input.data_ptr<T>(), K, false);

@@ -18,9 +18,12 @@ struct Rows {
   int64_t outer = 1, len = 1, inner = 1;
   Rows(const Tensor& t, int64_t dim) {
     for (int64_t d = 0; d < t.dim(); ++d) {
-      if (d < dim) outer *= t.size(d);
-      else if (d == dim) len = t.size(d);
-      else inner *= t.size(d);
+      if (d < dim)
+        outer *= t.size(d);
+      else if (d == dim)
+        len = t.size(d);
+      else
+        inner *= t.size(d);
     }
   }
 };
@@ -104,8 +107,8 @@ void reduce_loss(const std::vector<double>& row_loss, int64_t counted, int reduc
 }
 
 template <typename T>
-void nll_forward(const Tensor& log_probs, const Tensor& target, int reduction,
-                 int64_t ignore_index, const Tensor& out) {
+void nll_forward(const Tensor& log_probs, const Tensor& target, int reduction, int64_t ignore_index,
+                 const Tensor& out) {
   const int64_t N = log_probs.size(0), C = log_probs.size(1);
   const T* lp = log_probs.data_ptr<T>();
   const int64_t* t = target.data_ptr<int64_t>();
@@ -129,16 +132,19 @@ std::vector<double> row_scales(const Tensor& grad_out, const int64_t* t, int64_t
   for (int64_t i = 0; i < N; ++i) counted += target_counts(t[i], C, ignore_index, i) ? 1 : 0;
   for (int64_t i = 0; i < N; ++i) {
     if (t[i] == ignore_index) continue;
-    if (reduction == kReduceNone) scale[i] = static_cast<double>(g[i]);
-    else if (reduction == kReduceMean) scale[i] = static_cast<double>(g[0]) / static_cast<double>(counted);
-    else scale[i] = static_cast<double>(g[0]);
+    if (reduction == kReduceNone)
+      scale[i] = static_cast<double>(g[i]);
+    else if (reduction == kReduceMean)
+      scale[i] = static_cast<double>(g[0]) / static_cast<double>(counted);
+    else
+      scale[i] = static_cast<double>(g[0]);
   }
   return scale;
 }
 
 template <typename T>
-void nll_backward(const Tensor& grad_out, const Tensor& target, int reduction,
-                  int64_t ignore_index, const Tensor& grad_input) {
+void nll_backward(const Tensor& grad_out, const Tensor& target, int reduction, int64_t ignore_index,
+                  const Tensor& grad_input) {
   const int64_t N = grad_input.size(0), C = grad_input.size(1);
   const int64_t* t = target.data_ptr<int64_t>();
   const std::vector<double> scale = row_scales<T>(grad_out, t, N, C, reduction, ignore_index);
@@ -165,8 +171,8 @@ void ce_forward(const Tensor& logits, const Tensor& target, int reduction, int64
     double smooth = 0;
     if (ls > 0)
       for (int64_t c = 0; c < C; ++c) smooth -= static_cast<double>(lp[i * C + c]);
-    loss[i] = (1 - ls) * -static_cast<double>(lp[i * C + t[i]]) +
-              ls / static_cast<double>(C) * smooth;
+    loss[i] =
+        (1 - ls) * -static_cast<double>(lp[i * C + t[i]]) + ls / static_cast<double>(C) * smooth;
   }
   reduce_loss<T>(loss, counted, reduction, out);
 }
@@ -187,8 +193,7 @@ void ce_backward(const Tensor& grad_out, const Tensor& log_probs, const Tensor& 
       continue;
     }
     const T s = static_cast<T>(scale[i]);
-    for (int64_t c = 0; c < C; ++c)
-      row[c] = s * (std::exp(lp[i * C + c]) - static_cast<T>(off));
+    for (int64_t c = 0; c < C; ++c) row[c] = s * (std::exp(lp[i * C + c]) - static_cast<T>(off));
     row[t[i]] -= s * static_cast<T>(1 - ls);
   }
 }
@@ -199,9 +204,8 @@ void softmax_forward_cpu(const Tensor& input, int64_t dim, bool log, const Tenso
 }
 void softmax_backward_cpu(const Tensor& grad_out, const Tensor& output, int64_t dim, bool log,
                           const Tensor& grad_input) {
-  GRAFT_DISPATCH_FLOAT(output.dtype(), "softmax_backward", [&] {
-    softmax_backward<scalar_t>(grad_out, output, dim, log, grad_input);
-  });
+  GRAFT_DISPATCH_FLOAT(output.dtype(), "softmax_backward",
+                       [&] { softmax_backward<scalar_t>(grad_out, output, dim, log, grad_input); });
 }
 void nll_forward_cpu(const Tensor& log_probs, const Tensor& target, int reduction,
                      int64_t ignore_index, const Tensor& out) {
@@ -215,8 +219,8 @@ void nll_backward_cpu(const Tensor& grad_out, const Tensor& target, int reductio
     nll_backward<scalar_t>(grad_out, target, reduction, ignore_index, grad_input);
   });
 }
-void ce_forward_cpu(const Tensor& logits, const Tensor& target, int reduction,
-                    int64_t ignore_index, double ls, const Tensor& out, const Tensor& log_probs) {
+void ce_forward_cpu(const Tensor& logits, const Tensor& target, int reduction, int64_t ignore_index,
+                    double ls, const Tensor& out, const Tensor& log_probs) {
   GRAFT_DISPATCH_FLOAT(logits.dtype(), "cross_entropy", [&] {
     ce_forward<scalar_t>(logits, target, reduction, ignore_index, ls, out, log_probs);
   });

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Builds bench_resnet and compares graft's ResNet18 train/inference images/s
+# and peak RSS with PyTorch's (see compare_resnet.py). Extra args pass through,
+# e.g. benchmarks/compare_resnet.sh --threads 8
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+ninja -C "$BUILD" benchmarks/bench_resnet >/dev/null
+PY=${PYTHON:-python3}
+exec "$PY" benchmarks/compare_resnet.py --bench "$BUILD/benchmarks/bench_resnet" "$@"

@@ -1,0 +1,162 @@
+#include "data/image.h"
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <string_view>
+
+#include "core/error.h"
+
+// stb_image is compiled into graft exactly here. Only the decoders graft needs
+// are kept, and stbi's failure strings are kept thread-local so concurrent
+// loader workers report their own errors.
+#define STB_IMAGE_IMPLEMENTATION
+#define STBI_NO_HDR
+#define STBI_NO_LINEAR
+#define STBI_NO_STDIO
+#define STBI_THREAD_LOCAL thread_local
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wshadow"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wpedantic"
+#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
+#pragma GCC diagnostic ignored "-Wdouble-promotion"
+#endif
+#include <stb_image.h>
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+
+#ifdef GRAFT_HAVE_TURBOJPEG
+#include <turbojpeg.h>
+#endif
+
+namespace graft::data {
+
+Image::Image(int64_t h, int64_t w, uint8_t fill) : height(h), width(w) {
+  GRAFT_CHECK(h >= 0 && w >= 0, "Image: negative size ", h, "x", w);
+  pixels.assign(static_cast<size_t>(h * w * channels), fill);
+}
+
+namespace {
+
+std::atomic<bool> g_prefer_stb{false};
+
+bool is_jpeg(const uint8_t* b, size_t n) {
+  return n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF;
+}
+
+#ifdef GRAFT_HAVE_TURBOJPEG
+// One TurboJPEG decompressor per thread (handles are not thread-safe and are
+// cheap to keep; creating one per image costs more than decoding a thumbnail).
+struct TurboHandle {
+  tjhandle h = tjInitDecompress();
+  ~TurboHandle() {
+    if (h) tjDestroy(h);
+  }
+};
+
+Image decode_turbojpeg(const uint8_t* bytes, size_t size, const std::string& name) {
+  thread_local TurboHandle handle;
+  GRAFT_CHECK(handle.h, "decode_image: cannot initialise libjpeg-turbo: ", tjGetErrorStr2(nullptr));
+  int w = 0, h = 0, subsamp = 0, colorspace = 0;
+  if (tjDecompressHeader3(handle.h, bytes, static_cast<unsigned long>(size), &w, &h, &subsamp,
+                          &colorspace) != 0)
+    GRAFT_FAIL("decode_image: ", name, ": not a decodable JPEG (", tjGetErrorStr2(handle.h), ")");
+  GRAFT_CHECK(colorspace != TJCS_CMYK && colorspace != TJCS_YCCK, "decode_image: ", name,
+              ": CMYK/YCCK JPEGs are not supported; convert the image to RGB");
+  GRAFT_CHECK(w > 0 && h > 0, "decode_image: ", name, ": JPEG has zero size ", w, "x", h);
+  Image img(h, w);
+  // Flags 0: accurate integer IDCT and fancy chroma upsampling, the libjpeg
+  // defaults PIL decodes with, so pixels match torchvision's loader exactly.
+  if (tjDecompress2(handle.h, bytes, static_cast<unsigned long>(size), img.pixels.data(), w, 0, h,
+                    TJPF_RGB, 0) != 0) {
+    const std::string msg = tjGetErrorStr2(handle.h);
+    // libjpeg-turbo reports recoverable oddities (extraneous bytes before a
+    // marker) as warnings and still decodes; PIL accepts those. A premature
+    // end of data means the file is truncated: PIL refuses it and so do we.
+    const bool truncated = msg.find("Premature end") != std::string::npos;
+    if (tjGetErrorCode(handle.h) != TJERR_WARNING || truncated)
+      GRAFT_FAIL("decode_image: ", name, truncated ? ": truncated JPEG (" : ": corrupt JPEG (", msg,
+                 ")");
+  }
+  return img;
+}
+#endif
+
+Image decode_stb(const uint8_t* bytes, size_t size, const std::string& name) {
+  GRAFT_CHECK(size <= static_cast<size_t>(INT32_MAX), "decode_image: ", name, ": file too large (",
+              size, " bytes)");
+  if (is_jpeg(bytes, size)) {
+    // stb_image pads a truncated JPEG's entropy data with zeros and returns a
+    // partly grey image without an error; a missing end-of-image marker near
+    // the end of the data is the reliable sign of truncation.
+    const size_t tail = std::min<size_t>(size, 1024);
+    bool has_eoi = false;
+    for (size_t i = size - tail; i + 1 < size; ++i)
+      if (bytes[i] == 0xFF && bytes[i + 1] == 0xD9) has_eoi = true;
+    GRAFT_CHECK(has_eoi, "decode_image: ", name, ": truncated JPEG (no end-of-image marker)");
+  }
+  int w = 0, h = 0, comp = 0;
+  uint8_t* px = stbi_load_from_memory(bytes, static_cast<int>(size), &w, &h, &comp, 3);
+  if (!px)
+    GRAFT_FAIL("decode_image: ", name, ": cannot decode (", stbi_failure_reason(),
+               "); supported formats are JPEG, PNG, BMP, GIF, TGA, PSD and PNM");
+  Image img;
+  img.height = h;
+  img.width = w;
+  img.pixels.assign(px, px + static_cast<size_t>(w) * h * 3);
+  stbi_image_free(px);
+  return img;
+}
+
+}  // namespace
+
+Image decode_image(const uint8_t* bytes, size_t size, const std::string& name) {
+  GRAFT_CHECK(size > 0, "decode_image: ", name, ": empty file (0 bytes)");
+#ifdef GRAFT_HAVE_TURBOJPEG
+  if (is_jpeg(bytes, size) && !g_prefer_stb.load(std::memory_order_relaxed))
+    return decode_turbojpeg(bytes, size, name);
+#endif
+  return decode_stb(bytes, size, name);
+}
+
+Image decode_image(const std::vector<uint8_t>& bytes, const std::string& name) {
+  return decode_image(bytes.data(), bytes.size(), name);
+}
+
+std::vector<uint8_t> read_file_bytes(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  GRAFT_CHECK(f, "cannot open ", path, ": ", std::strerror(errno));
+  std::vector<uint8_t> bytes;
+  uint8_t buf[1 << 16];
+  size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) bytes.insert(bytes.end(), buf, buf + n);
+  const bool failed = std::ferror(f) != 0;
+  const int err = errno;
+  std::fclose(f);
+  GRAFT_CHECK(!failed, "cannot read ", path, ": ", std::strerror(err));
+  return bytes;
+}
+
+Image read_image(const std::string& path) {
+  GRAFT_CHECK(!std::filesystem::is_directory(path), "read_image: ", path, " is a directory");
+  const std::vector<uint8_t> bytes = read_file_bytes(path);
+  return decode_image(bytes.data(), bytes.size(), path);
+}
+
+const char* jpeg_decoder_name() {
+#ifdef GRAFT_HAVE_TURBOJPEG
+  if (!g_prefer_stb.load()) return "libjpeg-turbo";
+#endif
+  return "stb_image";
+}
+
+void set_prefer_stb_jpeg(bool prefer) { g_prefer_stb.store(prefer); }
+
+}  // namespace graft::data

@@ -1,0 +1,118 @@
+// DataLoader: batches of a Dataset, decoded and transformed by worker threads.
+//
+// Batches come out in order (batch b holds positions [b*B, (b+1)*B) of the
+// epoch's order). Workers claim batch indices in order and never run more than
+// `prefetch` batches per worker ahead of the consumer, so memory is bounded.
+// Randomness is a function of (seed, epoch, batch index) only: the shuffled
+// order and every random transform are the same whatever num_workers is.
+// An exception thrown by Dataset::get in a worker is re-thrown by next() when
+// the consumer reaches that batch. Stopping early (or destroying the loader)
+// cancels the outstanding work and joins the workers.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "data/dataset.h"
+
+namespace graft::data {
+
+struct Batch {
+  Tensor images;  // float32 [B, C, H, W]
+  Tensor labels;  // int64 [B]
+};
+
+// Stacks examples into a Batch; errors name the example whose shape differs.
+Batch collate(const std::vector<Example>& examples);
+
+class DataLoader {
+ public:
+  struct Options {
+    int64_t batch_size = 32;
+    bool shuffle = false;
+    bool drop_last = false;
+    int num_workers = 0;  // 0: load on the consumer's thread
+    int prefetch = 2;     // batches in flight per worker
+    uint64_t seed = 0;
+  };
+  DataLoader(DatasetPtr dataset, Options options);
+  ~DataLoader();
+  DataLoader(const DataLoader&) = delete;
+  DataLoader& operator=(const DataLoader&) = delete;
+
+  // Batches per epoch.
+  int64_t size() const;
+  const Options& options() const { return opts_; }
+  const DatasetPtr& dataset() const { return dataset_; }
+
+  // Starts epoch `epoch` (stopping any epoch in progress). The next call to
+  // start() without an argument continues with epoch + 1.
+  void start(int64_t epoch);
+  void start() { start(next_epoch_); }
+  // The next batch of the current epoch; false when the epoch is done (or was
+  // stopped, or a worker failed and its error was already thrown).
+  bool next(Batch& out);
+  // Cancels the current epoch and joins the workers (idempotent).
+  void stop();
+
+  // The example order of `epoch` (identity when not shuffling).
+  std::vector<int64_t> epoch_order(int64_t epoch) const;
+
+  // for (Batch& b : loader) runs one epoch (start() + next() until done).
+  class Iterator {
+   public:
+    Iterator(DataLoader* loader) : loader_(loader) { advance(); }
+    Iterator() = default;
+    Batch& operator*() { return batch_; }
+    Iterator& operator++() {
+      advance();
+      return *this;
+    }
+    bool operator!=(const Iterator& o) const { return loader_ != o.loader_; }
+
+   private:
+    void advance() {
+      if (loader_ && !loader_->next(batch_)) loader_ = nullptr;
+    }
+    DataLoader* loader_ = nullptr;
+    Batch batch_;
+  };
+  Iterator begin() {
+    start();
+    return Iterator(this);
+  }
+  Iterator end() { return Iterator(); }
+
+ private:
+  Batch load_batch(int64_t b) const;
+  void worker_loop();
+
+  DatasetPtr dataset_;
+  Options opts_;
+  int64_t next_epoch_ = 0;
+
+  // Current epoch state.
+  bool running_ = false;
+  bool started_ = false;
+  int64_t epoch_ = 0;
+  std::vector<int64_t> order_;
+  int64_t num_batches_ = 0;
+  int64_t next_claim_ = 0;    // next batch index a worker will take
+  int64_t next_deliver_ = 0;  // next batch index the consumer gets
+  bool stopping_ = false;
+  struct Slot {
+    Batch batch;
+    std::exception_ptr error;
+  };
+  std::map<int64_t, Slot> ready_;
+  std::mutex mu_;
+  std::condition_variable cv_work_, cv_ready_;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace graft::data

@@ -1,0 +1,214 @@
+#include "nn/models/resnet.h"
+
+#include "core/autograd.h"
+#include "core/ops.h"
+#include "nn/init.h"
+
+namespace graft::nn {
+
+namespace {
+
+std::shared_ptr<Conv2d> conv3x3(int64_t in, int64_t out, int64_t stride = 1) {
+  return std::make_shared<Conv2d>(in, out, 3, stride, /*padding=*/1, /*dilation=*/1,
+                                  /*groups=*/1, /*bias=*/false);
+}
+
+std::shared_ptr<Conv2d> conv1x1(int64_t in, int64_t out, int64_t stride = 1) {
+  return std::make_shared<Conv2d>(in, out, 1, stride, 0, 1, 1, /*bias=*/false);
+}
+
+// out += identity, then ReLU. The sum is in place only when no graph is
+// recorded through `out` (inference): it saves a full activation copy.
+Tensor residual_relu(Tensor out, const Tensor& identity) {
+  if (!autograd::any_requires_grad({&out, &identity})) {
+    add_(out, identity);
+    return relu_(out);
+  }
+  return relu(add(out, identity));
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- blocks
+
+BasicBlock::BasicBlock(int64_t inplanes, int64_t planes, int64_t stride, std::shared_ptr<Module> ds)
+    : Module("BasicBlock") {
+  conv1 = conv3x3(inplanes, planes, stride);
+  bn1 = std::make_shared<BatchNorm2d>(planes);
+  relu = std::make_shared<ReLU>(true);
+  conv2 = conv3x3(planes, planes);
+  bn2 = std::make_shared<BatchNorm2d>(planes);
+  downsample = std::move(ds);
+  register_module("conv1", &conv1);
+  register_module("bn1", &bn1);
+  register_module("relu", &relu);
+  register_module("conv2", &conv2);
+  register_module("bn2", &bn2);
+  if (downsample) register_module("downsample", &downsample);
+}
+
+Tensor BasicBlock::forward(const Tensor& x) {
+  Tensor out = relu->forward(bn1->forward(conv1->forward(x)));
+  out = bn2->forward(conv2->forward(out));
+  const Tensor identity = downsample ? downsample->forward(x) : x;
+  return residual_relu(out, identity);
+}
+
+Bottleneck::Bottleneck(int64_t inplanes, int64_t planes, int64_t stride, std::shared_ptr<Module> ds)
+    : Module("Bottleneck") {
+  const int64_t width = planes;  // groups=1, base_width=64
+  conv1 = conv1x1(inplanes, width);
+  bn1 = std::make_shared<BatchNorm2d>(width);
+  conv2 = conv3x3(width, width, stride);
+  bn2 = std::make_shared<BatchNorm2d>(width);
+  conv3 = conv1x1(width, planes * expansion);
+  bn3 = std::make_shared<BatchNorm2d>(planes * expansion);
+  relu = std::make_shared<ReLU>(true);
+  downsample = std::move(ds);
+  register_module("conv1", &conv1);
+  register_module("bn1", &bn1);
+  register_module("conv2", &conv2);
+  register_module("bn2", &bn2);
+  register_module("conv3", &conv3);
+  register_module("bn3", &bn3);
+  register_module("relu", &relu);
+  if (downsample) register_module("downsample", &downsample);
+}
+
+Tensor Bottleneck::forward(const Tensor& x) {
+  Tensor out = relu->forward(bn1->forward(conv1->forward(x)));
+  out = relu->forward(bn2->forward(conv2->forward(out)));
+  out = bn3->forward(conv3->forward(out));
+  const Tensor identity = downsample ? downsample->forward(x) : x;
+  return residual_relu(out, identity);
+}
+
+// ---------------------------------------------------------------- ResNet
+
+ResNet::ResNet(BlockKind block, std::vector<int64_t> layers, int64_t num_classes,
+               bool zero_init_residual)
+    : Module("ResNet"),
+      block_(block),
+      expansion_(block == BlockKind::Basic ? BasicBlock::expansion : Bottleneck::expansion) {
+  GRAFT_CHECK(layers.size() == 4, "ResNet: expected 4 stage sizes, got ", layers.size());
+  GRAFT_CHECK(num_classes > 0, "ResNet: num_classes must be positive, got ", num_classes);
+  conv1 = std::make_shared<Conv2d>(3, 64, 7, 2, 3, 1, 1, /*bias=*/false);
+  bn1 = std::make_shared<BatchNorm2d>(64);
+  relu = std::make_shared<ReLU>(true);
+  maxpool = std::make_shared<MaxPool2d>(3, 2, 1);
+  layer1 = make_layer(64, layers[0], 1);
+  layer2 = make_layer(128, layers[1], 2);
+  layer3 = make_layer(256, layers[2], 2);
+  layer4 = make_layer(512, layers[3], 2);
+  avgpool = std::make_shared<AdaptiveAvgPool2d>(1, 1);
+  fc = std::make_shared<Linear>(512 * expansion_, num_classes);
+  register_module("conv1", &conv1);
+  register_module("bn1", &bn1);
+  register_module("relu", &relu);
+  register_module("maxpool", &maxpool);
+  register_module("layer1", &layer1);
+  register_module("layer2", &layer2);
+  register_module("layer3", &layer3);
+  register_module("layer4", &layer4);
+  register_module("avgpool", &avgpool);
+  register_module("fc", &fc);
+
+  // torchvision: convs kaiming_normal_(fan_out, relu), BN weight 1 / bias 0
+  // (already BatchNorm2d's defaults); the Linear keeps its own default init.
+  apply([](Module& m) {
+    if (auto* conv = dynamic_cast<Conv2d*>(&m)) {
+      init::kaiming_normal_(conv->weight, 0, init::FanMode::FanOut, init::Nonlinearity::ReLU);
+    } else if (auto* bn = dynamic_cast<BatchNorm2d*>(&m)) {
+      init::ones_(bn->weight);
+      init::zeros_(bn->bias);
+    }
+  });
+  // Zero the last BN of each residual branch so every block starts as the
+  // identity (https://arxiv.org/abs/1706.02677).
+  if (zero_init_residual) {
+    apply([](Module& m) {
+      if (auto* b = dynamic_cast<Bottleneck*>(&m))
+        init::zeros_(b->bn3->weight);
+      else if (auto* bb = dynamic_cast<BasicBlock*>(&m))
+        init::zeros_(bb->bn2->weight);
+    });
+  }
+}
+
+std::shared_ptr<Sequential> ResNet::make_layer(int64_t planes, int64_t blocks, int64_t stride) {
+  GRAFT_CHECK(blocks > 0, "ResNet: every stage needs at least one block, got ", blocks);
+  std::shared_ptr<Module> ds;
+  if (stride != 1 || inplanes_ != planes * expansion_) {
+    ds = std::make_shared<Sequential>(
+        std::initializer_list<ModulePtr>{conv1x1(inplanes_, planes * expansion_, stride),
+                                         std::make_shared<BatchNorm2d>(planes * expansion_)});
+  }
+  auto seq = std::make_shared<Sequential>();
+  auto make_block = [&](int64_t in, int64_t s, std::shared_ptr<Module> d) -> ModulePtr {
+    if (block_ == BlockKind::Basic)
+      return std::make_shared<BasicBlock>(in, planes, s, std::move(d));
+    return std::make_shared<Bottleneck>(in, planes, s, std::move(d));
+  };
+  seq->push_back(make_block(inplanes_, stride, ds));
+  inplanes_ = planes * expansion_;
+  for (int64_t i = 1; i < blocks; ++i) seq->push_back(make_block(inplanes_, 1, nullptr));
+  return seq;
+}
+
+Tensor ResNet::features(const Tensor& x) {
+  GRAFT_CHECK(x.dim() == 4 && x.size(1) == 3, "ResNet: expected an input batch [N, 3, H, W], got ",
+              shape_str(x.sizes()));
+  Tensor y = maxpool->forward(relu->forward(bn1->forward(conv1->forward(x))));
+  y = layer4->forward(layer3->forward(layer2->forward(layer1->forward(y))));
+  return avgpool->forward(y).flatten(1);
+}
+
+Tensor ResNet::forward(const Tensor& x) {
+  GRAFT_CHECK(fc != nullptr, "ResNet: the classifier head 'fc' is not set");
+  return fc->forward(features(x));
+}
+
+void ResNet::replace_head(int64_t num_classes, Generator* gen) {
+  GRAFT_CHECK(num_classes > 0, "ResNet::replace_head: num_classes must be positive, got ",
+              num_classes);
+  fc = std::make_shared<Linear>(head_in_features(), num_classes, true, gen);
+  fc->train(is_training());
+}
+
+// ---------------------------------------------------------------- factories
+
+std::shared_ptr<ResNet> resnet18(int64_t n, bool z) {
+  return std::make_shared<ResNet>(BlockKind::Basic, std::vector<int64_t>{2, 2, 2, 2}, n, z);
+}
+std::shared_ptr<ResNet> resnet34(int64_t n, bool z) {
+  return std::make_shared<ResNet>(BlockKind::Basic, std::vector<int64_t>{3, 4, 6, 3}, n, z);
+}
+std::shared_ptr<ResNet> resnet50(int64_t n, bool z) {
+  return std::make_shared<ResNet>(BlockKind::Bottleneck, std::vector<int64_t>{3, 4, 6, 3}, n, z);
+}
+std::shared_ptr<ResNet> resnet101(int64_t n, bool z) {
+  return std::make_shared<ResNet>(BlockKind::Bottleneck, std::vector<int64_t>{3, 4, 23, 3}, n, z);
+}
+std::shared_ptr<ResNet> resnet152(int64_t n, bool z) {
+  return std::make_shared<ResNet>(BlockKind::Bottleneck, std::vector<int64_t>{3, 8, 36, 3}, n, z);
+}
+
+const std::vector<std::string>& resnet_archs() {
+  static const std::vector<std::string> names = {"resnet18", "resnet34", "resnet50", "resnet101",
+                                                 "resnet152"};
+  return names;
+}
+
+std::shared_ptr<ResNet> make_resnet(const std::string& arch, int64_t num_classes,
+                                    bool zero_init_residual) {
+  if (arch == "resnet18") return resnet18(num_classes, zero_init_residual);
+  if (arch == "resnet34") return resnet34(num_classes, zero_init_residual);
+  if (arch == "resnet50") return resnet50(num_classes, zero_init_residual);
+  if (arch == "resnet101") return resnet101(num_classes, zero_init_residual);
+  if (arch == "resnet152") return resnet152(num_classes, zero_init_residual);
+  std::string known;
+  for (const auto& n : resnet_archs()) known += (known.empty() ? "" : ", ") + n;
+  GRAFT_FAIL("unknown architecture '", arch, "' (known: ", known, ")");
+}
+
+}  // namespace graft::nn
