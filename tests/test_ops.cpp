@@ -8,7 +8,7 @@
 #include "core/autograd.h"
 #include "core/gradcheck.h"
 #include "core/ops.h"
-#include "tests/npy_reader.h"
+#include "io/npy.h"
 #include "tests/test_util.h"
 
 namespace graft {
@@ -98,12 +98,12 @@ TEST_P(TorchParity, OutputAndGradients) {
   GRAFT_REQUIRE_FIXTURE(prefix + "out.npy");
   std::vector<Tensor> inputs;
   for (int i = 0; testing::fixture_exists(prefix + "x" + std::to_string(i) + ".npy"); ++i) {
-    Tensor t = testing::load_npy(testing::fixture(prefix + "x" + std::to_string(i) + ".npy"));
+    Tensor t = io::load_npy(testing::fixture(prefix + "x" + std::to_string(i) + ".npy"));
     if (is_floating(t.dtype())) t.set_requires_grad(true);
     inputs.push_back(t);
   }
   ASSERT_FALSE(inputs.empty());
-  const Tensor expected = testing::load_npy(testing::fixture(prefix + "out.npy"));
+  const Tensor expected = io::load_npy(testing::fixture(prefix + "out.npy"));
   const Tensor out = cases().at(name)(inputs);
   ASSERT_EQ(out.sizes(), expected.sizes()) << name;
   if (!is_floating(expected.dtype())) {
@@ -113,11 +113,11 @@ TEST_P(TorchParity, OutputAndGradients) {
   }
   EXPECT_EQ(out.dtype(), DType::Float64) << name;
   EXPECT_TRUE(testing::close_to(out, expected, 1e-12)) << name;
-  const Tensor w = testing::load_npy(testing::fixture(prefix + "w.npy"));
+  const Tensor w = io::load_npy(testing::fixture(prefix + "w.npy"));
   sum(mul(out, w)).backward();
   for (size_t i = 0; i < inputs.size(); ++i) {
     if (!inputs[i].requires_grad()) continue;
-    const Tensor g = testing::load_npy(testing::fixture(prefix + "g" + std::to_string(i) + ".npy"));
+    const Tensor g = io::load_npy(testing::fixture(prefix + "g" + std::to_string(i) + ".npy"));
     // An input reached only through non-differentiable ops (where's
     // condition) gets no gradient; torch reports None, saved as zeros.
     const Tensor actual = inputs[i].grad().defined() ? inputs[i].grad() : zeros_like(g);
@@ -144,7 +144,7 @@ TEST(Gradcheck, EveryDifferentiableOp) {
     if (!testing::fixture_exists(prefix + "w.npy")) continue;  // integer output
     std::vector<Tensor> inputs;
     for (int i = 0; testing::fixture_exists(prefix + "x" + std::to_string(i) + ".npy"); ++i) {
-      Tensor t = testing::load_npy(testing::fixture(prefix + "x" + std::to_string(i) + ".npy"));
+      Tensor t = io::load_npy(testing::fixture(prefix + "x" + std::to_string(i) + ".npy"));
       if (is_floating(t.dtype())) {
         // Keep the fixture's sign pattern (domains) but perturb the values.
         Tensor noise = mul(rand(t.sizes(), opts(DType::Float64), &gen), 0.1);
