@@ -32,9 +32,7 @@ double time_loop(int64_t warmup, int64_t steps, const std::function<void()>& fn,
 int run_bench(const BenchArgs& a) {
   using namespace graft;
   if (a.threads > 0) set_num_threads(a.threads);
-  const Device device = Device::parse(a.device);
-  GRAFT_CHECK(device_available(device), "--device ", a.device, ": ",
-              device_unavailable_reason(device.type), "; use --device cpu");
+  const Device device = require_device(a.device);
   manual_seed(0);
   auto model = nn::make_resnet(a.arch, a.classes);
   if (a.freeze_backbone) {

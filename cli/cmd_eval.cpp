@@ -21,9 +21,7 @@ struct EvalArgs {
 int run_eval(const EvalArgs& a) {
   using namespace graft;
   if (a.threads > 0) set_num_threads(a.threads);
-  const Device device = Device::parse(a.device);
-  GRAFT_CHECK(device_available(device), "--device ", a.device, ": ",
-              device_unavailable_reason(device.type), "; use --device cpu");
+  const Device device = require_device(a.device);
   const train::TrainingCheckpoint ck = train::load_checkpoint(a.weights);
   const Tensor* fc = io::find_tensor(ck.model, "fc.weight");
   GRAFT_CHECK(fc, "'", a.weights, "' has no fc.weight: not a ResNet classifier checkpoint");

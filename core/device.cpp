@@ -73,4 +73,14 @@ bool device_available(Device device) {
   return !b.device_count || device.index < b.device_count();
 }
 
+Device require_device(const std::string& spec) {
+  const Device device = Device::parse(spec);
+  GRAFT_CHECK(device_available(device), "--device ", spec, ": ",
+              device.is_cuda() && device_unavailable_reason(device.type).empty()
+                  ? "no such CUDA device"
+                  : device_unavailable_reason(device.type),
+              "; use --device cpu");
+  return device;
+}
+
 }  // namespace graft

@@ -58,6 +58,10 @@ bool device_available(Device device);
 std::string device_unavailable_reason(DeviceType type);
 Allocator* cpu_allocator();
 
+// Parses a --device value ("cpu", "cuda", "cuda:N") and checks that the device
+// can be used now; the error says why not and suggests --device cpu.
+Device require_device(const std::string& spec);
+
 inline bool cuda_available() { return device_available(Device::cuda()); }
 
 }  // namespace graft

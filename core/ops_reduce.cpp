@@ -47,8 +47,7 @@ DType reduce_dtype(const Tensor& a, ReduceOp op) {
   return t;
 }
 
-Tensor reduce_op(ReduceOp op, const Tensor& a, const std::vector<int64_t>& dims, bool keepdim,
-                 const char* name) {
+Tensor reduce_op(ReduceOp op, const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
   const DType t = reduce_dtype(a, op);
   Tensor in = a.to(t);
   Tensor out = empty(keepdim_shape(in, dims), opts(t, a.device()));
@@ -58,65 +57,50 @@ Tensor reduce_op(ReduceOp op, const Tensor& a, const std::vector<int64_t>& dims,
     kernel::reduce(a.device())(op, in, dims, out);
   }
   if (!keepdim) out = out.view(squeezed_shape(in, dims));
-  (void)name;
+  return out;
+}
+
+}  // namespace
+
+namespace {
+
+using RecordReduction = void (*)(const Tensor&, const std::vector<int64_t>&, bool, const Tensor&);
+
+// The shared front end of sum/mean/prod/amax/amin.
+Tensor reduction(ReduceOp op, const Tensor& a, std::vector<int64_t> dims, bool keepdim,
+                 const char* what, RecordReduction record) {
+  dims = reduction_dims(a, std::move(dims), what);
+  Tensor out;
+  {
+    NoGradGuard g;
+    out = reduce_op(op, a, dims, keepdim);
+  }
+  if (autograd::any_requires_grad({&a})) record(a, dims, keepdim, out);
   return out;
 }
 
 }  // namespace
 
 Tensor sum(const Tensor& a, std::vector<int64_t> dims, bool keepdim) {
-  dims = reduction_dims(a, std::move(dims), "sum: dim");
-  Tensor out;
-  {
-    NoGradGuard g;
-    out = reduce_op(ReduceOp::Sum, a, dims, keepdim, "sum");
-  }
-  if (autograd::any_requires_grad({&a})) derivatives::sum(a, dims, keepdim, out);
-  return out;
+  return reduction(ReduceOp::Sum, a, std::move(dims), keepdim, "sum: dim", derivatives::sum);
 }
 
 Tensor mean(const Tensor& a, std::vector<int64_t> dims, bool keepdim) {
-  dims = reduction_dims(a, std::move(dims), "mean: dim");
-  Tensor out;
-  {
-    NoGradGuard g;
-    out = reduce_op(ReduceOp::Mean, a, dims, keepdim, "mean");
-  }
-  if (autograd::any_requires_grad({&a})) derivatives::mean(a, dims, keepdim, out);
-  return out;
+  return reduction(ReduceOp::Mean, a, std::move(dims), keepdim, "mean: dim", derivatives::mean);
 }
 
 Tensor prod(const Tensor& a, std::vector<int64_t> dims, bool keepdim) {
-  dims = reduction_dims(a, std::move(dims), "prod: dim");
-  Tensor out;
-  {
-    NoGradGuard g;
-    out = reduce_op(ReduceOp::Prod, a, dims, keepdim, "prod");
-  }
-  if (autograd::any_requires_grad({&a})) derivatives::prod(a, dims, keepdim, out);
-  return out;
+  return reduction(ReduceOp::Prod, a, std::move(dims), keepdim, "prod: dim", derivatives::prod);
 }
 
 Tensor amax(const Tensor& a, std::vector<int64_t> dims, bool keepdim) {
-  dims = reduction_dims(a, std::move(dims), "amax: dim");
-  Tensor out;
-  {
-    NoGradGuard g;
-    out = reduce_op(ReduceOp::Max, a, dims, keepdim, "amax");
-  }
-  if (autograd::any_requires_grad({&a})) derivatives::amax_amin(a, dims, keepdim, out);
-  return out;
+  return reduction(ReduceOp::Max, a, std::move(dims), keepdim, "amax: dim",
+                   derivatives::amax_amin);
 }
 
 Tensor amin(const Tensor& a, std::vector<int64_t> dims, bool keepdim) {
-  dims = reduction_dims(a, std::move(dims), "amin: dim");
-  Tensor out;
-  {
-    NoGradGuard g;
-    out = reduce_op(ReduceOp::Min, a, dims, keepdim, "amin");
-  }
-  if (autograd::any_requires_grad({&a})) derivatives::amax_amin(a, dims, keepdim, out);
-  return out;
+  return reduction(ReduceOp::Min, a, std::move(dims), keepdim, "amin: dim",
+                   derivatives::amax_amin);
 }
 
 Tensor var(const Tensor& a, std::vector<int64_t> dims, double correction, bool keepdim) {

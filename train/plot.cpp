@@ -109,6 +109,9 @@ void render_chart(std::ostringstream& os, const Chart& c, double ox, double oy, 
     for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
       if (!std::isfinite(s.y[i])) continue;
       points += fmt(px(s.x[i])) + "," + fmt(py(s.y[i])) + " ";
+      // A marker per point keeps single-point series (and sparse curves) visible.
+      os << "<circle cx=\"" << fmt(px(s.x[i])) << "\" cy=\"" << fmt(py(s.y[i]))
+         << "\" r=\"2.5\" fill=\"" << colour << "\"/>\n";
     }
     os << "<polyline fill=\"none\" stroke=\"" << colour << "\" stroke-width=\"2\""
        << (s.dashed ? " stroke-dasharray=\"6,4\"" : "") << " points=\"" << points << "\"/>\n";

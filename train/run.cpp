@@ -263,9 +263,7 @@ TrainSummary run_training(TrainConfig c) {
   }
   validate(c);
   if (c.threads > 0) set_num_threads(c.threads);
-  const Device device = Device::parse(c.device);
-  GRAFT_CHECK(device_available(device), "--device ", c.device, ": ",
-              device_unavailable_reason(device.type), "; use --device cpu");
+  const Device device = require_device(c.device);
   if (!c.out.empty()) check_writable(c.out);
   manual_seed(c.seed);
 
