@@ -38,7 +38,7 @@ int run_eval(const EvalArgs& a) {
   data::DatasetPtr ds;
   std::vector<std::string> names = ck.classes;
   if (!a.val_npy.empty()) {
-    ds = data::TensorDataset::from_npy(a.val_npy, a.val_labels, io::load_npy);
+    ds = data::TensorDataset::from_npy(a.val_npy, a.val_labels);
   } else if (!a.data_dir.empty()) {
     const int64_t size = a.image_size > 0 ? a.image_size : 224;
     auto f = std::make_shared<data::ImageFolder>(a.data_dir,

@@ -106,12 +106,12 @@ Data load_data(const TrainConfig& c) {
                            : "give only one of --train-npy, --data and --dataset");
   if (!c.train_npy.empty()) {
     GRAFT_CHECK(!c.train_labels.empty(), "--train-npy needs --train-labels Y.npy (int64 labels)");
-    auto ds = data::TensorDataset::from_npy(c.train_npy, c.train_labels, io::load_npy);
+    auto ds = data::TensorDataset::from_npy(c.train_npy, c.train_labels);
     d.train = ds;
     for (int64_t i = 0; i < ds->num_classes(); ++i) d.classes.push_back(std::to_string(i));
     if (!c.val_npy.empty()) {
       GRAFT_CHECK(!c.val_labels.empty(), "--val-npy needs --val-labels Y.npy");
-      d.val = data::TensorDataset::from_npy(c.val_npy, c.val_labels, io::load_npy);
+      d.val = data::TensorDataset::from_npy(c.val_npy, c.val_labels);
     }
   } else if (!c.data_dir.empty()) {
     GRAFT_CHECK(exists_dir(c.data_dir), "data folder '", c.data_dir, "' does not exist");
