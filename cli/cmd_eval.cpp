@@ -5,7 +5,6 @@
 #include "cli/command.h"
 #include "core/parallel.h"
 #include "data/dataset.h"
-#include "io/npy.h"
 #include "io/state_dict.h"
 #include "nn/models/resnet.h"
 #include "train/checkpoint.h"

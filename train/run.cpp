@@ -9,7 +9,6 @@
 
 #include "core/parallel.h"
 #include "data/dataset.h"
-#include "io/npy.h"
 #include "io/state_dict.h"
 #include "nn/models/resnet.h"
 #include "optim/params.h"
@@ -251,8 +250,10 @@ void write_text(const std::string& path, const std::string& text) {
 TrainSummary run_training(TrainConfig c) {
   if (!c.resume.empty()) {
     TrainConfig saved = load_config(c.resume);
-    // Only the length of the run, the workers, threads and verbosity may change.
+    // Only the length of the run, the workers, threads, verbosity and where
+    // the final weights go may change.
     saved.epochs = c.epochs > saved.epochs ? c.epochs : saved.epochs;
+    if (!c.save.empty()) saved.save = c.save;
     saved.workers = c.workers;
     saved.threads = c.threads;
     saved.quiet = c.quiet;
