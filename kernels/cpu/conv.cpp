@@ -148,8 +148,7 @@ int64_t chunk_images(const ConvGeometry& g) {
 // Packs rows [rows, P] of each of nb images (image i at images + i*stride)
 // side by side into packed[rows, nb*P].
 template <typename T>
-void pack_images(const T* images, int64_t nb, int64_t stride, int64_t rows, int64_t P,
-                 T* packed) {
+void pack_images(const T* images, int64_t nb, int64_t stride, int64_t rows, int64_t P, T* packed) {
   for (int64_t i = 0; i < nb; ++i)
     for (int64_t r = 0; r < rows; ++r)
       std::memcpy(packed + r * nb * P + i * P, images + i * stride + r * P, sizeof(T) * P);
@@ -240,8 +239,8 @@ void conv2d_backward_input_impl(const Tensor& grad_out, const Tensor& weight,
     const int64_t rows_per_channel = g.kh * g.kw * nb_max * g.P;
     const int64_t block = std::clamp<int64_t>(
         (int64_t{1024} << 10) / static_cast<int64_t>(sizeof(T) * rows_per_channel), 1, g.Cg);
-    T* col = thread_workspace<T>(WorkspaceSlot::Columns,
-                                 static_cast<size_t>(block * rows_per_channel));
+    T* col =
+        thread_workspace<T>(WorkspaceSlot::Columns, static_cast<size_t>(block * rows_per_channel));
     T* packed = single ? nullptr
                        : thread_workspace<T>(WorkspaceSlot::Gather,
                                              static_cast<size_t>(g.Og * nb_max * g.P));
@@ -270,8 +269,7 @@ void conv2d_backward_input_impl(const Tensor& grad_out, const Tensor& weight,
           const int64_t c1 = std::min(c0 + block, g.Cg);
           const int64_t r0 = c0 * g.kh * g.kw, rows = (c1 - c0) * g.kh * g.kw;
           // gcol[r0:r0+rows, :] = W[:, r0:r0+rows]^T @ gout
-          gemm<T>(true, false, rows, cols_n, g.Og, w_g + r0, g.K, go_g, cols_n, col, cols_n,
-                  false);
+          gemm<T>(true, false, rows, cols_n, g.Og, w_g + r0, g.K, go_g, cols_n, col, cols_n, false);
           for (int64_t i = 0; i < nb; ++i) {
             T* img = gi_g + i * g.C * g.H * g.W;
             if (g.direct) {
@@ -329,8 +327,8 @@ void conv2d_backward_weight_impl(const Tensor& grad_out, const Tensor& input,
           build_columns(in, g, p, n, nb, gr, col);
           cols = col;
         }
-        gemm<T>(false, true, g.Og, g.K, cols_n, go_g, cols_n, cols, cols_n,
-                acc + gr * g.Og * g.K, g.K, true);
+        gemm<T>(false, true, g.Og, g.K, cols_n, go_g, cols_n, cols, cols_n, acc + gr * g.Og * g.K,
+                g.K, true);
       }
     }
     if (!whole) {
