@@ -1,8 +1,9 @@
-// ResNet18 throughput at batch 32, 224x224 (images/s in the "items_per_second"
+// ResNet18 throughput at batch 32, 224x224 by default (images/s in the "items_per_second"
 // counter): a full training step (forward, cross-entropy, backward, an SGD
 // update under NoGradGuard) and eval-mode inference under NoGradGuard.
 // benchmarks/compare_resnet.sh runs this next to the same loop in PyTorch.
-// Threads: GRAFT_BENCH_THREADS (default: graft's default thread count).
+// Threads: GRAFT_BENCH_THREADS (default: graft's default thread count);
+// GRAFT_BENCH_BATCH and GRAFT_BENCH_SIZE override the batch size and image size.
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
@@ -17,8 +18,13 @@ namespace {
 
 using namespace graft;
 
-constexpr int64_t kBatch = 32;
-constexpr int64_t kSize = 224;
+int64_t env_int(const char* name, int64_t fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::atoll(v) : fallback;
+}
+
+const int64_t kBatch = env_int("GRAFT_BENCH_BATCH", 32);
+const int64_t kSize = env_int("GRAFT_BENCH_SIZE", 224);
 
 void setup_threads() {
   if (const char* t = std::getenv("GRAFT_BENCH_THREADS")) set_num_threads(std::atoi(t));

@@ -3,6 +3,7 @@ same loop in PyTorch, with the same thread count, in one run.
 
     python3 benchmarks/compare_resnet.py [--bench build/benchmarks/bench_resnet]
                                          [--threads N] [--min-time S]
+                                         [--image-size S] [--batch-size B]
 
 Each measurement runs in its own child process, so its peak RSS (from
 wait4's rusage) is its own. PyTorch gets torch.set_num_threads(N) and runs
@@ -15,7 +16,6 @@ import subprocess
 import sys
 import time
 
-BATCH, SIZE = 32, 224
 
 
 def run_child(cmd, env):
@@ -29,23 +29,24 @@ def run_child(cmd, env):
     return out, usage.ru_maxrss / 1024.0
 
 
-def graft_run(bench, name, threads, min_time):
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), GRAFT_BENCH_THREADS=str(threads))
+def graft_run(bench, name, threads, min_time, batch, size):
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), GRAFT_BENCH_THREADS=str(threads),
+               GRAFT_BENCH_BATCH=str(batch), GRAFT_BENCH_SIZE=str(size))
     out, rss = run_child([bench, f"--benchmark_filter=^{name}(/|$)", "--benchmark_format=json",
                           f"--benchmark_min_time={min_time}"], env)
     result = json.loads(out)["benchmarks"][0]
     return result["items_per_second"], rss
 
 
-def torch_worker(mode, threads, min_time):
+def torch_worker(mode, threads, min_time, batch, size):
     import torch
     import torchvision
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = torchvision.models.resnet18()
-    x = torch.randn(BATCH, 3, SIZE, SIZE)
-    y = torch.randint(0, 1000, (BATCH,))
+    x = torch.randn(batch, 3, size, size)
+    y = torch.randint(0, 1000, (batch,))
     params = list(model.parameters())
 
     def train_step():
@@ -76,15 +77,16 @@ def torch_worker(mode, threads, min_time):
         elapsed = time.perf_counter() - start
         if elapsed >= min_time and n >= 2:
             break
-    print(json.dumps({"items_per_second": n * BATCH / elapsed}))
+    print(json.dumps({"items_per_second": n * batch / elapsed}))
 
 
-def torch_run(mode, threads, min_time):
+def torch_run(mode, threads, min_time, batch, size):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     env.pop("OPENBLAS_CORETYPE", None)
     env.pop("OPENBLAS_L2_SIZE", None)
     out, rss = run_child([sys.executable, os.path.abspath(__file__), "--torch-worker", mode,
-                          "--threads", str(threads), "--min-time", str(min_time)], env)
+                          "--threads", str(threads), "--min-time", str(min_time),
+                          "--batch-size", str(batch), "--image-size", str(size)], env)
     return json.loads(out.strip().splitlines()[-1])["items_per_second"], rss
 
 
@@ -93,19 +95,24 @@ def main():
     ap.add_argument("--bench", default="build/benchmarks/bench_resnet")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--min-time", type=float, default=5.0)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--image-size", type=int, default=224)
     ap.add_argument("--torch-worker", choices=["train", "infer"])
     args = ap.parse_args()
     if args.torch_worker:
-        torch_worker(args.torch_worker, args.threads, args.min_time)
+        torch_worker(args.torch_worker, args.threads, args.min_time, args.batch_size,
+                     args.image_size)
         return
     if not os.path.exists(args.bench):
         sys.exit(f"{args.bench} not found: build it with ninja -C build benchmarks/bench_resnet")
-    print(f"ResNet18, batch {BATCH}, {SIZE}x{SIZE}, float32, {args.threads} threads")
+    print(f"ResNet18, batch {args.batch_size}, {args.image_size}x{args.image_size}, float32, {args.threads} threads")
     print(f"{'':26}{'graft img/s':>12}{'torch img/s':>12}{'ratio':>8}{'graft RSS':>11}{'torch RSS':>11}")
     for label, name, mode in [("train step (fwd+bwd+SGD)", "BM_ResNet18TrainStep", "train"),
                               ("inference (eval, no_grad)", "BM_ResNet18Inference", "infer")]:
-        g, g_rss = graft_run(args.bench, name, args.threads, args.min_time)
-        t, t_rss = torch_run(mode, args.threads, args.min_time)
+        g, g_rss = graft_run(args.bench, name, args.threads, args.min_time, args.batch_size,
+                             args.image_size)
+        t, t_rss = torch_run(mode, args.threads, args.min_time, args.batch_size,
+                             args.image_size)
         print(f"{label:26}{g:12.2f}{t:12.2f}{g / t:8.2f}{g_rss:9.0f}Mi{t_rss:9.0f}Mi")
 
 

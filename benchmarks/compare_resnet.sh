@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds bench_resnet and compares graft's ResNet18 train/inference images/s
 # and peak RSS with PyTorch's (see compare_resnet.py). Extra args pass through,
-# e.g. benchmarks/compare_resnet.sh --threads 8
+# e.g. benchmarks/compare_resnet.sh --threads 8 --image-size 32 --batch-size 128
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 ninja -C "$BUILD" benchmarks/bench_resnet >/dev/null
-PY=${PYTHON:-python3}
+# Debian python3 with torch; a pyenv python3 on PATH may lack it.
+PY=${PYTHON:-/usr/bin/python3}
 exec "$PY" benchmarks/compare_resnet.py --bench "$BUILD/benchmarks/bench_resnet" "$@"

@@ -130,6 +130,45 @@ TEST(NnOps, Conv2dBatchParallelMatchesSequential) {
   EXPECT_TRUE(close_to(w.grad(), gw_sum, 1e-12));
 }
 
+TEST(NnOps, Conv2dImageChunksMatchSingleImages) {
+  // Small outputs put several images into one GEMM (kernels/cpu/conv.cpp);
+  // every configuration must match running each image on its own, for the
+  // output and both gradients: 1x1 direct, grouped, strided, with bias.
+  struct Cfg {
+    int64_t C, H, O, k, stride, pad, groups;
+    bool bias;
+  };
+  const Cfg cfgs[] = {{4, 3, 6, 1, 1, 0, 1, true},   // direct 1x1, P = 9
+                      {4, 4, 6, 3, 2, 1, 2, false},  // grouped, strided, P = 4
+                      {3, 2, 5, 3, 1, 1, 1, true}};  // padded 3x3, P = 4
+  Generator gen(11);
+  for (const Cfg& c : cfgs) {
+    const int64_t N = 7;
+    Tensor x = randn({N, c.C, c.H, c.H}, opts(DType::Float64), &gen).set_requires_grad(true);
+    Tensor w =
+        randn({c.O, c.C / c.groups, c.k, c.k}, opts(DType::Float64), &gen).set_requires_grad(true);
+    Tensor b = c.bias ? randn({c.O}, opts(DType::Float64), &gen).set_requires_grad(true) : Tensor();
+    F::Conv2dParams p;
+    p.stride_h = p.stride_w = c.stride;
+    p.pad_h = p.pad_w = c.pad;
+    p.groups = c.groups;
+    Tensor out = F::conv2d(x, w, b, p);
+    Tensor gout = randn(out.sizes(), opts(DType::Float64), &gen);
+    sum(mul(out, gout)).backward();
+    Tensor gw_sum = zeros(w.sizes(), opts(DType::Float64));
+    for (int64_t n = 0; n < N; ++n) {
+      Tensor xn = x.detach().narrow(0, n, 1).contiguous().set_requires_grad(true);
+      Tensor wn = w.detach().clone().set_requires_grad(true);
+      Tensor on = F::conv2d(xn, wn, c.bias ? b.detach() : Tensor(), p);
+      EXPECT_TRUE(close_to(on, out.detach().narrow(0, n, 1), 1e-12));
+      sum(mul(on, gout.narrow(0, n, 1))).backward();
+      EXPECT_TRUE(close_to(xn.grad(), x.grad().narrow(0, n, 1), 1e-12));
+      add_(gw_sum, wn.grad());
+    }
+    EXPECT_TRUE(close_to(w.grad(), gw_sum, 1e-12));
+  }
+}
+
 TEST(NnOps, Conv2dFrozenWeightSkipsWeightGrad) {
   Generator gen(4);
   Tensor x = randn({2, 3, 6, 6}, opts(DType::Float32), &gen).set_requires_grad(true);

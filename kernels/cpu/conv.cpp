@@ -1,10 +1,19 @@
 // CPU 2-D convolution: im2col + GEMM (Eigen), with a direct path for 1x1,
 // stride-1, unpadded convolutions whose input already is the column matrix.
 //
-// Per image and group, with K = C/groups*kh*kw and P = OH*OW:
-//   forward          out[Og,P]   = W[Og,K] @ col[K,P]            (+ bias)
-//   backward input   gcol[K,P]   = W[Og,K]^T @ gout[Og,P], then col2im
-//   backward weight  gW[Og,K]   += gout[Og,P] @ col[K,P]^T        (summed over images)
+// Per group and chunk of nb images, with K = C/groups*kh*kw and P = OH*OW,
+// the columns of the nb images sit side by side (col[K, nb*P]) so one GEMM
+// covers the whole chunk:
+//   forward          out[Og,nb*P]  = W[Og,K] @ col[K,nb*P]           (+ bias)
+//   backward input   gcol[K,nb*P]  = W[Og,K]^T @ gout[Og,nb*P], then col2im
+//   backward weight  gW[Og,K]     += gout[Og,nb*P] @ col[K,nb*P]^T
+// Why chunks: deep layers have tiny outputs (P = 1..64 at 32x32 inputs), and
+// one GEMM per image would stream the whole weight matrix from memory once
+// per image with a degenerate N = P. Chunks are sized to ~kChunkColumns
+// columns, so large images (P >= kChunkColumns) still run one image per GEMM
+// writing straight into the output, and small ones share the weight traffic.
+// Chunks of several images pack gout / unpack out through an [Og, nb*P]
+// buffer (cheap next to the GEMM).
 //
 // Threading: when the batch has at least as many images as threads, images
 // are split across threads and each GEMM runs single-threaded (Eigen does not
@@ -51,14 +60,15 @@ struct ConvGeometry {
                p.pad_w == 0) {}
 };
 
-// Unfolds the Cg channels at `in` ([Cg,H,W]) into col[K,P].
+// Unfolds the Cg channels at `in` ([Cg,H,W]) into col[K,P] whose rows are
+// `ld` elements apart (ld >= P: several images share one column matrix).
 template <typename T>
-void im2col(const T* in, const ConvGeometry& g, const F::Conv2dParams& p, T* col) {
+void im2col(const T* in, const ConvGeometry& g, const F::Conv2dParams& p, T* col, int64_t ld) {
   for (int64_t c = 0; c < g.Cg; ++c) {
     const T* plane = in + c * g.H * g.W;
     for (int64_t i = 0; i < g.kh; ++i) {
       for (int64_t j = 0; j < g.kw; ++j) {
-        T* row = col + ((c * g.kh + i) * g.kw + j) * g.P;
+        T* row = col + ((c * g.kh + i) * g.kw + j) * ld;
         const int64_t dw = j * p.dilation_w - p.pad_w;
         // Output columns whose input column ow*stride + dw lies inside [0, W).
         const int64_t ow_lo = dw >= 0 ? 0 : (-dw + p.stride_w - 1) / p.stride_w;
@@ -85,16 +95,17 @@ void im2col(const T* in, const ConvGeometry& g, const F::Conv2dParams& p, T* col
   }
 }
 
-// Folds the rows of channels [c0, c1) of col[K,P] (`col` points at channel
-// c0's first row) back, adding into `in` ([Cg,H,W], already initialised).
+// Folds the rows of channels [c0, c1) of col[K,P] (rows `ld` apart; `col`
+// points at channel c0's first row) back, adding into `in` ([Cg,H,W], already
+// initialised).
 template <typename T>
 void col2im(const T* col, const ConvGeometry& g, const F::Conv2dParams& p, T* in, int64_t c0,
-            int64_t c1) {
+            int64_t c1, int64_t ld) {
   for (int64_t c = c0; c < c1; ++c) {
     T* plane = in + c * g.H * g.W;
     for (int64_t i = 0; i < g.kh; ++i) {
       for (int64_t j = 0; j < g.kw; ++j) {
-        const T* row = col + (((c - c0) * g.kh + i) * g.kw + j) * g.P;
+        const T* row = col + (((c - c0) * g.kh + i) * g.kw + j) * ld;
         const int64_t dw = j * p.dilation_w - p.pad_w;
         const int64_t ow_lo = dw >= 0 ? 0 : (-dw + p.stride_w - 1) / p.stride_w;
         const int64_t ow_hi = std::clamp<int64_t>(
@@ -125,6 +136,49 @@ void for_images(int64_t N, Fn&& fn) {
   }
 }
 
+// Columns per GEMM that a chunk of images aims for: enough to amortise the
+// weight traffic and keep Eigen's kernels in their efficient regime, small
+// enough that col[K, nb*P] (K <= 4608 in ResNets) stays a few MiB.
+constexpr int64_t kChunkColumns = 512;
+
+int64_t chunk_images(const ConvGeometry& g) {
+  return std::clamp<int64_t>((kChunkColumns + g.P - 1) / g.P, 1, g.N);
+}
+
+// Packs rows [rows, P] of each of nb images (image i at images + i*stride)
+// side by side into packed[rows, nb*P].
+template <typename T>
+void pack_images(const T* images, int64_t nb, int64_t stride, int64_t rows, int64_t P, T* packed) {
+  for (int64_t i = 0; i < nb; ++i)
+    for (int64_t r = 0; r < rows; ++r)
+      std::memcpy(packed + r * nb * P + i * P, images + i * stride + r * P, sizeof(T) * P);
+}
+
+// The inverse of pack_images.
+template <typename T>
+void unpack_images(const T* packed, int64_t nb, int64_t stride, int64_t rows, int64_t P,
+                   T* images) {
+  for (int64_t i = 0; i < nb; ++i)
+    for (int64_t r = 0; r < rows; ++r)
+      std::memcpy(images + i * stride + r * P, packed + r * nb * P + i * P, sizeof(T) * P);
+}
+
+// Builds the column matrix [K, nb*P] of images [n, n+nb) of group gr.
+template <typename T>
+void build_columns(const T* in, const ConvGeometry& g, const F::Conv2dParams& p, int64_t n,
+                   int64_t nb, int64_t gr, T* col) {
+  const int64_t ld = nb * g.P;
+  for (int64_t i = 0; i < nb; ++i) {
+    const T* in_g = in + ((n + i) * g.C + gr * g.Cg) * g.H * g.W;
+    if (g.direct) {
+      for (int64_t c = 0; c < g.Cg; ++c)
+        std::memcpy(col + c * ld + i * g.P, in_g + c * g.P, sizeof(T) * g.P);
+    } else {
+      im2col(in_g, g, p, col + i * g.P, ld);
+    }
+  }
+}
+
 template <typename T>
 void conv2d_forward_impl(const Tensor& input, const Tensor& weight, const Tensor& bias,
                          const F::Conv2dParams& p, const Tensor& out) {
@@ -133,24 +187,37 @@ void conv2d_forward_impl(const Tensor& input, const Tensor& weight, const Tensor
   const T* w = weight.data_ptr<T>();
   const T* b = bias.defined() ? bias.data_ptr<T>() : nullptr;
   T* o = out.data_ptr<T>();
+  const int64_t chunk = chunk_images(g);
   for_images(g.N, [&](int64_t n0, int64_t n1) {
-    T* col = g.direct ? nullptr
-                      : thread_workspace<T>(WorkspaceSlot::Columns, static_cast<size_t>(g.K * g.P));
-    for (int64_t n = n0; n < n1; ++n) {
+    const int64_t nb_max = std::min(chunk, n1 - n0);
+    const bool single = nb_max == 1;
+    T* col = single && g.direct ? nullptr
+                                : thread_workspace<T>(WorkspaceSlot::Columns,
+                                                      static_cast<size_t>(g.K * nb_max * g.P));
+    T* packed = single ? nullptr
+                       : thread_workspace<T>(WorkspaceSlot::Gather,
+                                             static_cast<size_t>(g.Og * nb_max * g.P));
+    for (int64_t n = n0; n < n1; n += nb_max) {
+      const int64_t nb = std::min(nb_max, n1 - n);
+      const int64_t cols_n = nb * g.P;
       for (int64_t gr = 0; gr < g.groups; ++gr) {
-        const T* in_g = in + (n * g.C + gr * g.Cg) * g.H * g.W;
         T* out_g = o + (n * g.O + gr * g.Og) * g.P;
+        // One image writes straight into the output; a chunk goes through `packed`.
+        T* dst = single ? out_g : packed;
         if (b) {
           for (int64_t oc = 0; oc < g.Og; ++oc)
-            std::fill(out_g + oc * g.P, out_g + (oc + 1) * g.P, b[gr * g.Og + oc]);
+            std::fill(dst + oc * cols_n, dst + (oc + 1) * cols_n, b[gr * g.Og + oc]);
         }
-        const T* cols = in_g;
-        if (!g.direct) {
-          im2col(in_g, g, p, col);
+        const T* cols = nullptr;
+        if (single && g.direct) {
+          cols = in + (n * g.C + gr * g.Cg) * g.H * g.W;
+        } else {
+          build_columns(in, g, p, n, nb, gr, col);
           cols = col;
         }
-        gemm<T>(false, false, g.Og, g.P, g.K, w + gr * g.Og * g.K, g.K, cols, g.P, out_g, g.P,
-                b != nullptr);
+        gemm<T>(false, false, g.Og, cols_n, g.K, w + gr * g.Og * g.K, g.K, cols, cols_n, dst,
+                cols_n, b != nullptr);
+        if (!single) unpack_images(packed, nb, g.O * g.P, g.Og, g.P, out_g);
       }
     }
   });
@@ -163,31 +230,56 @@ void conv2d_backward_input_impl(const Tensor& grad_out, const Tensor& weight,
   const T* go = grad_out.data_ptr<T>();
   const T* w = weight.data_ptr<T>();
   T* gi = grad_input.data_ptr<T>();
+  const int64_t chunk = chunk_images(g);
   for_images(g.N, [&](int64_t n0, int64_t n1) {
+    const int64_t nb_max = std::min(chunk, n1 - n0);
+    const bool single = nb_max == 1;
     // The column gradient is produced a few channels at a time so each block
     // is folded back by col2im while it is still in cache (~1 MiB blocks).
-    const int64_t rows_per_channel = g.kh * g.kw * g.P;
+    const int64_t rows_per_channel = g.kh * g.kw * nb_max * g.P;
     const int64_t block = std::clamp<int64_t>(
         (int64_t{1024} << 10) / static_cast<int64_t>(sizeof(T) * rows_per_channel), 1, g.Cg);
-    T* col = g.direct ? nullptr
-                      : thread_workspace<T>(WorkspaceSlot::Columns,
-                                            static_cast<size_t>(block * rows_per_channel));
-    for (int64_t n = n0; n < n1; ++n) {
+    T* col =
+        thread_workspace<T>(WorkspaceSlot::Columns, static_cast<size_t>(block * rows_per_channel));
+    T* packed = single ? nullptr
+                       : thread_workspace<T>(WorkspaceSlot::Gather,
+                                             static_cast<size_t>(g.Og * nb_max * g.P));
+    for (int64_t n = n0; n < n1; n += nb_max) {
+      const int64_t nb = std::min(nb_max, n1 - n);
+      const int64_t cols_n = nb * g.P;
       for (int64_t gr = 0; gr < g.groups; ++gr) {
         T* gi_g = gi + (n * g.C + gr * g.Cg) * g.H * g.W;
         const T* go_g = go + (n * g.O + gr * g.Og) * g.P;
         const T* w_g = w + gr * g.Og * g.K;
-        if (g.direct) {
+        if (!single) {
+          pack_images(go_g, nb, g.O * g.P, g.Og, g.P, packed);
+          go_g = packed;
+        }
+        if (g.direct && single) {
           gemm<T>(true, false, g.K, g.P, g.Og, w_g, g.K, go_g, g.P, gi_g, g.P, false);
           continue;
         }
-        std::fill(gi_g, gi_g + g.Cg * g.H * g.W, T(0));
+        if (!g.direct) {
+          for (int64_t i = 0; i < nb; ++i) {
+            T* img = gi_g + i * g.C * g.H * g.W;
+            std::fill(img, img + g.Cg * g.H * g.W, T(0));
+          }
+        }
         for (int64_t c0 = 0; c0 < g.Cg; c0 += block) {
           const int64_t c1 = std::min(c0 + block, g.Cg);
           const int64_t r0 = c0 * g.kh * g.kw, rows = (c1 - c0) * g.kh * g.kw;
           // gcol[r0:r0+rows, :] = W[:, r0:r0+rows]^T @ gout
-          gemm<T>(true, false, rows, g.P, g.Og, w_g + r0, g.K, go_g, g.P, col, g.P, false);
-          col2im(col, g, p, gi_g, c0, c1);
+          gemm<T>(true, false, rows, cols_n, g.Og, w_g + r0, g.K, go_g, cols_n, col, cols_n, false);
+          for (int64_t i = 0; i < nb; ++i) {
+            T* img = gi_g + i * g.C * g.H * g.W;
+            if (g.direct) {
+              // 1x1 stride 1: the column rows are the input planes.
+              for (int64_t c = c0; c < c1; ++c)
+                std::memcpy(img + c * g.P, col + (c - c0) * cols_n + i * g.P, sizeof(T) * g.P);
+            } else {
+              col2im(col + i * g.P, g, p, img, c0, c1, cols_n);
+            }
+          }
         }
       }
     }
@@ -204,25 +296,39 @@ void conv2d_backward_weight_impl(const Tensor& grad_out, const Tensor& input,
   const int64_t wsize = g.O * g.K;
   std::fill(gw, gw + wsize, T(0));
   std::mutex merge;
+  const int64_t chunk = chunk_images(g);
   for_images(g.N, [&](int64_t n0, int64_t n1) {
     // The whole batch in one chunk accumulates straight into grad_weight;
     // split batches sum per-thread partials and merge them under a lock.
     const bool whole = n0 == 0 && n1 == g.N;
     T* acc = whole ? gw : thread_workspace<T>(WorkspaceSlot::Partial, static_cast<size_t>(wsize));
     if (!whole) std::fill(acc, acc + wsize, T(0));
-    T* col = g.direct ? nullptr
-                      : thread_workspace<T>(WorkspaceSlot::Columns, static_cast<size_t>(g.K * g.P));
-    for (int64_t n = n0; n < n1; ++n) {
+    const int64_t nb_max = std::min(chunk, n1 - n0);
+    const bool single = nb_max == 1;
+    T* col = single && g.direct ? nullptr
+                                : thread_workspace<T>(WorkspaceSlot::Columns,
+                                                      static_cast<size_t>(g.K * nb_max * g.P));
+    T* packed = single ? nullptr
+                       : thread_workspace<T>(WorkspaceSlot::Gather,
+                                             static_cast<size_t>(g.Og * nb_max * g.P));
+    for (int64_t n = n0; n < n1; n += nb_max) {
+      const int64_t nb = std::min(nb_max, n1 - n);
+      const int64_t cols_n = nb * g.P;
       for (int64_t gr = 0; gr < g.groups; ++gr) {
-        const T* in_g = in + (n * g.C + gr * g.Cg) * g.H * g.W;
         const T* go_g = go + (n * g.O + gr * g.Og) * g.P;
-        const T* cols = in_g;
-        if (!g.direct) {
-          im2col(in_g, g, p, col);
+        if (!single) {
+          pack_images(go_g, nb, g.O * g.P, g.Og, g.P, packed);
+          go_g = packed;
+        }
+        const T* cols = nullptr;
+        if (single && g.direct) {
+          cols = in + (n * g.C + gr * g.Cg) * g.H * g.W;
+        } else {
+          build_columns(in, g, p, n, nb, gr, col);
           cols = col;
         }
-        gemm<T>(false, true, g.Og, g.K, g.P, go_g, g.P, cols, g.P, acc + gr * g.Og * g.K, g.K,
-                true);
+        gemm<T>(false, true, g.Og, g.K, cols_n, go_g, cols_n, cols, cols_n, acc + gr * g.Og * g.K,
+                g.K, true);
       }
     }
     if (!whole) {

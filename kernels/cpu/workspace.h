@@ -10,7 +10,7 @@
 
 namespace graft::cpu {
 
-enum class WorkspaceSlot : int { Columns = 0, Partial = 1, Count = 2 };
+enum class WorkspaceSlot : int { Columns = 0, Partial = 1, Gather = 2, Count = 3 };
 
 // Returns at least `count` elements of T for the calling thread in `slot`.
 // Contents are unspecified; the pointer stays valid until the same thread asks
