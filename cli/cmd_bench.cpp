@@ -54,20 +54,24 @@ int run_bench(const BenchArgs& a) {
     groups.emplace_back(optim::trainable(model->named_parameters()));
     optim::SGD opt(std::move(groups), so);
     model->train();
-    const double s = time_loop(a.warmup, a.steps, [&] {
-      Tensor loss = F::cross_entropy(model->forward(x), y);
-      opt.zero_grad();
-      loss.backward();
-      opt.step();
-      (void)loss.item();
-    }, device);
+    const double s = time_loop(
+        a.warmup, a.steps,
+        [&] {
+          Tensor loss = F::cross_entropy(model->forward(x), y);
+          opt.zero_grad();
+          loss.backward();
+          opt.step();
+          (void)loss.item();
+        },
+        device);
     std::printf("train step: %.1f img/s (%.1f ms/step)\n",
                 static_cast<double>(a.batch * a.steps) / s, 1e3 * s / static_cast<double>(a.steps));
   }
   if (a.what == "infer" || a.what == "both") {
     model->eval();
     NoGradGuard g;
-    const double s = time_loop(a.warmup, a.steps, [&] { (void)sum(model->forward(x)).item(); }, device);
+    const double s = time_loop(
+        a.warmup, a.steps, [&] { (void)sum(model->forward(x)).item(); }, device);
     std::printf("inference:  %.1f img/s (%.1f ms/batch)\n",
                 static_cast<double>(a.batch * a.steps) / s, 1e3 * s / static_cast<double>(a.steps));
   }
@@ -82,7 +86,8 @@ std::function<int()> setup_bench(CLI::App& app) {
   app.add_option("--steps", a->steps, "timed steps")->capture_default_str();
   app.add_option("--warmup", a->warmup, "untimed steps first")->capture_default_str();
   app.add_option("--what", a->what, "train | infer | both")
-      ->check(CLI::IsMember({"train", "infer", "both"}))->capture_default_str();
+      ->check(CLI::IsMember({"train", "infer", "both"}))
+      ->capture_default_str();
   app.add_flag("--freeze-backbone", a->freeze_backbone, "train only fc (feature extraction)");
   app.add_option("--device", a->device, "cpu | cuda")->capture_default_str();
   app.add_option("--threads", a->threads, "CPU threads");

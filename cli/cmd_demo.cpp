@@ -11,11 +11,14 @@ std::function<int()> setup_demo(CLI::App& app) {
   app.add_option("--out", o->out, "output folder")->capture_default_str();
   app.add_option("--arch", o->arch, "ResNet depth")->capture_default_str();
   app.add_option("--k", o->ks, "target images per class, e.g. --k 10,30,100")
-      ->delimiter(',')->capture_default_str();
+      ->delimiter(',')
+      ->capture_default_str();
   app.add_option("--modes", o->modes, "subset of scratch,finetune,feature-extract,lr0,lr0.1x")
-      ->delimiter(',')->capture_default_str();
+      ->delimiter(',')
+      ->capture_default_str();
   app.add_option("--source-epochs", o->source_epochs, "source-task epochs")->capture_default_str();
-  app.add_option("--source-batch", o->source_batch, "source-task batch size")->capture_default_str();
+  app.add_option("--source-batch", o->source_batch, "source-task batch size")
+      ->capture_default_str();
   app.add_option("--source-limit", o->source_limit, "use at most N source images (-1: all)");
   app.add_option("--source-weights", o->source_weights, "reuse a pretrained source model");
   app.add_option("--epochs", o->epochs, "target epochs (0: 30 for K<=30, else 15)");

@@ -38,13 +38,14 @@ int run_eval(const EvalArgs& a) {
     ds = data::TensorDataset::from_npy(a.val_npy, a.val_labels);
   } else if (!a.data_dir.empty()) {
     const int64_t size = a.image_size > 0 ? a.image_size : 224;
-    auto f = std::make_shared<data::ImageFolder>(a.data_dir,
-                                                 data::imagenet_eval_transform(size * 256 / 224, size));
+    auto f = std::make_shared<data::ImageFolder>(
+        a.data_dir, data::imagenet_eval_transform(size * 256 / 224, size));
     if (names.empty()) names = f->classes();
     ds = f;
   } else {
-    GRAFT_CHECK(a.dataset == "fashion-mnist",
-                "no evaluation data: give --data DIR, --dataset fashion-mnist or --val-npy/--val-labels");
+    GRAFT_CHECK(
+        a.dataset == "fashion-mnist",
+        "no evaluation data: give --data DIR, --dataset fashion-mnist or --val-npy/--val-labels");
     data::FashionMNIST::Options fo;
     fo.train = false;
     fo.demo_size = a.image_size > 0 ? a.image_size : 32;

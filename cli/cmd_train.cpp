@@ -27,12 +27,14 @@ std::function<int()> setup_train(CLI::App& app) {
   app.add_option("--dataset", c->dataset, "built-in data set: fashion-mnist")
       ->check(CLI::IsMember({"fashion-mnist"}));
   app.add_option("--image-size", c->image_size, "crop size (default 224; 32 for fashion-mnist)");
-  app.add_option("--augment", c->augment, "default | none")->check(CLI::IsMember({"default", "none"}));
+  app.add_option("--augment", c->augment, "default | none")
+      ->check(CLI::IsMember({"default", "none"}));
   app.add_option("--workers", c->workers, "loader threads")->capture_default_str();
   app.add_flag("--skip-bad-images", c->skip_bad_images, "skip undecodable images with a warning");
   // optimizer
   app.add_option("--optimizer", c->optimizer, "sgd | adam | adamw")
-      ->check(CLI::IsMember({"sgd", "adam", "adamw"}))->capture_default_str();
+      ->check(CLI::IsMember({"sgd", "adam", "adamw"}))
+      ->capture_default_str();
   app.add_option("--lr", c->lr, "learning rate")->capture_default_str();
   app.add_option("--momentum", c->momentum, "SGD momentum")->capture_default_str();
   app.add_option("--dampening", c->dampening, "SGD dampening");
@@ -49,7 +51,8 @@ std::function<int()> setup_train(CLI::App& app) {
   app.add_option("--backbone-lr-mult", c->backbone_lr_mult, "backbone lr = lr * F");
   app.add_option("--head-lr-mult", c->head_lr_mult, "head (fc) lr = lr * F");
   // schedule and loop
-  app.add_option("--scheduler", c->scheduler, "none | step | multistep | cosine | warmup | onecycle")
+  app.add_option("--scheduler", c->scheduler,
+                 "none | step | multistep | cosine | warmup | onecycle")
       ->check(CLI::IsMember({"none", "step", "multistep", "cosine", "warmup", "onecycle"}));
   app.add_option("--step-size", c->step_size, "StepLR period in epochs");
   app.add_option("--gamma", c->gamma, "StepLR/MultiStepLR decay");
@@ -64,7 +67,8 @@ std::function<int()> setup_train(CLI::App& app) {
   app.add_option("--label-smoothing", c->label_smoothing, "cross-entropy label smoothing");
   app.add_option("--clip-grad-norm", c->clip_grad_norm, "clip the global gradient norm (0: off)");
   app.add_option("--save", c->save, "write the final state_dict here (.pth)");
-  app.add_option("--out", c->out, "run folder: metrics.csv, config.json, last.pth, best.pth, plots");
+  app.add_option("--out", c->out,
+                 "run folder: metrics.csv, config.json, last.pth, best.pth, plots");
   app.add_option("--resume", c->resume, "continue the run in this --out folder");
   app.add_option("--device", c->device, "cpu | cuda | cuda:N")->capture_default_str();
   app.add_option("--threads", c->threads, "CPU threads");

@@ -30,16 +30,17 @@ Tensor SavedTensor::unpack(const char* node_name) const {
               "): saved tensors were freed after the first backward. Pass retain_graph=true "
               "to the first backward call if you need to backward twice.");
   if (!data_.defined()) return data_;
-  GRAFT_CHECK(data_.storage()->version() == version_, "one of the tensors needed by ", node_name,
-              " for gradient computation has been modified by an in-place operation: ",
-              data_.meta_str(), " is at version ", data_.storage()->version(),
-              "; expected version ", version_);
+  GRAFT_CHECK(
+      data_.storage()->version() == version_, "one of the tensors needed by ", node_name,
+      " for gradient computation has been modified by an in-place operation: ", data_.meta_str(),
+      " is at version ", data_.storage()->version(), "; expected version ", version_);
   return data_;
 }
 
 std::vector<Tensor> FunctionNode::apply(const Tensor& grad_output) {
-  GRAFT_CHECK(!released, "Trying to backward through the graph a second time (in ", name_,
-              "). Pass retain_graph=true to the first backward call if you need to backward twice.");
+  GRAFT_CHECK(
+      !released, "Trying to backward through the graph a second time (in ", name_,
+      "). Pass retain_graph=true to the first backward call if you need to backward twice.");
   return fn_(*this, grad_output);
 }
 
@@ -165,9 +166,9 @@ void execute(const std::vector<Edge>& roots, const std::vector<Tensor>& grads, b
     std::vector<Tensor> input_grads;
     if (grad.defined()) input_grads = node->apply(grad);
     if (!retain_graph) node->release_saved();
-    GRAFT_CHECK(input_grads.empty() || input_grads.size() == node->next_edges.size(),
-                node->name(), " returned ", input_grads.size(), " gradients for ",
-                node->next_edges.size(), " inputs");
+    GRAFT_CHECK(input_grads.empty() || input_grads.size() == node->next_edges.size(), node->name(),
+                " returned ", input_grads.size(), " gradients for ", node->next_edges.size(),
+                " inputs");
     for (size_t i = 0; i < node->next_edges.size(); ++i) {
       const Edge& e = node->next_edges[i];
       if (!e.valid()) continue;
@@ -201,8 +202,8 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
   std::vector<Edge> edges;
   std::vector<Tensor> root_grads;
   for (size_t i = 0; i < roots.size(); ++i) {
-    GRAFT_CHECK(roots[i].requires_grad(),
-                "backward: element ", i, " of tensors does not require grad and has no grad_fn");
+    GRAFT_CHECK(roots[i].requires_grad(), "backward: element ", i,
+                " of tensors does not require grad and has no grad_fn");
     edges.push_back(gradient_edge(roots[i]));
     root_grads.push_back(root_grad(roots[i], i < grads.size() ? grads[i] : Tensor()));
   }

@@ -83,8 +83,7 @@ void unary(UnaryOp op, const Tensor& self, const Tensor& out) {
   // Formulas that need the output save it; the rest save the input.
   const bool uses_output = op == UnaryOp::Exp || op == UnaryOp::Tanh || op == UnaryOp::Sigmoid ||
                            op == UnaryOp::Sqrt || op == UnaryOp::Rsqrt ||
-                           op == UnaryOp::Reciprocal || op == UnaryOp::Expm1 ||
-                           op == UnaryOp::Relu;
+                           op == UnaryOp::Reciprocal || op == UnaryOp::Expm1 || op == UnaryOp::Relu;
   // A node that saves its own output must not keep it alive through a cycle;
   // save a detached alias (same storage and version counter).
   const Tensor saved = uses_output ? out.detach() : self;
@@ -92,25 +91,53 @@ void unary(UnaryOp op, const Tensor& self, const Tensor& out) {
     const Tensor s = n.saved(0);  // input, or output for the ops above
     Tensor r;
     switch (op) {
-      case UnaryOp::Neg: r = neg(g); break;
-      case UnaryOp::Abs: r = mul(g, sign(s)); break;
-      case UnaryOp::Exp: r = mul(g, s); break;
-      case UnaryOp::Log: r = div(g, s); break;
-      case UnaryOp::Sqrt: r = div(g, mul(s, 2.0)); break;
-      case UnaryOp::Rsqrt: r = mul(g, mul(pow(s, 3.0), -0.5)); break;
-      case UnaryOp::Sin: r = mul(g, cos(s)); break;
-      case UnaryOp::Cos: r = mul(g, neg(sin(s))); break;
-      case UnaryOp::Tanh: r = mul(g, rsub(square(s), 1.0)); break;
-      case UnaryOp::Sigmoid: r = mul(g, mul(s, rsub(s, 1.0))); break;
+      case UnaryOp::Neg:
+        r = neg(g);
+        break;
+      case UnaryOp::Abs:
+        r = mul(g, sign(s));
+        break;
+      case UnaryOp::Exp:
+        r = mul(g, s);
+        break;
+      case UnaryOp::Log:
+        r = div(g, s);
+        break;
+      case UnaryOp::Sqrt:
+        r = div(g, mul(s, 2.0));
+        break;
+      case UnaryOp::Rsqrt:
+        r = mul(g, mul(pow(s, 3.0), -0.5));
+        break;
+      case UnaryOp::Sin:
+        r = mul(g, cos(s));
+        break;
+      case UnaryOp::Cos:
+        r = mul(g, neg(sin(s)));
+        break;
+      case UnaryOp::Tanh:
+        r = mul(g, rsub(square(s), 1.0));
+        break;
+      case UnaryOp::Sigmoid:
+        r = mul(g, mul(s, rsub(s, 1.0)));
+        break;
       case UnaryOp::Relu: {
         r = empty_like(g);
         kernel::binary(g.device())(BinaryOp::ReluBackward, g, s, r);
         break;
       }
-      case UnaryOp::Reciprocal: r = mul(g, neg(square(s))); break;
-      case UnaryOp::Square: r = mul(g, mul(s, 2.0)); break;
-      case UnaryOp::Log1p: r = div(g, add(s, 1.0)); break;
-      case UnaryOp::Expm1: r = mul(g, add(s, 1.0)); break;
+      case UnaryOp::Reciprocal:
+        r = mul(g, neg(square(s)));
+        break;
+      case UnaryOp::Square:
+        r = mul(g, mul(s, 2.0));
+        break;
+      case UnaryOp::Log1p:
+        r = div(g, add(s, 1.0));
+        break;
+      case UnaryOp::Expm1:
+        r = mul(g, add(s, 1.0));
+        break;
       case UnaryOp::Sign:
       case UnaryOp::Floor:
       case UnaryOp::Ceil:
@@ -188,9 +215,15 @@ void binary_scalar(BinaryOp op, const Tensor& a, double s, bool scalar_first, co
          [op, s, scalar_first](FunctionNode& n, const Tensor& g) {
            Tensor r;
            switch (op) {
-             case BinaryOp::Add: r = g; break;
-             case BinaryOp::Sub: r = scalar_first ? neg(g) : g; break;
-             case BinaryOp::Mul: r = mul(g, s); break;
+             case BinaryOp::Add:
+               r = g;
+               break;
+             case BinaryOp::Sub:
+               r = scalar_first ? neg(g) : g;
+               break;
+             case BinaryOp::Mul:
+               r = mul(g, s);
+               break;
              case BinaryOp::Div: {
                const Tensor av = n.saved(0);
                r = scalar_first ? neg(div(mul(g, s), square(av))) : div(g, s);
@@ -514,8 +547,7 @@ void softmax(const Tensor& input, int64_t dim, bool log, const Tensor& out) {
 void nll_loss(const Tensor& log_probs, const Tensor& target, int reduction, int64_t ignore_index,
               const Tensor& out) {
   record("NllLossBackward", out, {log_probs}, {target},
-         [reduction, ignore_index, shape = log_probs.sizes()](FunctionNode& n,
-                                                              const Tensor& grad) {
+         [reduction, ignore_index, shape = log_probs.sizes()](FunctionNode& n, const Tensor& grad) {
            const Tensor g = contiguous_grad(grad);
            Tensor gi = empty(shape, opts(g.dtype(), g.device()));
            kernel::nll_loss_backward(g.device())(g, n.saved(0), reduction, ignore_index, gi);

@@ -43,8 +43,8 @@ struct DeviceBackend {
   bool (*available)() = nullptr;
   int (*device_count)() = nullptr;
   // Byte copy between host and a device, or within one device.
-  void (*copy_bytes)(void* dst, const void* src, size_t nbytes, CopyKind kind, int device_index) =
-      nullptr;
+  void (*copy_bytes)(void* dst, const void* src, size_t nbytes, CopyKind kind,
+                     int device_index) = nullptr;
   void (*synchronize)(int device_index) = nullptr;
   std::string (*describe)(int device_index) = nullptr;
 };

@@ -38,16 +38,16 @@ class KernelTable {
 
 }  // namespace graft
 
-#define GRAFT_DECLARE_KERNEL(name, FnType) \
-  namespace kernel {                       \
+#define GRAFT_DECLARE_KERNEL(name, FnType)  \
+  namespace kernel {                        \
   extern ::graft::KernelTable<FnType> name; \
   }
-#define GRAFT_DEFINE_KERNEL(name, FnType) \
-  namespace kernel {                      \
+#define GRAFT_DEFINE_KERNEL(name, FnType)             \
+  namespace kernel {                                  \
   constinit ::graft::KernelTable<FnType> name{#name}; \
   }
-#define GRAFT_REGISTER_KERNEL(name, DEV, fn)                                                  \
-  static const bool graft_registered_##name##_##DEV = [] {                                   \
-    ::graft::kernel::name.set(::graft::DeviceType::DEV, fn);                                 \
-    return true;                                                                              \
+#define GRAFT_REGISTER_KERNEL(name, DEV, fn)                 \
+  static const bool graft_registered_##name##_##DEV = [] {   \
+    ::graft::kernel::name.set(::graft::DeviceType::DEV, fn); \
+    return true;                                             \
   }()

@@ -63,9 +63,9 @@ DType promote_types(DType a, DType b);
 
 template <typename T>
 struct DTypeOf;
-#define GRAFT_DTYPE_OF(T, D) \
-  template <>                \
-  struct DTypeOf<T> {        \
+#define GRAFT_DTYPE_OF(T, D)                 \
+  template <>                                \
+  struct DTypeOf<T> {                        \
     static constexpr DType value = DType::D; \
   };
 GRAFT_DTYPE_OF(bool, Bool)
@@ -92,45 +92,45 @@ constexpr DType dtype_of = DTypeOf<T>::value;
     return __VA_ARGS__();           \
   }
 
-#define GRAFT_DISPATCH_FLOAT(DT, NAME, ...)                                            \
-  [&] {                                                                                \
-    switch (DT) {                                                                      \
-      GRAFT_DTYPE_CASE(Float32, float, __VA_ARGS__)                                    \
-      GRAFT_DTYPE_CASE(Float64, double, __VA_ARGS__)                                   \
-      default:                                                                         \
-        GRAFT_FAIL(NAME, ": unsupported dtype ", ::graft::dtype_name(DT),              \
-                   " (expected float32 or float64)");                                  \
-    }                                                                                  \
+#define GRAFT_DISPATCH_FLOAT(DT, NAME, ...)                               \
+  [&] {                                                                   \
+    switch (DT) {                                                         \
+      GRAFT_DTYPE_CASE(Float32, float, __VA_ARGS__)                       \
+      GRAFT_DTYPE_CASE(Float64, double, __VA_ARGS__)                      \
+      default:                                                            \
+        GRAFT_FAIL(NAME, ": unsupported dtype ", ::graft::dtype_name(DT), \
+                   " (expected float32 or float64)");                     \
+    }                                                                     \
   }()
 
-#define GRAFT_DISPATCH_NUMERIC(DT, NAME, ...)                                          \
-  [&] {                                                                                \
-    switch (DT) {                                                                      \
-      GRAFT_DTYPE_CASE(Float32, float, __VA_ARGS__)                                    \
-      GRAFT_DTYPE_CASE(Float64, double, __VA_ARGS__)                                   \
-      GRAFT_DTYPE_CASE(Int64, int64_t, __VA_ARGS__)                                    \
-      GRAFT_DTYPE_CASE(Int32, int32_t, __VA_ARGS__)                                    \
-      GRAFT_DTYPE_CASE(Int16, int16_t, __VA_ARGS__)                                    \
-      GRAFT_DTYPE_CASE(Int8, int8_t, __VA_ARGS__)                                      \
-      GRAFT_DTYPE_CASE(UInt8, uint8_t, __VA_ARGS__)                                    \
-      default:                                                                         \
-        GRAFT_FAIL(NAME, ": unsupported dtype ", ::graft::dtype_name(DT));             \
-    }                                                                                  \
+#define GRAFT_DISPATCH_NUMERIC(DT, NAME, ...)                              \
+  [&] {                                                                    \
+    switch (DT) {                                                          \
+      GRAFT_DTYPE_CASE(Float32, float, __VA_ARGS__)                        \
+      GRAFT_DTYPE_CASE(Float64, double, __VA_ARGS__)                       \
+      GRAFT_DTYPE_CASE(Int64, int64_t, __VA_ARGS__)                        \
+      GRAFT_DTYPE_CASE(Int32, int32_t, __VA_ARGS__)                        \
+      GRAFT_DTYPE_CASE(Int16, int16_t, __VA_ARGS__)                        \
+      GRAFT_DTYPE_CASE(Int8, int8_t, __VA_ARGS__)                          \
+      GRAFT_DTYPE_CASE(UInt8, uint8_t, __VA_ARGS__)                        \
+      default:                                                             \
+        GRAFT_FAIL(NAME, ": unsupported dtype ", ::graft::dtype_name(DT)); \
+    }                                                                      \
   }()
 
-#define GRAFT_DISPATCH_ALL(DT, NAME, ...)                                              \
-  [&] {                                                                                \
-    switch (DT) {                                                                      \
-      GRAFT_DTYPE_CASE(Float32, float, __VA_ARGS__)                                    \
-      GRAFT_DTYPE_CASE(Float64, double, __VA_ARGS__)                                   \
-      GRAFT_DTYPE_CASE(Int64, int64_t, __VA_ARGS__)                                    \
-      GRAFT_DTYPE_CASE(Int32, int32_t, __VA_ARGS__)                                    \
-      GRAFT_DTYPE_CASE(Int16, int16_t, __VA_ARGS__)                                    \
-      GRAFT_DTYPE_CASE(Int8, int8_t, __VA_ARGS__)                                      \
-      GRAFT_DTYPE_CASE(UInt8, uint8_t, __VA_ARGS__)                                    \
-      GRAFT_DTYPE_CASE(Bool, bool, __VA_ARGS__)                                        \
-      GRAFT_DTYPE_CASE(Float16, ::graft::Half, __VA_ARGS__)                            \
-      GRAFT_DTYPE_CASE(BFloat16, ::graft::BFloat16, __VA_ARGS__)                       \
-    }                                                                                  \
-    GRAFT_FAIL(NAME, ": corrupt dtype value");                                         \
+#define GRAFT_DISPATCH_ALL(DT, NAME, ...)                        \
+  [&] {                                                          \
+    switch (DT) {                                                \
+      GRAFT_DTYPE_CASE(Float32, float, __VA_ARGS__)              \
+      GRAFT_DTYPE_CASE(Float64, double, __VA_ARGS__)             \
+      GRAFT_DTYPE_CASE(Int64, int64_t, __VA_ARGS__)              \
+      GRAFT_DTYPE_CASE(Int32, int32_t, __VA_ARGS__)              \
+      GRAFT_DTYPE_CASE(Int16, int16_t, __VA_ARGS__)              \
+      GRAFT_DTYPE_CASE(Int8, int8_t, __VA_ARGS__)                \
+      GRAFT_DTYPE_CASE(UInt8, uint8_t, __VA_ARGS__)              \
+      GRAFT_DTYPE_CASE(Bool, bool, __VA_ARGS__)                  \
+      GRAFT_DTYPE_CASE(Float16, ::graft::Half, __VA_ARGS__)      \
+      GRAFT_DTYPE_CASE(BFloat16, ::graft::BFloat16, __VA_ARGS__) \
+    }                                                            \
+    GRAFT_FAIL(NAME, ": corrupt dtype value");                   \
   }()

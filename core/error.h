@@ -29,8 +29,8 @@ std::string shape_str(const std::vector<int64_t>& shape);
 
 }  // namespace graft
 
-#define GRAFT_CHECK(cond, ...)                                         \
-  do {                                                                 \
+#define GRAFT_CHECK(cond, ...)                                               \
+  do {                                                                       \
     if (!(cond)) throw ::graft::Error(::graft::detail::concat(__VA_ARGS__)); \
   } while (0)
 

@@ -19,12 +19,43 @@ namespace graft {
 class Generator;
 
 enum class UnaryOp : uint8_t {
-  Neg, Abs, Exp, Log, Sqrt, Rsqrt, Sin, Cos, Tanh, Sigmoid, Relu, Sign, Reciprocal,
-  Square, Floor, Ceil, Round, Log1p, Expm1, LogicalNot,
+  Neg,
+  Abs,
+  Exp,
+  Log,
+  Sqrt,
+  Rsqrt,
+  Sin,
+  Cos,
+  Tanh,
+  Sigmoid,
+  Relu,
+  Sign,
+  Reciprocal,
+  Square,
+  Floor,
+  Ceil,
+  Round,
+  Log1p,
+  Expm1,
+  LogicalNot,
 };
 enum class BinaryOp : uint8_t {
-  Add, Sub, Mul, Div, Pow, Maximum, Minimum,
-  Eq, Ne, Lt, Le, Gt, Ge, LogicalAnd, LogicalOr,
+  Add,
+  Sub,
+  Mul,
+  Div,
+  Pow,
+  Maximum,
+  Minimum,
+  Eq,
+  Ne,
+  Lt,
+  Le,
+  Gt,
+  Ge,
+  LogicalAnd,
+  LogicalOr,
   // grad * (x > 0): used by relu's backward (a = grad, b = x or the output)
   ReluBackward,
 };
@@ -67,8 +98,7 @@ using BmmFn = void (*)(const Tensor& a, const Tensor& b, const Tensor& out, bool
 using IndexSelectFn = void (*)(const Tensor& in, int64_t dim, const Tensor& index,
                                const Tensor& out);
 // out[..i..] += src[..j..] where i = index[j] along dim (index_select's adjoint).
-using IndexAddFn = void (*)(const Tensor& out, int64_t dim, const Tensor& index,
-                            const Tensor& src);
+using IndexAddFn = void (*)(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src);
 // out = in.gather(dim, index); index int64 with out's shape.
 using GatherFn = void (*)(const Tensor& in, int64_t dim, const Tensor& index, const Tensor& out);
 // out.scatter_add_(dim, index, src) (gather's adjoint).
@@ -130,10 +160,9 @@ using BatchNormForwardEvalFn = void (*)(const Tensor& input, const Tensor& weigh
 // or running_mean and 1/sqrt(running_var+eps) (eval, where the statistics are
 // constants). Any of grad_input/grad_weight/grad_bias may be undefined.
 using BatchNormBackwardFn = void (*)(const Tensor& grad_out, const Tensor& input,
-                                     const Tensor& weight, const Tensor& mean,
-                                     const Tensor& invstd, bool training,
-                                     const Tensor& grad_input, const Tensor& grad_weight,
-                                     const Tensor& grad_bias);
+                                     const Tensor& weight, const Tensor& mean, const Tensor& invstd,
+                                     bool training, const Tensor& grad_input,
+                                     const Tensor& grad_weight, const Tensor& grad_bias);
 // Max pooling over [N,C,H,W]; indices (int64) are flat positions h*W+w in each plane.
 using MaxPool2dForwardFn = void (*)(const Tensor& input, const Pool2dParams& p, const Tensor& out,
                                     const Tensor& indices);
@@ -164,9 +193,8 @@ using CrossEntropyForwardFn = void (*)(const Tensor& logits, const Tensor& targe
 // grad_logits = scale_i * (softmax - (1-ls)*onehot - ls/C), scale_i from grad_out
 // and the reduction (1/non-ignored count for mean); ignored rows get zero.
 using CrossEntropyBackwardFn = void (*)(const Tensor& grad_out, const Tensor& log_probs,
-                                        const Tensor& target, int reduction,
-                                        int64_t ignore_index, double label_smoothing,
-                                        const Tensor& grad_logits);
+                                        const Tensor& target, int reduction, int64_t ignore_index,
+                                        double label_smoothing, const Tensor& grad_logits);
 // out[N,O] = input[N,K] @ weight[O,K]^T + bias[O] (bias may be undefined).
 using LinearForwardFn = void (*)(const Tensor& input, const Tensor& weight, const Tensor& bias,
                                  const Tensor& out);

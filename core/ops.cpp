@@ -21,7 +21,8 @@ Tensor empty(const Shape& shape, TensorOptions o) {
   constexpr int64_t kMaxBytes = int64_t{1} << 42;  // 4 TiB: anything larger is a bug
   GRAFT_CHECK(n <= kMaxBytes / static_cast<int64_t>(itemsize(o.dtype)), "empty: shape ",
               shape_str(shape), " is too large");
-  auto storage = std::make_shared<StorageImpl>(static_cast<size_t>(n) * itemsize(o.dtype), o.device);
+  auto storage =
+      std::make_shared<StorageImpl>(static_cast<size_t>(n) * itemsize(o.dtype), o.device);
   Tensor t = make_tensor(std::move(storage), shape, contiguous_strides(shape), 0, o.dtype);
   if (o.requires_grad) t.set_requires_grad(true);
   return t;
@@ -122,7 +123,9 @@ Tensor from_blob(void* data, const Shape& shape, DType dtype, Device device) {
 Tensor empty_like(const Tensor& t) { return empty(t.sizes(), opts(t.dtype(), t.device())); }
 Tensor zeros_like(const Tensor& t) { return zeros(t.sizes(), opts(t.dtype(), t.device())); }
 Tensor ones_like(const Tensor& t) { return ones(t.sizes(), opts(t.dtype(), t.device())); }
-Tensor full_like(const Tensor& t, double v) { return full(t.sizes(), v, opts(t.dtype(), t.device())); }
+Tensor full_like(const Tensor& t, double v) {
+  return full(t.sizes(), v, opts(t.dtype(), t.device()));
+}
 
 // ============================================================ element-wise
 
@@ -149,9 +152,17 @@ void check_same_device(const Tensor& a, const Tensor& b, const char* op) {
 // Float ops on integer inputs compute in float32, as torch does.
 bool op_needs_float(UnaryOp op) {
   switch (op) {
-    case UnaryOp::Exp: case UnaryOp::Log: case UnaryOp::Sqrt: case UnaryOp::Rsqrt:
-    case UnaryOp::Sin: case UnaryOp::Cos: case UnaryOp::Tanh: case UnaryOp::Sigmoid:
-    case UnaryOp::Reciprocal: case UnaryOp::Log1p: case UnaryOp::Expm1:
+    case UnaryOp::Exp:
+    case UnaryOp::Log:
+    case UnaryOp::Sqrt:
+    case UnaryOp::Rsqrt:
+    case UnaryOp::Sin:
+    case UnaryOp::Cos:
+    case UnaryOp::Tanh:
+    case UnaryOp::Sigmoid:
+    case UnaryOp::Reciprocal:
+    case UnaryOp::Log1p:
+    case UnaryOp::Expm1:
       return true;
     default:
       return false;
@@ -238,8 +249,9 @@ void check_inplace(const Tensor& a, const char* op) {
 Tensor& finish_inplace(Tensor& a, const Tensor& result) {
   // `result` was computed out of place (with its graph when needed); write it
   // back into a's memory and let a adopt its history.
-  GRAFT_CHECK(!(result.requires_grad() && a.impl()->is_view),
-              "in-place operation on a view (", a.meta_str(), ") that needs a gradient is not "
+  GRAFT_CHECK(!(result.requires_grad() && a.impl()->is_view), "in-place operation on a view (",
+              a.meta_str(),
+              ") that needs a gradient is not "
               "supported: the viewed tensor's history would not record it; use an out-of-place "
               "op, or clone() the view first");
   {
@@ -258,17 +270,17 @@ Tensor& finish_inplace(Tensor& a, const Tensor& result) {
 }  // namespace
 
 const char* unary_op_name(UnaryOp op) {
-  static const char* names[] = {"neg", "abs", "exp", "log", "sqrt", "rsqrt", "sin",
-                                "cos", "tanh", "sigmoid", "relu", "sign", "reciprocal",
-                                "square", "floor", "ceil", "round", "log1p", "expm1",
-                                "logical_not"};
+  static const char* names[] = {"neg",   "abs",   "exp",        "log",    "sqrt",
+                                "rsqrt", "sin",   "cos",        "tanh",   "sigmoid",
+                                "relu",  "sign",  "reciprocal", "square", "floor",
+                                "ceil",  "round", "log1p",      "expm1",  "logical_not"};
   return names[static_cast<int>(op)];
 }
 
 const char* binary_op_name(BinaryOp op) {
-  static const char* names[] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum",
-                                "eq", "ne", "lt", "le", "gt", "ge", "logical_and",
-                                "logical_or", "relu_backward"};
+  static const char* names[] = {
+      "add", "sub", "mul", "div", "pow", "maximum",     "minimum",    "eq",
+      "ne",  "lt",  "le",  "gt",  "ge",  "logical_and", "logical_or", "relu_backward"};
   return names[static_cast<int>(op)];
 }
 
@@ -496,8 +508,7 @@ Tensor& uniform_(Tensor& a, double lo, double hi, Generator* gen) {
 }
 
 Tensor& normal_(Tensor& a, double mean, double std, Generator* gen) {
-  if (fill_random_direct(a, gen, std, mean, [](Generator& g) { return g.next_normal(); }))
-    return a;
+  if (fill_random_direct(a, gen, std, mean, [](Generator& g) { return g.next_normal(); })) return a;
   Tensor r = randn(a.sizes(), opts(DType::Float64), gen);
   NoGradGuard g;
   Tensor scaled = add(mul(r, std), mean);

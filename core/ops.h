@@ -18,10 +18,18 @@ struct TensorOptions {
   DType dtype = DType::Float32;
   Device device = Device::cpu();
   bool requires_grad = false;
-  TensorOptions& with_dtype(DType d) { dtype = d; return *this; }
-  TensorOptions& with_device(Device d) { device = d; return *this; }
+  TensorOptions& with_dtype(DType d) {
+    dtype = d;
+    return *this;
+  }
+  TensorOptions& with_device(Device d) {
+    device = d;
+    return *this;
+  }
 };
-inline TensorOptions opts(DType dtype, Device device = Device::cpu()) { return {dtype, device, false}; }
+inline TensorOptions opts(DType dtype, Device device = Device::cpu()) {
+  return {dtype, device, false};
+}
 
 // ---- factories ----
 Tensor empty(const Shape& shape, TensorOptions o = {});
@@ -43,8 +51,8 @@ Tensor randperm(int64_t n, Generator* gen = nullptr);
 Tensor from_buffer(const void* data, const Shape& shape, DType dtype);
 template <typename T>
 Tensor tensor(const std::vector<T>& values, const Shape& shape) {
-  GRAFT_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape), "tensor: ",
-              values.size(), " values do not fill shape ", shape_str(shape));
+  GRAFT_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape), "tensor: ", values.size(),
+              " values do not fill shape ", shape_str(shape));
   return from_buffer(values.data(), shape, dtype_of<T>);
 }
 template <typename T>

@@ -18,8 +18,7 @@ struct Conv2dParams {
 };
 
 // input [N,C,H,W], weight [O,C/groups,kh,kw], bias [O] or undefined.
-Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias,
-              const Conv2dParams& p);
+Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, const Conv2dParams& p);
 
 // Batch norm over dim 1. In training mode the batch statistics normalise the
 // input and running_mean/var (when defined) are updated in place as PyTorch
@@ -35,8 +34,7 @@ Tensor batch_norm(const Tensor& input, const Tensor& weight, const Tensor& bias,
 // undefined. Falls back to the unfused ops when a gradient is needed.
 Tensor conv2d_bn_eval(const Tensor& input, const Tensor& weight, const Tensor& conv_bias,
                       const Conv2dParams& p, const Tensor& bn_weight, const Tensor& bn_bias,
-                      const Tensor& running_mean, const Tensor& running_var, double eps,
-                      bool relu);
+                      const Tensor& running_mean, const Tensor& running_var, double eps, bool relu);
 
 // stride 0 means stride = kernel (torch's default).
 Tensor max_pool2d(const Tensor& input, int64_t kernel, int64_t stride, int64_t padding,
@@ -50,8 +48,8 @@ Tensor log_softmax(const Tensor& input, int64_t dim);
 
 enum class Reduction { None, Mean, Sum };
 // input [N,C] logits, target [N] int64 class indices.
-Tensor nll_loss(const Tensor& log_probs, const Tensor& target, Reduction reduction = Reduction::Mean,
-                int64_t ignore_index = -100);
+Tensor nll_loss(const Tensor& log_probs, const Tensor& target,
+                Reduction reduction = Reduction::Mean, int64_t ignore_index = -100);
 Tensor cross_entropy(const Tensor& logits, const Tensor& target,
                      Reduction reduction = Reduction::Mean, int64_t ignore_index = -100,
                      double label_smoothing = 0.0);

@@ -94,13 +94,11 @@ Tensor prod(const Tensor& a, std::vector<int64_t> dims, bool keepdim) {
 }
 
 Tensor amax(const Tensor& a, std::vector<int64_t> dims, bool keepdim) {
-  return reduction(ReduceOp::Max, a, std::move(dims), keepdim, "amax: dim",
-                   derivatives::amax_amin);
+  return reduction(ReduceOp::Max, a, std::move(dims), keepdim, "amax: dim", derivatives::amax_amin);
 }
 
 Tensor amin(const Tensor& a, std::vector<int64_t> dims, bool keepdim) {
-  return reduction(ReduceOp::Min, a, std::move(dims), keepdim, "amin: dim",
-                   derivatives::amax_amin);
+  return reduction(ReduceOp::Min, a, std::move(dims), keepdim, "amin: dim", derivatives::amax_amin);
 }
 
 Tensor var(const Tensor& a, std::vector<int64_t> dims, double correction, bool keepdim) {

@@ -33,8 +33,7 @@ Shape contiguous_strides(const Shape& shape) {
 int64_t wrap_dim(int64_t dim, int64_t ndim, const char* what) {
   const int64_t n = std::max<int64_t>(ndim, 1);  // a 0-d tensor accepts dim 0 and -1
   GRAFT_CHECK(dim >= -n && dim < n, what, " ", dim, " is out of range for a tensor with ", ndim,
-              " dimension", ndim == 1 ? "" : "s", " (expected a value in [", -n, ", ", n - 1,
-              "])");
+              " dimension", ndim == 1 ? "" : "s", " (expected a value in [", -n, ", ", n - 1, "])");
   return dim < 0 ? dim + n : dim;
 }
 
@@ -57,7 +56,8 @@ const TensorImpl& checked(const TensorImpl* impl) {
 
 // A view over self's storage (the caller records the view's backward).
 Tensor alias(const Tensor& self, Shape sizes, Shape strides, int64_t offset) {
-  Tensor t = make_tensor(self.storage(), std::move(sizes), std::move(strides), offset, self.dtype());
+  Tensor t =
+      make_tensor(self.storage(), std::move(sizes), std::move(strides), offset, self.dtype());
   t.impl()->is_view = true;
   return t;
 }
@@ -76,7 +76,8 @@ bool view_strides(const Shape& old_sizes, const Shape& old_strides, const Shape&
   int64_t tensor_numel = 1, view_numel = 1;
   for (int64_t d = static_cast<int64_t>(old_sizes.size()) - 1; d >= 0; --d) {
     tensor_numel *= old_sizes[d];
-    if (d == 0 || (old_sizes[d - 1] != 1 && old_strides[d - 1] != tensor_numel * chunk_base_stride)) {
+    if (d == 0 ||
+        (old_sizes[d - 1] != 1 && old_strides[d - 1] != tensor_numel * chunk_base_stride)) {
       while (view_d >= 0 && (view_numel < tensor_numel || shape[view_d] == 1)) {
         out[view_d] = view_numel * chunk_base_stride;
         view_numel *= shape[view_d];
@@ -147,8 +148,8 @@ void* Tensor::raw_data() const {
 }
 
 double Tensor::item() const {
-  GRAFT_CHECK(numel() == 1, "item: tensor with ", numel(), " elements (shape ",
-              shape_str(sizes()), ") cannot be converted to a scalar");
+  GRAFT_CHECK(numel() == 1, "item: tensor with ", numel(), " elements (shape ", shape_str(sizes()),
+              ") cannot be converted to a scalar");
   Tensor c = detach().to(Device::cpu()).to(DType::Float64).contiguous();
   return *c.data_ptr<double>();
 }
@@ -254,8 +255,8 @@ Tensor Tensor::select(int64_t d, int64_t index) const {
   GRAFT_CHECK(dim() > 0, "select: cannot select from a 0-d tensor");
   d = wrap_dim(d, dim(), "select: dim");
   const int64_t n = sizes()[d];
-  GRAFT_CHECK(index >= -n && index < n, "select: index ", index, " out of range for dimension ",
-              d, " of size ", n);
+  GRAFT_CHECK(index >= -n && index < n, "select: index ", index, " out of range for dimension ", d,
+              " of size ", n);
   if (index < 0) index += n;
   Shape sz = sizes(), st = strides();
   const int64_t offset = storage_offset() + index * st[d];
@@ -335,10 +336,10 @@ Tensor Tensor::as_strided(Shape sz, Shape st, int64_t offset) const {
     if (sz[i] == 0) max_index = -1;
     if (max_index >= 0) max_index += (sz[i] - 1) * st[i];
   }
-  GRAFT_CHECK(max_index < 0 ||
-                  static_cast<size_t>(max_index + 1) * itemsize() <= storage()->nbytes(),
-              "as_strided: view ", shape_str(sz), " strides ", shape_str(st), " offset ", offset,
-              " exceeds the storage of ", storage()->nbytes(), " bytes");
+  GRAFT_CHECK(
+      max_index < 0 || static_cast<size_t>(max_index + 1) * itemsize() <= storage()->nbytes(),
+      "as_strided: view ", shape_str(sz), " strides ", shape_str(st), " offset ", offset,
+      " exceeds the storage of ", storage()->nbytes(), " bytes");
   return alias(*this, std::move(sz), std::move(st), offset);
 }
 
@@ -378,8 +379,8 @@ Tensor Tensor::to(Device d) const {
       device_backend(d.type).copy_bytes(out.raw_data(), src.raw_data(), nbytes(),
                                         CopyKind::HostToDevice, d.index);
     } else {
-      GRAFT_CHECK(src.device().type == d.type, "to: copies between ", src.device().str(),
-                  " and ", d.str(), " are not supported");
+      GRAFT_CHECK(src.device().type == d.type, "to: copies between ", src.device().str(), " and ",
+                  d.str(), " are not supported");
       device_backend(d.type).copy_bytes(out.raw_data(), src.raw_data(), nbytes(),
                                         CopyKind::DeviceToDevice, d.index);
     }
@@ -398,10 +399,13 @@ bool Tensor::requires_grad() const { return checked(impl_.get()).requires_grad; 
 
 const Tensor& Tensor::set_requires_grad(bool value) const {
   TensorImpl& t = const_cast<TensorImpl&>(checked(impl_.get()));
-  GRAFT_CHECK(!t.grad_fn, "set_requires_grad: only leaf tensors can change requires_grad; "
+  GRAFT_CHECK(!t.grad_fn,
+              "set_requires_grad: only leaf tensors can change requires_grad; "
               "use detach() on a non-leaf");
-  GRAFT_CHECK(!value || is_floating(t.dtype), "set_requires_grad: only floating point tensors "
-              "can require gradients, this one is ", dtype_name(t.dtype));
+  GRAFT_CHECK(!value || is_floating(t.dtype),
+              "set_requires_grad: only floating point tensors "
+              "can require gradients, this one is ",
+              dtype_name(t.dtype));
   t.requires_grad = value;
   return *this;
 }

@@ -54,7 +54,7 @@ class Tensor {
   const Shape& sizes() const;
   const Shape& shape() const { return sizes(); }
   const Shape& strides() const;
-  int64_t size(int64_t dim) const;    // negative dims count from the end
+  int64_t size(int64_t dim) const;  // negative dims count from the end
   int64_t stride(int64_t dim) const;
   int64_t dim() const;
   int64_t numel() const;
@@ -81,15 +81,15 @@ class Tensor {
   std::vector<T> to_vector() const;
 
   // ---- views (share storage; differentiable) ----
-  Tensor view(Shape shape) const;       // requires compatible strides; -1 infers one size
-  Tensor reshape(Shape shape) const;    // view when possible, otherwise a copy
+  Tensor view(Shape shape) const;     // requires compatible strides; -1 infers one size
+  Tensor reshape(Shape shape) const;  // view when possible, otherwise a copy
   Tensor permute(Shape dims) const;
   Tensor transpose(int64_t d0, int64_t d1) const;
-  Tensor t() const;                     // 2-D transpose
+  Tensor t() const;  // 2-D transpose
   Tensor narrow(int64_t dim, int64_t start, int64_t length) const;
   Tensor slice(int64_t dim, int64_t start, int64_t end, int64_t step = 1) const;
   Tensor select(int64_t dim, int64_t index) const;
-  Tensor expand(Shape shape) const;     // -1 keeps a size
+  Tensor expand(Shape shape) const;  // -1 keeps a size
   Tensor squeeze() const;
   Tensor squeeze(int64_t dim) const;
   Tensor unsqueeze(int64_t dim) const;
@@ -110,13 +110,13 @@ class Tensor {
   const Tensor& set_requires_grad(bool value) const;
   bool is_leaf() const;
   const std::shared_ptr<autograd::Node>& grad_fn() const;
-  Tensor grad() const;               // undefined when no gradient is held
+  Tensor grad() const;  // undefined when no gradient is held
   void set_grad(const Tensor& g) const;
-  void zero_grad() const;            // set_to_none semantics
+  void zero_grad() const;  // set_to_none semantics
   // Backpropagate from this tensor. A non-scalar needs an explicit gradient.
   void backward(const Tensor& gradient = Tensor(), bool retain_graph = false) const;
 
-  std::string str() const;  // torch-like printed form
+  std::string str() const;       // torch-like printed form
   std::string meta_str() const;  // "float32[2, 3] cpu"
 
  private:

@@ -117,8 +117,8 @@ void AtomicFileWriter::commit() {
   GRAFT_CHECK(::fsync(fd_) == 0, "fsync ", tmp_path_, " failed: ", std::strerror(errno));
   GRAFT_CHECK(::close(fd_) == 0, "close ", tmp_path_, " failed: ", std::strerror(errno));
   fd_ = -1;
-  GRAFT_CHECK(::rename(tmp_path_.c_str(), path_.c_str()) == 0, "rename ", tmp_path_, " -> ",
-              path_, " failed: ", std::strerror(errno));
+  GRAFT_CHECK(::rename(tmp_path_.c_str(), path_.c_str()) == 0, "rename ", tmp_path_, " -> ", path_,
+              " failed: ", std::strerror(errno));
   committed_ = true;
   // Make the rename itself durable.
   const std::filesystem::path parent = std::filesystem::path(path_).parent_path();

@@ -15,9 +15,9 @@ std::string fixture(const std::string& name);
 bool fixture_exists(const std::string& name);
 
 // Skips the current test when `name` is missing, printing how to generate it.
-#define GRAFT_REQUIRE_FIXTURE(name)                                                  \
-  do {                                                                               \
-    if (!::graft::testing::fixture_exists(name))                                     \
+#define GRAFT_REQUIRE_FIXTURE(name)                                                       \
+  do {                                                                                    \
+    if (!::graft::testing::fixture_exists(name))                                          \
       GTEST_SKIP() << "fixture " << (name) << " missing: run tests/fixtures/generate.sh"; \
   } while (0)
 

@@ -127,9 +127,10 @@ std::vector<DemoResult> run_demo(const DemoOptions& o) {
   for (const int64_t k : o.ks) {
     const int64_t epochs = o.epochs > 0 ? o.epochs : (k <= 30 ? 30 : 15);
     const int64_t batch = o.batch > 0 ? o.batch : (k <= 30 ? 32 : 128);
-    const auto subset = data::per_class_subset(target_train, k, o.seed + static_cast<uint64_t>(k), true);
-    std::cerr << "\ntarget task: K=" << k << " images per class (" << subset->size()
-              << " images), " << epochs << " epochs, batch " << batch << "\n";
+    const auto subset =
+        data::per_class_subset(target_train, k, o.seed + static_cast<uint64_t>(k), true);
+    std::cerr << "\ntarget task: K=" << k << " images per class (" << subset->size() << " images), "
+              << epochs << " epochs, batch " << batch << "\n";
     std::vector<Chart> charts(2);
     charts[0].title = "train loss, K=" + std::to_string(k);
     charts[0].y_label = "loss";
@@ -213,8 +214,10 @@ std::vector<DemoResult> run_demo(const DemoOptions& o) {
   }
   std::ofstream(o.out + "/results.md") << md.str();
   std::ofstream(o.out + "/results.csv") << csv.str();
-  std::cout << "\nTarget test accuracy (5,000 images of Fashion-MNIST classes 5-9), time per mode:\n\n"
-            << md.str() << "\nWritten to " << o.out << "/ (results.md, results.csv, curves_k*.svg, source.pth)\n";
+  std::cout
+      << "\nTarget test accuracy (5,000 images of Fashion-MNIST classes 5-9), time per mode:\n\n"
+      << md.str() << "\nWritten to " << o.out
+      << "/ (results.md, results.csv, curves_k*.svg, source.pth)\n";
   return results;
 }
 

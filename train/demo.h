@@ -17,18 +17,17 @@ struct DemoOptions {
   std::string arch = "resnet18";
   // The reference table also has K=100 (`--k 10,30,100`, about 4 more minutes).
   std::vector<int64_t> ks = {10, 30};
-  std::vector<std::string> modes = {"scratch", "finetune", "feature-extract", "lr0",
-                                    "lr0.1x"};
+  std::vector<std::string> modes = {"scratch", "finetune", "feature-extract", "lr0", "lr0.1x"};
   // Source task.
   int64_t source_epochs = 2;
   int64_t source_batch = 128;
-  int64_t source_limit = -1;      // use at most this many source images (-1: all 30,000)
-  std::string source_weights;     // reuse a pretrained source model instead of training one
+  int64_t source_limit = -1;   // use at most this many source images (-1: all 30,000)
+  std::string source_weights;  // reuse a pretrained source model instead of training one
   // Target task: epochs and batch per K (0: the reference protocol's choice,
   // 30 epochs at batch 32 for K <= 30, 15 epochs at batch 128 above).
   int64_t epochs = 0;
   int64_t batch = 0;
-  int64_t val_every = 5;          // curve points on 1,000 target test images
+  int64_t val_every = 5;  // curve points on 1,000 target test images
   double lr = 0.01, momentum = 0.9, weight_decay = 5e-4;
   int64_t image_size = 32;
   int workers = 0;

@@ -73,8 +73,8 @@ void apply_freeze(nn::Module& model, const FinetuneOptions& o) {
   for (const auto& glob : o.freeze) optim::freeze_by_glob(named, glob);
 }
 
-std::vector<optim::ParamGroup> build_param_groups(const nn::Module& model,
-                                                  const FinetuneOptions& o, double base_lr) {
+std::vector<optim::ParamGroup> build_param_groups(const nn::Module& model, const FinetuneOptions& o,
+                                                  double base_lr) {
   const optim::NamedParams params = optim::trainable(model.named_parameters());
   GRAFT_CHECK(!params.empty(), "every parameter is frozen: nothing to train");
   std::vector<optim::ParamGroup> groups;
@@ -107,7 +107,8 @@ std::vector<optim::ParamGroup> build_param_groups(const nn::Module& model,
     return groups;
   }
   optim::NamedParams backbone, head;
-  for (const auto& p : params) (optim::glob_match(o.head_glob, p.first) ? head : backbone).push_back(p);
+  for (const auto& p : params)
+    (optim::glob_match(o.head_glob, p.first) ? head : backbone).push_back(p);
   if (!backbone.empty()) {
     optim::ParamGroupOptions bo;
     bo.lr = base_lr * o.backbone_lr_mult;

@@ -47,8 +47,8 @@ struct FinetuneOptions {
 // Applies `freeze` to the model (errors for a pattern that matches nothing).
 void apply_freeze(nn::Module& model, const FinetuneOptions& o);
 // Builds the optimizer groups for the model's trainable parameters.
-std::vector<optim::ParamGroup> build_param_groups(const nn::Module& model,
-                                                  const FinetuneOptions& o, double base_lr);
+std::vector<optim::ParamGroup> build_param_groups(const nn::Module& model, const FinetuneOptions& o,
+                                                  double base_lr);
 // Marks BN layers per the policy (call after freezing; survives model.train()).
 void apply_bn_policy(nn::Module& model, BnPolicy policy);
 

@@ -39,11 +39,11 @@ struct EpochRecord {
 
 struct FitOptions {
   int64_t epochs = 1;
-  int64_t start_epoch = 0;   // epochs already done (resume)
-  int64_t val_every = 1;     // validate every N epochs (and after the last)
-  bool hflip = false;        // random horizontal flip of each training image
-  uint64_t seed = 0;         // flip randomness: one stream per epoch
-  int64_t max_steps = -1;    // stop after this many optimizer steps in total (-1: no limit)
+  int64_t start_epoch = 0;  // epochs already done (resume)
+  int64_t val_every = 1;    // validate every N epochs (and after the last)
+  bool hflip = false;       // random horizontal flip of each training image
+  uint64_t seed = 0;        // flip randomness: one stream per epoch
+  int64_t max_steps = -1;   // stop after this many optimizer steps in total (-1: no limit)
   Device device = Device::cpu();
   int64_t num_classes = 0;
   double label_smoothing = 0;

@@ -22,11 +22,20 @@ std::string escape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -134,8 +143,7 @@ std::string render_svg(const std::vector<Chart>& charts, int chart_width, int ch
      << chart_height << "\" font-family=\"sans-serif\">\n";
   os << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
   for (size_t i = 0; i < charts.size(); ++i)
-    render_chart(os, charts[i], static_cast<double>(i) * chart_width, 0, chart_width,
-                 chart_height);
+    render_chart(os, charts[i], static_cast<double>(i) * chart_width, 0, chart_width, chart_height);
   os << "</svg>\n";
   return os.str();
 }

@@ -23,14 +23,16 @@ using json = nlohmann::ordered_json;
 
 // ---------------------------------------------------------------- config
 
-#define GRAFT_CONFIG_FIELDS(X)                                                               \
-  X(arch) X(weights) X(num_classes) X(mode) X(train_npy) X(train_labels) X(val_npy)          \
-  X(val_labels) X(data_dir) X(val_data) X(dataset) X(image_size) X(augment) X(workers)       \
-  X(skip_bad_images) X(optimizer) X(lr) X(momentum) X(dampening) X(weight_decay) X(eps)     \
-  X(nesterov) X(amsgrad) X(betas) X(freeze) X(param_groups) X(bn) X(backbone_lr_mult)       \
-  X(head_lr_mult) X(scheduler) X(step_size) X(gamma) X(milestones) X(warmup_epochs)         \
-  X(batch_size) X(epochs) X(max_steps) X(val_every) X(shuffle) X(seed) X(label_smoothing)  \
-  X(clip_grad_norm) X(save) X(out) X(device) X(threads)
+#define GRAFT_CONFIG_FIELDS(X)                                                                   \
+  X(arch)                                                                                        \
+  X(weights) X(num_classes) X(mode) X(train_npy) X(train_labels) X(val_npy) X(val_labels)        \
+      X(data_dir) X(val_data) X(dataset) X(image_size) X(augment) X(workers) X(skip_bad_images)  \
+          X(optimizer) X(lr) X(momentum) X(dampening) X(weight_decay) X(eps) X(nesterov)         \
+              X(amsgrad) X(betas) X(freeze) X(param_groups) X(bn) X(backbone_lr_mult)            \
+                  X(head_lr_mult) X(scheduler) X(step_size) X(gamma) X(milestones)               \
+                      X(warmup_epochs) X(batch_size) X(epochs) X(max_steps) X(val_every)         \
+                          X(shuffle) X(seed) X(label_smoothing) X(clip_grad_norm) X(save) X(out) \
+                              X(device) X(threads)
 
 std::string config_json(const TrainConfig& c) {
   json j;
@@ -44,7 +46,8 @@ std::string config_json(const TrainConfig& c) {
 TrainConfig load_config(const std::string& dir) {
   const std::string path = dir + "/config.json";
   std::ifstream f(path);
-  GRAFT_CHECK(f.good(), "--resume ", dir, ": no config.json there (is it a graft train --out folder?)");
+  GRAFT_CHECK(f.good(), "--resume ", dir,
+              ": no config.json there (is it a graft train --out folder?)");
   TrainConfig c;
   try {
     const json j = json::parse(f);
@@ -87,9 +90,11 @@ data::DatasetPtr image_folder(const std::string& root, bool train, const TrainCo
   data::ImageFolder::Options o;
   const int64_t size = c.image_size > 0 ? c.image_size : 224;
   const int64_t resize = size * 256 / 224;
-  o.transform = train && c.augment == "default"
-                    ? std::static_pointer_cast<const data::Transform>(data::imagenet_train_transform(size))
-                    : std::static_pointer_cast<const data::Transform>(data::imagenet_eval_transform(resize, size));
+  o.transform =
+      train && c.augment == "default"
+          ? std::static_pointer_cast<const data::Transform>(data::imagenet_train_transform(size))
+          : std::static_pointer_cast<const data::Transform>(
+                data::imagenet_eval_transform(resize, size));
   o.skip_bad_images = c.skip_bad_images;
   auto ds = std::make_shared<data::ImageFolder>(root, o);
   if (classes) *classes = ds->classes();
@@ -99,10 +104,10 @@ data::DatasetPtr image_folder(const std::string& root, bool train, const TrainCo
 Data load_data(const TrainConfig& c) {
   Data d;
   const int sources = !c.train_npy.empty() + !c.data_dir.empty() + !c.dataset.empty();
-  GRAFT_CHECK(sources == 1,
-              sources == 0 ? "no training data: give --train-npy X.npy --train-labels Y.npy, "
-                             "--data DIR or --dataset fashion-mnist"
-                           : "give only one of --train-npy, --data and --dataset");
+  GRAFT_CHECK(sources == 1, sources == 0
+                                ? "no training data: give --train-npy X.npy --train-labels Y.npy, "
+                                  "--data DIR or --dataset fashion-mnist"
+                                : "give only one of --train-npy, --data and --dataset");
   if (!c.train_npy.empty()) {
     GRAFT_CHECK(!c.train_labels.empty(), "--train-npy needs --train-labels Y.npy (int64 labels)");
     auto ds = data::TensorDataset::from_npy(c.train_npy, c.train_labels);
@@ -114,7 +119,8 @@ Data load_data(const TrainConfig& c) {
     }
   } else if (!c.data_dir.empty()) {
     GRAFT_CHECK(exists_dir(c.data_dir), "data folder '", c.data_dir, "' does not exist");
-    const std::string train_dir = exists_dir(c.data_dir + "/train") ? c.data_dir + "/train" : c.data_dir;
+    const std::string train_dir =
+        exists_dir(c.data_dir + "/train") ? c.data_dir + "/train" : c.data_dir;
     d.train = image_folder(train_dir, true, c, &d.classes);
     std::string val_dir = c.val_data;
     if (val_dir.empty() && exists_dir(c.data_dir + "/val")) val_dir = c.data_dir + "/val";
@@ -219,9 +225,9 @@ void validate(const TrainConfig& c) {
     GRAFT_CHECK(c.weights.empty(), "--mode scratch trains from random weights; drop --weights");
   if (c.mode == "finetune" || c.mode == "feature-extract")
     GRAFT_CHECK(!c.weights.empty(), "--mode ", c.mode, " needs pretrained --weights W.pth");
-  GRAFT_CHECK(c.mode.empty() || c.mode == "scratch" || c.mode == "finetune" ||
-                  c.mode == "feature-extract",
-              "unknown --mode '", c.mode, "' (expected scratch, finetune or feature-extract)");
+  GRAFT_CHECK(
+      c.mode.empty() || c.mode == "scratch" || c.mode == "finetune" || c.mode == "feature-extract",
+      "unknown --mode '", c.mode, "' (expected scratch, finetune or feature-extract)");
 }
 
 void check_writable(const std::string& dir) {
@@ -278,15 +284,17 @@ TrainSummary run_training(TrainConfig c) {
     ckpt_classes = head_classes(weights);
   }
   const int64_t data_classes = d.train->num_classes();
-  int64_t classes = c.num_classes > 0 ? c.num_classes : (ckpt_classes > 0 ? ckpt_classes : data_classes);
+  int64_t classes =
+      c.num_classes > 0 ? c.num_classes : (ckpt_classes > 0 ? ckpt_classes : data_classes);
   GRAFT_CHECK(data_classes <= classes, "the training labels need ", data_classes,
-              " classes but the model has ", classes,
-              "; pass --num-classes ", data_classes, " to replace the head");
+              " classes but the model has ", classes, "; pass --num-classes ", data_classes,
+              " to replace the head");
   auto model = nn::make_resnet(c.arch, ckpt_classes > 0 ? ckpt_classes : classes);
   if (!weights.empty()) {
     io::LoadOptions lo;
     const io::LoadReport rep = io::load_state_dict(model->state_dict(), weights, lo);
-    if (!c.quiet) std::cerr << "loaded " << rep.loaded.size() << " tensors from " << c.weights << "\n";
+    if (!c.quiet)
+      std::cerr << "loaded " << rep.loaded.size() << " tensors from " << c.weights << "\n";
     if (ckpt_classes != classes) {
       model->replace_head(classes);
       if (!c.quiet)
@@ -363,7 +371,8 @@ TrainSummary run_training(TrainConfig c) {
   }
   if (metrics_csv.empty()) {
     metrics_csv = "epoch,train_loss,train_acc,val_loss,val_acc,seconds,images_per_sec";
-    for (size_t g = 0; g < opt->param_groups().size(); ++g) metrics_csv += ",lr_group" + std::to_string(g);
+    for (size_t g = 0; g < opt->param_groups().size(); ++g)
+      metrics_csv += ",lr_group" + std::to_string(g);
     metrics_csv += "\n";
   }
 
@@ -385,8 +394,9 @@ TrainSummary run_training(TrainConfig c) {
     history.push_back(r);
     if (c.out.empty()) return;
     char row[256];
-    std::snprintf(row, sizeof row, "%lld,%.6f,%.6f,%s,%s,%.3f,%.2f", static_cast<long long>(r.epoch),
-                  r.train_loss, r.train_acc, r.val_loss ? std::to_string(*r.val_loss).c_str() : "",
+    std::snprintf(row, sizeof row, "%lld,%.6f,%.6f,%s,%s,%.3f,%.2f",
+                  static_cast<long long>(r.epoch), r.train_loss, r.train_acc,
+                  r.val_loss ? std::to_string(*r.val_loss).c_str() : "",
                   r.val_acc ? std::to_string(*r.val_acc).c_str() : "", r.seconds, r.images_per_sec);
     metrics_csv += row;
     for (double lr : r.lrs) metrics_csv += "," + std::to_string(lr);

@@ -15,14 +15,14 @@ namespace graft::train {
 struct TrainConfig {
   // model
   std::string arch = "resnet18";
-  std::string weights;          // .pth / .safetensors / .npy dir; empty: random init
-  int64_t num_classes = 0;      // 0: from the weights' fc, else from the data
-  std::string mode;             // "", scratch, finetune, feature-extract (presets)
+  std::string weights;      // .pth / .safetensors / .npy dir; empty: random init
+  int64_t num_classes = 0;  // 0: from the weights' fc, else from the data
+  std::string mode;         // "", scratch, finetune, feature-extract (presets)
   // data (one source)
   std::string train_npy, train_labels, val_npy, val_labels;
   std::string data_dir, val_data;
-  std::string dataset;          // "fashion-mnist"
-  int64_t image_size = 0;       // 0: 224 for image folders, 32 for fashion-mnist
+  std::string dataset;              // "fashion-mnist"
+  int64_t image_size = 0;           // 0: 224 for image folders, 32 for fashion-mnist
   std::string augment = "default";  // default | none (npy data is never augmented)
   int workers = 2;
   bool skip_bad_images = false;
@@ -48,10 +48,11 @@ struct TrainConfig {
   double clip_grad_norm = 0;  // 0: off
   // outputs
   std::string save;  // final state_dict .pth
-  std::string out;   // run folder: metrics.csv, config.json, last.pth, best.pth, classes.txt, curves.svg
+  std::string
+      out;  // run folder: metrics.csv, config.json, last.pth, best.pth, classes.txt, curves.svg
   std::string resume;
   std::string device = "cpu";
-  int threads = 0;   // 0: keep the default
+  int threads = 0;  // 0: keep the default
   bool quiet = false;
 };
 

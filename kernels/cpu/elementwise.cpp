@@ -28,46 +28,76 @@ template <typename T>
 inline T apply_unary(UnaryOp op, T x) {
   if constexpr (std::is_floating_point_v<T>) {
     switch (op) {
-      case UnaryOp::Neg: return -x;
-      case UnaryOp::Abs: return std::fabs(x);
-      case UnaryOp::Exp: return std::exp(x);
-      case UnaryOp::Log: return std::log(x);
-      case UnaryOp::Sqrt: return std::sqrt(x);
-      case UnaryOp::Rsqrt: return T(1) / std::sqrt(x);
-      case UnaryOp::Sin: return std::sin(x);
-      case UnaryOp::Cos: return std::cos(x);
-      case UnaryOp::Tanh: return std::tanh(x);
-      case UnaryOp::Sigmoid: return T(1) / (T(1) + std::exp(-x));
-      case UnaryOp::Relu: return x > T(0) ? x : (std::isnan(x) ? x : T(0));
-      case UnaryOp::Sign: return static_cast<T>((T(0) < x) - (x < T(0)));
-      case UnaryOp::Reciprocal: return T(1) / x;
-      case UnaryOp::Square: return x * x;
-      case UnaryOp::Floor: return std::floor(x);
-      case UnaryOp::Ceil: return std::ceil(x);
-      case UnaryOp::Round: return std::nearbyint(x);  // half to even, like torch
-      case UnaryOp::Log1p: return std::log1p(x);
-      case UnaryOp::Expm1: return std::expm1(x);
-      case UnaryOp::LogicalNot: return x == T(0);
+      case UnaryOp::Neg:
+        return -x;
+      case UnaryOp::Abs:
+        return std::fabs(x);
+      case UnaryOp::Exp:
+        return std::exp(x);
+      case UnaryOp::Log:
+        return std::log(x);
+      case UnaryOp::Sqrt:
+        return std::sqrt(x);
+      case UnaryOp::Rsqrt:
+        return T(1) / std::sqrt(x);
+      case UnaryOp::Sin:
+        return std::sin(x);
+      case UnaryOp::Cos:
+        return std::cos(x);
+      case UnaryOp::Tanh:
+        return std::tanh(x);
+      case UnaryOp::Sigmoid:
+        return T(1) / (T(1) + std::exp(-x));
+      case UnaryOp::Relu:
+        return x > T(0) ? x : (std::isnan(x) ? x : T(0));
+      case UnaryOp::Sign:
+        return static_cast<T>((T(0) < x) - (x < T(0)));
+      case UnaryOp::Reciprocal:
+        return T(1) / x;
+      case UnaryOp::Square:
+        return x * x;
+      case UnaryOp::Floor:
+        return std::floor(x);
+      case UnaryOp::Ceil:
+        return std::ceil(x);
+      case UnaryOp::Round:
+        return std::nearbyint(x);  // half to even, like torch
+      case UnaryOp::Log1p:
+        return std::log1p(x);
+      case UnaryOp::Expm1:
+        return std::expm1(x);
+      case UnaryOp::LogicalNot:
+        return x == T(0);
     }
   } else if constexpr (std::is_same_v<T, bool>) {
     switch (op) {
-      case UnaryOp::Abs: return x;
-      case UnaryOp::LogicalNot: return !x;
-      default: break;
+      case UnaryOp::Abs:
+        return x;
+      case UnaryOp::LogicalNot:
+        return !x;
+      default:
+        break;
     }
   } else {
     switch (op) {
-      case UnaryOp::Neg: return static_cast<T>(-x);
-      case UnaryOp::Abs: return static_cast<T>(x < 0 ? -x : x);
-      case UnaryOp::Relu: return x > 0 ? x : T(0);
-      case UnaryOp::Sign: return static_cast<T>((T(0) < x) - (x < T(0)));
-      case UnaryOp::Square: return static_cast<T>(x * x);
+      case UnaryOp::Neg:
+        return static_cast<T>(-x);
+      case UnaryOp::Abs:
+        return static_cast<T>(x < 0 ? -x : x);
+      case UnaryOp::Relu:
+        return x > 0 ? x : T(0);
+      case UnaryOp::Sign:
+        return static_cast<T>((T(0) < x) - (x < T(0)));
+      case UnaryOp::Square:
+        return static_cast<T>(x * x);
       case UnaryOp::Floor:
       case UnaryOp::Ceil:
       case UnaryOp::Round:
         return x;
-      case UnaryOp::LogicalNot: return x == 0;
-      default: break;
+      case UnaryOp::LogicalNot:
+        return x == 0;
+      default:
+        break;
     }
   }
   GRAFT_FAIL(unary_op_name(op), ": not supported for dtype ", dtype_name(dtype_of<T>));
@@ -88,9 +118,12 @@ inline T int_pow(T base, T exp) {
 template <typename T>
 inline T apply_arith(BinaryOp op, T a, T b) {
   switch (op) {
-    case BinaryOp::Add: return static_cast<T>(a + b);
-    case BinaryOp::Sub: return static_cast<T>(a - b);
-    case BinaryOp::Mul: return static_cast<T>(a * b);
+    case BinaryOp::Add:
+      return static_cast<T>(a + b);
+    case BinaryOp::Sub:
+      return static_cast<T>(a - b);
+    case BinaryOp::Mul:
+      return static_cast<T>(a * b);
     case BinaryOp::Div:
       if constexpr (std::is_floating_point_v<T>) {
         return a / b;
@@ -114,10 +147,14 @@ inline T apply_arith(BinaryOp op, T a, T b) {
         if (std::isnan(a) || std::isnan(b)) return std::numeric_limits<T>::quiet_NaN();
       }
       return a < b ? a : b;
-    case BinaryOp::ReluBackward: return b > T(0) ? a : T(0);
-    case BinaryOp::LogicalAnd: return (a != T(0)) && (b != T(0));
-    case BinaryOp::LogicalOr: return (a != T(0)) || (b != T(0));
-    default: break;
+    case BinaryOp::ReluBackward:
+      return b > T(0) ? a : T(0);
+    case BinaryOp::LogicalAnd:
+      return (a != T(0)) && (b != T(0));
+    case BinaryOp::LogicalOr:
+      return (a != T(0)) || (b != T(0));
+    default:
+      break;
   }
   GRAFT_FAIL(binary_op_name(op), ": not an arithmetic op");
 }
@@ -125,13 +162,20 @@ inline T apply_arith(BinaryOp op, T a, T b) {
 template <typename T>
 inline bool apply_compare(BinaryOp op, T a, T b) {
   switch (op) {
-    case BinaryOp::Eq: return a == b;
-    case BinaryOp::Ne: return a != b;
-    case BinaryOp::Lt: return a < b;
-    case BinaryOp::Le: return a <= b;
-    case BinaryOp::Gt: return a > b;
-    case BinaryOp::Ge: return a >= b;
-    default: break;
+    case BinaryOp::Eq:
+      return a == b;
+    case BinaryOp::Ne:
+      return a != b;
+    case BinaryOp::Lt:
+      return a < b;
+    case BinaryOp::Le:
+      return a <= b;
+    case BinaryOp::Gt:
+      return a > b;
+    case BinaryOp::Ge:
+      return a >= b;
+    default:
+      break;
   }
   GRAFT_FAIL(binary_op_name(op), ": not a comparison");
 }
@@ -155,13 +199,15 @@ void map_elements(const Tensor& out, const std::array<const Tensor*, sizeof...(I
       [&]<size_t... I>(std::index_sequence<I...>) {
         std::tuple<const In*...> in{reinterpret_cast<const In*>(p[I + 1])...};
         for (int64_t i = 0; i < n; ++i) o[i] = f(std::get<I>(in)[i]...);
-      }(std::index_sequence_for<In...>{});
+      }
+      (std::index_sequence_for<In...>{});
     } else {
       for (int64_t i = 0; i < n; ++i) {
         [&]<size_t... I>(std::index_sequence<I...>) {
           *reinterpret_cast<Out*>(p[0] + i * st[0]) =
               f(*reinterpret_cast<const In*>(p[I + 1] + i * st[I + 1])...);
-        }(std::index_sequence_for<In...>{});
+        }
+        (std::index_sequence_for<In...>{});
       }
     }
   });
@@ -175,19 +221,16 @@ void unary_cpu(UnaryOp op, const Tensor& in, const Tensor& out) {
   GRAFT_DISPATCH_NUMERIC(in.dtype(), unary_op_name(op), [&] {
     switch (op) {  // hot ops get their own instantiation so they vectorise
       case UnaryOp::Relu:
-        map_elements<scalar_t, scalar_t>(out, {&in}, [](scalar_t x) {
-          return apply_unary(UnaryOp::Relu, x);
-        });
+        map_elements<scalar_t, scalar_t>(out, {&in},
+                                         [](scalar_t x) { return apply_unary(UnaryOp::Relu, x); });
         break;
       case UnaryOp::Neg:
-        map_elements<scalar_t, scalar_t>(out, {&in}, [](scalar_t x) {
-          return static_cast<scalar_t>(-x);
-        });
+        map_elements<scalar_t, scalar_t>(out, {&in},
+                                         [](scalar_t x) { return static_cast<scalar_t>(-x); });
         break;
       default:
-        map_elements<scalar_t, scalar_t>(out, {&in}, [op](scalar_t x) {
-          return apply_unary(op, x);
-        });
+        map_elements<scalar_t, scalar_t>(out, {&in},
+                                         [op](scalar_t x) { return apply_unary(op, x); });
     }
   });
 }
@@ -206,9 +249,8 @@ void binary_cpu(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out
     return;
   }
   if (a.dtype() == DType::Bool) {
-    map_elements<bool, bool, bool>(out, {&a, &b}, [op](bool x, bool y) {
-      return apply_arith<int>(op, x, y) != 0;
-    });
+    map_elements<bool, bool, bool>(
+        out, {&a, &b}, [op](bool x, bool y) { return apply_arith<int>(op, x, y) != 0; });
     return;
   }
   GRAFT_DISPATCH_NUMERIC(a.dtype(), binary_op_name(op), [&] {

@@ -57,7 +57,8 @@ class StridedLoop {
       inner(p, st, 1);
       return;
     }
-    parallel_for(0, numel_, grain, [&](int64_t begin, int64_t end) { run_range(begin, end, inner); });
+    parallel_for(0, numel_, grain,
+                 [&](int64_t begin, int64_t end) { run_range(begin, end, inner); });
   }
 
  private:

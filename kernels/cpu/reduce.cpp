@@ -77,7 +77,8 @@ void reduce_rows(ReduceOp op, const T* src, T* dst, int64_t rows, int64_t len) {
                });
 }
 
-void reduce_cpu(ReduceOp op, const Tensor& in, const std::vector<int64_t>& dims, const Tensor& out) {
+void reduce_cpu(ReduceOp op, const Tensor& in, const std::vector<int64_t>& dims,
+                const Tensor& out) {
   int64_t rows = 0, len = 0;
   Tensor src = rows_last(in, dims, rows, len);
   GRAFT_CHECK(out.is_contiguous() && out.numel() == rows, "reduce: bad output");
@@ -85,11 +86,9 @@ void reduce_cpu(ReduceOp op, const Tensor& in, const std::vector<int64_t>& dims,
               "max/min: cannot reduce over an empty dimension");
   GRAFT_DISPATCH_NUMERIC(in.dtype(), "reduce", [&] {
     using Acc = std::conditional_t<std::is_floating_point_v<scalar_t>, double, int64_t>;
-    reduce_rows<scalar_t, Acc>(op, src.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), rows,
-                               len);
+    reduce_rows<scalar_t, Acc>(op, src.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), rows, len);
   });
 }
-
 
 // Index of the first max/min of each row; a NaN wins (torch propagates NaN).
 template <typename T>
@@ -108,8 +107,7 @@ void arg_reduce_rows(ArgReduceOp op, const T* src, T* values, int64_t* indices, 
                          break;
                        }
                      }
-                     if (op == ArgReduceOp::Max ? row[i] > row[best] : row[i] < row[best])
-                       best = i;
+                     if (op == ArgReduceOp::Max ? row[i] > row[best] : row[i] < row[best]) best = i;
                    }
                    indices[r] = best;
                    if (values) values[r] = row[best];

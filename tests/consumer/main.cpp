@@ -11,6 +11,7 @@ int main() {
   y.backward();
   const auto g = x.grad().to_vector<float>();
   const bool ok = std::fabs(y.item() - 14) < 1e-6 && g[0] == 2 && g[1] == 4 && g[2] == 6;
-  std::printf("consumer: y=%g grad=[%g %g %g] %s\n", y.item(), g[0], g[1], g[2], ok ? "ok" : "WRONG");
+  std::printf("consumer: y=%g grad=[%g %g %g] %s\n", y.item(), g[0], g[1], g[2],
+              ok ? "ok" : "WRONG");
   return ok ? 0 : 1;
 }
