@@ -28,8 +28,7 @@ int run_eval(const EvalArgs& a) {
   const int64_t classes = fc->size(0);
   const std::string arch = !a.arch.empty() ? a.arch : (!ck.arch.empty() ? ck.arch : "resnet18");
   auto model = nn::make_resnet(arch, classes);
-  const io::LoadReport rep = io::load_state_dict(model->state_dict(), ck.model);
-  (void)rep;
+  io::load_state_dict(model->state_dict(), ck.model);  // strict: throws with the report
   model->to(device);
 
   data::DatasetPtr ds;

@@ -25,14 +25,14 @@ using json = nlohmann::ordered_json;
 
 #define GRAFT_CONFIG_FIELDS(X)                                                                   \
   X(arch)                                                                                        \
-  X(weights) X(num_classes) X(mode) X(train_npy) X(train_labels) X(val_npy) X(val_labels)        \
-      X(data_dir) X(val_data) X(dataset) X(image_size) X(augment) X(workers) X(skip_bad_images)  \
-          X(optimizer) X(lr) X(momentum) X(dampening) X(weight_decay) X(eps) X(nesterov)         \
-              X(amsgrad) X(betas) X(freeze) X(param_groups) X(bn) X(backbone_lr_mult)            \
-                  X(head_lr_mult) X(scheduler) X(step_size) X(gamma) X(milestones)               \
-                      X(warmup_epochs) X(batch_size) X(epochs) X(max_steps) X(val_every)         \
-                          X(shuffle) X(seed) X(label_smoothing) X(clip_grad_norm) X(save) X(out) \
-                              X(device) X(threads)
+  X(weights)                                                                                     \
+  X(num_classes) X(mode) X(train_npy) X(train_labels) X(val_npy) X(val_labels) X(data_dir)       \
+      X(val_data) X(dataset) X(image_size) X(augment) X(workers) X(skip_bad_images) X(optimizer) \
+          X(lr) X(momentum) X(dampening) X(weight_decay) X(eps) X(nesterov) X(amsgrad) X(betas)  \
+              X(freeze) X(param_groups) X(bn) X(backbone_lr_mult) X(head_lr_mult) X(scheduler)   \
+                  X(step_size) X(gamma) X(milestones) X(warmup_epochs) X(batch_size) X(epochs)   \
+                      X(max_steps) X(val_every) X(shuffle) X(seed) X(label_smoothing)            \
+                          X(clip_grad_norm) X(save) X(out) X(device) X(threads)
 
 std::string config_json(const TrainConfig& c) {
   json j;
@@ -192,8 +192,7 @@ std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c,
   GRAFT_FAIL("unknown --optimizer '", c.optimizer, "' (expected sgd, adam or adamw)");
 }
 
-std::unique_ptr<optim::LRScheduler> make_scheduler(const TrainConfig& c, optim::Optimizer& opt,
-                                                   int64_t steps_per_epoch) {
+std::unique_ptr<optim::LRScheduler> make_scheduler(const TrainConfig& c, optim::Optimizer& opt) {
   if (c.scheduler == "none") return nullptr;
   if (c.scheduler == "step") return std::make_unique<optim::StepLR>(opt, c.step_size, c.gamma);
   if (c.scheduler == "multistep")
@@ -205,7 +204,6 @@ std::unique_ptr<optim::LRScheduler> make_scheduler(const TrainConfig& c, optim::
     optim::OneCycleOptions o;
     o.max_lr = {c.lr};
     o.total_steps = c.epochs;  // stepped once per epoch by fit()
-    (void)steps_per_epoch;
     return std::make_unique<optim::OneCycleLR>(opt, o);
   }
   GRAFT_FAIL("unknown --scheduler '", c.scheduler,
@@ -338,7 +336,7 @@ TrainSummary run_training(TrainConfig c) {
     vo.shuffle = false;
     val_loader = std::make_unique<data::DataLoader>(d.val, vo);
   }
-  auto scheduler = make_scheduler(c, *opt, train_loader.size());
+  auto scheduler = make_scheduler(c, *opt);
 
   // Resume.
   int64_t start_epoch = 0;
