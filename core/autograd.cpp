@@ -14,11 +14,43 @@ namespace {
 thread_local bool t_grad_enabled = true;
 std::atomic<uint64_t> g_sequence{0};
 
-// Gradient capture for autograd::grad(): leaf impl -> slot.
+// Gradient capture for autograd::grad(): leaf impl -> slot, and for
+// non-leaf inputs, their grad_fn -> slot.
 thread_local std::unordered_map<const TensorImpl*, Tensor>* t_capture = nullptr;
+thread_local std::unordered_map<const Node*, Tensor>* t_capture_nodes = nullptr;
+thread_local NodeObserver t_node_observer;
+
+// Runs hooks on `grad` in order; a defined result must keep the shape.
+Tensor run_grad_hooks(const HookList<GradHook>* hooks, Tensor grad, const char* where) {
+  if (!hooks) return grad;
+  for (const GradHook& hook : hooks->snapshot()) {
+    Tensor replaced = hook(grad);
+    if (!replaced.defined()) continue;
+    GRAFT_CHECK(replaced.sizes() == grad.sizes(), "a gradient hook on ", where, " returned shape ",
+                shape_str(replaced.sizes()), " for a gradient of shape ", shape_str(grad.sizes()));
+    grad = replaced;
+  }
+  return grad;
+}
+
+// Adds `g` into impl->grad, owning the buffer (the incoming gradient may alias
+// other tensors).
+void accumulate_into_grad(TensorImpl& impl, Tensor g) {
+  if (g.dtype() != impl.dtype) g = g.to(impl.dtype);
+  if (!impl.grad) {
+    Tensor owned = g.contiguous();
+    if (owned.is_same(g)) owned = g.clone();
+    impl.grad = owned.impl_ptr();
+  } else {
+    Tensor acc(impl.grad);
+    add_(acc, g);
+  }
+}
 }  // namespace
 
 bool grad_enabled() { return t_grad_enabled; }
+void set_node_observer(NodeObserver observer) { t_node_observer = std::move(observer); }
+uint64_t peek_sequence_nr() { return g_sequence.load(); }
 void set_grad_enabled(bool enabled) { t_grad_enabled = enabled; }
 
 SavedTensor::SavedTensor(const Tensor& t) : data_(t) {
@@ -54,27 +86,30 @@ void FunctionNode::release_saved() {
   released = true;
 }
 
+Tensor Node::call_pre_hooks(Tensor grad) {
+  grad = run_grad_hooks(pre_hooks.get(), std::move(grad), "the output of an op");
+  if (t_capture_nodes) {
+    auto it = t_capture_nodes->find(this);
+    if (it != t_capture_nodes->end()) it->second = grad;
+  }
+  return grad;
+}
+
 std::vector<Tensor> AccumulateGrad::apply(const Tensor& grad_output) {
+  const Tensor g = run_grad_hooks(leaf->grad_hooks.get(), grad_output, "a leaf");
   if (t_capture) {
     auto it = t_capture->find(leaf.get());
-    if (it != t_capture->end()) {
-      it->second = it->second.defined() ? add(it->second, grad_output) : grad_output;
-      return {};
-    }
+    if (it != t_capture->end()) it->second = it->second.defined() ? add(it->second, g) : g;
     return {};  // autograd::grad() never touches .grad
   }
-  Tensor g = grad_output;
-  if (g.dtype() != leaf->dtype) g = g.to(leaf->dtype);
-  if (!leaf->grad) {
-    // Own the buffer: the incoming gradient may alias other tensors.
-    Tensor owned = g.contiguous();
-    if (owned.is_same(g)) owned = g.clone();
-    leaf->grad = owned.impl_ptr();
-  } else {
-    Tensor acc(leaf->grad);
-    add_(acc, g);
-  }
+  accumulate_into_grad(*leaf, g);
   return {};
+}
+
+void check_no_create_graph(bool create_graph, const char* caller) {
+  GRAFT_CHECK(!create_graph, caller,
+              ": create_graph=true (double backward) is not supported: graft's backward "
+              "formulas do not record a graph of their own");
 }
 
 Edge gradient_edge(const Tensor& t) {
@@ -164,7 +199,12 @@ void execute(const std::vector<Edge>& roots, const std::vector<Tensor>& grads, b
     Tensor grad = std::move(pending[node.get()]);
     pending.erase(node.get());
     std::vector<Tensor> input_grads;
-    if (grad.defined()) input_grads = node->apply(grad);
+    if (grad.defined()) {
+      grad = node->call_pre_hooks(std::move(grad));
+      if (t_node_observer) t_node_observer(*node, false);
+      input_grads = node->apply(grad);
+      if (t_node_observer) t_node_observer(*node, true);
+    }
     if (!retain_graph) node->release_saved();
     GRAFT_CHECK(input_grads.empty() || input_grads.size() == node->next_edges.size(), node->name(),
                 " returned ", input_grads.size(), " gradients for ", node->next_edges.size(),
@@ -211,27 +251,64 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
 }
 
 std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
-                         const std::vector<Tensor>& grad_outputs, bool retain_graph) {
+                         const std::vector<Tensor>& grad_outputs, bool retain_graph,
+                         bool create_graph) {
+  check_no_create_graph(create_graph, "autograd::grad");
   std::unordered_map<const TensorImpl*, Tensor> capture;
-  for (const Tensor& in : inputs) {
-    GRAFT_CHECK(in.is_leaf() && in.requires_grad(),
-                "autograd::grad: inputs must be leaves that require grad");
-    capture[in.impl()] = Tensor();
+  std::unordered_map<const Node*, Tensor> capture_nodes;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const Tensor& in = inputs[i];
+    GRAFT_CHECK(in.defined() && in.requires_grad(), "autograd::grad: input ", i,
+                " does not require grad, so no gradient flows to it");
+    if (in.is_leaf()) {
+      capture[in.impl()] = Tensor();
+    } else {
+      capture_nodes[in.grad_fn().get()] = Tensor();
+    }
   }
   t_capture = &capture;
+  t_capture_nodes = &capture_nodes;
   try {
     run_backward(outputs, grad_outputs, retain_graph);
   } catch (...) {
     t_capture = nullptr;
+    t_capture_nodes = nullptr;
     throw;
   }
   t_capture = nullptr;
+  t_capture_nodes = nullptr;
   std::vector<Tensor> result;
   for (const Tensor& in : inputs) {
-    Tensor g = capture[in.impl()];
+    const Tensor g = in.is_leaf() ? capture[in.impl()] : capture_nodes[in.grad_fn().get()];
     result.push_back(g.defined() ? g : zeros_like(in));
   }
   return result;
 }
 
 }  // namespace graft::autograd
+
+namespace graft {
+
+HookHandle Tensor::register_hook(autograd::GradHook hook) const {
+  GRAFT_CHECK(requires_grad(),
+              "register_hook: cannot register a hook on a tensor that does not require grad");
+  if (is_leaf()) return add_hook(impl()->grad_hooks, std::move(hook));
+  return add_hook(grad_fn()->pre_hooks, std::move(hook));
+}
+
+void Tensor::retain_grad() const {
+  GRAFT_CHECK(requires_grad(), "retain_grad: the tensor does not require grad");
+  if (is_leaf() || impl()->retains_grad) return;
+  impl()->retains_grad = true;
+  // Weak: the tensor owns its grad_fn, which owns this hook.
+  std::weak_ptr<TensorImpl> weak = impl_ptr();
+  register_hook([weak](const Tensor& g) {
+    auto target = weak.lock();
+    if (target && !autograd::t_capture) autograd::accumulate_into_grad(*target, g);
+    return Tensor();
+  });
+}
+
+bool Tensor::retains_grad() const { return defined() && impl()->retains_grad; }
+
+}  // namespace graft

@@ -54,6 +54,12 @@ struct Node : std::enable_shared_from_this<Node> {
 
   std::vector<Edge> next_edges;
   uint64_t sequence_nr = 0;  // creation order; larger runs earlier on ties
+
+  // Gradient hooks of the tensor this node produced (Tensor::register_hook on
+  // a non-leaf), run on the incoming gradient before apply(). A retain_grad()
+  // registers one of them.
+  std::shared_ptr<HookList<GradHook>> pre_hooks;
+  Tensor call_pre_hooks(Tensor grad);
 };
 
 // Node whose formula is a lambda over its saved tensors; this is what
@@ -104,9 +110,25 @@ void set_history(const Tensor& output, const std::shared_ptr<Node>& node,
 void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
                   bool retain_graph);
 
-// Computes d(outputs)/d(inputs) without touching .grad (used by gradcheck).
+// Computes d(outputs)/d(inputs) without touching any .grad (used by gradcheck).
+// Inputs are any tensors of the graph that require grad: leaves or
+// intermediate results. An input the outputs do not depend on gets zeros.
+// create_graph (double backward) is not supported: true is an error.
 std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
-                         const std::vector<Tensor>& grad_outputs = {}, bool retain_graph = false);
+                         const std::vector<Tensor>& grad_outputs = {}, bool retain_graph = false,
+                         bool create_graph = false);
+
+// Profiling (graft bench --profile): when set, called on this thread before
+// (done=false) and after (done=true) each node's apply() in backward.
+// nullptr turns it off.
+using NodeObserver = std::function<void(const Node& node, bool done)>;
+void set_node_observer(NodeObserver observer);
+// The sequence number the next recorded node will get: the nodes recorded
+// between two reads belong to the code that ran in between.
+uint64_t peek_sequence_nr();
+
+// Throws the "double backward is not supported" error when create_graph is set.
+void check_no_create_graph(bool create_graph, const char* caller);
 
 }  // namespace graft::autograd
 

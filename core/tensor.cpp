@@ -432,7 +432,8 @@ void Tensor::set_grad(const Tensor& g) const {
 
 void Tensor::zero_grad() const { const_cast<TensorImpl&>(checked(impl_.get())).grad = nullptr; }
 
-void Tensor::backward(const Tensor& gradient, bool retain_graph) const {
+void Tensor::backward(const Tensor& gradient, bool retain_graph, bool create_graph) const {
+  autograd::check_no_create_graph(create_graph, "backward");
   autograd::run_backward({*this}, {gradient}, retain_graph);
 }
 

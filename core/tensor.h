@@ -1,25 +1,33 @@
 // Tensor: a strided view (sizes, strides, offset) into a shared Storage, plus
 // the autograd metadata. Tensor is a cheap handle; copies alias the same data.
-// Ops live in core/ops.h; this header holds metadata, views and conversions.
+// Ops live in core/ops.h; this header holds metadata, views and conversions,
+// plus method forms of the common ops (x.sum(), x.relu(), x.matmul(y)) that
+// delegate to those free functions (core/tensor_methods.cpp).
 #pragma once
 
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/device.h"
 #include "core/dtype.h"
+#include "core/hooks.h"
 #include "core/storage.h"
 
 namespace graft {
 
 using Shape = std::vector<int64_t>;
 
+class Tensor;
 namespace autograd {
 struct Node;
-}
+// A gradient hook (Tensor::register_hook): sees the gradient w.r.t. a tensor;
+// returning a defined tensor (same shape) replaces it, undefined keeps it.
+using GradHook = std::function<Tensor(const Tensor& grad)>;
+}  // namespace autograd
 
 struct TensorImpl {
   Storage storage;
@@ -38,6 +46,10 @@ struct TensorImpl {
   std::shared_ptr<autograd::Node> grad_fn;  // null for leaves
   uint32_t output_nr = 0;
   std::weak_ptr<autograd::Node> grad_accumulator;  // leaves only, created lazily
+  // Leaves only: register_hook()'s hooks, run before accumulation into .grad.
+  // (A non-leaf's hooks live on its grad_fn.)
+  std::shared_ptr<HookList<autograd::GradHook>> grad_hooks;
+  bool retains_grad = false;  // retain_grad() was called on this non-leaf
 };
 
 class Tensor {
@@ -114,7 +126,99 @@ class Tensor {
   void set_grad(const Tensor& g) const;
   void zero_grad() const;  // set_to_none semantics
   // Backpropagate from this tensor. A non-scalar needs an explicit gradient.
-  void backward(const Tensor& gradient = Tensor(), bool retain_graph = false) const;
+  // create_graph (double backward) is not supported: true is an error.
+  void backward(const Tensor& gradient = Tensor(), bool retain_graph = false,
+                bool create_graph = false) const;
+  // Calls hook(grad) each time the gradient w.r.t. this tensor is computed, in
+  // registration order; a defined return value replaces the gradient (for a
+  // leaf, before it is accumulated into .grad). Needs requires_grad.
+  HookHandle register_hook(autograd::GradHook hook) const;
+  // Keeps .grad on a non-leaf after backward (accumulating, like a leaf's);
+  // the stored gradient is the one after the hooks registered before this
+  // call. Does nothing on a leaf.
+  void retain_grad() const;
+  bool retains_grad() const;
+
+  // ---- op methods: the free functions of core/ops.h, as torch spells them ----
+  // element-wise
+  Tensor neg() const;
+  Tensor abs() const;
+  Tensor exp() const;
+  Tensor log() const;
+  Tensor sqrt() const;
+  Tensor rsqrt() const;
+  Tensor sin() const;
+  Tensor cos() const;
+  Tensor tanh() const;
+  Tensor sigmoid() const;
+  Tensor relu() const;
+  Tensor sign() const;
+  Tensor square() const;
+  Tensor reciprocal() const;
+  Tensor floor() const;
+  Tensor ceil() const;
+  Tensor round() const;
+  Tensor log1p() const;
+  Tensor expm1() const;
+  Tensor add(const Tensor& other, double alpha = 1) const;
+  Tensor sub(const Tensor& other, double alpha = 1) const;
+  Tensor mul(const Tensor& other) const;
+  Tensor div(const Tensor& other) const;
+  Tensor pow(const Tensor& exponent) const;
+  Tensor add(double other) const;
+  Tensor sub(double other) const;
+  Tensor mul(double other) const;
+  Tensor div(double other) const;
+  Tensor pow(double exponent) const;
+  Tensor maximum(const Tensor& other) const;
+  Tensor minimum(const Tensor& other) const;
+  Tensor clamp(std::optional<double> min, std::optional<double> max = std::nullopt) const;
+  Tensor eq(const Tensor& other) const;
+  Tensor ne(const Tensor& other) const;
+  Tensor lt(const Tensor& other) const;
+  Tensor le(const Tensor& other) const;
+  Tensor gt(const Tensor& other) const;
+  Tensor ge(const Tensor& other) const;
+  Tensor eq(double other) const;
+  Tensor ne(double other) const;
+  Tensor lt(double other) const;
+  Tensor le(double other) const;
+  Tensor gt(double other) const;
+  Tensor ge(double other) const;
+  // in place: change this tensor's data (every handle sees it) and return it
+  const Tensor& add_(const Tensor& other, double alpha = 1) const;
+  const Tensor& sub_(const Tensor& other, double alpha = 1) const;
+  const Tensor& mul_(const Tensor& other) const;
+  const Tensor& div_(const Tensor& other) const;
+  const Tensor& add_(double other) const;
+  const Tensor& mul_(double other) const;
+  const Tensor& clamp_(std::optional<double> min, std::optional<double> max) const;
+  const Tensor& relu_() const;
+  const Tensor& fill_(double value) const;
+  const Tensor& zero_() const;
+  const Tensor& copy_(const Tensor& src) const;
+  // reductions: no dims = all dims; x.mean(1) reduces one dim, x.mean({1, 2}) several
+  Tensor sum(std::vector<int64_t> dims = {}, bool keepdim = false) const;
+  Tensor sum(int64_t dim, bool keepdim = false) const;
+  Tensor mean(std::vector<int64_t> dims = {}, bool keepdim = false) const;
+  Tensor mean(int64_t dim, bool keepdim = false) const;
+  Tensor prod(std::vector<int64_t> dims = {}, bool keepdim = false) const;
+  Tensor amax(std::vector<int64_t> dims = {}, bool keepdim = false) const;
+  Tensor amin(std::vector<int64_t> dims = {}, bool keepdim = false) const;
+  Tensor var(std::vector<int64_t> dims = {}, double correction = 1, bool keepdim = false) const;
+  Tensor std(std::vector<int64_t> dims = {}, double correction = 1, bool keepdim = false) const;
+  Tensor max() const;  // over all elements; graft::max(x, dim) gives values and indices
+  Tensor min() const;
+  Tensor argmax(std::optional<int64_t> dim = std::nullopt, bool keepdim = false) const;
+  Tensor argmin(std::optional<int64_t> dim = std::nullopt, bool keepdim = false) const;
+  // linear algebra, indexing, nn
+  Tensor matmul(const Tensor& other) const;
+  Tensor mm(const Tensor& other) const;
+  Tensor bmm(const Tensor& other) const;
+  Tensor index_select(int64_t dim, const Tensor& index) const;
+  Tensor gather(int64_t dim, const Tensor& index) const;
+  Tensor softmax(int64_t dim) const;
+  Tensor log_softmax(int64_t dim) const;
 
   std::string str() const;       // torch-like printed form
   std::string meta_str() const;  // "float32[2, 3] cpu"

@@ -28,7 +28,7 @@ ModulePtr Sequential::operator[](size_t i) const {
 
 Tensor Sequential::forward(const Tensor& input) {
   Tensor x = input;
-  for (const auto& m : children()) x = m->forward(x);
+  for (const auto& m : children()) x = (*m)(x);
   return x;
 }
 

@@ -14,6 +14,33 @@ Tensor Module::forward(const Tensor&) {
   GRAFT_FAIL(type_name_, " has no forward(Tensor); call its children instead");
 }
 
+Tensor Module::operator()(const Tensor& input) {
+  if (!forward_pre_hooks_ && !forward_hooks_) return forward(input);
+  Tensor x = input;
+  if (forward_pre_hooks_) {
+    for (const auto& hook : forward_pre_hooks_->snapshot()) {
+      Tensor replaced = hook(*this, x);
+      if (replaced.defined()) x = replaced;
+    }
+  }
+  Tensor y = forward(x);
+  if (forward_hooks_) {
+    for (const auto& hook : forward_hooks_->snapshot()) {
+      Tensor replaced = hook(*this, x, y);
+      if (replaced.defined()) y = replaced;
+    }
+  }
+  return y;
+}
+
+HookHandle Module::register_forward_pre_hook(ForwardPreHook hook) {
+  return add_hook(forward_pre_hooks_, std::move(hook));
+}
+
+HookHandle Module::register_forward_hook(ForwardHook hook) {
+  return add_hook(forward_hooks_, std::move(hook));
+}
+
 void Module::check_new_name(const std::string& name) const {
   GRAFT_CHECK(!name.empty() && name.find('.') == std::string::npos, type_name_,
               ": invalid member name '", name, "' (must be non-empty and contain no '.')");

@@ -48,7 +48,20 @@ class Module : public std::enable_shared_from_this<Module> {
   const std::string& type_name() const { return type_name_; }
 
   virtual Tensor forward(const Tensor& input);
-  Tensor operator()(const Tensor& input) { return forward(input); }
+  // forward() with the hooks around it. Models call their children this way
+  // (`(*conv1)(x)`), so hooks on any submodule fire.
+  Tensor operator()(const Tensor& input);
+
+  // ---- hooks (torch's register_forward_pre_hook / register_forward_hook) ----
+  // A pre-hook sees the input before forward(); a defined return value
+  // replaces it. A forward hook sees input and output after forward(); a
+  // defined return value replaces the output. Hooks run in registration order;
+  // HookHandle::remove() unregisters one.
+  using ForwardPreHook = std::function<Tensor(Module& module, const Tensor& input)>;
+  using ForwardHook =
+      std::function<Tensor(Module& module, const Tensor& input, const Tensor& output)>;
+  HookHandle register_forward_pre_hook(ForwardPreHook hook);
+  HookHandle register_forward_hook(ForwardHook hook);
 
   // ---- registries (direct members only) ----
   // Parameters and buffers whose slot holds an undefined tensor (a conv
@@ -151,6 +164,8 @@ class Module : public std::enable_shared_from_this<Module> {
   void for_each_tensor(Fn&& fn);
 
   std::string type_name_;
+  std::shared_ptr<HookList<ForwardPreHook>> forward_pre_hooks_;
+  std::shared_ptr<HookList<ForwardHook>> forward_hooks_;
   std::vector<TensorEntry> params_;
   std::vector<TensorEntry> buffers_;
   std::vector<ChildEntry> children_;

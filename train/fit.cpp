@@ -93,7 +93,7 @@ EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int64_t num_cla
   loader.start();
   data::Batch b;
   while (loader.next(b)) {
-    Tensor logits = model.forward(b.images.to(device));
+    Tensor logits = model(b.images.to(device));
     GRAFT_CHECK(logits.dim() == 2 && logits.size(1) == num_classes, "evaluate: the model gives ",
                 shape_str(logits.sizes()), " logits for ", num_classes, " classes");
     const Tensor labels = b.labels.to(device);
@@ -154,7 +154,7 @@ std::vector<EpochRecord> fit(nn::Module& model, optim::Optimizer& opt,
       }
       const Tensor x = (o.hflip ? random_hflip(b.images, flip_gen) : b.images).to(o.device);
       const Tensor y = b.labels.to(o.device);
-      Tensor logits = model.forward(x);
+      Tensor logits = model(x);
       Tensor loss = F::cross_entropy(logits, y, F::Reduction::Mean, -100, o.label_smoothing);
       const double lv = loss.item();
       GRAFT_CHECK(std::isfinite(lv), "the training loss became ", lv, " at epoch ", epoch + 1,
@@ -175,6 +175,7 @@ std::vector<EpochRecord> fit(nn::Module& model, optim::Optimizer& opt,
       seen += n;
       ++batch_index;
       ++steps;
+      if (o.on_step) o.on_step({epoch + 1, batch_index, steps, lv, n});
       if (tty) {
         std::fprintf(stderr, "\r  epoch %lld/%lld  batch %lld/%lld  loss %.4f  %.1f img/s   ",
                      static_cast<long long>(epoch + 1), static_cast<long long>(o.epochs),

@@ -37,6 +37,17 @@ struct EpochRecord {
   std::vector<double> lrs;  // per group, as used during this epoch
 };
 
+// What fit() passes to FitOptions::on_step after each optimizer step. At that
+// point every trained parameter still holds this step's .grad and already has
+// its updated value.
+struct StepRecord {
+  int64_t epoch = 0;        // 1-based
+  int64_t batch = 0;        // 1-based, within the epoch
+  int64_t global_step = 0;  // 1-based, over the whole fit() call
+  double loss = 0;          // this batch's mean training loss
+  int64_t batch_size = 0;
+};
+
 struct FitOptions {
   int64_t epochs = 1;
   int64_t start_epoch = 0;  // epochs already done (resume)
@@ -49,6 +60,8 @@ struct FitOptions {
   double label_smoothing = 0;
   std::optional<double> clip_grad_norm;
   bool quiet = false;
+  // Called after every optimizer step (logging, telemetry, custom stopping via `stop`).
+  std::function<void(const StepRecord&)> on_step;
   // Called after every epoch (metrics files, checkpoints).
   std::function<void(const EpochRecord&)> on_epoch_end;
   // Checked between batches; when it becomes true training stops after the

@@ -48,9 +48,9 @@ BasicBlock::BasicBlock(int64_t inplanes, int64_t planes, int64_t stride, std::sh
 }
 
 Tensor BasicBlock::forward(const Tensor& x) {
-  Tensor out = relu->forward(bn1->forward(conv1->forward(x)));
-  out = bn2->forward(conv2->forward(out));
-  const Tensor identity = downsample ? downsample->forward(x) : x;
+  Tensor out = (*relu)((*bn1)((*conv1)(x)));
+  out = (*bn2)((*conv2)(out));
+  const Tensor identity = downsample ? (*downsample)(x) : x;
   return residual_relu(out, identity);
 }
 
@@ -76,10 +76,10 @@ Bottleneck::Bottleneck(int64_t inplanes, int64_t planes, int64_t stride, std::sh
 }
 
 Tensor Bottleneck::forward(const Tensor& x) {
-  Tensor out = relu->forward(bn1->forward(conv1->forward(x)));
-  out = relu->forward(bn2->forward(conv2->forward(out)));
-  out = bn3->forward(conv3->forward(out));
-  const Tensor identity = downsample ? downsample->forward(x) : x;
+  Tensor out = (*relu)((*bn1)((*conv1)(x)));
+  out = (*relu)((*bn2)((*conv2)(out)));
+  out = (*bn3)((*conv3)(out));
+  const Tensor identity = downsample ? (*downsample)(x) : x;
   return residual_relu(out, identity);
 }
 
@@ -158,14 +158,14 @@ std::shared_ptr<Sequential> ResNet::make_layer(int64_t planes, int64_t blocks, i
 Tensor ResNet::features(const Tensor& x) {
   GRAFT_CHECK(x.dim() == 4 && x.size(1) == 3, "ResNet: expected an input batch [N, 3, H, W], got ",
               shape_str(x.sizes()));
-  Tensor y = maxpool->forward(relu->forward(bn1->forward(conv1->forward(x))));
-  y = layer4->forward(layer3->forward(layer2->forward(layer1->forward(y))));
-  return avgpool->forward(y).flatten(1);
+  Tensor y = (*maxpool)((*relu)((*bn1)((*conv1)(x))));
+  y = (*layer4)((*layer3)((*layer2)((*layer1)(y))));
+  return (*avgpool)(y).flatten(1);
 }
 
 Tensor ResNet::forward(const Tensor& x) {
   GRAFT_CHECK(fc != nullptr, "ResNet: the classifier head 'fc' is not set");
-  return fc->forward(features(x));
+  return (*fc)(features(x));
 }
 
 void ResNet::replace_head(int64_t num_classes, Generator* gen) {

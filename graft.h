@@ -1,0 +1,35 @@
+// The umbrella header for programs that use graft as a library:
+//
+//   #include <graft/graft.h>
+//
+// brings in tensors and ops, autograd, nn modules and models,
+// graft::nn::functional, optimizers and schedulers, checkpoint I/O, data
+// loading and the training loop. Narrower headers (<graft/nn/models/resnet.h>)
+// work too. Link with CMake: find_package(graft) and graft::graft.
+#pragma once
+
+#include "core/autograd.h"
+#include "core/device.h"
+#include "core/dtype.h"
+#include "core/error.h"
+#include "core/generator.h"
+#include "core/ops.h"
+#include "core/ops_nn.h"
+#include "core/parallel.h"
+#include "core/tensor.h"
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "data/transforms.h"
+#include "io/pth.h"
+#include "io/safetensors.h"
+#include "io/state_dict.h"
+#include "nn/functional.h"
+#include "nn/init.h"
+#include "nn/layers.h"
+#include "nn/loss.h"
+#include "nn/models/resnet.h"
+#include "nn/module.h"
+#include "optim/clip.h"
+#include "optim/optim.h"
+#include "optim/scheduler.h"
+#include "train/fit.h"
