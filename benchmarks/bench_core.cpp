@@ -70,4 +70,6 @@ BENCHMARK(BM_EigenMatmul)->Arg(kN)->Unit(benchmark::kMillisecond)->UseRealTime()
 BENCHMARK(BM_GraftMatmulTransposed)->Arg(kN)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_GraftAddBroadcast)->Arg(8192)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
+#ifndef GRAFT_BENCH_KERNELS  // graft-bench-kernels links benchmark_main instead
 BENCHMARK_MAIN();
+#endif

@@ -156,4 +156,6 @@ BENCHMARK(BM_CudaHostToDevice)->Arg(1 << 24)->UseRealTime();
 }  // namespace
 }  // namespace graft
 
+#ifndef GRAFT_BENCH_KERNELS  // graft-bench-kernels links benchmark_main instead
 BENCHMARK_MAIN();
+#endif

@@ -6,8 +6,7 @@
 #include <cstdio>
 #include <vector>
 
-using namespace graft;
-namespace F = graft::nn::functional;
+using namespace graft;  // graft::F is torch.nn.functional (also graft::nn::functional)
 
 int main() {
   Generator gen(0);
