@@ -103,7 +103,9 @@ class LayerProfiler {
         return graft::Tensor();
       }));
     }
-    layers_.push_back({"(outside layers)", "", 0, 0});  // residual adds, flatten, loss
+    // Backward of the ops between layers (residual adds, flatten, the loss);
+    // their forward time is not measured.
+    layers_.push_back({"(outside layers)", "", 0, 0, false});
     graft::autograd::set_node_observer([this](const graft::autograd::Node& node, bool done) {
       synchronize(device_);
       if (!done) {
@@ -132,12 +134,17 @@ class LayerProfiler {
     json rows = json::array();
     for (const auto& l : layers_) {
       auto pct = [](double part, double total) { return total > 0 ? 100 * part / total : 0.0; };
-      std::printf("%-28s %-18s %10.3f %6.1f%% %10.3f %6.1f%%\n", l.name.c_str(), l.type.c_str(),
-                  l.forward_s * scale, pct(l.forward_s, fwd_total), l.backward_s * scale,
-                  pct(l.backward_s, bwd_total));
+      if (l.timed_forward) {
+        std::printf("%-28s %-18s %10.3f %6.1f%% %10.3f %6.1f%%\n", l.name.c_str(), l.type.c_str(),
+                    l.forward_s * scale, pct(l.forward_s, fwd_total), l.backward_s * scale,
+                    pct(l.backward_s, bwd_total));
+      } else {
+        std::printf("%-28s %-18s %10s %7s %10.3f %6.1f%%\n", l.name.c_str(), l.type.c_str(), "-",
+                    "", l.backward_s * scale, pct(l.backward_s, bwd_total));
+      }
       rows.push_back({{"layer", l.name},
                       {"type", l.type},
-                      {"forward_ms", l.forward_s * scale},
+                      {"forward_ms", l.timed_forward ? json(l.forward_s * scale) : json()},
                       {"backward_ms", l.backward_s * scale}});
     }
     std::printf("%-28s %-18s %10.3f %7s %10.3f\n", "total", "", fwd_total * scale, "",
@@ -149,6 +156,7 @@ class LayerProfiler {
   struct Layer {
     std::string name, type;
     double forward_s = 0, backward_s = 0;
+    bool timed_forward = true;
   };
   struct Range {
     uint64_t begin, end;
@@ -195,7 +203,7 @@ json environment(const BenchArgs& a) {
       {"device", a.device}}},
         {"build",
          {{"graft_version", GRAFT_VERSION},
-          {"compiler", __VERSION__},
+          {"compiler", GRAFT_COMPILER},
           {"build_type", GRAFT_BUILD_TYPE},
           {"cxx_flags", GRAFT_CXX_FLAGS},
           {"march", GRAFT_MARCH_FLAG},
@@ -283,23 +291,33 @@ int run_bench(const BenchArgs& a) {
   return 0;
 }
 
+// "--steps: must be at least 1, got 0" (CLI11's PositiveNumber prints a range up to 1.8e308).
+CLI::Validator at_least(int64_t min) {
+  return CLI::Validator(
+      [min](std::string& v) {
+        try {
+          if (std::stoll(v) >= min) return std::string();
+        } catch (const std::exception&) {
+          return "expected an integer, got " + v;
+        }
+        return "must be at least " + std::to_string(min) + ", got " + v;
+      },
+      ">=" + std::to_string(min));
+}
+
 std::function<int()> setup_bench(CLI::App& app) {
   auto a = std::make_shared<BenchArgs>();
   app.add_option("--arch", a->arch, "architecture")->capture_default_str();
-  app.add_option("--batch-size", a->batch, "batch size")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  app.add_option("--image-size", a->size, "input size")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+  app.add_option("--batch-size", a->batch, "batch size")->check(at_least(1))->capture_default_str();
+  app.add_option("--image-size", a->size, "input size")->check(at_least(1))->capture_default_str();
   app.add_option("--steps", a->steps, "timed steps per repetition")
-      ->check(CLI::PositiveNumber)
+      ->check(at_least(1))
       ->capture_default_str();
   app.add_option("--repeat", a->repeat, "repetitions (median, min and max are over these)")
-      ->check(CLI::PositiveNumber)
+      ->check(at_least(1))
       ->capture_default_str();
   app.add_option("--warmup", a->warmup, "untimed steps first")
-      ->check(CLI::NonNegativeNumber)
+      ->check(at_least(0))
       ->capture_default_str();
   app.add_option("--what", a->what, "train | infer | both")
       ->check(CLI::IsMember({"train", "infer", "both"}))
