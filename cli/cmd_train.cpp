@@ -66,6 +66,9 @@ std::function<int()> setup_train(CLI::App& app) {
   app.add_option("--seed", c->seed, "random seed")->capture_default_str();
   app.add_option("--label-smoothing", c->label_smoothing, "cross-entropy label smoothing");
   app.add_option("--clip-grad-norm", c->clip_grad_norm, "clip the global gradient norm (0: off)");
+  app.add_option("--telemetry", c->telemetry,
+                 "every N steps, per-group grad norm, update/weight ratio, effective lr and "
+                 "per-layer activation stats into telemetry.csv/.svg in --out");
   app.add_option("--save", c->save, "write the final state_dict here (.pth)");
   app.add_option("--out", c->out,
                  "run folder: metrics.csv, config.json, last.pth, best.pth, plots");

@@ -15,6 +15,7 @@
 #include "train/checkpoint.h"
 #include "train/finetune.h"
 #include "train/plot.h"
+#include "train/telemetry.h"
 
 namespace graft::train {
 
@@ -444,8 +445,19 @@ TrainSummary run_training(TrainConfig c) {
     write_svg(c.out + "/curves.svg", {loss, acc});
   };
 
+  std::unique_ptr<Telemetry> telemetry;  // --telemetry N
+  if (c.telemetry > 0) {
+    GRAFT_CHECK(!c.out.empty(), "--telemetry needs --out: telemetry.csv goes into the run folder");
+    telemetry = std::make_unique<Telemetry>(*model, *opt, TelemetryOptions{.every = c.telemetry});
+    fo.on_step = [&](const StepRecord& s) { telemetry->on_step(s); };
+  }
+
   SigintScope sigint;
   summary.epochs = fit(*model, *opt, scheduler.get(), train_loader, val_loader.get(), fo);
+  if (telemetry) {
+    telemetry->write_csv(c.out + "/telemetry.csv");
+    telemetry->write_svg(c.out + "/telemetry.svg");
+  }
   summary.interrupted = g_stop.load();
   if (summary.interrupted && !c.quiet) {
     std::cerr << "\ninterrupted after " << start_epoch + static_cast<int64_t>(summary.epochs.size())

@@ -46,6 +46,7 @@ struct TrainConfig {
   uint64_t seed = 0;
   double label_smoothing = 0;
   double clip_grad_norm = 0;  // 0: off
+  int64_t telemetry = 0;      // sample train/telemetry.h every N steps into --out (0: off)
   // outputs
   std::string save;  // final state_dict .pth
   std::string
