@@ -59,9 +59,9 @@ struct FitOptions {
   int64_t num_classes = 0;
   double label_smoothing = 0;
   std::optional<double> clip_grad_norm;
-  bool quiet = false;
   // Called after every optimizer step (logging, telemetry, custom stopping via `stop`).
   std::function<void(const StepRecord&)> on_step;
+  bool quiet = false;
   // Called after every epoch (metrics files, checkpoints).
   std::function<void(const EpochRecord&)> on_epoch_end;
   // Checked between batches; when it becomes true training stops after the
