@@ -4,7 +4,7 @@
 //
 // brings in tensors and ops, autograd, nn modules and models,
 // graft::nn::functional, optimizers and schedulers, checkpoint I/O, data
-// loading and the training loop. Narrower headers (<graft/nn/models/resnet.h>)
+// loading, the training loop and its telemetry. Narrower headers (<graft/nn/models/resnet.h>)
 // work too. Link with CMake: find_package(graft) and graft::graft.
 #pragma once
 
@@ -33,3 +33,4 @@
 #include "optim/optim.h"
 #include "optim/scheduler.h"
 #include "train/fit.h"
+#include "train/telemetry.h"
