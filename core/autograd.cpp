@@ -49,9 +49,9 @@ void accumulate_into_grad(TensorImpl& impl, Tensor g) {
 }  // namespace
 
 bool grad_enabled() { return t_grad_enabled; }
+void set_grad_enabled(bool enabled) { t_grad_enabled = enabled; }
 void set_node_observer(NodeObserver observer) { t_node_observer = std::move(observer); }
 uint64_t peek_sequence_nr() { return g_sequence.load(); }
-void set_grad_enabled(bool enabled) { t_grad_enabled = enabled; }
 
 SavedTensor::SavedTensor(const Tensor& t) : data_(t) {
   if (t.defined()) version_ = t.storage()->version();
