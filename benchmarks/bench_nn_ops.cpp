@@ -75,7 +75,8 @@ void shapes(benchmark::internal::Benchmark* b) {
   for (int64_t i = 0; i < static_cast<int64_t>(std::size(kShapes)); ++i)
     for (int64_t m = 0; m < 3; ++m) b->Args({i, m});
 }
-BENCHMARK(BM_Conv2d)->Apply(shapes)->Unit(benchmark::kMillisecond)->UseRealTime();  // --benchmark_min_time sets the time
+// No MinTime: --benchmark_min_time sets it.
+BENCHMARK(BM_Conv2d)->Apply(shapes)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 
