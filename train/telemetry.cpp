@@ -11,16 +11,31 @@
 
 namespace graft::train {
 
-// Running sums over every output a layer produced in the sampled step.
+// Every output a layer produced in the sampled step, merged: count, mean and
+// sum of squared deviations (Chan et al.'s parallel update, stable when the
+// mean is large against the spread).
 struct Telemetry::LayerStats {
   std::string name;
-  double sum = 0, sum_sq = 0, zeros = 0, count = 0;
+  double count = 0, mean = 0, m2 = 0, zeros = 0;
+
+  void add(const Tensor& out) {
+    const auto n = static_cast<double>(out.numel());
+    if (n == 0) return;
+    const double m = out.mean().item();
+    const double m2_out = out.var({}, /*correction=*/0).item() * n;
+    const double delta = m - mean, total = count + n;
+    mean += delta * n / total;
+    m2 += m2_out + delta * delta * count * n / total;
+    count = total;
+    zeros += out.eq(0).sum().item();
+  }
 };
 
 namespace {
 
-// sum of squares of t, in float64 on t's device
-double sum_sq(const Tensor& t) { return t.to(DType::Float64).square().sum().item(); }
+// Sum of squares. CPU reductions accumulate in double, so float32 inputs need
+// no conversion first.
+double sum_sq(const Tensor& t) { return t.square().sum().item(); }
 
 }  // namespace
 
@@ -36,11 +51,7 @@ Telemetry::Telemetry(nn::Module& model, optim::Optimizer& opt, TelemetryOptions 
           [this, stats](nn::Module& m, const Tensor&, const Tensor& out) {
             if (!recording_ || !m.is_training()) return Tensor();
             NoGradGuard no_grad;
-            const Tensor o = out.detach().to(DType::Float64);
-            stats->sum += o.sum().item();
-            stats->sum_sq += o.square().sum().item();
-            stats->zeros += o.eq(0).sum().item();
-            stats->count += static_cast<double>(o.numel());
+            stats->add(out.detach());
             return Tensor();
           }));
     }
@@ -76,7 +87,7 @@ void Telemetry::on_step(const StepRecord& step) {
         const Tensor& p = groups[gi].params[pi].second;
         if (p.grad().defined()) grad2 += sum_sq(p.grad());
         w2 += sum_sq(before_[gi][pi]);
-        dw2 += sum_sq(p.detach().to(DType::Float64) - before_[gi][pi].to(DType::Float64));
+        dw2 += sum_sq(p.detach() - before_[gi][pi]);
       }
       const std::string name = "group" + std::to_string(gi);
       const double grad_norm = std::sqrt(grad2), dw = std::sqrt(dw2);
@@ -87,11 +98,9 @@ void Telemetry::on_step(const StepRecord& step) {
     }
     for (auto& l : layers_) {
       if (l->count == 0) continue;  // not called in this step's forward
-      const double mean = l->sum / l->count;
-      const double var =
-          l->count > 1 ? (l->sum_sq - l->sum * mean) / (l->count - 1) : NAN;  // unbiased
-      rows_.push_back({s, "layer", l->name, "act_mean", mean});
-      rows_.push_back({s, "layer", l->name, "act_std", std::sqrt(std::max(var, 0.0))});
+      const double var = l->count > 1 ? l->m2 / (l->count - 1) : NAN;  // unbiased, as torch
+      rows_.push_back({s, "layer", l->name, "act_mean", l->mean});
+      rows_.push_back({s, "layer", l->name, "act_std", std::sqrt(var)});
       rows_.push_back({s, "layer", l->name, "act_zero_frac", l->zeros / l->count});
       *l = LayerStats{l->name};
     }
