@@ -5,6 +5,7 @@
 // (same model weights and batch).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/autograd.h"
@@ -242,6 +243,32 @@ TEST(Telemetry, MatchesTorchOverThreeSgdSteps) {
   }
   EXPECT_EQ(checked, 3 * 2 * 4 + 3 * 3);  // 3 steps x 2 groups x 4 metrics + 3 layers x 3
   EXPECT_NE(tele.csv().find("1,group,group1,effective_lr,"), std::string::npos);
+}
+
+TEST(Telemetry, AResumedRunStartsAtAnUnsampledStep) {
+  // fit() resumed at step 5 with every=3: steps 5 and 6 are not sampled, 7 is,
+  // and its activation statistics are step 7's alone.
+  auto model = std::make_shared<nn::Sequential>(
+      std::initializer_list<nn::ModulePtr>{std::make_shared<nn::Linear>(2, 2)});
+  optim::SGD opt(model->named_parameters(), {.lr = 0.1});
+  train::Telemetry tele(*model, opt, {.every = 3});
+  Tensor last_out;
+  for (int64_t step = 5; step <= 7; ++step) {
+    last_out = (*model)(full({4, 2}, static_cast<double>(step)));
+    opt.zero_grad();
+    last_out.sum().backward();
+    opt.step();
+    tele.on_step({1, step, step, 0, 4});
+  }
+  std::vector<int64_t> steps;
+  for (const auto& r : tele.rows()) {
+    steps.push_back(r.step);
+    if (r.metric == "act_mean") {
+      EXPECT_NEAR(r.value, last_out.mean().item(), 1e-6);  // float32 mean of 8 values ~10
+    }
+  }
+  EXPECT_EQ(steps.size(), 4u + 3u);  // one group x 4 metrics, one layer x 3
+  EXPECT_EQ(std::count(steps.begin(), steps.end(), 7), static_cast<long>(steps.size()));
 }
 
 TEST(Telemetry, SamplesEveryNStepsThroughFit) {

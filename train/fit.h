@@ -43,7 +43,7 @@ struct EpochRecord {
 struct StepRecord {
   int64_t epoch = 0;        // 1-based
   int64_t batch = 0;        // 1-based, within the epoch
-  int64_t global_step = 0;  // 1-based, over the whole fit() call
+  int64_t global_step = 0;  // 1-based count of optimizer steps (what max_steps counts)
   double loss = 0;          // this batch's mean training loss
   int64_t batch_size = 0;
 };

@@ -102,9 +102,11 @@ void Telemetry::on_step(const StepRecord& step) {
       rows_.push_back({s, "layer", l->name, "act_mean", l->mean});
       rows_.push_back({s, "layer", l->name, "act_std", std::sqrt(var)});
       rows_.push_back({s, "layer", l->name, "act_zero_frac", l->zeros / l->count});
-      *l = LayerStats{l->name};
     }
   }
+  // Start the next sampled step afresh (the first step seen may not be a
+  // sampled one when fit() resumes a run mid-way).
+  for (auto& l : layers_) *l = LayerStats{l->name};
   recording_ = sampled(s + 1);
   if (recording_) snapshot_weights();
 }
