@@ -2,7 +2,7 @@
 # Installs graft's build and test dependencies from Debian's archive (as root).
 set -euo pipefail
 PACKAGES=(
-  build-essential cmake ninja-build pkg-config
+  build-essential cmake ninja-build pkg-config clang libboost-context-dev
   libeigen3-dev libstb-dev zlib1g-dev libturbojpeg0-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libfmt-dev
