@@ -1,0 +1,284 @@
+// `graft` gives no silently wrong answer (issue 13; issue 11 part 4): exact
+// resume for every scheduler, self-describing checkpoints used by eval and
+// predict, classes matched by name, the head sized from the data, flags that
+// would do nothing refused, safe run folders, and the README walkthrough
+// (ImageFolder -> train --weights -> eval -> predict) rerun end to end.
+#include <gtest/gtest.h>
+
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wshadow"
+#endif
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#include <stb/stb_image_write.h>
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+
+#include <map>
+
+#include "cli_util.h"
+#include "io/safetensors.h"
+#include "io/state_dict.h"
+#include "train/checkpoint.h"
+
+namespace {
+
+using namespace graft::testing;
+namespace fs = std::filesystem;
+
+bool have_fixtures() {
+  for (const char* f : {"train_init.pth", "train_X.npy", "train_Y.npy"})
+    if (!fixture_exists(f)) return false;
+  return true;
+}
+#define REQUIRE_FIXTURES() \
+  if (!have_fixtures()) GTEST_SKIP() << "train fixtures missing: run tests/fixtures/generate.sh"
+
+// 8 images of 32x32 from the fixtures, 3 batches of 3 per epoch (the last one 2).
+std::vector<std::string> npy_run(const std::string& out, std::vector<std::string> extra = {}) {
+  std::vector<std::string> a = {"train",
+                                "--arch",
+                                "resnet18",
+                                "--weights",
+                                fixture("train_init.pth"),
+                                "--train-npy",
+                                fixture("train_X.npy"),
+                                "--train-labels",
+                                fixture("train_Y.npy"),
+                                "--batch-size",
+                                "3",
+                                "--seed",
+                                "3",
+                                "--quiet",
+                                "--out",
+                                out};
+  a.insert(a.end(), extra.begin(), extra.end());
+  return a;
+}
+
+// ------------------------------------------------------------ exact resume
+
+struct SchedCase {
+  const char* name;
+  std::vector<std::string> flags;
+};
+
+class ExactResume : public ::testing::TestWithParam<SchedCase> {};
+
+// Interrupted after epoch 1's last step (an epoch boundary), resumed, then
+// interrupted after step 5 (batch 2 of epoch 2's 3), resumed to the end: the
+// metrics (but for timing) and every byte of last.pth and best.pth equal the
+// uninterrupted run's.
+TEST_P(ExactResume, InterruptedRunEqualsUninterruptedBitForBit) {
+  REQUIRE_FIXTURES();
+  CliTempDir dir("resume");
+  std::vector<std::string> flags = {"--epochs", "3",    "--optimizer", "sgd",
+                                    "--lr",     "0.01", "--momentum",  "0.9"};
+  flags.insert(flags.end(), GetParam().flags.begin(), GetParam().flags.end());
+  const std::string ref = dir / "ref", cut = dir / "cut";
+  CliResult r = run_graft(npy_run(ref, flags));
+  ASSERT_EQ(r.rc, 0) << r.output;
+  r = run_graft(npy_run(cut, flags), "GRAFT_TEST_STOP_AFTER_STEPS=3 ");
+  ASSERT_EQ(r.rc, 130) << r.output;
+  r = run_graft({"train", "--resume", cut, "--quiet"}, "GRAFT_TEST_STOP_AFTER_STEPS=5 ");
+  ASSERT_EQ(r.rc, 130) << r.output;
+  const auto mid = graft::train::load_checkpoint(cut + "/last.pth", true);
+  EXPECT_EQ(mid.epoch, 1);
+  EXPECT_EQ(mid.progress.batch, 2);
+  EXPECT_EQ(mid.progress.steps, 5);
+  r = run_graft({"train", "--resume", cut, "--quiet"});
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_EQ(metrics_without_timing(ref + "/metrics.csv"),
+            metrics_without_timing(cut + "/metrics.csv"));
+  for (const char* f : {"last.pth", "best.pth"})
+    EXPECT_TRUE(read_file(ref + "/" + f) == read_file(cut + "/" + f)) << f << " differs";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Schedulers, ExactResume,
+    ::testing::Values(SchedCase{"step",
+                                {"--scheduler", "step", "--step-size", "1", "--gamma", "0.5"}},
+                      SchedCase{"multistep", {"--scheduler", "multistep", "--milestones", "1,2"}},
+                      SchedCase{"cosine", {"--scheduler", "cosine"}},
+                      SchedCase{"warmup", {"--scheduler", "warmup", "--warmup-epochs", "2"}},
+                      SchedCase{"warmup_cosine", {"--scheduler", "cosine", "--warmup-epochs", "1"}},
+                      SchedCase{"onecycle", {"--scheduler", "onecycle"}}),
+    [](const auto& p) { return std::string(p.param.name); });
+
+// Column `col` of metrics.csv's data rows.
+std::vector<std::string> column(const std::string& csv, size_t col) {
+  std::istringstream in(read_file(csv));
+  std::string line;
+  std::vector<std::string> out;
+  std::getline(in, line);
+  while (std::getline(in, line)) {
+    std::stringstream ss(line);
+    std::string cell;
+    for (size_t i = 0; std::getline(ss, cell, ','); ++i)
+      if (i == col) out.push_back(cell);
+  }
+  return out;
+}
+
+// Issue 13, seen 2: a resumed step schedule used 0.00025 where the
+// uninterrupted run used 0.0005 (the schedule was replayed on a decayed lr).
+// Also pins %g in metrics.csv and --warmup-epochs composing with step.
+TEST(CliTrust, ResumedStepScheduleKeepsTheUninterruptedLrs) {
+  REQUIRE_FIXTURES();
+  CliTempDir dir("steplr");
+  const std::vector<std::string> f = {"--epochs",    "3", "--lr",    "0.001", "--scheduler", "step",
+                                      "--step-size", "1", "--gamma", "0.5",   "--max-steps", "100"};
+  CliResult r = run_graft(npy_run(dir / "a", f), "GRAFT_TEST_STOP_AFTER_STEPS=6 ");
+  ASSERT_EQ(r.rc, 130) << r.output;
+  r = run_graft({"train", "--resume", dir / "a", "--quiet"});
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_EQ(column(dir / "a/metrics.csv", 7),
+            (std::vector<std::string>{"0.001", "0.0005", "0.00025"}));
+  auto g = f;
+  g.insert(g.end(), {"--warmup-epochs", "1"});
+  r = run_graft(npy_run(dir / "w", g));
+  ASSERT_EQ(r.rc, 0) << r.output;
+  // torchvision-style: LinearLR from lr/3 for 1 epoch, then StepLR from lr.
+  EXPECT_EQ(column(dir / "w/metrics.csv", 7),
+            (std::vector<std::string>{"0.000333333", "0.001", "0.0005"}));
+}
+
+// ------------------------------------------------------------ --max-steps
+
+TEST(CliTrust, MaxStepsAloneSetsTheLengthAndBothStopAtTheFirst) {
+  REQUIRE_FIXTURES();
+  CliTempDir dir("maxsteps");
+  std::vector<std::string> a = npy_run(dir / "a", {"--max-steps", "5"});
+  a.erase(std::find(a.begin(), a.end(), "--quiet"));
+  CliResult r = run_graft(a);
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_TRUE(r.has("stopped at --max-steps 5 (batch 2 of epoch 2/2)")) << r.output;
+  auto last = graft::train::load_checkpoint(dir / "a/last.pth", true);
+  EXPECT_EQ(last.progress.steps, 5);
+  a = npy_run(dir / "b", {"--max-steps", "5", "--epochs", "1"});
+  a.erase(std::find(a.begin(), a.end(), "--quiet"));
+  r = run_graft(a);
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_TRUE(r.has("stopped after --epochs 1 (3 of --max-steps 5 steps)")) << r.output;
+}
+
+// ------------------------------------------------------------ flags with no effect
+
+TEST(CliTrust, FlagsThatWouldDoNothingAreRefused) {
+  REQUIRE_FIXTURES();
+  CliTempDir dir("flags");
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--optimizer", "adam", "--momentum", "0.5"},
+       "--momentum has no effect with --optimizer adam"},
+      {{"--optimizer", "adamw", "--nesterov"}, "--nesterov has no effect"},
+      {{"--betas", "0.8,0.9"}, "--betas has no effect with --optimizer sgd"},
+      {{"--step-size", "2"}, "--step-size has no effect without --scheduler step"},
+      {{"--scheduler", "cosine", "--gamma", "0.5"}, "--gamma has no effect"},
+      {{"--milestones", "1"}, "--milestones has no effect"},
+      {{"--scheduler", "onecycle", "--warmup-epochs", "1"}, "--warmup-epochs has no effect"},
+      {{"--bn", "frozen"}, "--bn frozen has no effect: no parameter is frozen"},
+      {{"--image-size", "64"}, "--image-size has no effect with --train-npy"},
+      {{"--val-every", "2"}, "--val-every has no effect without validation data"},
+      {{"--param-group", "fc.*:lr=0.1", "--head-lr-mult", "10"}, "--head-lr-mult has no effect"},
+  };
+  for (const auto& [extra, msg] : cases) {
+    const std::string out = dir / "o";
+    const CliResult r = run_graft(npy_run(out, extra));
+    EXPECT_NE(r.rc, 0) << extra[0];
+    EXPECT_TRUE(r.has(msg)) << "expected '" << msg << "':\n" << r.output;
+    EXPECT_TRUE(folder_empty_or_absent(out)) << extra[0];
+  }
+}
+
+TEST(CliTrust, ResumeAppliesOrRefusesChangedFlagsNeverIgnores) {
+  REQUIRE_FIXTURES();
+  CliTempDir dir("resumeflags");
+  const std::string run = dir / "r";
+  CliResult r = run_graft(npy_run(run, {"--epochs", "1", "--scheduler", "cosine"}));
+  ASSERT_EQ(r.rc, 0) << r.output;
+  r = run_graft({"train", "--resume", run, "--lr", "0.5"});
+  EXPECT_NE(r.rc, 0);
+  EXPECT_TRUE(r.has("--lr cannot change on --resume")) << r.output;
+  r = run_graft({"train", "--resume", run, "--epochs", "3"});
+  EXPECT_NE(r.rc, 0);
+  EXPECT_TRUE(r.has("cosine schedule")) << r.output;
+  const std::string run2 = dir / "s";
+  r = run_graft(npy_run(run2, {"--epochs", "1"}));
+  ASSERT_EQ(r.rc, 0) << r.output;
+  r = run_graft({"train", "--resume", run2, "--epochs", "2"});
+  EXPECT_EQ(r.rc, 0) << r.output;
+  EXPECT_TRUE(r.has("note: --epochs 2 applied")) << r.output;
+  EXPECT_EQ(column(run2 + "/metrics.csv", 0), (std::vector<std::string>{"1", "2"}));
+}
+
+// ------------------------------------------------------------ run folders
+
+TEST(CliTrust, RunFoldersAreNeverClobberedAndResumeNeedsOnlyTheFolder) {
+  REQUIRE_FIXTURES();
+  CliTempDir dir("folders");
+  const std::string run = dir / "r";
+  CliResult r = run_graft(npy_run(run, {"--epochs", "1"}));
+  ASSERT_EQ(r.rc, 0) << r.output;
+  const std::string best = read_file(run + "/best.pth");
+  r = run_graft(npy_run(run, {"--epochs", "1", "--lr", "0.5"}));
+  EXPECT_NE(r.rc, 0);
+  EXPECT_TRUE(r.has("already holds files; pass --overwrite")) << r.output;
+  EXPECT_TRUE(read_file(run + "/best.pth") == best) << "a refused run touched best.pth";
+  r = run_graft(npy_run(run, {"--epochs", "1", "--overwrite"}));
+  EXPECT_EQ(r.rc, 0) << r.output;
+
+  // Neither --out nor --save: runs/<arch>-<timestamp>/, said where.
+  std::vector<std::string> a = npy_run("", {"--epochs", "1"});
+  a.erase(std::find(a.begin(), a.end(), "--out"), a.end() - 2);
+  a.erase(std::find(a.begin(), a.end(), "--quiet"));
+  r = run_graft(a, "cd " + shell_quote(dir.path.string()) + " && ");
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_TRUE(r.has("writing the run to runs/resnet18-")) << r.output;
+  ASSERT_TRUE(fs::exists(dir.path / "runs"));
+  EXPECT_TRUE(fs::exists(fs::directory_iterator(dir.path / "runs")->path() / "last.pth"));
+
+  // Relative paths, then resume from elsewhere with the pretrained file gone.
+  fs::copy_file(fixture("train_init.pth"), dir / "w.pth");
+  fs::copy_file(fixture("train_X.npy"), dir / "x.npy");
+  fs::copy_file(fixture("train_Y.npy"), dir / "y.npy");
+  r = run_graft({"train", "--weights", "w.pth", "--train-npy", "x.npy", "--train-labels", "y.npy",
+                 "--epochs", "2", "--batch-size", "4", "--out", "rel", "--quiet"},
+                "cd " + shell_quote(dir.path.string()) + " && GRAFT_TEST_STOP_AFTER_STEPS=2 ");
+  ASSERT_EQ(r.rc, 130) << r.output;
+  fs::remove(dir / "w.pth");
+  r = run_graft({"train", "--resume", dir / "rel", "--quiet"}, "cd / && ");
+  EXPECT_EQ(r.rc, 0) << r.output;
+  EXPECT_EQ(column(dir / "rel/metrics.csv", 0), (std::vector<std::string>{"1", "2"}));
+}
+
+// Issue 13, seen 5: with --val-every 2 an unvalidated epoch won on training
+// accuracy, and after --resume the best score started over.
+TEST(CliTrust, BestIsAValidatedEpochAndSurvivesResume) {
+  REQUIRE_FIXTURES();
+  CliTempDir dir("best");
+  const std::string run = dir / "r";
+  const std::vector<std::string> val = {"--val-npy",    fixture("train_X.npy"),
+                                        "--val-labels", fixture("train_Y.npy"),
+                                        "--val-every",  "2",
+                                        "--epochs",     "3"};
+  CliResult r = run_graft(npy_run(run, val), "GRAFT_TEST_STOP_AFTER_STEPS=3 ");
+  ASSERT_EQ(r.rc, 130) << r.output;
+  EXPECT_FALSE(fs::exists(run + "/best.pth")) << "epoch 1 was not validated, yet it is best.pth";
+  r = run_graft({"train", "--resume", run, "--quiet"});
+  ASSERT_EQ(r.rc, 0) << r.output;
+  const auto best = graft::train::load_checkpoint(run + "/best.pth", true);
+  EXPECT_EQ(best.best.metric, "val_acc");
+  EXPECT_TRUE(best.best.epoch == 2 || best.best.epoch == 3) << best.best.epoch;
+  const auto accs = column(run + "/metrics.csv", 4);
+  ASSERT_EQ(accs.size(), 3u);
+  EXPECT_TRUE(accs[0].empty());
+  double top = -1;
+  for (const auto& s : accs)
+    if (!s.empty()) top = std::max(top, std::stod(s));
+  EXPECT_NEAR(best.best.score, top, 1e-6);  // %g keeps 6 digits
+}
+
+}  // namespace
