@@ -53,8 +53,10 @@ inline std::string shell_quote(const std::string& s) {
 }
 
 // Runs `graft ARGS` through sh, after `prefix` (e.g. "cd DIR && ", "VAR=1 ").
+// OpenMP threads sleep instead of spinning while they wait: on a loaded
+// machine (CI running tests in parallel) spinning made each run 10x slower.
 inline CliResult run_graft(const std::vector<std::string>& args, const std::string& prefix = "") {
-  std::string cmd = prefix + shell_quote(GRAFT_CLI_PATH);
+  std::string cmd = prefix + "OMP_WAIT_POLICY=passive " + shell_quote(GRAFT_CLI_PATH);
   for (const auto& a : args) cmd += " " + shell_quote(a);
   cmd += " 2>&1";
   CliResult r;

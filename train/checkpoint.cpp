@@ -218,7 +218,9 @@ LoadedModel load_model(const ModelRequest& req) {
   LoadedModel m;
   m.ckpt = load_checkpoint(req.weights, req.quiet);
   const TrainingCheckpoint& ck = m.ckpt;
-  const int64_t rows = head_classes(ck.model);
+  int64_t rows = head_classes(ck.model);
+  for (const auto& [k, t] : ck.model)  // under a prefix: the load plan below names it
+    if (rows == 0 && t.dim() == 2 && k.size() > 10 && k.ends_with(".fc.weight")) rows = t.size(0);
   GRAFT_CHECK(rows > 0, "'", req.weights,
               "' has no 2-D fc.weight: not a ResNet classifier's weights");
   const std::string inferred = infer_arch(ck.model);
