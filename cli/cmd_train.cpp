@@ -38,11 +38,15 @@ std::function<int()> setup_train(CLI::App& app) {
   app.add_option("--optimizer", c->optimizer, "sgd | adam | adamw")
       ->check(CLI::IsMember({"sgd", "adam", "adamw"}))
       ->capture_default_str();
-  app.add_option("--lr", c->lr, "learning rate")->capture_default_str();
+  app.add_option("--lr", c->lr,
+                 "learning rate (torchvision's reference: 0.1 for batch 256 from scratch)")
+      ->capture_default_str();
   app.add_option("--momentum", c->momentum, "SGD momentum")->capture_default_str();
   app.add_option("--dampening", c->dampening, "SGD dampening");
   app.add_flag("--nesterov", c->nesterov, "Nesterov momentum");
-  app.add_option("--weight-decay", c->weight_decay, "weight decay")->capture_default_str();
+  app.add_option("--weight-decay", c->weight_decay,
+                 "weight decay, on every parameter (torchvision's reference: 1e-4)")
+      ->capture_default_str();
   app.add_option("--betas", *betas, "Adam betas B1,B2")->capture_default_str();
   app.add_option("--eps", c->eps, "Adam eps");
   app.add_flag("--amsgrad", c->amsgrad, "AMSGrad variant of Adam/AdamW");
@@ -67,7 +71,8 @@ std::function<int()> setup_train(CLI::App& app) {
   app.add_option("--warmup-epochs", c->warmup_epochs,
                  "linear warmup from lr/3 over N epochs before any --scheduler (then the "
                  "schedule runs over the remaining epochs, as torchvision's "
-                 "--lr-warmup-epochs); --scheduler warmup alone: 1");
+                 "--lr-warmup-epochs, whose start factor defaults to 0.01); --scheduler "
+                 "warmup alone: 1");
   app.add_option("--batch-size", c->batch_size, "batch size")->capture_default_str();
   app.add_option("--epochs", c->epochs,
                  "epochs (default 1, or as many as --max-steps needs when only it is given)");
@@ -86,7 +91,8 @@ std::function<int()> setup_train(CLI::App& app) {
                  "without --save: runs/ARCH-TIMESTAMP); must be empty unless --overwrite");
   app.add_flag("--overwrite", c->overwrite, "replace the run in a non-empty --out");
   app.add_option("--resume", c->resume,
-                 "continue the run in this --out folder exactly where it stopped (only "
+                 "continue the run in this --out folder exactly where it stopped, even "
+                 "mid-epoch (a folder, where torchvision's --resume takes a file; only "
                  "--epochs, --max-steps, --save, --device, --workers, --threads may change)");
   app.add_option("--device", c->device, "cpu | cuda | cuda:N")->capture_default_str();
   app.add_option("--threads", c->threads, "CPU threads");

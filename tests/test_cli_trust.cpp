@@ -24,6 +24,7 @@
 #include "cli_util.h"
 #include "io/safetensors.h"
 #include "io/state_dict.h"
+#include "nn/models/resnet.h"
 #include "train/checkpoint.h"
 
 namespace {
@@ -356,6 +357,13 @@ TEST(CliTrust, ReadmeWalkthroughImageFolderTrainEvalPredict) {
   EXPECT_TRUE(r.has("apple")) << "confusion matrix rows are named";
   const double top1 = parse_after(r.output, "top-1 ");
   const std::string eval_output = r.output;
+  // The checkpoint's 16 px transform, not 224: eval's loss is the one
+  // validation measured for the best epoch.
+  const auto best = graft::train::load_checkpoint(run + "/best.pth", true);
+  const auto val_loss = column(run + "/metrics.csv", 3);
+  ASSERT_GE(best.best.epoch, 1);
+  EXPECT_NEAR(parse_after(r.output, "loss "), std::stod(val_loss[best.best.epoch - 1]), 1e-3)
+      << r.output;
 
   std::vector<std::string> predict = {"predict", "--weights", run + "/best.pth", "--topk", "1"};
   std::vector<std::string> truth;
@@ -416,6 +424,35 @@ TEST(CliTrust, ReadmeWalkthroughImageFolderTrainEvalPredict) {
       "assert c['state_dict']['fc.weight'].shape == (3, 512)\" ";
   for (const char* f : {"best.pth", "last.pth"})
     EXPECT_EQ(std::system((py + shell_quote(run + "/" + f) + " 2>&1").c_str()), 0) << f;
+}
+
+// ------------------------------------------------------------ eval output
+
+// Issue 13: a 1000-class checkpoint printed a 7 MB confusion matrix without
+// headers. Above 20 classes it goes to a CSV; --output-json is machine-readable.
+TEST(CliTrust, EvalOutputFitsTheClassCount) {
+  REQUIRE_FIXTURES();
+  CliTempDir dir("evalout");
+  auto net = graft::nn::make_resnet("resnet18", 10);
+  graft::io::load_state_dict(net->state_dict(),
+                             graft::io::load_weights_file(fixture("train_init.pth")));
+  net->replace_head(1000);
+  graft::io::save_pth(net->state_dict(), dir / "wide.pth");
+  CliResult r =
+      run_graft({"eval", "--weights", dir / "wide.pth", "--val-npy", fixture("train_X.npy"),
+                 "--val-labels", fixture("train_Y.npy"), "--output-json", dir / "r.json"},
+                "cd " + shell_quote(dir.path.string()) + " && ");
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_LT(r.output.size(), 2000u) << "the matrix was printed";
+  EXPECT_TRUE(r.has("confusion matrix (1000 classes) written to confusion.csv")) << r.output;
+  const std::string csv = read_file(dir / "confusion.csv");
+  const std::string header = csv.substr(0, csv.find('\n'));
+  EXPECT_EQ(std::count(header.begin(), header.end(), ','), 1000) << "one column per class";
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1001) << "a header and a row per class";
+  const std::string json = read_file(dir / "r.json");
+  EXPECT_NE(json.find("\"top1\""), std::string::npos) << json.substr(0, 200);
+  EXPECT_NE(json.find("\"top5\""), std::string::npos);
+  EXPECT_NE(json.find("\"images\": 8"), std::string::npos);
 }
 
 // ------------------------------------------------------------ one loader

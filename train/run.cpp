@@ -29,7 +29,8 @@ using json = nlohmann::ordered_json;
   X(arch)                                                                                          \
   X(weights)                                                                                       \
   X(num_classes)                                                                                   \
-  X(mode) X(train_npy) X(train_labels) X(val_npy) X(val_labels) X(data_dir) X(val_data) X(dataset) \
+  X(mode)                                                                                          \
+  X(train_npy) X(train_labels) X(val_npy) X(val_labels) X(data_dir) X(val_data) X(dataset)         \
       X(image_size) X(augment) X(workers) X(skip_bad_images) X(optimizer) X(lr) X(momentum)        \
           X(dampening) X(weight_decay) X(eps) X(nesterov) X(amsgrad) X(betas) X(freeze)            \
               X(param_groups) X(bn) X(backbone_lr_mult) X(head_lr_mult) X(scheduler) X(step_size)  \
@@ -687,8 +688,8 @@ TrainSummary run_training(TrainConfig cli) {
   lo.num_workers = c.workers;
   data::DataLoader train_loader(run.d.train, lo);
   c.epochs = resolve_epochs(c, train_loader.size());
-  if (!resuming) prepare_out(c);
   setup_run(run, resumed ? &*resumed : nullptr);
+  if (!resuming) prepare_out(c);
   std::unique_ptr<data::DataLoader> val_loader;
   if (run.d.val) {
     data::DataLoader::Options vo = lo;
