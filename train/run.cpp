@@ -30,13 +30,14 @@ using json = nlohmann::ordered_json;
   X(weights)                                                                                       \
   X(num_classes)                                                                                   \
   X(mode)                                                                                          \
-  X(train_npy) X(train_labels) X(val_npy) X(val_labels) X(data_dir) X(val_data) X(dataset)         \
-      X(image_size) X(augment) X(workers) X(skip_bad_images) X(optimizer) X(lr) X(momentum)        \
-          X(dampening) X(weight_decay) X(eps) X(nesterov) X(amsgrad) X(betas) X(freeze)            \
-              X(param_groups) X(bn) X(backbone_lr_mult) X(head_lr_mult) X(scheduler) X(step_size)  \
-                  X(gamma) X(milestones) X(warmup_epochs) X(batch_size) X(epochs) X(max_steps)     \
-                      X(val_every) X(shuffle) X(seed) X(label_smoothing) X(clip_grad_norm) X(save) \
-                          X(out) X(device) X(threads)
+  X(train_npy)                                                                                     \
+  X(train_labels) X(val_npy) X(val_labels) X(data_dir) X(val_data) X(dataset) X(image_size)        \
+      X(augment) X(workers) X(skip_bad_images) X(optimizer) X(lr) X(momentum) X(dampening)         \
+          X(weight_decay) X(eps) X(nesterov) X(amsgrad) X(betas) X(freeze) X(param_groups) X(bn)   \
+              X(backbone_lr_mult) X(head_lr_mult) X(scheduler) X(step_size) X(gamma) X(milestones) \
+                  X(warmup_epochs) X(batch_size) X(epochs) X(max_steps) X(val_every) X(shuffle)    \
+                      X(seed) X(label_smoothing) X(clip_grad_norm) X(save) X(out) X(device)        \
+                          X(threads)
 
 std::string config_json(const TrainConfig& c) {
   json j;
@@ -345,9 +346,9 @@ std::string timestamp() {
 // refuses a folder that already holds files unless --overwrite.
 void prepare_out(TrainConfig& c) {
   if (c.out.empty() && c.save.empty()) {
-    std::string dir = "runs/" + c.arch + "-" + timestamp();
-    for (int i = 2; fs::exists(dir + (i > 2 ? "-" + std::to_string(i - 1) : "")); ++i) {
-    }
+    const std::string base = "runs/" + c.arch + "-" + timestamp();
+    std::string dir = base;
+    for (int i = 2; fs::exists(dir); ++i) dir = base + "-" + std::to_string(i);
     c.out = fs::absolute(dir).string();
     if (!c.quiet) std::cerr << "writing the run to " << dir << " (choose with --out)\n";
   }
@@ -634,6 +635,34 @@ void setup_run(Run& run, const TrainingCheckpoint* resumed) {
   }
 }
 
+// The loop's settings; a resumed run starts where its last.pth stopped.
+FitOptions fit_options(const TrainConfig& c, int64_t classes, const TrainingCheckpoint* resumed) {
+  FitOptions fo;
+  fo.epochs = c.epochs;
+  if (resumed) {
+    fo.start_epoch = resumed->epoch;
+    fo.resume = resumed->progress;
+    if (!c.quiet)
+      std::cerr << "resuming " << c.resume << " after epoch " << resumed->epoch
+                << (resumed->progress.batch > 0
+                        ? " and " + std::to_string(resumed->progress.batch) + " batches of the next"
+                        : std::string())
+                << "\n";
+  }
+  fo.val_every = c.val_every;
+  fo.hflip = false;  // image folders flip inside their transform; tensors are not augmented
+  fo.seed = c.seed;
+  fo.max_steps = c.max_steps;
+  fo.stop_after_steps = env_int("GRAFT_TEST_STOP_AFTER_STEPS", -1);
+  fo.device = require_device(c.device);
+  fo.num_classes = classes;
+  fo.label_smoothing = c.label_smoothing;
+  if (c.clip_grad_norm > 0) fo.clip_grad_norm = c.clip_grad_norm;
+  fo.quiet = c.quiet;
+  fo.stop = &g_stop;
+  return fo;
+}
+
 // Epochs when only --max-steps sets the length: as many as it needs.
 int64_t resolve_epochs(const TrainConfig& c, int64_t batches_per_epoch) {
   if (c.epochs > 0) return c.epochs;
@@ -671,7 +700,7 @@ TrainSummary run_training(TrainConfig cli) {
     make_paths_absolute(c);
   }
   if (c.threads > 0) set_num_threads(c.threads);
-  const Device device = require_device(c.device);
+  require_device(c.device);
   manual_seed(c.seed);
   run.d = load_data(c);
   if (!resuming && c.given.count("val-every"))
@@ -697,29 +726,7 @@ TrainSummary run_training(TrainConfig cli) {
     val_loader = std::make_unique<data::DataLoader>(run.d.val, vo);
   }
 
-  FitOptions fo;
-  fo.epochs = c.epochs;
-  if (resumed) {
-    fo.start_epoch = resumed->epoch;
-    fo.resume = resumed->progress;
-    if (!c.quiet)
-      std::cerr << "resuming " << c.resume << " after epoch " << resumed->epoch
-                << (resumed->progress.batch > 0
-                        ? " and " + std::to_string(resumed->progress.batch) + " batches of the next"
-                        : std::string())
-                << "\n";
-  }
-  fo.val_every = c.val_every;
-  fo.hflip = false;  // image folders flip inside their transform; tensors are not augmented
-  fo.seed = c.seed;
-  fo.max_steps = c.max_steps;
-  fo.stop_after_steps = env_int("GRAFT_TEST_STOP_AFTER_STEPS", -1);
-  fo.device = device;
-  fo.num_classes = run.m.classes;
-  fo.label_smoothing = c.label_smoothing;
-  if (c.clip_grad_norm > 0) fo.clip_grad_norm = c.clip_grad_norm;
-  fo.quiet = c.quiet;
-  fo.stop = &g_stop;
+  FitOptions fo = fit_options(c, run.m.classes, resumed ? &*resumed : nullptr);
   bool interrupted = false;
   fo.interrupted = &interrupted;
   fo.on_epoch_end = [&](const EpochRecord& r, const EpochProgress& p) { run.on_epoch_end(r, p); };
