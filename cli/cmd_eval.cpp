@@ -115,7 +115,12 @@ data::DatasetPtr eval_dataset(const EvalArgs& a, const train::LoadedModel& m,
   GRAFT_CHECK(sources == 1, sources == 0 ? "no evaluation data: give --data DIR, --dataset "
                                            "fashion-mnist or --val-npy/--val-labels"
                                          : "give only one of --data, --dataset and --val-npy");
-  if (!a.val_npy.empty()) return npy_dataset(a, m.num_classes);
+  if (!a.val_npy.empty()) {
+    GRAFT_CHECK(a.image_size == 0,
+                "--image-size has no effect with --val-npy: tensors are used "
+                "as they are");
+    return npy_dataset(a, m.num_classes);
+  }
   if (!a.data_dir.empty()) return folder_dataset(a.data_dir, m, t);
   GRAFT_CHECK(a.dataset == "fashion-mnist", "unknown --dataset '", a.dataset,
               "' (expected fashion-mnist)");

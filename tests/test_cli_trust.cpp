@@ -31,6 +31,7 @@ namespace {
 
 using namespace graft::testing;
 namespace fs = std::filesystem;
+using graft::Tensor;
 
 bool have_fixtures() {
   for (const char* f : {"train_init.pth", "train_X.npy", "train_Y.npy"})
@@ -67,6 +68,7 @@ std::vector<std::string> npy_run(const std::string& out, std::vector<std::string
 struct SchedCase {
   const char* name;
   std::vector<std::string> flags;
+  friend void PrintTo(const SchedCase& c, std::ostream* os) { *os << c.name; }
 };
 
 class ExactResume : public ::testing::TestWithParam<SchedCase> {};
@@ -215,6 +217,47 @@ TEST(CliTrust, ResumeAppliesOrRefusesChangedFlagsNeverIgnores) {
   EXPECT_EQ(r.rc, 0) << r.output;
   EXPECT_TRUE(r.has("note: --epochs 2 applied")) << r.output;
   EXPECT_EQ(column(run2 + "/metrics.csv", 0), (std::vector<std::string>{"1", "2"}));
+}
+
+// Flags whose meaning no parity test pins: each must change the trained
+// weights (or, for --workers, must not), as in torchvision's reference.
+TEST(CliTrust, FlagsChangeTheRunAsTheySay) {
+  REQUIRE_FIXTURES();
+  CliTempDir dir("flagfx");
+  auto weights = [&](const std::string& name, std::vector<std::string> extra) {
+    std::vector<std::string> args = npy_run(dir / name, {"--epochs", "1"});
+    const auto at = std::find(args.begin(), args.end(), extra[0]);
+    if (at != args.end() && extra.size() == 2)
+      *(at + 1) = extra[1];  // e.g. --seed, which npy_run already sets
+    else
+      args.insert(args.end(), extra.begin(), extra.end());
+    const CliResult r = run_graft(args);
+    EXPECT_EQ(r.rc, 0) << name << "\n" << r.output;
+    return graft::train::load_checkpoint(dir / (name + "/last.pth"), true).model;
+  };
+  auto same = [](const graft::io::StateDict& a, const graft::io::StateDict& b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i) {
+      const Tensor x = a[i].second.contiguous(), y = b[i].second.contiguous();
+      if (x.sizes() != y.sizes() || x.nbytes() != y.nbytes() ||
+          std::memcmp(x.raw_data(), y.raw_data(), x.nbytes()) != 0)
+        return false;
+    }
+    return true;
+  };
+  const auto base = weights("base", {"--workers", "2"});
+  EXPECT_TRUE(same(base, weights("workers0", {"--workers", "0"})))
+      << "the loader's thread count changed the result";
+  const std::vector<std::pair<std::string, std::vector<std::string>>> changes = {
+      {"seed", {"--seed", "4"}},
+      {"noshuffle", {"--no-shuffle"}},
+      {"smoothing", {"--label-smoothing", "0.2"}},
+      {"clip", {"--clip-grad-norm", "0.01"}},
+      {"wd", {"--weight-decay", "0.1"}},
+      {"freeze", {"--freeze", "layer4.*"}},
+  };
+  for (const auto& [name, extra] : changes)
+    EXPECT_FALSE(same(base, weights(name, extra))) << extra[0] << " changed nothing";
 }
 
 // ------------------------------------------------------------ run folders
@@ -491,6 +534,11 @@ TEST(CliTrust, EverySubcommandReadsTheSameWeights) {
   EXPECT_NE(r.rc, 0);
   EXPECT_EQ(r.error_lines(), 1) << r.output;
   EXPECT_TRUE(r.has("carry a 'backbone.' prefix")) << r.output;
+  r = run_graft({"eval", "--weights", fixture("train_init.pth"), "--val-npy",
+                 fixture("train_X.npy"), "--val-labels", fixture("train_Y.npy"), "--image-size",
+                 "64"});
+  EXPECT_NE(r.rc, 0);
+  EXPECT_TRUE(r.has("--image-size has no effect with --val-npy")) << r.output;
   r = run_graft({"inspect", "--plan", fixture("train_init.pth"), "--arch", "resnet34"});
   EXPECT_EQ(r.rc, 1) << r.output;
   EXPECT_TRUE(r.has("likely cause: another architecture")) << r.output;
