@@ -188,6 +188,9 @@ TEST(CliTrust, FlagsThatWouldDoNothingAreRefused) {
       {{"--image-size", "64"}, "--image-size has no effect with --train-npy"},
       {{"--val-every", "2"}, "--val-every has no effect without validation data"},
       {{"--param-group", "fc.*:lr=0.1", "--head-lr-mult", "10"}, "--head-lr-mult has no effect"},
+      {{"--mode", "feature-extract", "--backbone-lr-mult", "0.1"},
+       "--backbone-lr-mult has no effect with --mode feature-extract"},
+      {{"--mode", "feature-extract", "--bn", "train"}, "--bn has no effect"},
   };
   for (const auto& [extra, msg] : cases) {
     const std::string out = dir / "o";

@@ -25,19 +25,20 @@ using json = nlohmann::ordered_json;
 
 // ---------------------------------------------------------------- config
 
-#define GRAFT_CONFIG_FIELDS(X)                                                                     \
-  X(arch)                                                                                          \
-  X(weights)                                                                                       \
-  X(num_classes)                                                                                   \
-  X(mode)                                                                                          \
-  X(train_npy)                                                                                     \
-  X(train_labels) X(val_npy) X(val_labels) X(data_dir) X(val_data) X(dataset) X(image_size)        \
-      X(augment) X(workers) X(skip_bad_images) X(optimizer) X(lr) X(momentum) X(dampening)         \
-          X(weight_decay) X(eps) X(nesterov) X(amsgrad) X(betas) X(freeze) X(param_groups) X(bn)   \
-              X(backbone_lr_mult) X(head_lr_mult) X(scheduler) X(step_size) X(gamma) X(milestones) \
-                  X(warmup_epochs) X(batch_size) X(epochs) X(max_steps) X(val_every) X(shuffle)    \
-                      X(seed) X(label_smoothing) X(clip_grad_norm) X(save) X(out) X(device)        \
-                          X(threads)
+#define GRAFT_CONFIG_FIELDS(X)                                                                  \
+  X(arch)                                                                                       \
+  X(weights)                                                                                    \
+  X(num_classes)                                                                                \
+  X(mode)                                                                                       \
+  X(train_npy)                                                                                  \
+  X(train_labels)                                                                               \
+  X(val_npy)                                                                                    \
+  X(val_labels) X(data_dir) X(val_data) X(dataset) X(image_size) X(augment) X(workers)          \
+      X(skip_bad_images) X(optimizer) X(lr) X(momentum) X(dampening) X(weight_decay) X(eps)     \
+          X(nesterov) X(amsgrad) X(betas) X(freeze) X(param_groups) X(bn) X(backbone_lr_mult)   \
+              X(head_lr_mult) X(scheduler) X(step_size) X(gamma) X(milestones) X(warmup_epochs) \
+                  X(batch_size) X(epochs) X(max_steps) X(val_every) X(shuffle) X(seed)          \
+                      X(label_smoothing) X(clip_grad_norm) X(save) X(out) X(device) X(threads)
 
 std::string config_json(const TrainConfig& c) {
   json j;
@@ -278,6 +279,10 @@ void refuse_idle_flags(const TrainConfig& c) {
   if (!c.param_groups.empty())
     for (const char* f : {"backbone-lr-mult", "head-lr-mult"})
       refuse(f, "with --param-group, whose groups set their own lr");
+  if (c.mode == "feature-extract") {
+    refuse("backbone-lr-mult", "with --mode feature-extract: the backbone is frozen");
+    if (c.bn != "frozen") refuse("bn", "with --mode feature-extract, which always freezes BN");
+  }
   if (!c.train_npy.empty()) {
     const char* why =
         "with --train-npy: tensors are used as they are (no decoding, resizing or "
@@ -709,7 +714,12 @@ TrainSummary run_training(TrainConfig cli) {
                 "--val-data, or a val/ or test/ folder beside train/)");
 
   std::optional<TrainingCheckpoint> resumed;
-  if (resuming) resumed = load_checkpoint(c.resume + "/last.pth", c.quiet);
+  if (resuming) {
+    resumed = load_checkpoint(c.resume + "/last.pth", c.quiet);
+    GRAFT_CHECK(resumed->epoch < c.epochs || resumed->progress.batch > 0, "--resume ", c.resume,
+                ": the run already completed its ", resumed->epoch,
+                " epochs; pass --epochs N (more) to continue it");
+  }
   data::DataLoader::Options lo;
   lo.batch_size = c.batch_size;
   lo.shuffle = c.shuffle;
