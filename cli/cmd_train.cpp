@@ -62,7 +62,7 @@ std::function<int()> setup_train(CLI::App& app) {
   // schedule and loop
   app.add_option("--scheduler", c->scheduler,
                  "none | step | multistep | cosine | warmup | onecycle; stepped once per "
-                 "epoch (torchvision's references; timm steps per update)")
+                 "epoch (as torchvision's references and timm's default)")
       ->check(CLI::IsMember({"none", "step", "multistep", "cosine", "warmup", "onecycle"}));
   app.add_option("--step-size", c->step_size, "StepLR period in epochs (--scheduler step)")
       ->capture_default_str();
