@@ -25,20 +25,17 @@ using json = nlohmann::ordered_json;
 
 // ---------------------------------------------------------------- config
 
-#define GRAFT_CONFIG_FIELDS(X)                                                                  \
-  X(arch)                                                                                       \
-  X(weights)                                                                                    \
-  X(num_classes)                                                                                \
-  X(mode)                                                                                       \
-  X(train_npy)                                                                                  \
-  X(train_labels)                                                                               \
-  X(val_npy)                                                                                    \
-  X(val_labels) X(data_dir) X(val_data) X(dataset) X(image_size) X(augment) X(workers)          \
-      X(skip_bad_images) X(optimizer) X(lr) X(momentum) X(dampening) X(weight_decay) X(eps)     \
-          X(nesterov) X(amsgrad) X(betas) X(freeze) X(param_groups) X(bn) X(backbone_lr_mult)   \
-              X(head_lr_mult) X(scheduler) X(step_size) X(gamma) X(milestones) X(warmup_epochs) \
-                  X(batch_size) X(epochs) X(max_steps) X(val_every) X(shuffle) X(seed)          \
-                      X(label_smoothing) X(clip_grad_norm) X(save) X(out) X(device) X(threads)
+// (clang-format 14 is not idempotent on this table)
+// clang-format off
+#define GRAFT_CONFIG_FIELDS(X)                                                                \
+  X(arch) X(weights) X(num_classes) X(mode) X(train_npy) X(train_labels) X(val_npy)           \
+  X(val_labels) X(data_dir) X(val_data) X(dataset) X(image_size) X(augment) X(workers)        \
+  X(skip_bad_images) X(optimizer) X(lr) X(momentum) X(dampening) X(weight_decay) X(eps)       \
+  X(nesterov) X(amsgrad) X(betas) X(freeze) X(param_groups) X(bn) X(backbone_lr_mult)         \
+  X(head_lr_mult) X(scheduler) X(step_size) X(gamma) X(milestones) X(warmup_epochs)           \
+  X(batch_size) X(epochs) X(max_steps) X(val_every) X(shuffle) X(seed) X(label_smoothing)     \
+  X(clip_grad_norm) X(save) X(out) X(device) X(threads)
+// clang-format on
 
 std::string config_json(const TrainConfig& c) {
   json j;
