@@ -3,10 +3,10 @@
 //
 //   graft forward --arch resnet18 --weights w.pth --input x.npy --output y.npy
 //
-// --num-classes defaults to the number of rows of fc.weight in the weights
-// file. The checkpoint must fit the architecture exactly (strict loading);
-// otherwise the load report (missing / unexpected / mis-shaped names) is
-// printed and nothing runs.
+// The model comes from the file (train::load_model, shared with eval and
+// predict): --arch and --num-classes default to what it holds, and one that
+// contradicts it is an error. A file that does not fit gets a one-line error
+// naming the likely cause, and nothing runs.
 #include <filesystem>
 #include <iostream>
 
@@ -14,8 +14,7 @@
 #include "core/autograd.h"
 #include "core/parallel.h"
 #include "io/npy.h"
-#include "io/state_dict.h"
-#include "nn/models/resnet.h"
+#include "train/checkpoint.h"
 
 namespace {
 
@@ -25,6 +24,7 @@ struct ForwardArgs {
   std::string arch, weights, input, output;
   int64_t num_classes = 0;
   int threads = 0;
+  bool override_meta = false;
 };
 
 void require_file(const std::string& path, const char* what) {
@@ -45,28 +45,14 @@ int run_forward(const ForwardArgs& a) {
               dtype_name(x.dtype()));
   x = x.to(DType::Float32).contiguous();
 
-  const io::StateDict sd = io::load_weights_file(a.weights);
-  int64_t num_classes = a.num_classes;
-  if (num_classes <= 0) {
-    const Tensor* fc = io::find_tensor(sd, "fc.weight");
-    GRAFT_CHECK(fc != nullptr && fc->dim() == 2, a.weights,
-                " has no 2-D fc.weight to take the class count from; pass --num-classes");
-    num_classes = fc->size(0);
-  }
-  auto model = nn::make_resnet(a.arch, num_classes);
+  train::ModelRequest req;
+  req.weights = a.weights;
+  req.arch = a.arch;
+  req.num_classes = a.num_classes;
+  req.override_meta = a.override_meta;
+  train::LoadedModel m = train::load_model(req);
+  auto& model = m.model;
   model->eval();
-
-  io::LoadOptions check;
-  check.strict = false;
-  check.dry_run = true;
-  const io::LoadReport report = io::load_state_dict(model->state_dict(), sd, check);
-  if (!report.ok()) {
-    std::cerr << "error: " << a.weights << " does not fit " << a.arch << " with " << num_classes
-              << " classes:\n"
-              << report.str() << "\n";
-    return 1;
-  }
-  io::load_state_dict(model->state_dict(), sd);
 
   Tensor logits;
   {
@@ -80,14 +66,17 @@ int run_forward(const ForwardArgs& a) {
 
 GRAFT_COMMAND("forward", "Run eval-mode ResNet inference on an NCHW .npy batch", [](CLI::App& sub) {
   auto args = std::make_shared<ForwardArgs>();
-  sub.add_option("--arch", args->arch, "resnet18, resnet34, resnet50, resnet101, resnet152")
+  sub.add_option("--arch", args->arch,
+                 "resnet18 ... resnet152 (default: from the checkpoint or its keys)");
+  sub.add_option("--weights", args->weights, "weights (.pth, .safetensors, a graft checkpoint)")
       ->required();
-  sub.add_option("--weights", args->weights, "state_dict file (.pth, .safetensors)")->required();
   sub.add_option("--input", args->input, "NCHW float32 .npy batch")->required();
   sub.add_option("--output", args->output, "where to write the float32 logits (.npy)")->required();
   sub.add_option("--num-classes", args->num_classes,
                  "classifier width (default: rows of fc.weight in the file)");
   sub.add_option("--threads", args->threads, "CPU threads (default: all)");
+  sub.add_flag("--override", args->override_meta,
+               "let --arch contradict the checkpoint's metadata");
   return std::function<int()>([args] { return run_forward(*args); });
 });
 

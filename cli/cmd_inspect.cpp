@@ -13,6 +13,7 @@
 #include "io/pth.h"
 #include "io/safetensors.h"
 #include "io/state_dict.h"
+#include "train/checkpoint.h"
 
 namespace {
 
@@ -118,12 +119,51 @@ int run_inspect(const std::string& path) {
   return 0;
 }
 
+struct PlanArgs {
+  std::string weights, arch;
+  int64_t num_classes = 0;
+};
+
+// The dry-run load report of a weights file into a ResNet: what
+// train/eval/predict/forward would load, miss or reject, and why.
+int run_plan(const PlanArgs& a) {
+  using namespace graft;
+  const train::TrainingCheckpoint ck = train::load_checkpoint(a.weights);
+  const std::string arch =
+      !a.arch.empty() ? a.arch : (!ck.arch.empty() ? ck.arch : train::infer_arch(ck.model));
+  GRAFT_CHECK(!arch.empty(), "--plan ", a.weights,
+              ": the file does not say which ResNet it is and its keys fit none; pass --arch");
+  const int64_t rows = train::head_classes(ck.model);
+  const int64_t classes = a.num_classes > 0 ? a.num_classes : (rows > 0 ? rows : 1000);
+  const io::LoadReport rep = train::plan_load(ck.model, arch, classes);
+  std::cout << a.weights << " into " << arch << " with " << classes << " classes\n" << rep.str();
+  if (!rep.ok()) std::cout << "likely cause: " << io::diagnose_load(rep) << "\n";
+  return rep.ok() ? 0 : 1;
+}
+
 GRAFT_COMMAND(
-    "inspect", "List the tensors and other entries of a .pth, .safetensors or .npy file",
+    "inspect",
+    "List the tensors and other entries of a .pth, .safetensors or .npy file, or (--plan) "
+    "dry-run loading it into a ResNet",
     [](CLI::App& sub) {
       auto path = std::make_shared<std::string>();
-      sub.add_option("file", *path, "checkpoint file (or a directory of .npy files)")->required();
-      return std::function<int()>([path] { return run_inspect(*path); });
+      auto plan = std::make_shared<PlanArgs>();
+      sub.add_option("file", *path, "checkpoint file (or a directory of .npy files)");
+      sub.add_option("--plan", plan->weights,
+                     "print the load report of this file into --arch with --num-classes");
+      sub.add_option("--arch", plan->arch, "with --plan (default: from the file)");
+      sub.add_option("--num-classes", plan->num_classes,
+                     "with --plan (default: rows of the file's fc.weight)");
+      return std::function<int()>([path, plan] {
+        if (!plan->weights.empty()) {
+          GRAFT_CHECK(path->empty(), "give either FILE or --plan FILE, not both");
+          return run_plan(*plan);
+        }
+        GRAFT_CHECK(!path->empty(), "inspect: give a FILE (or --plan FILE)");
+        GRAFT_CHECK(plan->arch.empty() && plan->num_classes == 0,
+                    "--arch and --num-classes only apply with --plan");
+        return run_inspect(*path);
+      });
     });
 
 }  // namespace

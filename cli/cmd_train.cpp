@@ -14,7 +14,8 @@ std::function<int()> setup_train(CLI::App& app) {
       ->capture_default_str();
   app.add_option("--weights", c->weights, "pretrained weights (.pth, .safetensors)");
   app.add_option("--num-classes", c->num_classes,
-                 "classes of the new head (default: from the weights' fc, else from the data)");
+                 "classes of the head (default: the data's; for .npy labels the weights' fc "
+                 "when it covers them). A head other than the weights' is replaced");
   app.add_option("--mode", c->mode, "preset: scratch | finetune | feature-extract")
       ->check(CLI::IsMember({"scratch", "finetune", "feature-extract"}));
   // data
@@ -26,7 +27,9 @@ std::function<int()> setup_train(CLI::App& app) {
   app.add_option("--val-data", c->val_data, "ImageFolder root for validation");
   app.add_option("--dataset", c->dataset, "built-in data set: fashion-mnist")
       ->check(CLI::IsMember({"fashion-mnist"}));
-  app.add_option("--image-size", c->image_size, "crop size (default 224; 32 for fashion-mnist)");
+  app.add_option("--image-size", c->image_size,
+                 "crop size (default 224; 32 for fashion-mnist); stored in the checkpoints "
+                 "for eval/predict");
   app.add_option("--augment", c->augment, "default | none")
       ->check(CLI::IsMember({"default", "none"}));
   app.add_option("--workers", c->workers, "loader threads")->capture_default_str();
@@ -35,33 +38,49 @@ std::function<int()> setup_train(CLI::App& app) {
   app.add_option("--optimizer", c->optimizer, "sgd | adam | adamw")
       ->check(CLI::IsMember({"sgd", "adam", "adamw"}))
       ->capture_default_str();
-  app.add_option("--lr", c->lr, "learning rate")->capture_default_str();
+  app.add_option("--lr", c->lr,
+                 "learning rate (torchvision's reference: 0.1 for batch 256 from scratch)")
+      ->capture_default_str();
   app.add_option("--momentum", c->momentum, "SGD momentum")->capture_default_str();
   app.add_option("--dampening", c->dampening, "SGD dampening");
   app.add_flag("--nesterov", c->nesterov, "Nesterov momentum");
-  app.add_option("--weight-decay", c->weight_decay, "weight decay")->capture_default_str();
+  app.add_option("--weight-decay", c->weight_decay,
+                 "weight decay, on every parameter (torchvision's reference: 1e-4)")
+      ->capture_default_str();
   app.add_option("--betas", *betas, "Adam betas B1,B2")->capture_default_str();
   app.add_option("--eps", c->eps, "Adam eps");
   app.add_flag("--amsgrad", c->amsgrad, "AMSGrad variant of Adam/AdamW");
   app.add_option("--freeze", c->freeze, "freeze parameters matching GLOB ('*' matches dots too)");
   app.add_option("--param-group", c->param_groups,
                  "'GLOB:lr=F,momentum=F,weight_decay=F' (first match wins)");
-  app.add_option("--bn", c->bn, "BatchNorm policy: train | frozen")
+  app.add_option("--bn", c->bn,
+                 "BatchNorm policy: train (torch's default) | frozen (BN layers whose "
+                 "parameters are all frozen stay in eval mode)")
       ->check(CLI::IsMember({"train", "frozen"}));
   app.add_option("--backbone-lr-mult", c->backbone_lr_mult, "backbone lr = lr * F");
   app.add_option("--head-lr-mult", c->head_lr_mult, "head (fc) lr = lr * F");
   // schedule and loop
   app.add_option("--scheduler", c->scheduler,
-                 "none | step | multistep | cosine | warmup | onecycle")
+                 "none | step | multistep | cosine | warmup | onecycle; stepped once per "
+                 "epoch (as torchvision's references and timm's default)")
       ->check(CLI::IsMember({"none", "step", "multistep", "cosine", "warmup", "onecycle"}));
-  app.add_option("--step-size", c->step_size, "StepLR period in epochs");
-  app.add_option("--gamma", c->gamma, "StepLR/MultiStepLR decay");
+  app.add_option("--step-size", c->step_size, "StepLR period in epochs (--scheduler step)")
+      ->capture_default_str();
+  app.add_option("--gamma", c->gamma, "StepLR/MultiStepLR decay")->capture_default_str();
   app.add_option("--milestones", c->milestones, "MultiStepLR epochs")->delimiter(',');
-  app.add_option("--warmup-epochs", c->warmup_epochs, "linear warmup length");
+  app.add_option("--warmup-epochs", c->warmup_epochs,
+                 "linear warmup from lr/3 over N epochs before any --scheduler (then the "
+                 "schedule runs over the remaining epochs, as torchvision's "
+                 "--lr-warmup-epochs, whose start factor defaults to 0.01); --scheduler "
+                 "warmup alone: 1");
   app.add_option("--batch-size", c->batch_size, "batch size")->capture_default_str();
-  app.add_option("--epochs", c->epochs, "epochs")->capture_default_str();
-  app.add_option("--max-steps", c->max_steps, "stop after N optimizer steps");
-  app.add_option("--val-every", c->val_every, "validate every N epochs");
+  app.add_option("--epochs", c->epochs,
+                 "epochs (default 1, or as many as --max-steps needs when only it is given)");
+  app.add_option("--max-steps", c->max_steps,
+                 "stop after N optimizer steps in total (with --epochs: whichever comes first)");
+  app.add_option("--val-every", c->val_every,
+                 "validate every N epochs and after the last; only validated epochs can "
+                 "become best.pth");
   app.add_flag("!--no-shuffle", c->shuffle, "take batches in order");
   app.add_option("--seed", c->seed, "random seed")->capture_default_str();
   app.add_option("--label-smoothing", c->label_smoothing, "cross-entropy label smoothing");
@@ -71,12 +90,19 @@ std::function<int()> setup_train(CLI::App& app) {
                  "per-layer activation stats into telemetry.csv/.svg in --out");
   app.add_option("--save", c->save, "write the final state_dict here (.pth)");
   app.add_option("--out", c->out,
-                 "run folder: metrics.csv, config.json, last.pth, best.pth, plots");
-  app.add_option("--resume", c->resume, "continue the run in this --out folder");
+                 "run folder: metrics.csv, config.json, last.pth, best.pth, plots (default "
+                 "without --save: runs/ARCH-TIMESTAMP); must be empty unless --overwrite");
+  app.add_flag("--overwrite", c->overwrite, "replace the run in a non-empty --out");
+  app.add_option("--resume", c->resume,
+                 "continue the run in this --out folder exactly where it stopped, even "
+                 "mid-epoch (a folder, where torchvision's --resume takes a file; only "
+                 "--epochs, --max-steps, --save, --device, --workers, --threads may change)");
   app.add_option("--device", c->device, "cpu | cuda | cuda:N")->capture_default_str();
   app.add_option("--threads", c->threads, "CPU threads");
   app.add_flag("--quiet", c->quiet, "no progress output");
-  return [c, betas]() {
+  return [c, betas, &app]() {
+    for (const CLI::Option* o : app.get_options())
+      if (o->count() > 0) c->given.insert(o->get_single_name());
     const auto comma = betas->find(',');
     if (comma == std::string::npos) throw graft::Error("--betas must be B1,B2, e.g. 0.9,0.999");
     c->betas = {std::stod(betas->substr(0, comma)), std::stod(betas->substr(comma + 1))};

@@ -103,13 +103,15 @@ void DataLoader::worker_loop() {
   }
 }
 
-void DataLoader::start(int64_t epoch) {
+void DataLoader::start(int64_t epoch, int64_t first_batch) {
+  GRAFT_CHECK(first_batch >= 0 && first_batch <= size(), "DataLoader::start: batch ", first_batch,
+              " is outside the epoch's ", size(), " batches");
   stop();
   epoch_ = epoch;
   next_epoch_ = epoch + 1;
   order_ = epoch_order(epoch);
   num_batches_ = size();
-  next_claim_ = next_deliver_ = 0;
+  next_claim_ = next_deliver_ = first_batch;
   stopping_ = false;
   ready_.clear();
   running_ = started_ = true;

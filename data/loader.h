@@ -52,7 +52,10 @@ class DataLoader {
 
   // Starts epoch `epoch` (stopping any epoch in progress). The next call to
   // start() without an argument continues with epoch + 1.
-  void start(int64_t epoch);
+  // `first_batch` > 0 resumes the epoch there: batches (and their random
+  // transforms) depend only on (seed, epoch, batch index), so the rest of the
+  // epoch is the one an uninterrupted run would see.
+  void start(int64_t epoch, int64_t first_batch = 0);
   void start() { start(next_epoch_); }
   // The next batch of the current epoch; false when the epoch is done (or was
   // stopped, or a worker failed and its error was already thrown).

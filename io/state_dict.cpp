@@ -149,6 +149,61 @@ LoadReport load_state_dict(const StateDict& target, const StateDict& src, const 
   return rep;
 }
 
+bool strip_data_parallel(StateDict& sd) {
+  const std::string prefix = "module.";
+  const bool all = !sd.empty() && std::all_of(sd.begin(), sd.end(), [&](const auto& kv) {
+    return kv.first.rfind(prefix, 0) == 0;
+  });
+  if (all)
+    for (auto& kv : sd) kv.first.erase(0, prefix.size());
+  return all;
+}
+
+std::string diagnose_load(const LoadReport& r) {
+  if (r.ok()) return "";
+  std::ostringstream os;
+  if (r.missing.empty() && r.unexpected.empty()) {
+    const bool head_only =
+        std::all_of(r.shape_mismatch.begin(), r.shape_mismatch.end(),
+                    [](const ShapeMismatch& m) { return m.name.rfind("fc.", 0) == 0; });
+    const ShapeMismatch& m = r.shape_mismatch.front();
+    if (head_only && m.got.size() == 2 && m.expected.size() == 2) {
+      os << "a different head size: the file's fc has " << m.got[0] << " classes, the model's "
+         << m.expected[0];
+      return os.str();
+    }
+    os << "mis-shaped tensors, e.g. " << m.name << ": " << shape_str(m.got) << " in the file, "
+       << shape_str(m.expected) << " in the model (another architecture?)";
+    return os.str();
+  }
+  // A prefix: stripping the first component of the unexpected names gives missing ones.
+  if (!r.unexpected.empty()) {
+    const std::string& u = r.unexpected.front();
+    const std::string prefix = u.substr(0, u.find('.') + 1);
+    size_t hits = 0;
+    for (const auto& n : r.unexpected)
+      if (n.rfind(prefix, 0) == 0 &&
+          std::find(r.missing.begin(), r.missing.end(), n.substr(prefix.size())) != r.missing.end())
+        ++hits;
+    if (!prefix.empty() && hits * 2 >= r.unexpected.size()) {
+      os << "the file's keys carry a '" << prefix << "' prefix (e.g. " << u << ")";
+      return os.str();
+    }
+  }
+  if (r.missing.size() + r.unexpected.size() > r.loaded.size() / 4) {
+    os << "another architecture: " << r.missing.size() << " tensors missing (e.g. "
+       << (r.missing.empty() ? std::string("none") : r.missing.front()) << "), "
+       << r.unexpected.size() << " unexpected (e.g. "
+       << (r.unexpected.empty() ? std::string("none") : r.unexpected.front()) << ")";
+    return os.str();
+  }
+  os << r.missing.size() << " tensors missing"
+     << (r.missing.empty() ? std::string("") : " (e.g. " + r.missing.front() + ")") << ", "
+     << r.unexpected.size() << " unexpected"
+     << (r.unexpected.empty() ? std::string("") : " (e.g. " + r.unexpected.front() + ")");
+  return os.str();
+}
+
 std::string detect_weights_format(const MappedFile& file) {
   std::string_view head = file.bytes().substr(0, 16);
   if (looks_like_zip(head)) return "pth-zip";

@@ -74,6 +74,15 @@ struct LoadOptions {
 LoadReport load_state_dict(const StateDict& target, const StateDict& src,
                            const LoadOptions& opts = {});
 
+// Strips the 'module.' prefix that DataParallel puts on every key; returns
+// whether it did (then every key had it).
+bool strip_data_parallel(StateDict& sd);
+
+// When a load does not fit: the likely cause, in one phrase ("" when the
+// report is ok): a prefix on the file's keys, a different head size, or
+// another architecture (most keys missing and unexpected).
+std::string diagnose_load(const LoadReport& r);
+
 // '*' matches any run of characters (dots included), '?' any one character.
 bool glob_match(std::string_view pattern, std::string_view name);
 

@@ -14,11 +14,47 @@
 #include <cmath>
 #include <numbers>
 
+#include "core/ops.h"
+
 namespace graft::optim {
 
 namespace {
 constexpr double kPi = std::numbers::pi;
+
+const Tensor& entry(const StateDict& sd, const std::string& key) {
+  auto it = sd.find(key);
+  GRAFT_CHECK(it != sd.end(), "scheduler state: no entry '", key, "' (saved by another schedule?)");
+  return it->second;
 }
+
+int64_t int_entry(const StateDict& sd, const std::string& key) {
+  const Tensor& t = entry(sd, key);
+  GRAFT_CHECK(t.numel() == 1, "scheduler state: '", key, "' must hold one value, got ",
+              t.meta_str());
+  return static_cast<int64_t>(t.to(DType::Int64).to_vector<int64_t>()[0]);
+}
+
+std::vector<double> lrs_entry(const StateDict& sd, const std::string& key, size_t groups) {
+  const Tensor& t = entry(sd, key);
+  GRAFT_CHECK(t.dim() == 1 && static_cast<size_t>(t.numel()) == groups, "scheduler state: '", key,
+              "' holds ", t.meta_str(), " but the optimizer has ", groups, " parameter groups");
+  return t.to(DType::Float64).to_vector<double>();
+}
+
+Tensor int_tensor(int64_t v) { return tensor<int64_t>(std::vector<int64_t>{v}, Shape{}); }
+
+// Prefixes every key of `child` with "<index>." into `out`, and back.
+void put_child(StateDict& out, size_t index, const StateDict& child) {
+  for (const auto& [k, t] : child) out[std::to_string(index) + "." + k] = t;
+}
+StateDict get_child(const StateDict& sd, size_t index) {
+  const std::string prefix = std::to_string(index) + ".";
+  StateDict child;
+  for (const auto& [k, t] : sd)
+    if (k.rfind(prefix, 0) == 0) child[k.substr(prefix.size())] = t;
+  return child;
+}
+}  // namespace
 
 // ---------------------------------------------------------------- base
 
@@ -53,6 +89,27 @@ void LRScheduler::step() {
   ++step_count_;
   ++last_epoch_;
   apply(get_lr());
+}
+
+StateDict LRScheduler::state_dict() const {
+  StateDict sd;
+  sd["last_epoch"] = int_tensor(last_epoch_);
+  sd["step_count"] = int_tensor(step_count_);
+  sd["base_lrs"] = tensor<double>(base_lrs_);
+  sd["last_lr"] = tensor<double>(last_lr_);
+  return sd;
+}
+
+void LRScheduler::load_state_dict(const StateDict& sd) {
+  const size_t groups = opt_.param_groups().size();
+  // Parsed into locals first: a bad dict leaves the scheduler unchanged.
+  const int64_t last_epoch = int_entry(sd, "last_epoch"), step_count = int_entry(sd, "step_count");
+  std::vector<double> base = lrs_entry(sd, "base_lrs", groups);
+  std::vector<double> last = lrs_entry(sd, "last_lr", groups);
+  last_epoch_ = last_epoch;
+  step_count_ = step_count;
+  base_lrs_ = std::move(base);
+  last_lr_ = std::move(last);
 }
 
 void LRScheduler::step_to(int64_t epoch) {
@@ -303,6 +360,31 @@ SequentialLR::SequentialLR(Optimizer& opt, std::vector<std::shared_ptr<LRSchedul
   schedulers_[0]->step_count_ = 0;
   schedulers_[0]->step();
   last_lr_ = schedulers_[0]->last_lr();
+}
+
+StateDict SequentialLR::state_dict() const {
+  StateDict sd;
+  sd["last_epoch"] = int_tensor(last_epoch_);
+  sd["last_lr"] = tensor<double>(last_lr_);
+  for (size_t i = 0; i < schedulers_.size(); ++i) put_child(sd, i, schedulers_[i]->state_dict());
+  return sd;
+}
+
+void SequentialLR::load_state_dict(const StateDict& sd) {
+  const int64_t last_epoch = int_entry(sd, "last_epoch");
+  std::vector<double> last = lrs_entry(sd, "last_lr", last_lr_.size());
+  // A child that rejects its entries leaves every child as it was.
+  std::vector<StateDict> before;
+  for (const auto& s : schedulers_) before.push_back(s->state_dict());
+  try {
+    for (size_t i = 0; i < schedulers_.size(); ++i)
+      schedulers_[i]->load_state_dict(get_child(sd, i));
+  } catch (...) {
+    for (size_t i = 0; i < schedulers_.size(); ++i) schedulers_[i]->load_state_dict(before[i]);
+    throw;
+  }
+  last_epoch_ = last_epoch;
+  last_lr_ = std::move(last);
 }
 
 void SequentialLR::step() {

@@ -11,20 +11,38 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "optim/optimizer.h"
 
 namespace graft::optim {
 
-class LRScheduler {
+// What a training loop needs from a schedule: one step per epoch, and its
+// state for an exact resume (torch's scheduler.state_dict(): the counters and
+// lrs, not the constructor arguments). Restore it after building the same
+// schedule and loading the optimizer's state: the continuation is then
+// bit-identical to an uninterrupted run, with no replay of past steps.
+class Schedule {
+ public:
+  virtual ~Schedule() = default;
+  virtual void step() = 0;
+  // Flat, like optim::StateDict: "last_epoch" int64 0-d, "base_lrs" and
+  // "last_lr" float64 [groups], ...; composite schedules prefix each child's
+  // keys with "<index>.".
+  virtual StateDict state_dict() const = 0;
+  // Errors (naming the key) on a dict from another schedule or group count.
+  virtual void load_state_dict(const StateDict& sd) = 0;
+};
+
+class LRScheduler : public Schedule {
  public:
   virtual ~LRScheduler() = default;
   LRScheduler(const LRScheduler&) = delete;
   LRScheduler& operator=(const LRScheduler&) = delete;
 
   // Advances one epoch and writes the new lr into every group.
-  virtual void step();
+  void step() override;
   // Jumps to `epoch` with the closed form where the scheduler has one (torch's
   // deprecated step(epoch); SequentialLR uses step_to(0) at milestones).
   void step_to(int64_t epoch);
@@ -33,6 +51,9 @@ class LRScheduler {
   int64_t last_epoch() const { return last_epoch_; }
   const std::vector<double>& base_lrs() const { return base_lrs_; }
   Optimizer& optimizer() const { return opt_; }
+
+  StateDict state_dict() const override;
+  void load_state_dict(const StateDict& sd) override;
 
  protected:
   explicit LRScheduler(Optimizer& opt) : opt_(opt) {}
@@ -164,12 +185,14 @@ class ChainedScheduler {
 
 // Runs schedulers one after another, switching at the milestones (torch's
 // SequentialLR), e.g. LinearLR warmup for 5 epochs then cosine annealing.
-class SequentialLR {
+class SequentialLR final : public Schedule {
  public:
   SequentialLR(Optimizer& opt, std::vector<std::shared_ptr<LRScheduler>> schedulers,
                std::vector<int64_t> milestones);
-  void step();
+  void step() override;
   const std::vector<double>& last_lr() const { return last_lr_; }
+  StateDict state_dict() const override;
+  void load_state_dict(const StateDict& sd) override;
 
  private:
   std::vector<std::shared_ptr<LRScheduler>> schedulers_;

@@ -125,78 +125,128 @@ EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int64_t num_cla
   return r;
 }
 
-std::vector<EpochRecord> fit(nn::Module& model, optim::Optimizer& opt,
-                             optim::LRScheduler* scheduler, data::DataLoader& train,
-                             data::DataLoader* val, const FitOptions& o) {
+namespace {
+
+// One training step on a batch; returns the batch's mean loss.
+double train_step(nn::Module& model, optim::Optimizer& opt, const data::Batch& b,
+                  Generator& flip_gen, const FitOptions& o, EpochProgress& p) {
+  const Tensor x = (o.hflip ? random_hflip(b.images, flip_gen) : b.images).to(o.device);
+  const Tensor y = b.labels.to(o.device);
+  Tensor logits = model(x);
+  Tensor loss = F::cross_entropy(logits, y, F::Reduction::Mean, -100, o.label_smoothing);
+  const double lv = loss.item();
+  GRAFT_CHECK(std::isfinite(lv), "the training loss became ", lv, " at epoch ", p.epoch + 1,
+              ", batch ", p.batch + 1,
+              ": the run diverged; lower the learning rate (--lr) or check the inputs");
+  opt.zero_grad();
+  loss.backward();
+  if (o.clip_grad_norm) {
+    std::vector<Tensor> ps;
+    for (const auto& g : opt.param_groups())
+      for (const auto& prm : g.params) ps.push_back(prm.second);
+    optim::clip_grad_norm_(ps, *o.clip_grad_norm);
+  }
+  opt.step();
+  const int64_t n = b.labels.numel();
+  p.loss_sum += lv * static_cast<double>(n);
+  p.correct += count_correct(logits, y);
+  p.seen += n;
+  ++p.batch;
+  ++p.steps;
+  if (o.on_step) o.on_step({p.epoch + 1, p.batch, p.steps, lv, n});
+  return lv;
+}
+
+bool stop_requested(const FitOptions& o, int64_t steps) {
+  return (o.stop && o.stop->load()) || (o.stop_after_steps >= 0 && steps >= o.stop_after_steps);
+}
+
+enum class EpochEnd { Done, StepLimit, Interrupted };
+
+// Runs the batches of epoch p.epoch from batch p.batch on.
+EpochEnd run_batches(nn::Module& model, optim::Optimizer& opt, data::DataLoader& train,
+                     const FitOptions& o, EpochProgress& p) {
+  const bool tty = !o.quiet && isatty(fileno(stderr));
+  Generator flip_gen = Generator(o.seed).fork(static_cast<uint64_t>(p.epoch) + 1);
+  const int64_t batches = train.size();
+  const auto t0 = Clock::now();
+  const int64_t seen0 = p.seen;
+  EpochEnd end = EpochEnd::Done;
+  train.start(p.epoch, p.batch);
+  data::Batch b;
+  while (train.next(b)) {
+    train_step(model, opt, b, flip_gen, o, p);
+    if (tty) {
+      std::fprintf(stderr, "\r  epoch %lld/%lld  batch %lld/%lld  loss %.4f  %.1f img/s   ",
+                   static_cast<long long>(p.epoch + 1), static_cast<long long>(o.epochs),
+                   static_cast<long long>(p.batch), static_cast<long long>(batches),
+                   p.loss_sum / static_cast<double>(p.seen),
+                   static_cast<double>(p.seen - seen0) / std::max(seconds_since(t0), 1e-9));
+    }
+    if (o.max_steps > 0 && p.steps >= o.max_steps) {
+      end = EpochEnd::StepLimit;
+      break;
+    }
+    if (p.batch < batches && stop_requested(o, p.steps)) {
+      end = EpochEnd::Interrupted;
+      break;
+    }
+  }
+  train.stop();
+  if (tty) std::fprintf(stderr, "\r%*s\r", 78, "");
+  return end;
+}
+
+void say_why_stopped(const FitOptions& o, EpochEnd end, const EpochProgress& p) {
+  if (o.quiet || o.max_steps <= 0) return;
+  if (end == EpochEnd::StepLimit)
+    std::cerr << "stopped at --max-steps " << o.max_steps << " (batch " << p.batch << " of epoch "
+              << p.epoch + 1 << "/" << o.epochs << ")" << std::endl;
+  else if (end == EpochEnd::Done && p.epoch + 1 == o.epochs)
+    std::cerr << "stopped after --epochs " << o.epochs << " (" << p.steps << " of --max-steps "
+              << o.max_steps << " steps)" << std::endl;
+}
+
+}  // namespace
+
+std::vector<EpochRecord> fit(nn::Module& model, optim::Optimizer& opt, optim::Schedule* scheduler,
+                             data::DataLoader& train, data::DataLoader* val, const FitOptions& o) {
   GRAFT_CHECK(o.epochs > 0, "fit: epochs must be positive, got ", o.epochs);
   GRAFT_CHECK(o.num_classes > 0, "fit: num_classes must be positive");
-  const bool tty = !o.quiet && isatty(fileno(stderr));
   std::vector<EpochRecord> records;
-  int64_t steps = 0;
   const auto run_start = Clock::now();
+  EpochProgress p = o.resume;
   for (int64_t epoch = o.start_epoch; epoch < o.epochs; ++epoch) {
+    if (epoch != o.start_epoch) p = EpochProgress{epoch, 0, p.steps, 0, 0, 0};
+    p.epoch = epoch;
+    if (o.max_steps > 0 && p.steps >= o.max_steps) break;
+    if (p.batch == 0 && stop_requested(o, p.steps)) {
+      if (o.interrupted) *o.interrupted = true;
+      break;
+    }
     model.train();
-    Generator flip_gen = Generator(o.seed).fork(static_cast<uint64_t>(epoch) + 1);
     EpochRecord rec;
     rec.epoch = epoch + 1;
     rec.lrs = group_lrs(opt);
     const auto t0 = Clock::now();
-    double loss_sum = 0;
-    int64_t correct = 0, seen = 0, batch_index = 0;
-    const int64_t batches = train.size();
-    bool interrupted = false, step_limit = false;
-    train.start(epoch);
-    data::Batch b;
-    while (train.next(b)) {
-      if (o.stop && o.stop->load()) {
-        interrupted = true;
-        break;
-      }
-      const Tensor x = (o.hflip ? random_hflip(b.images, flip_gen) : b.images).to(o.device);
-      const Tensor y = b.labels.to(o.device);
-      Tensor logits = model(x);
-      Tensor loss = F::cross_entropy(logits, y, F::Reduction::Mean, -100, o.label_smoothing);
-      const double lv = loss.item();
-      GRAFT_CHECK(std::isfinite(lv), "the training loss became ", lv, " at epoch ", epoch + 1,
-                  ", batch ", batch_index + 1,
-                  ": the run diverged; lower the learning rate (--lr) or check the inputs");
-      opt.zero_grad();
-      loss.backward();
-      if (o.clip_grad_norm) {
-        std::vector<Tensor> ps;
-        for (const auto& g : opt.param_groups())
-          for (const auto& p : g.params) ps.push_back(p.second);
-        optim::clip_grad_norm_(ps, *o.clip_grad_norm);
-      }
-      opt.step();
-      const int64_t n = b.labels.numel();
-      loss_sum += lv * static_cast<double>(n);
-      correct += count_correct(logits, y);
-      seen += n;
-      ++batch_index;
-      ++steps;
-      if (o.on_step) o.on_step({epoch + 1, batch_index, steps, lv, n});
-      if (tty) {
-        std::fprintf(stderr, "\r  epoch %lld/%lld  batch %lld/%lld  loss %.4f  %.1f img/s   ",
-                     static_cast<long long>(epoch + 1), static_cast<long long>(o.epochs),
-                     static_cast<long long>(batch_index), static_cast<long long>(batches),
-                     loss_sum / static_cast<double>(seen),
-                     static_cast<double>(seen) / std::max(seconds_since(t0), 1e-9));
-      }
-      if (o.max_steps > 0 && steps >= o.max_steps) {
-        step_limit = true;
-        break;
-      }
+    const int64_t seen0 = p.seen;
+    const EpochEnd end = run_batches(model, opt, train, o, p);
+    if (end == EpochEnd::Interrupted) {
+      if (o.interrupted) *o.interrupted = true;
+      if (o.on_interrupt) o.on_interrupt(p);
+      break;
     }
-    train.stop();
-    if (tty) std::fprintf(stderr, "\r%*s\r", 78, "");
-    if (interrupted || seen == 0) break;
-    if (scheduler) scheduler->step();
+    if (p.seen == 0) break;
+    // An epoch cut short by max_steps is not over: its schedule step waits
+    // for the resume that finishes it.
+    const bool partial = p.batch < train.size();
+    if (scheduler && !partial) scheduler->step();
     rec.seconds = seconds_since(t0);
-    rec.train_loss = loss_sum / static_cast<double>(seen);
-    rec.train_acc = static_cast<double>(correct) / static_cast<double>(seen);
-    rec.images_per_sec = static_cast<double>(seen) / std::max(rec.seconds, 1e-9);
-    const bool last = epoch + 1 == o.epochs || step_limit;
+    rec.train_loss = p.loss_sum / static_cast<double>(p.seen);
+    rec.train_acc = static_cast<double>(p.correct) / static_cast<double>(p.seen);
+    rec.images_per_sec = static_cast<double>(p.seen - seen0) / std::max(rec.seconds, 1e-9);
+    rec.steps = p.steps;
+    const bool last = epoch + 1 == o.epochs || end == EpochEnd::StepLimit;
     if (val && (last || (epoch + 1) % std::max<int64_t>(o.val_every, 1) == 0)) {
       const EvalResult e = evaluate(model, *val, o.num_classes, o.device);
       rec.val_loss = e.loss;
@@ -209,8 +259,10 @@ std::vector<EpochRecord> fit(nn::Module& model, optim::Optimizer& opt,
           seconds_since(run_start) / done * static_cast<double>(o.epochs - epoch - 1);
       std::cerr << format_epoch(rec, o.epochs, eta) << std::endl;
     }
-    if (o.on_epoch_end) o.on_epoch_end(rec);
-    if (step_limit) break;
+    say_why_stopped(o, end, p);
+    if (o.on_epoch_end)
+      o.on_epoch_end(rec, partial ? p : EpochProgress{epoch + 1, 0, p.steps, 0, 0, 0});
+    if (end == EpochEnd::StepLimit) break;
   }
   return records;
 }

@@ -35,6 +35,20 @@ struct EpochRecord {
   double seconds = 0;
   double images_per_sec = 0;
   std::vector<double> lrs;  // per group, as used during this epoch
+  int64_t steps = 0;        // optimizer steps in the whole run after this epoch
+  bool validated() const { return val_acc.has_value(); }
+};
+
+// Where a run stands inside an epoch: enough to continue it exactly. Batches
+// and their random transforms depend only on (seed, epoch, batch index), so
+// restoring the model, optimizer, schedule and this gives an uninterrupted
+// run's bits.
+struct EpochProgress {
+  int64_t epoch = 0;    // 0-based epoch in progress
+  int64_t batch = 0;    // batches of it done
+  int64_t steps = 0;    // optimizer steps in the whole run
+  double loss_sum = 0;  // sum of per-example training loss over the batches done
+  int64_t correct = 0, seen = 0;
 };
 
 // What fit() passes to FitOptions::on_step after each optimizer step. At that
@@ -51,10 +65,15 @@ struct StepRecord {
 struct FitOptions {
   int64_t epochs = 1;
   int64_t start_epoch = 0;  // epochs already done (resume)
-  int64_t val_every = 1;    // validate every N epochs (and after the last)
-  bool hflip = false;       // random horizontal flip of each training image
-  uint64_t seed = 0;        // flip randomness: one stream per epoch
-  int64_t max_steps = -1;   // stop after this many optimizer steps in total (-1: no limit)
+  // Resume inside epoch `start_epoch` (when resume.batch > 0), and the steps
+  // already taken (counted by max_steps).
+  EpochProgress resume;
+  int64_t val_every = 1;   // validate every N epochs (and after the last)
+  bool hflip = false;      // random horizontal flip of each training image
+  uint64_t seed = 0;       // flip randomness: one stream per epoch
+  int64_t max_steps = -1;  // stop after this many optimizer steps in total (-1: no limit)
+  // Tests: behave as if `stop` became true after this many steps in total (-1: never).
+  int64_t stop_after_steps = -1;
   Device device = Device::cpu();
   int64_t num_classes = 0;
   double label_smoothing = 0;
@@ -62,17 +81,24 @@ struct FitOptions {
   // Called after every optimizer step (logging, telemetry, custom stopping via `stop`).
   std::function<void(const StepRecord&)> on_step;
   bool quiet = false;
-  // Called after every epoch (metrics files, checkpoints).
-  std::function<void(const EpochRecord&)> on_epoch_end;
-  // Checked between batches; when it becomes true training stops after the
-  // current step and fit() returns the completed epochs.
+  // Called after every epoch (metrics files, checkpoints) with the progress
+  // after it: batch 0 of the next epoch, or, when max_steps ended the epoch
+  // part-way, the point inside it (a resume continues from there).
+  std::function<void(const EpochRecord&, const EpochProgress&)> on_epoch_end;
+  // Set to true when `stop` (or stop_after_steps) ended the run early.
+  bool* interrupted = nullptr;
+  // Called when `stop` ends an epoch part-way, with the progress after the
+  // last step (a mid-epoch checkpoint).
+  std::function<void(const EpochProgress&)> on_interrupt;
+  // Checked after every step; when it becomes true training stops after the
+  // current step and fit() returns the completed epochs. A stop after an
+  // epoch's last step lets that epoch finish (validation, on_epoch_end).
   const std::atomic<bool>* stop = nullptr;
 };
 
 // Trains `model` and returns one record per completed epoch.
-std::vector<EpochRecord> fit(nn::Module& model, optim::Optimizer& opt,
-                             optim::LRScheduler* scheduler, data::DataLoader& train,
-                             data::DataLoader* val, const FitOptions& o);
+std::vector<EpochRecord> fit(nn::Module& model, optim::Optimizer& opt, optim::Schedule* scheduler,
+                             data::DataLoader& train, data::DataLoader* val, const FitOptions& o);
 
 // Eval-mode pass over `loader`; restores the model's training flag after.
 EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int64_t num_classes,

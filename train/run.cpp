@@ -2,6 +2,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -12,6 +13,7 @@
 #include "io/state_dict.h"
 #include "nn/models/resnet.h"
 #include "optim/params.h"
+#include "optim/scheduler.h"
 #include "train/checkpoint.h"
 #include "train/finetune.h"
 #include "train/plot.h"
@@ -24,16 +26,17 @@ using json = nlohmann::ordered_json;
 
 // ---------------------------------------------------------------- config
 
-#define GRAFT_CONFIG_FIELDS(X)                                                                   \
-  X(arch)                                                                                        \
-  X(weights)                                                                                     \
-  X(num_classes) X(mode) X(train_npy) X(train_labels) X(val_npy) X(val_labels) X(data_dir)       \
-      X(val_data) X(dataset) X(image_size) X(augment) X(workers) X(skip_bad_images) X(optimizer) \
-          X(lr) X(momentum) X(dampening) X(weight_decay) X(eps) X(nesterov) X(amsgrad) X(betas)  \
-              X(freeze) X(param_groups) X(bn) X(backbone_lr_mult) X(head_lr_mult) X(scheduler)   \
-                  X(step_size) X(gamma) X(milestones) X(warmup_epochs) X(batch_size) X(epochs)   \
-                      X(max_steps) X(val_every) X(shuffle) X(seed) X(label_smoothing)            \
-                          X(clip_grad_norm) X(save) X(out) X(device) X(threads)
+// (clang-format 14 is not idempotent on this table)
+// clang-format off
+#define GRAFT_CONFIG_FIELDS(X)                                                                \
+  X(arch) X(weights) X(num_classes) X(mode) X(train_npy) X(train_labels) X(val_npy)           \
+  X(val_labels) X(data_dir) X(val_data) X(dataset) X(image_size) X(augment) X(workers)        \
+  X(skip_bad_images) X(optimizer) X(lr) X(momentum) X(dampening) X(weight_decay) X(eps)       \
+  X(nesterov) X(amsgrad) X(betas) X(freeze) X(param_groups) X(bn) X(backbone_lr_mult)         \
+  X(head_lr_mult) X(scheduler) X(step_size) X(gamma) X(milestones) X(warmup_epochs)           \
+  X(batch_size) X(epochs) X(max_steps) X(val_every) X(shuffle) X(seed) X(label_smoothing)     \
+  X(clip_grad_norm) X(save) X(out) X(device) X(threads)
+// clang-format on
 
 std::string config_json(const TrainConfig& c) {
   json j;
@@ -81,6 +84,8 @@ struct SigintScope {
 struct Data {
   data::DatasetPtr train, val;
   std::vector<std::string> classes;
+  bool known_classes = false;              // the class list is the data's (not max label + 1)
+  std::optional<EvalTransform> transform;  // how eval/predict must prepare images
 };
 
 bool exists_dir(const std::string& p) { return !p.empty() && fs::is_directory(p); }
@@ -90,16 +95,55 @@ data::DatasetPtr image_folder(const std::string& root, bool train, const TrainCo
   GRAFT_CHECK(exists_dir(root), "data folder '", root, "' does not exist");
   data::ImageFolder::Options o;
   const int64_t size = c.image_size > 0 ? c.image_size : 224;
-  const int64_t resize = size * 256 / 224;
   o.transform =
       train && c.augment == "default"
           ? std::static_pointer_cast<const data::Transform>(data::imagenet_train_transform(size))
-          : std::static_pointer_cast<const data::Transform>(
-                data::imagenet_eval_transform(resize, size));
+          : make_transform(imagenet_eval(size));
   o.skip_bad_images = c.skip_bad_images;
   auto ds = std::make_shared<data::ImageFolder>(root, o);
+  GRAFT_CHECK(ds->size() > 0, "data folder '", root, "' holds no images");
   if (classes) *classes = ds->classes();
   return ds;
+}
+
+void load_npy_data(const TrainConfig& c, Data& d) {
+  GRAFT_CHECK(!c.train_labels.empty(), "--train-npy needs --train-labels Y.npy (int64 labels)");
+  auto ds = data::TensorDataset::from_npy(c.train_npy, c.train_labels);
+  d.train = ds;
+  for (int64_t i = 0; i < ds->num_classes(); ++i) d.classes.push_back(std::to_string(i));
+  if (!c.val_npy.empty()) {
+    GRAFT_CHECK(!c.val_labels.empty(), "--val-npy needs --val-labels Y.npy");
+    d.val = data::TensorDataset::from_npy(c.val_npy, c.val_labels);
+  }
+}
+
+void load_folder_data(const TrainConfig& c, Data& d) {
+  GRAFT_CHECK(exists_dir(c.data_dir), "data folder '", c.data_dir, "' does not exist");
+  const ImageSplits splits = resolve_image_splits(c.data_dir);
+  d.train = image_folder(splits.train, true, c, &d.classes);
+  d.known_classes = true;
+  d.transform = imagenet_eval(c.image_size > 0 ? c.image_size : 224);
+  const std::string val_dir = !c.val_data.empty() ? c.val_data : splits.val;
+  if (val_dir.empty()) return;
+  std::vector<std::string> val_classes;
+  d.val = image_folder(val_dir, false, c, &val_classes);
+  GRAFT_CHECK(val_classes == d.classes, "the validation folder '", val_dir,
+              "' has other classes than the training folder '", splits.train, "'");
+}
+
+void load_fashion_mnist(const TrainConfig& c, Data& d) {
+  GRAFT_CHECK(c.dataset == "fashion-mnist", "unknown --dataset '", c.dataset,
+              "' (expected fashion-mnist)");
+  for (bool train : {true, false}) {
+    data::FashionMNIST::Options fo;
+    fo.train = train;
+    fo.demo_size = c.image_size > 0 ? c.image_size : 32;
+    data::FashionMNIST ds(fo);
+    auto t = std::make_shared<data::TensorDataset>(ds.preprocess(ds.images()), ds.labels());
+    (train ? d.train : d.val) = t;
+    d.classes = ds.classes();
+  }
+  d.known_classes = true;
 }
 
 Data load_data(const TrainConfig& c) {
@@ -109,42 +153,12 @@ Data load_data(const TrainConfig& c) {
                                 ? "no training data: give --train-npy X.npy --train-labels Y.npy, "
                                   "--data DIR or --dataset fashion-mnist"
                                 : "give only one of --train-npy, --data and --dataset");
-  if (!c.train_npy.empty()) {
-    GRAFT_CHECK(!c.train_labels.empty(), "--train-npy needs --train-labels Y.npy (int64 labels)");
-    auto ds = data::TensorDataset::from_npy(c.train_npy, c.train_labels);
-    d.train = ds;
-    for (int64_t i = 0; i < ds->num_classes(); ++i) d.classes.push_back(std::to_string(i));
-    if (!c.val_npy.empty()) {
-      GRAFT_CHECK(!c.val_labels.empty(), "--val-npy needs --val-labels Y.npy");
-      d.val = data::TensorDataset::from_npy(c.val_npy, c.val_labels);
-    }
-  } else if (!c.data_dir.empty()) {
-    GRAFT_CHECK(exists_dir(c.data_dir), "data folder '", c.data_dir, "' does not exist");
-    const std::string train_dir =
-        exists_dir(c.data_dir + "/train") ? c.data_dir + "/train" : c.data_dir;
-    d.train = image_folder(train_dir, true, c, &d.classes);
-    std::string val_dir = c.val_data;
-    if (val_dir.empty() && exists_dir(c.data_dir + "/val")) val_dir = c.data_dir + "/val";
-    if (val_dir.empty() && exists_dir(c.data_dir + "/test")) val_dir = c.data_dir + "/test";
-    if (!val_dir.empty()) {
-      std::vector<std::string> val_classes;
-      d.val = image_folder(val_dir, false, c, &val_classes);
-      GRAFT_CHECK(val_classes == d.classes, "the validation folder '", val_dir,
-                  "' has other classes than the training folder '", train_dir, "'");
-    }
-  } else {
-    GRAFT_CHECK(c.dataset == "fashion-mnist", "unknown --dataset '", c.dataset,
-                "' (expected fashion-mnist)");
-    for (bool train : {true, false}) {
-      data::FashionMNIST::Options fo;
-      fo.train = train;
-      fo.demo_size = c.image_size > 0 ? c.image_size : 32;
-      data::FashionMNIST ds(fo);
-      auto t = std::make_shared<data::TensorDataset>(ds.preprocess(ds.images()), ds.labels());
-      (train ? d.train : d.val) = t;
-      d.classes = ds.classes();
-    }
-  }
+  if (!c.train_npy.empty())
+    load_npy_data(c, d);
+  else if (!c.data_dir.empty())
+    load_folder_data(c, d);
+  else
+    load_fashion_mnist(c, d);
   if (!c.val_data.empty() && c.data_dir.empty()) {
     std::vector<std::string> val_classes;
     d.val = image_folder(c.val_data, false, c, &val_classes);
@@ -152,20 +166,7 @@ Data load_data(const TrainConfig& c) {
   return d;
 }
 
-// ---------------------------------------------------------------- model
-
-int64_t head_classes(const io::StateDict& sd) {
-  const Tensor* w = io::find_tensor(sd, "fc.weight");
-  return w && w->dim() == 2 ? w->size(0) : 0;
-}
-
-io::StateDict strip_data_parallel(io::StateDict sd) {
-  bool all = !sd.empty();
-  for (const auto& [k, t] : sd) all = all && k.rfind("module.", 0) == 0;
-  if (all)
-    for (auto& kv : sd) kv.first = kv.first.substr(7);
-  return sd;
-}
+// ---------------------------------------------------------------- optimizer and schedule
 
 std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c,
                                                  std::vector<optim::ParamGroup> groups) {
@@ -193,28 +194,54 @@ std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c,
   GRAFT_FAIL("unknown --optimizer '", c.optimizer, "' (expected sgd, adam or adamw)");
 }
 
-std::unique_ptr<optim::LRScheduler> make_scheduler(const TrainConfig& c, optim::Optimizer& opt) {
-  if (c.scheduler == "none") return nullptr;
-  if (c.scheduler == "step") return std::make_unique<optim::StepLR>(opt, c.step_size, c.gamma);
+int64_t warmup_length(const TrainConfig& c) {
+  return c.scheduler == "warmup" ? std::max<int64_t>(c.warmup_epochs, 1) : c.warmup_epochs;
+}
+
+// The main schedule over `epochs` epochs (after any warmup); null for none/warmup.
+std::shared_ptr<optim::LRScheduler> main_schedule(const TrainConfig& c, optim::Optimizer& opt,
+                                                  int64_t epochs) {
+  if (c.scheduler == "none" || c.scheduler == "warmup") return nullptr;
+  if (c.scheduler == "step") return std::make_shared<optim::StepLR>(opt, c.step_size, c.gamma);
   if (c.scheduler == "multistep")
-    return std::make_unique<optim::MultiStepLR>(opt, c.milestones, c.gamma);
-  if (c.scheduler == "cosine") return std::make_unique<optim::CosineAnnealingLR>(opt, c.epochs);
-  if (c.scheduler == "warmup")
-    return std::make_unique<optim::LinearLR>(opt, 1.0 / 3, 1.0, c.warmup_epochs);
+    return std::make_shared<optim::MultiStepLR>(opt, c.milestones, c.gamma);
+  if (c.scheduler == "cosine") return std::make_shared<optim::CosineAnnealingLR>(opt, epochs);
   if (c.scheduler == "onecycle") {
     optim::OneCycleOptions o;
     o.max_lr = {c.lr};
-    o.total_steps = c.epochs;  // stepped once per epoch by fit()
-    return std::make_unique<optim::OneCycleLR>(opt, o);
+    o.total_steps = epochs;  // stepped once per epoch by fit()
+    return std::make_shared<optim::OneCycleLR>(opt, o);
   }
   GRAFT_FAIL("unknown --scheduler '", c.scheduler,
              "' (expected none, step, multistep, cosine, warmup or onecycle)");
 }
 
+// --warmup-epochs W composes with any scheduler as torchvision's reference
+// does: LinearLR from lr/3 to lr over W epochs, then the main schedule over
+// the remaining epochs (SequentialLR).
+std::shared_ptr<optim::Schedule> make_schedule(const TrainConfig& c, optim::Optimizer& opt) {
+  const int64_t warm = warmup_length(c);
+  if (warm == 0) return main_schedule(c, opt, c.epochs);
+  GRAFT_CHECK(warm < c.epochs || c.scheduler == "warmup", "--warmup-epochs ", warm,
+              " leaves no epoch of --epochs ", c.epochs, " for --scheduler ", c.scheduler);
+  auto linear = std::make_shared<optim::LinearLR>(opt, 1.0 / 3, 1.0, warm);
+  auto main = main_schedule(c, opt, c.epochs - warm);
+  if (!main) return linear;
+  return std::make_shared<optim::SequentialLR>(
+      opt, std::vector<std::shared_ptr<optim::LRScheduler>>{linear, main},
+      std::vector<int64_t>{warm});
+}
+
+// ---------------------------------------------------------------- flags
+
 void validate(const TrainConfig& c) {
   GRAFT_CHECK(std::isfinite(c.lr) && c.lr >= 0, "--lr must be a finite number >= 0, got ", c.lr);
   GRAFT_CHECK(c.batch_size > 0, "--batch-size must be positive, got ", c.batch_size);
-  GRAFT_CHECK(c.epochs > 0, "--epochs must be positive, got ", c.epochs);
+  GRAFT_CHECK(c.epochs >= 0, "--epochs must be positive, got ", c.epochs);
+  GRAFT_CHECK(c.max_steps == -1 || c.max_steps > 0, "--max-steps must be positive, got ",
+              c.max_steps);
+  GRAFT_CHECK(c.warmup_epochs >= 0, "--warmup-epochs must be >= 0, got ", c.warmup_epochs);
+  GRAFT_CHECK(c.val_every > 0, "--val-every must be positive, got ", c.val_every);
   GRAFT_CHECK(c.momentum >= 0 && c.weight_decay >= 0, "--momentum and --weight-decay must be >= 0");
   GRAFT_CHECK(c.augment == "default" || c.augment == "none", "--augment must be default or none");
   GRAFT_CHECK(std::isfinite(c.backbone_lr_mult) && c.backbone_lr_mult >= 0 &&
@@ -229,85 +256,273 @@ void validate(const TrainConfig& c) {
       "unknown --mode '", c.mode, "' (expected scratch, finetune or feature-extract)");
 }
 
-void check_writable(const std::string& dir) {
+// A flag the user gave that would change nothing is an error saying why.
+void refuse_idle_flags(const TrainConfig& c) {
+  auto refuse = [&](const char* flag, const std::string& why) {
+    GRAFT_CHECK(!c.given.count(flag), "--", flag, " has no effect ", why);
+  };
+  if (c.optimizer != "sgd")
+    for (const char* f : {"momentum", "nesterov", "dampening"})
+      refuse(f,
+             "with --optimizer " + c.optimizer + " (SGD only; Adam's momentum terms are --betas)");
+  else
+    for (const char* f : {"betas", "eps", "amsgrad"})
+      refuse(f, "with --optimizer sgd (Adam and AdamW only)");
+  if (c.scheduler != "step") refuse("step-size", "without --scheduler step");
+  if (c.scheduler != "step" && c.scheduler != "multistep")
+    refuse("gamma", "without --scheduler step or multistep");
+  if (c.scheduler != "multistep") refuse("milestones", "without --scheduler multistep");
+  if (c.scheduler == "onecycle")
+    refuse("warmup-epochs", "with --scheduler onecycle, which has its own warmup phase");
+  if (!c.param_groups.empty())
+    for (const char* f : {"backbone-lr-mult", "head-lr-mult"})
+      refuse(f, "with --param-group, whose groups set their own lr");
+  if (c.mode == "feature-extract") {
+    refuse("backbone-lr-mult", "with --mode feature-extract: the backbone is frozen");
+    if (c.bn != "frozen") refuse("bn", "with --mode feature-extract, which always freezes BN");
+  }
+  if (!c.train_npy.empty()) {
+    const char* why =
+        "with --train-npy: tensors are used as they are (no decoding, resizing or "
+        "augmentation)";
+    for (const char* f : {"image-size", "augment", "skip-bad-images"}) refuse(f, why);
+  }
+}
+
+// --resume takes everything from the run folder; only the length of the run
+// and where and how it runs may change, with a note.
+TrainConfig resume_config(const TrainConfig& cli) {
+  static const std::set<std::string> may_change = {"resume",  "epochs",  "max-steps", "save",
+                                                   "workers", "threads", "quiet",     "device"};
+  for (const auto& f : cli.given)
+    GRAFT_CHECK(may_change.count(f), "--", f,
+                " cannot change on --resume: the run's settings come from ", cli.resume,
+                "/config.json (start a new run with --weights ", cli.resume,
+                "/last.pth to change them)");
+  TrainConfig c = load_config(cli.resume);
+  const bool fixed_length = c.scheduler == "cosine" || c.scheduler == "onecycle";
+  if (cli.given.count("epochs") && cli.epochs != c.epochs) {
+    GRAFT_CHECK(!fixed_length, "--epochs ", cli.epochs, " on --resume: the ", c.scheduler,
+                " schedule of ", cli.resume, " was laid out for ", c.epochs,
+                " epochs and cannot be stretched");
+    if (!cli.quiet)
+      std::cerr << "note: --epochs " << cli.epochs << " applied: the run now ends after epoch "
+                << cli.epochs << " (was " << c.epochs << ")\n";
+    c.epochs = cli.epochs;
+  }
+  if (cli.given.count("max-steps")) {
+    if (!cli.quiet && cli.max_steps != c.max_steps)
+      std::cerr << "note: --max-steps " << cli.max_steps << " applied (was " << c.max_steps
+                << ")\n";
+    c.max_steps = cli.max_steps;
+  }
+  if (cli.given.count("save")) c.save = cli.save;
+  if (cli.given.count("device")) c.device = cli.device;
+  c.workers = cli.workers;
+  c.threads = cli.threads;
+  c.quiet = cli.quiet;
+  c.resume = c.out = fs::absolute(cli.resume).string();
+  return c;
+}
+
+void make_paths_absolute(TrainConfig& c) {
+  for (std::string* p : {&c.weights, &c.train_npy, &c.train_labels, &c.val_npy, &c.val_labels,
+                         &c.data_dir, &c.val_data, &c.save, &c.out})
+    if (!p->empty()) *p = fs::absolute(*p).lexically_normal().string();
+}
+
+// ---------------------------------------------------------------- run folder
+
+const char* const kRunFiles[] = {"metrics.csv", "config.json", "classes.txt",
+                                 "curves.svg",  "last.pth",    "best.pth"};
+
+std::string timestamp() {
+  char buf[32];
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  localtime_r(&t, &tm);
+  std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", &tm);
+  return buf;
+}
+
+// Checks (without leaving anything behind) that --out can be written, and
+// refuses a folder that already holds files unless --overwrite.
+void prepare_out(TrainConfig& c) {
+  if (c.out.empty() && c.save.empty()) {
+    const std::string base = "runs/" + c.arch + "-" + timestamp();
+    std::string dir = base;
+    for (int i = 2; fs::exists(dir); ++i) dir = base + "-" + std::to_string(i);
+    c.out = fs::absolute(dir).string();
+    if (!c.quiet) std::cerr << "writing the run to " << dir << " (choose with --out)\n";
+  }
+  if (c.out.empty() || !c.resume.empty()) return;
   std::error_code ec;
-  fs::create_directories(dir, ec);
-  const std::string probe = dir + "/.graft-write-test";
-  std::ofstream f(probe);
-  GRAFT_CHECK(!ec && f.good(), "cannot write to the output folder '", dir,
-              "'; choose another --out or fix its permissions");
-  f.close();
+  if (fs::is_directory(c.out, ec) && !fs::is_empty(c.out, ec)) {
+    GRAFT_CHECK(c.overwrite, "--out ", c.out,
+                " already holds files; pass --overwrite to replace its run, or --resume ", c.out,
+                " to continue it");
+    for (const char* f : kRunFiles) fs::remove(c.out + "/" + f, ec);
+  }
+  // Probe, then remove what the probe created: nothing is written before
+  // the first epoch completes.
+  fs::path top = fs::absolute(c.out);
+  while (!top.parent_path().empty() && top.parent_path() != top && !fs::exists(top.parent_path()))
+    top = top.parent_path();
+  const bool created = !fs::exists(top);
+  fs::create_directories(c.out, ec);
+  const std::string probe = c.out + "/.graft-write-test";
+  bool ok = !ec && std::ofstream(probe).good();
   fs::remove(probe, ec);
+  if (created) fs::remove_all(top, ec);
+  GRAFT_CHECK(ok, "cannot write to the output folder '", c.out,
+              "'; choose another --out or fix its permissions");
 }
 
 void write_text(const std::string& path, const std::string& text) {
+  fs::create_directories(fs::path(path).parent_path());
   const std::string tmp = path + ".tmp";
   {
     std::ofstream f(tmp, std::ios::trunc);
     f << text;
+    f.flush();
     GRAFT_CHECK(f.good(), "cannot write '", path, "'");
   }
   fs::rename(tmp, path);
 }
 
-}  // namespace
+std::string fmt_g(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
 
-TrainSummary run_training(TrainConfig c) {
-  if (!c.resume.empty()) {
-    TrainConfig saved = load_config(c.resume);
-    // Only the length of the run, the workers, threads, verbosity and where
-    // the final weights go may change.
-    saved.epochs = c.epochs > saved.epochs ? c.epochs : saved.epochs;
-    if (!c.save.empty()) saved.save = c.save;
-    saved.workers = c.workers;
-    saved.threads = c.threads;
-    saved.quiet = c.quiet;
-    saved.resume = c.resume;
-    saved.out = c.resume;
-    c = saved;
+std::string metrics_row(const EpochRecord& r) {
+  std::ostringstream row;
+  row << r.epoch << "," << fmt_g(r.train_loss) << "," << fmt_g(r.train_acc) << ","
+      << (r.val_loss ? fmt_g(*r.val_loss) : "") << "," << (r.val_acc ? fmt_g(*r.val_acc) : "")
+      << "," << fmt_g(r.seconds) << "," << fmt_g(r.images_per_sec);
+  for (double lr : r.lrs) row << "," << fmt_g(lr);
+  row << "\n";
+  return row.str();
+}
+
+// The curves of the whole run, from metrics.csv's text.
+void write_curves(const std::string& path, const std::string& metrics_csv) {
+  Chart loss{"loss", "epoch", "loss", {}}, acc{"accuracy", "epoch", "accuracy", {}};
+  Series tl{"train", {}, {}, false}, vl{"validation", {}, {}, true};
+  Series ta{"train", {}, {}, false}, va{"validation", {}, {}, true};
+  std::istringstream rows(metrics_csv);
+  std::string line;
+  std::getline(rows, line);  // header
+  while (std::getline(rows, line)) {
+    std::vector<std::string> f;
+    std::stringstream ss(line);
+    std::string cell;
+    while (std::getline(ss, cell, ',')) f.push_back(cell);
+    if (f.size() < 5) continue;
+    const double e = std::stod(f[0]);
+    tl.x.push_back(e);
+    tl.y.push_back(std::stod(f[1]));
+    ta.x.push_back(e);
+    ta.y.push_back(std::stod(f[2]));
+    if (!f[3].empty()) {
+      vl.x.push_back(e);
+      vl.y.push_back(std::stod(f[3]));
+      va.x.push_back(e);
+      va.y.push_back(std::stod(f[4]));
+    }
   }
-  validate(c);
-  if (c.threads > 0) set_num_threads(c.threads);
-  const Device device = require_device(c.device);
-  if (!c.out.empty()) check_writable(c.out);
-  manual_seed(c.seed);
+  loss.series = {tl, vl};
+  acc.series = {ta, va};
+  write_svg(path, {loss, acc});
+}
 
-  // Data.
-  Data d = load_data(c);
+// The rows of metrics.csv (header included) for the first `epochs` epochs.
+std::string kept_metrics(const std::string& path, int64_t epochs) {
+  std::ifstream old(path);
+  std::string text, line;
+  for (int64_t kept = -1; kept < epochs && std::getline(old, line); ++kept) text += line + "\n";
+  return text;
+}
 
-  // Model, weights and head.
-  io::StateDict weights;
-  int64_t ckpt_classes = 0;
-  if (!c.weights.empty()) {
-    weights = strip_data_parallel(io::load_weights_file(c.weights));
-    ckpt_classes = head_classes(weights);
-  }
+// ---------------------------------------------------------------- model
+
+struct Model {
+  std::shared_ptr<nn::ResNet> net;
+  int64_t classes = 0;
+};
+
+int64_t choose_classes(const TrainConfig& c, const Data& d, int64_t ckpt_classes) {
   const int64_t data_classes = d.train->num_classes();
-  int64_t classes =
-      c.num_classes > 0 ? c.num_classes : (ckpt_classes > 0 ? ckpt_classes : data_classes);
+  const std::string where = !c.data_dir.empty() ? " in " + c.data_dir : "";
+  if (c.num_classes > 0 && d.known_classes)
+    GRAFT_CHECK(c.num_classes == data_classes, "--num-classes ", c.num_classes, " but the data",
+                where, " has ", data_classes,
+                " classes: a wider head has outputs no label can train; drop --num-classes");
+  const int64_t classes = c.num_classes > 0  ? c.num_classes
+                          : d.known_classes  ? data_classes
+                          : ckpt_classes > 0 ? ckpt_classes
+                                             : data_classes;
   GRAFT_CHECK(data_classes <= classes, "the training labels need ", data_classes,
               " classes but the model has ", classes, "; pass --num-classes ", data_classes,
               " to replace the head");
-  auto model = nn::make_resnet(c.arch, ckpt_classes > 0 ? ckpt_classes : classes);
-  if (!weights.empty()) {
-    io::LoadOptions lo;
-    const io::LoadReport rep = io::load_state_dict(model->state_dict(), weights, lo);
-    if (!c.quiet)
-      std::cerr << "loaded " << rep.loaded.size() << " tensors from " << c.weights << "\n";
-    if (ckpt_classes != classes) {
-      model->replace_head(classes);
-      if (!c.quiet)
-        std::cerr << "replaced the head: fc " << ckpt_classes << " -> " << classes
-                  << " classes (fc.weight, fc.bias freshly initialised)\n";
-    }
-  }
-  if (static_cast<int64_t>(d.classes.size()) != classes) {
-    d.classes.resize(static_cast<size_t>(classes));
-    for (int64_t i = 0; i < classes; ++i)
-      if (d.classes[i].empty()) d.classes[i] = std::to_string(i);
-  }
+  return classes;
+}
 
-  // Fine-tuning recipe.
+// Loads `sd` into `net` (strict), or fails in one line with the likely cause.
+void load_or_explain(nn::ResNet& net, const io::StateDict& sd, const std::string& what,
+                     const std::string& arch) {
+  io::LoadOptions dry;
+  dry.strict = false;
+  dry.dry_run = true;
+  const io::LoadReport rep = io::load_state_dict(net.state_dict(), sd, dry);
+  if (!rep.ok()) {
+    std::string hint = io::diagnose_load(rep);
+    const std::string looks = infer_arch(sd);
+    if (!looks.empty() && looks != arch) hint += "; the file looks like a " + looks;
+    GRAFT_FAIL("'", what, "' does not fit --arch ", arch, ": ", hint);
+  }
+  io::load_state_dict(net.state_dict(), sd);
+}
+
+Model build_model(const TrainConfig& c, Data& d, const TrainingCheckpoint* resumed) {
+  Model m;
+  if (resumed) {
+    GRAFT_CHECK(resumed->arch.empty() || resumed->arch == c.arch, "--resume ", c.resume,
+                ": last.pth holds a ", resumed->arch, " but config.json says ", c.arch);
+    m.classes = head_classes(resumed->model);
+    m.net = nn::make_resnet(c.arch, m.classes);
+    load_or_explain(*m.net, resumed->model, c.resume + "/last.pth", c.arch);
+  } else if (!c.weights.empty()) {
+    const TrainingCheckpoint w = load_checkpoint(c.weights, c.quiet);
+    const int64_t ckpt_classes = head_classes(w.model);
+    m.classes = choose_classes(c, d, ckpt_classes);
+    m.net = nn::make_resnet(c.arch, ckpt_classes > 0 ? ckpt_classes : m.classes);
+    load_or_explain(*m.net, w.model, c.weights, c.arch);
+    if (!c.quiet) std::cerr << "loaded " << w.model.size() << " tensors from " << c.weights << "\n";
+    if (ckpt_classes != m.classes) {
+      m.net->replace_head(m.classes);
+      if (!c.quiet)
+        std::cerr << "replaced the head: fc " << ckpt_classes << " -> " << m.classes << " classes ("
+                  << (c.num_classes > 0 ? "--num-classes" : "the data's")
+                  << "); fc.weight and fc.bias freshly initialised\n";
+    }
+  } else {
+    m.classes = choose_classes(c, d, 0);
+    m.net = nn::make_resnet(c.arch, m.classes);
+  }
+  if (static_cast<int64_t>(d.classes.size()) != m.classes) {
+    d.classes.resize(static_cast<size_t>(m.classes));
+    for (int64_t i = 0; i < m.classes; ++i)
+      if (d.classes[static_cast<size_t>(i)].empty())
+        d.classes[static_cast<size_t>(i)] = std::to_string(i);
+  }
+  return m;
+}
+
+// Freezing, BN policy and optimizer groups; errors for a --bn frozen that
+// would freeze nothing.
+std::unique_ptr<optim::Optimizer> apply_recipe(const TrainConfig& c, nn::ResNet& net) {
   FinetuneOptions ft;
   ft.freeze = c.freeze;
   for (const auto& spec : c.param_groups) ft.groups.push_back(parse_group_spec(spec));
@@ -315,159 +530,244 @@ TrainSummary run_training(TrainConfig c) {
   ft.head_lr_mult = c.head_lr_mult;
   ft.bn = parse_bn_policy(c.bn);
   if (c.mode == "feature-extract") {
-    model->requires_grad_(false);
-    model->fc->requires_grad_(true);
+    net.requires_grad_(false);
+    net.fc->requires_grad_(true);
     ft.bn = BnPolicy::Frozen;
   }
-  apply_freeze(*model, ft);
-  apply_bn_policy(*model, ft.bn);
-  model->to(device);
-  auto opt = make_optimizer(c, build_param_groups(*model, ft, c.lr));
-  if (!c.quiet) std::cerr << optim::params_to_learn(*opt);
-
-  data::DataLoader::Options lo;
-  lo.batch_size = c.batch_size;
-  lo.shuffle = c.shuffle;
-  lo.seed = c.seed;
-  lo.num_workers = c.workers;
-  data::DataLoader train_loader(d.train, lo);
-  std::unique_ptr<data::DataLoader> val_loader;
-  if (d.val) {
-    data::DataLoader::Options vo = lo;
-    vo.shuffle = false;
-    val_loader = std::make_unique<data::DataLoader>(d.val, vo);
+  apply_freeze(net, ft);
+  if (c.given.count("bn") && ft.bn == BnPolicy::Frozen) {
+    bool any_frozen = false;
+    for (const auto& [n, p] : net.named_parameters()) any_frozen = any_frozen || !p.requires_grad();
+    GRAFT_CHECK(any_frozen,
+                "--bn frozen has no effect: no parameter is frozen (add --freeze GLOB "
+                "or --mode feature-extract)");
   }
-  auto scheduler = make_scheduler(c, *opt);
+  apply_bn_policy(net, ft.bn);
+  return make_optimizer(c, build_param_groups(net, ft, c.lr));
+}
 
-  // Resume.
-  int64_t start_epoch = 0;
-  std::vector<EpochRecord> history;
-  if (!c.resume.empty()) {
-    const TrainingCheckpoint ck = load_checkpoint(c.resume + "/last.pth");
-    io::load_state_dict(model->state_dict(), ck.model);
-    opt->load_state_dict(ck.optimizer);
-    start_epoch = ck.epoch;
-    for (int64_t e = 0; e < start_epoch && scheduler; ++e) scheduler->step();
-    if (!c.quiet) std::cerr << "resuming " << c.resume << " after epoch " << start_epoch << "\n";
-  }
+// ---------------------------------------------------------------- the run
 
-  TrainSummary summary;
+// Everything one training run holds, and what it writes after each epoch.
+struct Run {
+  TrainConfig c;
+  Data d;
+  Model m;
+  std::unique_ptr<optim::Optimizer> opt;
+  std::shared_ptr<optim::Schedule> schedule;
+  BestScore best;
   std::string metrics_csv;
-  if (!c.out.empty()) {
+  bool folder_started = false;
+
+  TrainingCheckpoint checkpoint(int64_t epochs_done, const EpochProgress& p) const {
+    TrainingCheckpoint ck;
+    ck.arch = c.arch;
+    ck.num_classes = m.classes;
+    ck.classes = d.classes;
+    ck.transform = d.transform;
+    ck.epoch = epochs_done;
+    ck.progress = p;
+    ck.best = best;
+    ck.model = m.net->state_dict();
+    return ck;
+  }
+
+  // config.json and classes.txt, written with the first checkpoint.
+  void start_folder() {
+    if (folder_started) return;
+    folder_started = true;
     write_text(c.out + "/config.json", config_json(c));
     std::string names;
     for (const auto& n : d.classes) names += n + "\n";
     write_text(c.out + "/classes.txt", names);
-    std::ifstream old(c.out + "/metrics.csv");
-    if (start_epoch > 0 && old.good()) {
-      std::string line;
-      int64_t kept = -1;  // header + completed epochs only
-      while (std::getline(old, line) && kept < start_epoch) {
-        metrics_csv += line + "\n";
-        ++kept;
-      }
-    }
-  }
-  if (metrics_csv.empty()) {
-    metrics_csv = "epoch,train_loss,train_acc,val_loss,val_acc,seconds,images_per_sec";
-    for (size_t g = 0; g < opt->param_groups().size(); ++g)
-      metrics_csv += ",lr_group" + std::to_string(g);
-    metrics_csv += "\n";
   }
 
+  void save_last(int64_t epochs_done, const EpochProgress& p) {
+    start_folder();
+    TrainingCheckpoint ck = checkpoint(epochs_done, p);
+    ck.optimizer = opt->state_dict();
+    if (schedule) ck.scheduler = schedule->state_dict();
+    save_checkpoint(c.out + "/last.pth", ck);
+  }
+
+  void on_epoch_end(const EpochRecord& r, const EpochProgress& p) {
+    if (c.out.empty()) return;
+    start_folder();
+    metrics_csv += metrics_row(r);
+    write_text(c.out + "/metrics.csv", metrics_csv);
+    // Only a validated epoch competes when there is validation data.
+    const std::string metric = d.val ? "val_acc" : "train_acc";
+    const bool scored = !d.val || r.validated();
+    const double score = r.val_acc ? *r.val_acc : r.train_acc;
+    const bool partial = p.batch > 0;
+    const int64_t done = partial ? r.epoch - 1 : r.epoch;
+    if (scored && score > best.score) {
+      best = {metric, score, r.epoch};
+      save_checkpoint(c.out + "/best.pth", checkpoint(done, {}));
+    }
+    save_last(done, p);
+    write_curves(c.out + "/curves.svg", metrics_csv);
+  }
+};
+
+int64_t env_int(const char* name, int64_t fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::atoll(v) : fallback;
+}
+
+void setup_run(Run& run, const TrainingCheckpoint* resumed) {
+  TrainConfig& c = run.c;
+  run.m = build_model(c, run.d, resumed);
+  run.opt = apply_recipe(c, *run.m.net);
+  if (!c.quiet) std::cerr << optim::params_to_learn(*run.opt);
+  run.m.net->to(require_device(c.device));
+  run.schedule = make_schedule(c, *run.opt);
+  if (resumed) {
+    run.opt->load_state_dict(resumed->optimizer);
+    GRAFT_CHECK(!run.schedule || !resumed->scheduler.empty(), "--resume ", c.resume,
+                ": last.pth holds no scheduler state");
+    if (run.schedule) run.schedule->load_state_dict(resumed->scheduler);
+    run.best = resumed->best;
+  }
+  run.metrics_csv = resumed ? kept_metrics(c.out + "/metrics.csv", resumed->epoch) : "";
+  if (run.metrics_csv.empty()) {
+    run.metrics_csv = "epoch,train_loss,train_acc,val_loss,val_acc,seconds,images_per_sec";
+    for (size_t g = 0; g < run.opt->param_groups().size(); ++g)
+      run.metrics_csv += ",lr_group" + std::to_string(g);
+    run.metrics_csv += "\n";
+  }
+}
+
+// The loop's settings; a resumed run starts where its last.pth stopped.
+FitOptions fit_options(const TrainConfig& c, int64_t classes, const TrainingCheckpoint* resumed) {
   FitOptions fo;
   fo.epochs = c.epochs;
-  fo.start_epoch = start_epoch;
+  if (resumed) {
+    fo.start_epoch = resumed->epoch;
+    fo.resume = resumed->progress;
+    if (!c.quiet)
+      std::cerr << "resuming " << c.resume << " after epoch " << resumed->epoch
+                << (resumed->progress.batch > 0
+                        ? " and " + std::to_string(resumed->progress.batch) + " batches of the next"
+                        : std::string())
+                << "\n";
+  }
   fo.val_every = c.val_every;
   fo.hflip = false;  // image folders flip inside their transform; tensors are not augmented
   fo.seed = c.seed;
   fo.max_steps = c.max_steps;
-  fo.device = device;
+  fo.stop_after_steps = env_int("GRAFT_TEST_STOP_AFTER_STEPS", -1);
+  fo.device = require_device(c.device);
   fo.num_classes = classes;
   fo.label_smoothing = c.label_smoothing;
   if (c.clip_grad_norm > 0) fo.clip_grad_norm = c.clip_grad_norm;
   fo.quiet = c.quiet;
   fo.stop = &g_stop;
-  std::vector<Series> curves(4);
-  fo.on_epoch_end = [&](const EpochRecord& r) {
-    history.push_back(r);
-    if (c.out.empty()) return;
-    char row[256];
-    std::snprintf(row, sizeof row, "%lld,%.6f,%.6f,%s,%s,%.3f,%.2f",
-                  static_cast<long long>(r.epoch), r.train_loss, r.train_acc,
-                  r.val_loss ? std::to_string(*r.val_loss).c_str() : "",
-                  r.val_acc ? std::to_string(*r.val_acc).c_str() : "", r.seconds, r.images_per_sec);
-    metrics_csv += row;
-    for (double lr : r.lrs) metrics_csv += "," + std::to_string(lr);
-    metrics_csv += "\n";
-    write_text(c.out + "/metrics.csv", metrics_csv);
-    TrainingCheckpoint ck;
-    ck.arch = c.arch;
-    ck.num_classes = classes;
-    ck.classes = d.classes;
-    ck.epoch = r.epoch;
-    ck.model = model->state_dict();
-    ck.optimizer = opt->state_dict();
-    save_checkpoint(c.out + "/last.pth", ck);
-    const double score = r.val_acc ? *r.val_acc : r.train_acc;
-    if (score > summary.best_val_acc) {
-      summary.best_val_acc = score;
-      ck.optimizer.clear();
-      save_checkpoint(c.out + "/best.pth", ck);
-    }
-    // Curves over the whole run (resumed epochs come from metrics.csv).
-    Chart loss{"loss", "epoch", "loss", {}}, acc{"accuracy", "epoch", "accuracy", {}};
-    Series tl{"train", {}, {}, false}, vl{"validation", {}, {}, true};
-    Series ta{"train", {}, {}, false}, va{"validation", {}, {}, true};
-    std::istringstream rows(metrics_csv);
-    std::string line;
-    std::getline(rows, line);  // header
-    while (std::getline(rows, line)) {
-      std::vector<std::string> f;
-      std::stringstream ss(line);
-      std::string cell;
-      while (std::getline(ss, cell, ',')) f.push_back(cell);
-      if (f.size() < 5) continue;
-      const double e = std::stod(f[0]);
-      tl.x.push_back(e);
-      tl.y.push_back(std::stod(f[1]));
-      ta.x.push_back(e);
-      ta.y.push_back(std::stod(f[2]));
-      if (!f[3].empty()) {
-        vl.x.push_back(e);
-        vl.y.push_back(std::stod(f[3]));
-        va.x.push_back(e);
-        va.y.push_back(std::stod(f[4]));
-      }
-    }
-    loss.series = {tl, vl};
-    acc.series = {ta, va};
-    write_svg(c.out + "/curves.svg", {loss, acc});
+  return fo;
+}
+
+// Epochs when only --max-steps sets the length: as many as it needs.
+int64_t resolve_epochs(const TrainConfig& c, int64_t batches_per_epoch) {
+  if (c.epochs > 0) return c.epochs;
+  if (c.max_steps <= 0) return 1;
+  return (c.max_steps + batches_per_epoch - 1) / std::max<int64_t>(batches_per_epoch, 1);
+}
+
+}  // namespace
+
+bool has_split_layout(const std::string& root) {
+  const fs::path train = fs::path(root) / "train";
+  std::error_code ec;
+  if (!fs::is_directory(train, ec)) return false;
+  for (const auto& e : fs::directory_iterator(train, ec))
+    if (e.is_directory()) return true;
+  return false;
+}
+
+ImageSplits resolve_image_splits(const std::string& root) {
+  ImageSplits s;
+  s.train = has_split_layout(root) ? root + "/train" : root;
+  for (const char* v : {"val", "test"})
+    if (s.val.empty() && exists_dir(root + "/" + v)) s.val = root + "/" + v;
+  return s;
+}
+
+TrainSummary run_training(TrainConfig cli) {
+  const bool resuming = !cli.resume.empty();
+  Run run;
+  TrainConfig& c = run.c;
+  c = resuming ? resume_config(cli) : cli;
+  validate(c);
+  if (!resuming) {
+    refuse_idle_flags(c);
+    make_paths_absolute(c);
+  }
+  if (c.threads > 0) set_num_threads(c.threads);
+  require_device(c.device);
+  manual_seed(c.seed);
+  run.d = load_data(c);
+  if (!resuming && c.given.count("val-every"))
+    GRAFT_CHECK(run.d.val,
+                "--val-every has no effect without validation data (--val-npy, "
+                "--val-data, or a val/ or test/ folder beside train/)");
+
+  std::optional<TrainingCheckpoint> resumed;
+  if (resuming) {
+    resumed = load_checkpoint(c.resume + "/last.pth", c.quiet);
+    GRAFT_CHECK(resumed->epoch < c.epochs || resumed->progress.batch > 0, "--resume ", c.resume,
+                ": the run already completed its ", resumed->epoch,
+                " epochs; pass --epochs N (more) to continue it");
+  }
+  data::DataLoader::Options lo;
+  lo.batch_size = c.batch_size;
+  lo.shuffle = c.shuffle;
+  lo.seed = c.seed;
+  lo.num_workers = c.workers;
+  data::DataLoader train_loader(run.d.train, lo);
+  c.epochs = resolve_epochs(c, train_loader.size());
+  setup_run(run, resumed ? &*resumed : nullptr);
+  if (!resuming) prepare_out(c);
+  std::unique_ptr<data::DataLoader> val_loader;
+  if (run.d.val) {
+    data::DataLoader::Options vo = lo;
+    vo.shuffle = false;
+    val_loader = std::make_unique<data::DataLoader>(run.d.val, vo);
+  }
+
+  FitOptions fo = fit_options(c, run.m.classes, resumed ? &*resumed : nullptr);
+  bool interrupted = false;
+  fo.interrupted = &interrupted;
+  fo.on_epoch_end = [&](const EpochRecord& r, const EpochProgress& p) { run.on_epoch_end(r, p); };
+  fo.on_interrupt = [&](const EpochProgress& p) {
+    if (!c.out.empty()) run.save_last(p.epoch, p);
   };
 
   std::unique_ptr<Telemetry> telemetry;  // --telemetry N
   if (c.telemetry > 0) {
     GRAFT_CHECK(!c.out.empty(), "--telemetry needs --out: telemetry.csv goes into the run folder");
-    telemetry = std::make_unique<Telemetry>(*model, *opt, TelemetryOptions{.every = c.telemetry});
+    telemetry =
+        std::make_unique<Telemetry>(*run.m.net, *run.opt, TelemetryOptions{.every = c.telemetry});
     fo.on_step = [&](const StepRecord& s) { telemetry->on_step(s); };
   }
 
+  TrainSummary summary;
   SigintScope sigint;
-  summary.epochs = fit(*model, *opt, scheduler.get(), train_loader, val_loader.get(), fo);
+  summary.epochs =
+      fit(*run.m.net, *run.opt, run.schedule.get(), train_loader, val_loader.get(), fo);
   if (telemetry) {
     telemetry->write_csv(c.out + "/telemetry.csv");
     telemetry->write_svg(c.out + "/telemetry.svg");
   }
-  summary.interrupted = g_stop.load();
+  summary.interrupted = interrupted;
+  summary.best_val_acc = run.best.score;
   if (summary.interrupted && !c.quiet) {
-    std::cerr << "\ninterrupted after " << start_epoch + static_cast<int64_t>(summary.epochs.size())
-              << " completed epochs";
+    std::cerr << "\ninterrupted";
     if (!c.out.empty()) std::cerr << "; continue with: graft train --resume " << c.out;
     std::cerr << "\n";
   }
   if (!c.save.empty()) {
-    model->to(Device::cpu());
-    io::save_pth(model->state_dict(), c.save);
+    run.m.net->to(Device::cpu());
+    io::save_pth(run.m.net->state_dict(), c.save);
   }
   return summary;
 }

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -15,9 +16,11 @@ namespace graft::train {
 struct TrainConfig {
   // model
   std::string arch = "resnet18";
-  std::string weights;      // .pth / .safetensors / .npy dir; empty: random init
-  int64_t num_classes = 0;  // 0: from the weights' fc, else from the data
-  std::string mode;         // "", scratch, finetune, feature-extract (presets)
+  std::string weights;  // .pth / .safetensors / .npy dir; empty: random init
+  // 0: the data's classes (ImageFolder, fashion-mnist); for .npy labels,
+  // whose class count is unknown, the weights' fc when it covers the labels.
+  int64_t num_classes = 0;
+  std::string mode;  // "", scratch, finetune, feature-extract (presets)
   // data (one source)
   std::string train_npy, train_labels, val_npy, val_labels;
   std::string data_dir, val_data;
@@ -39,9 +42,10 @@ struct TrainConfig {
   int64_t step_size = 10;
   double gamma = 0.1;
   std::vector<int64_t> milestones;
-  int64_t warmup_epochs = 1;
+  int64_t warmup_epochs = 0;  // linear warmup before any scheduler (--scheduler warmup: 1)
   // loop
-  int64_t batch_size = 32, epochs = 1, max_steps = -1, val_every = 1;
+  // epochs 0: 1, or as many as max_steps needs when it is given.
+  int64_t batch_size = 32, epochs = 0, max_steps = -1, val_every = 1;
   bool shuffle = true;
   uint64_t seed = 0;
   double label_smoothing = 0;
@@ -52,9 +56,13 @@ struct TrainConfig {
   std::string
       out;  // run folder: metrics.csv, config.json, last.pth, best.pth, classes.txt, curves.svg
   std::string resume;
+  bool overwrite = false;  // allow a non-empty --out (its run files are removed first)
   std::string device = "cpu";
   int threads = 0;  // 0: keep the default
   bool quiet = false;
+  // Option names ("lr", "epochs", ...) the user gave explicitly: a given flag
+  // that would have no effect is an error. Empty for C++ callers.
+  std::set<std::string> given;
 };
 
 struct TrainSummary {
@@ -62,6 +70,15 @@ struct TrainSummary {
   bool interrupted = false;
   double best_val_acc = -1;
 };
+
+// Where `graft train --data ROOT` finds its splits: ROOT/train (else ROOT)
+// for training, and ROOT/val, else ROOT/test, for validation ("" when none).
+struct ImageSplits {
+  std::string train, val;
+};
+ImageSplits resolve_image_splits(const std::string& root);
+// Whether ROOT holds a train/ split (a train/ folder of class folders).
+bool has_split_layout(const std::string& root);
 
 // Reads `dir`/config.json written by a previous run (for --resume).
 TrainConfig load_config(const std::string& dir);
