@@ -292,7 +292,7 @@ TEST(Telemetry, SamplesEveryNStepsThroughFit) {
     tele.on_step(r);
   };
   int epochs_seen = 0;
-  fo.on_epoch_end = [&](const train::EpochRecord&) { ++epochs_seen; };
+  fo.on_epoch_end = [&](const train::EpochRecord&, const train::EpochProgress&) { ++epochs_seen; };
   train::fit(*model, opt, nullptr, loader, nullptr, fo);
   EXPECT_EQ(steps, (std::vector<int64_t>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}));
   EXPECT_EQ(epochs_seen, 2);
