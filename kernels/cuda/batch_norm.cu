@@ -200,8 +200,7 @@ void bn_train_cuda(const Tensor& x, const Tensor& w, const Tensor& b, const Tens
     return;
   }
   GRAFT_DISPATCH_FLOAT(x.dtype(), "batch_norm", [&] {
-    bn_train_kernel<scalar_t><<<channel_grid(s.C), kBlock, 0, current_stream(device)>>>(
-        x.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(w), ptr_or_null<scalar_t>(b),
+    launch<bn_train_kernel<scalar_t>>(channel_grid(s.C), kBlock, 0, current_stream(device), x.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(w), ptr_or_null<scalar_t>(b),
         ptr_or_null<scalar_t>(rm), ptr_or_null<scalar_t>(rv), momentum, eps,
         out.data_ptr<scalar_t>(), save_mean.data_ptr<scalar_t>(), save_invstd.data_ptr<scalar_t>(),
         s);
@@ -226,8 +225,7 @@ void bn_eval_cuda(const Tensor& x, const Tensor& w, const Tensor& b, const Tenso
     return;
   }
   GRAFT_DISPATCH_FLOAT(x.dtype(), "batch_norm", [&] {
-    bn_eval_kernel<scalar_t><<<grid_for(x.numel(), kBlock), kBlock, 0, current_stream(device)>>>(
-        x.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(w), ptr_or_null<scalar_t>(b),
+    launch<bn_eval_kernel<scalar_t>>(grid_for(x.numel(), kBlock), kBlock, 0, current_stream(device), x.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(w), ptr_or_null<scalar_t>(b),
         rm.data_ptr<scalar_t>(), rv.data_ptr<scalar_t>(), eps, out.data_ptr<scalar_t>(), s);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
@@ -262,8 +260,7 @@ void bn_backward_cuda(const Tensor& g, const Tensor& x, const Tensor& w, const T
     return;
   }
   GRAFT_DISPATCH_FLOAT(x.dtype(), "batch_norm_backward", [&] {
-    bn_backward_kernel<scalar_t><<<channel_grid(s.C), kBlock, 0, current_stream(device)>>>(
-        g.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(w),
+    launch<bn_backward_kernel<scalar_t>>(channel_grid(s.C), kBlock, 0, current_stream(device), g.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(w),
         mean.data_ptr<scalar_t>(), invstd.data_ptr<scalar_t>(), training, ptr_or_null<scalar_t>(gi),
         ptr_or_null<scalar_t>(gw), ptr_or_null<scalar_t>(gb), s);
     GRAFT_CUDA_CHECK_LAUNCH();

@@ -419,8 +419,7 @@ void native_conv(const ConvShape& s, const Tensor& a, const Tensor& b, const Ten
   const int device = c.device().index;
   DeviceGuard guard(device);
   GRAFT_DISPATCH_FLOAT(c.dtype(), "conv2d", [&] {
-    conv_igemm_kernel<DIR, scalar_t><<<grid, kThreads, 0, current_stream(device)>>>(
-        s, M, NC, K, a.data_ptr<scalar_t>(), b.data_ptr<scalar_t>(), c.data_ptr<scalar_t>());
+    launch<conv_igemm_kernel<DIR, scalar_t>>(grid, kThreads, 0, current_stream(device), s, M, NC, K, a.data_ptr<scalar_t>(), b.data_ptr<scalar_t>(), c.data_ptr<scalar_t>());
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }

@@ -51,8 +51,7 @@ void copy_cuda(const Tensor& src, const Tensor& dst) {
   }
   OffsetCalc<2> calc;
   if (!contiguous) calc = make_offset_calc<2>(dst.sizes(), {&dst, &src});
-  convert_kernel<<<grid_for(n, kBlock), kBlock, 0, stream>>>(
-      n, calc, contiguous, static_cast<char*>(dst.raw_data()), dst.dtype(),
+  launch<convert_kernel>(grid_for(n, kBlock), kBlock, 0, stream, n, calc, contiguous, static_cast<char*>(dst.raw_data()), dst.dtype(),
       static_cast<int>(dst.itemsize()), static_cast<const char*>(src.raw_data()), src.dtype(),
       static_cast<int>(src.itemsize()));
   GRAFT_CUDA_CHECK_LAUNCH();
@@ -66,8 +65,7 @@ void fill_cuda(const Tensor& out, double value) {
   const bool contiguous = out.is_contiguous();
   OffsetCalc<1> calc;
   if (!contiguous) calc = make_offset_calc<1>(out.sizes(), {&out});
-  fill_kernel<<<grid_for(n, kBlock), kBlock, 0, current_stream(device)>>>(
-      n, calc, contiguous, static_cast<char*>(out.raw_data()), out.dtype(),
+  launch<fill_kernel>(grid_for(n, kBlock), kBlock, 0, current_stream(device), n, calc, contiguous, static_cast<char*>(out.raw_data()), out.dtype(),
       static_cast<int>(out.itemsize()), Scalar{true, value, 0});
   GRAFT_CUDA_CHECK_LAUNCH();
 }

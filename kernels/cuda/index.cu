@@ -152,8 +152,7 @@ void index_select_cuda(const Tensor& in, int64_t dim, const Tensor& index, const
   const int64_t index_stride = index.dim() == 1 ? index.strides()[0] : 0;
   int* flag = device_error_flag(device);
   GRAFT_CUDA_DISPATCH_BITS(out.itemsize(), "index_select", [&] {
-    index_select_kernel<bits_t><<<grid_for(n, kBlock), kBlock, 0, current_stream(device)>>>(
-        n, make_geom(out), make_geom(in), static_cast<int>(dim), index.data_ptr<int64_t>(),
+    launch<index_select_kernel<bits_t>>(grid_for(n, kBlock), kBlock, 0, current_stream(device), n, make_geom(out), make_geom(in), static_cast<int>(dim), index.data_ptr<int64_t>(),
         index_stride, static_cast<const bits_t*>(in.raw_data()),
         static_cast<bits_t*>(out.raw_data()), flag);
     GRAFT_CUDA_CHECK_LAUNCH();
@@ -170,8 +169,7 @@ void gather_cuda(const Tensor& in, int64_t dim, const Tensor& index, const Tenso
   DeviceGuard guard(device);
   int* flag = device_error_flag(device);
   GRAFT_CUDA_DISPATCH_BITS(out.itemsize(), "gather", [&] {
-    gather_kernel<bits_t><<<grid_for(n, kBlock), kBlock, 0, current_stream(device)>>>(
-        n, make_geom(out), make_geom(in), make_geom(index), static_cast<int>(dim),
+    launch<gather_kernel<bits_t>>(grid_for(n, kBlock), kBlock, 0, current_stream(device), n, make_geom(out), make_geom(in), make_geom(index), static_cast<int>(dim),
         index.data_ptr<int64_t>(), static_cast<const bits_t*>(in.raw_data()),
         static_cast<bits_t*>(out.raw_data()), flag);
     GRAFT_CUDA_CHECK_LAUNCH();
@@ -192,8 +190,7 @@ void accumulate(const Tensor& out, int64_t dim, const Tensor& index, const Tenso
   TensorGeom idx_g = make_geom(index);
   if (!per_element_index && index.dim() == 0) idx_g.strides[0] = 0;
   GRAFT_CUDA_DISPATCH_ATOMIC(out.dtype(), name, [&] {
-    accumulate_kernel<scalar_t><<<grid_for(n, kBlock), kBlock, 0, current_stream(device)>>>(
-        n, make_geom(it), make_geom(src), make_geom(out), idx_g, per_element_index,
+    launch<accumulate_kernel<scalar_t>>(grid_for(n, kBlock), kBlock, 0, current_stream(device), n, make_geom(it), make_geom(src), make_geom(out), idx_g, per_element_index,
         static_cast<int>(dim), index.data_ptr<int64_t>(), src.data_ptr<scalar_t>(),
         out.data_ptr<scalar_t>(), flag);
     GRAFT_CUDA_CHECK_LAUNCH();

@@ -83,9 +83,7 @@ void softmax_forward_cuda(const Tensor& x, int64_t dim, bool log, const Tensor& 
   const int device = x.device().index;
   DeviceGuard guard(device);
   GRAFT_DISPATCH_FLOAT(x.dtype(), "softmax", [&] {
-    softmax_fwd_kernel<scalar_t>
-        <<<grid_for(r.outer * r.inner, kBlock), kBlock, 0, current_stream(device)>>>(
-            x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), r.outer, r.len, r.inner, log);
+    launch<softmax_fwd_kernel<scalar_t>>(grid_for(r.outer * r.inner, kBlock), kBlock, 0, current_stream(device), x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), r.outer, r.len, r.inner, log);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
@@ -97,9 +95,7 @@ void softmax_backward_cuda(const Tensor& grad_out, const Tensor& output, int64_t
   const int device = output.device().index;
   DeviceGuard guard(device);
   GRAFT_DISPATCH_FLOAT(output.dtype(), "softmax_backward", [&] {
-    softmax_bwd_kernel<scalar_t>
-        <<<grid_for(r.outer * r.inner, kBlock), kBlock, 0, current_stream(device)>>>(
-            grad_out.data_ptr<scalar_t>(), output.data_ptr<scalar_t>(),
+    launch<softmax_bwd_kernel<scalar_t>>(grid_for(r.outer * r.inner, kBlock), kBlock, 0, current_stream(device), grad_out.data_ptr<scalar_t>(), output.data_ptr<scalar_t>(),
             grad_input.data_ptr<scalar_t>(), r.outer, r.len, r.inner, log);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
@@ -164,7 +160,7 @@ __global__ void loss_reduce_kernel(const double* __restrict__ loss, const int* _
   s_sum[threadIdx.x] = s;
   s_cnt[threadIdx.x] = c;
   __syncthreads();
-  for (int d = blockDim.x / 2; d > 0; d /= 2) {
+  for (unsigned d = blockDim.x / 2; d > 0; d /= 2) {
     if (threadIdx.x < d) {
       s_sum[threadIdx.x] += s_sum[threadIdx.x + d];
       s_cnt[threadIdx.x] += s_cnt[threadIdx.x + d];
@@ -193,16 +189,15 @@ void loss_forward(const Tensor& x, const Tensor& target, int reduction, int64_t 
   double* l = static_cast<double*>(loss.data());
   int* cnt = static_cast<int*>(counts.data());
   if (N > 0) {
-    ce_rows_kernel<T><<<grid_for(N, kBlock), kBlock, 0, stream>>>(
-        x.data_ptr<T>(), target.data_ptr<int64_t>(), N, C, ignore_index, ls, from_logits,
+    launch<ce_rows_kernel<T>>(grid_for(N, kBlock), kBlock, 0, stream, x.data_ptr<T>(), target.data_ptr<int64_t>(), N, C, ignore_index, ls, from_logits,
         from_logits ? log_probs.data_ptr<T>() : nullptr, l, cnt, device_error_flag(device));
     GRAFT_CUDA_CHECK_LAUNCH();
   }
   if (reduction == kReduceNone) {
     if (N > 0)
-      loss_copy_kernel<T><<<grid_for(N, kBlock), kBlock, 0, stream>>>(l, N, out.data_ptr<T>());
+      launch<loss_copy_kernel<T>>(grid_for(N, kBlock), kBlock, 0, stream, l, N, out.data_ptr<T>());
   } else {
-    loss_reduce_kernel<T><<<1, kBlock, 0, stream>>>(l, cnt, N, reduction, out.data_ptr<T>());
+    launch<loss_reduce_kernel<T>>(1, kBlock, 0, stream, l, cnt, N, reduction, out.data_ptr<T>());
   }
   GRAFT_CUDA_CHECK_LAUNCH();
 }
@@ -231,7 +226,7 @@ __global__ void count_kernel(const int64_t* __restrict__ target, int64_t N, int6
     c += (target[i] != ignore_index && target[i] >= 0 && target[i] < C) ? 1 : 0;
   s[threadIdx.x] = c;
   __syncthreads();
-  for (int d = blockDim.x / 2; d > 0; d /= 2) {
+  for (unsigned d = blockDim.x / 2; d > 0; d /= 2) {
     if (threadIdx.x < d) s[threadIdx.x] += s[threadIdx.x + d];
     __syncthreads();
   }
@@ -275,11 +270,10 @@ void loss_backward(const Tensor& grad_out, const Tensor& log_probs, const Tensor
   DeviceGuard guard(device);
   cudaStream_t stream = current_stream(device);
   Workspace count(sizeof(int), device);
-  count_kernel<<<1, kBlock, 0, stream>>>(target.data_ptr<int64_t>(), N, C, ignore_index,
+  launch<count_kernel>(1, kBlock, 0, stream, target.data_ptr<int64_t>(), N, C, ignore_index,
                                          static_cast<int*>(count.data()));
   GRAFT_CUDA_CHECK_LAUNCH();
-  loss_bwd_kernel<T><<<grid_for(N * C, kBlock), kBlock, 0, stream>>>(
-      grad_out.data_ptr<T>(), from_logits ? log_probs.data_ptr<T>() : nullptr,
+  launch<loss_bwd_kernel<T>>(grid_for(N * C, kBlock), kBlock, 0, stream, grad_out.data_ptr<T>(), from_logits ? log_probs.data_ptr<T>() : nullptr,
       target.data_ptr<int64_t>(), N, C, reduction, ignore_index, ls, from_logits,
       static_cast<const int*>(count.data()), grad_input.data_ptr<T>());
   GRAFT_CUDA_CHECK_LAUNCH();
@@ -362,9 +356,7 @@ void max_pool_forward_cuda(const Tensor& x, const Pool2dParams& p, const Tensor&
   const int device = x.device().index;
   DeviceGuard guard(device);
   GRAFT_DISPATCH_FLOAT(x.dtype(), "max_pool2d", [&] {
-    max_pool_fwd_kernel<scalar_t>
-        <<<grid_for(out.numel(), kBlock), kBlock, 0, current_stream(device)>>>(
-            x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(), N * C, H,
+    launch<max_pool_fwd_kernel<scalar_t>>(grid_for(out.numel(), kBlock), kBlock, 0, current_stream(device), x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(), N * C, H,
             W, OH, OW, p);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
@@ -380,9 +372,7 @@ void max_pool_backward_cuda(const Tensor& grad_out, const Tensor& indices,
   const int device = grad_input.device().index;
   DeviceGuard guard(device);
   GRAFT_DISPATCH_FLOAT(grad_input.dtype(), "max_pool2d_backward", [&] {
-    scatter_plane_kernel<scalar_t>
-        <<<grid_for(grad_out.numel(), kBlock), kBlock, 0, current_stream(device)>>>(
-            grad_out.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(),
+    launch<scatter_plane_kernel<scalar_t>>(grid_for(grad_out.numel(), kBlock), kBlock, 0, current_stream(device), grad_out.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(),
             grad_input.data_ptr<scalar_t>(), planes, HW, OHW, device_error_flag(device));
     GRAFT_CUDA_CHECK_LAUNCH();
   });
@@ -440,9 +430,7 @@ void adaptive_avg_forward_cuda(const Tensor& x, const Tensor& out) {
   const int device = x.device().index;
   DeviceGuard guard(device);
   GRAFT_DISPATCH_FLOAT(x.dtype(), "adaptive_avg_pool2d", [&] {
-    adaptive_avg_fwd_kernel<scalar_t>
-        <<<grid_for(out.numel(), kBlock), kBlock, 0, current_stream(device)>>>(
-            x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), planes, x.sizes()[2], x.sizes()[3],
+    launch<adaptive_avg_fwd_kernel<scalar_t>>(grid_for(out.numel(), kBlock), kBlock, 0, current_stream(device), x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), planes, x.sizes()[2], x.sizes()[3],
             out.sizes()[2], out.sizes()[3]);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
@@ -454,9 +442,7 @@ void adaptive_avg_backward_cuda(const Tensor& grad_out, const Tensor& grad_input
   const int device = grad_input.device().index;
   DeviceGuard guard(device);
   GRAFT_DISPATCH_FLOAT(grad_input.dtype(), "adaptive_avg_pool2d_backward", [&] {
-    adaptive_avg_bwd_kernel<scalar_t>
-        <<<grid_for(grad_input.numel(), kBlock), kBlock, 0, current_stream(device)>>>(
-            grad_out.data_ptr<scalar_t>(), grad_input.data_ptr<scalar_t>(), planes,
+    launch<adaptive_avg_bwd_kernel<scalar_t>>(grid_for(grad_input.numel(), kBlock), kBlock, 0, current_stream(device), grad_out.data_ptr<scalar_t>(), grad_input.data_ptr<scalar_t>(), planes,
             grad_input.sizes()[2], grad_input.sizes()[3], grad_out.sizes()[2], grad_out.sizes()[3]);
     GRAFT_CUDA_CHECK_LAUNCH();
   });

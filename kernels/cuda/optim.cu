@@ -141,8 +141,7 @@ void sgd_typed(const std::vector<Tensor>& params, const std::vector<Tensor>& gra
       l.buf[i] = bufs.empty() ? nullptr : bufs[start + i].data_ptr<T>();
       l.n[i] = params[start + i].numel();
     }
-    sgd_kernel<T><<<list_grid(l.n, count), kBlock, 0, current_stream(device)>>>(
-        l, static_cast<T>(h.weight_decay), static_cast<T>(h.momentum),
+    launch<sgd_kernel<T>>(list_grid(l.n, count), kBlock, 0, current_stream(device), l, static_cast<T>(h.weight_decay), static_cast<T>(h.momentum),
         static_cast<T>(1.0 - h.dampening), static_cast<T>(-h.lr), h.weight_decay != 0,
         !bufs.empty(), h.init_buffers, h.nesterov, h.maximize);
     GRAFT_CUDA_CHECK_LAUNCH();
@@ -174,8 +173,7 @@ void adam_typed(const std::vector<Tensor>& params, const std::vector<Tensor>& gr
       l.bc2_sqrt[i] = static_cast<T>(std::sqrt(bc2));
       l.neg_step_size[i] = static_cast<T>(-(h.lr / bc1));
     }
-    adam_kernel<T><<<list_grid(l.n, count), kBlock, 0, current_stream(device)>>>(
-        l, static_cast<T>(h.beta1), static_cast<T>(1 - h.beta1), static_cast<T>(h.beta2),
+    launch<adam_kernel<T>>(list_grid(l.n, count), kBlock, 0, current_stream(device), l, static_cast<T>(h.beta1), static_cast<T>(1 - h.beta1), static_cast<T>(h.beta2),
         static_cast<T>(1 - h.beta2), static_cast<T>(h.eps), static_cast<T>(h.weight_decay),
         static_cast<T>(1 - h.lr * h.weight_decay), !h.decoupled_weight_decay && h.weight_decay != 0,
         h.decoupled_weight_decay, h.maximize);

@@ -38,7 +38,7 @@ enum DeviceErrorCode : int {
   kIndexOutOfRange = 1,
   kIntegerDivisionByZero = 2,
 };
-#ifdef __CUDACC__
+#if defined(__CUDACC__) || defined(GRAFT_CUDA_EMULATED)
 // First error wins; later ones keep the first code.
 __device__ __forceinline__ void raise_device_error(int* flag, int code) {
   atomicCAS(flag, 0, code);

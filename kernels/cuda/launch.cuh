@@ -1,0 +1,24 @@
+// The one kernel-launch helper: launch<kernel>(grid, block, smem, stream,
+// args...) is kernel<<<grid, block, smem, stream>>>(args...) under nvcc and,
+// in the emulated build (cmake -DGRAFT_CUDA=EMULATE), the emulator's launch
+// of the same kernel source on the host (kernels/cuda/emu/). Errors are
+// reported as for <<<>>>: GRAFT_CUDA_CHECK_LAUNCH() right after it.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <utility>
+
+namespace graft::cuda {
+
+template <auto Kernel, typename... Args>
+void launch(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
+#ifdef GRAFT_CUDA_EMULATED
+  (void)emu::launch_kernel<Kernel>(grid, block, smem, stream, std::forward<Args>(args)...);
+#else
+  Kernel<<<grid, block, smem, stream>>>(std::forward<Args>(args)...);
+#endif
+}
+
+}  // namespace graft::cuda
