@@ -232,8 +232,8 @@ void bn_eval_cuda(const Tensor& x, const Tensor& w, const Tensor& b, const Tenso
 }
 
 void bn_backward_cuda(const Tensor& g, const Tensor& x, const Tensor& w, const Tensor& mean,
-                      const Tensor& invstd, bool training, const Tensor& gi, const Tensor& gw,
-                      const Tensor& gb) {
+                      const Tensor& invstd, bool training, double eps, const Tensor& gi,
+                      const Tensor& gw, const Tensor& gb) {
   const int device = x.device().index;
   DeviceGuard guard(device);
   const BnShape s = bn_shape(x);
@@ -242,9 +242,9 @@ void bn_backward_cuda(const Tensor& g, const Tensor& x, const Tensor& w, const T
     if (gb.defined()) kernel::fill(gb.device())(gb, 0.0);
     return;
   }
-  // cuDNN's backward needs the saved statistics of its own forward, which are
-  // exactly save_mean / save_invstd; epsilon is unused when they are given.
-  if (training && !native_bn()) {
+  // cuDNN's backward takes the saved statistics of its own forward
+  // (save_mean / save_invstd) and, as cuDNN requires, the forward's epsilon.
+  if (training && cudnn_ok(x, eps)) {
     BnDescs d(x);
     const Tensor scale = or_filled(w, s.C, x, 1.0);
     const TensorOptions o = opts(x.dtype(), x.device());
@@ -256,7 +256,7 @@ void bn_backward_cuda(const Tensor& g, const Tensor& x, const Tensor& w, const T
     GRAFT_CUDNN_CHECK(cudnnBatchNormalizationBackward(
         cudnn_handle(device), CUDNN_BATCHNORM_SPATIAL, one, zero, one, zero, d.x, x.raw_data(), d.x,
         g.raw_data(), d.x, dx.raw_data(), d.param, scale.raw_data(), dw.raw_data(), db.raw_data(),
-        CUDNN_BN_MIN_EPSILON, mean.raw_data(), invstd.raw_data()));
+        eps, mean.raw_data(), invstd.raw_data()));
     return;
   }
   GRAFT_DISPATCH_FLOAT(x.dtype(), "batch_norm_backward", [&] {
