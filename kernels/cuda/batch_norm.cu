@@ -200,10 +200,11 @@ void bn_train_cuda(const Tensor& x, const Tensor& w, const Tensor& b, const Tens
     return;
   }
   GRAFT_DISPATCH_FLOAT(x.dtype(), "batch_norm", [&] {
-    launch<bn_train_kernel<scalar_t>>(channel_grid(s.C), kBlock, 0, current_stream(device), x.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(w), ptr_or_null<scalar_t>(b),
-        ptr_or_null<scalar_t>(rm), ptr_or_null<scalar_t>(rv), momentum, eps,
-        out.data_ptr<scalar_t>(), save_mean.data_ptr<scalar_t>(), save_invstd.data_ptr<scalar_t>(),
-        s);
+    launch<bn_train_kernel<scalar_t>>(
+        channel_grid(s.C), kBlock, 0, current_stream(device), x.data_ptr<scalar_t>(),
+        ptr_or_null<scalar_t>(w), ptr_or_null<scalar_t>(b), ptr_or_null<scalar_t>(rm),
+        ptr_or_null<scalar_t>(rv), momentum, eps, out.data_ptr<scalar_t>(),
+        save_mean.data_ptr<scalar_t>(), save_invstd.data_ptr<scalar_t>(), s);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
@@ -225,8 +226,10 @@ void bn_eval_cuda(const Tensor& x, const Tensor& w, const Tensor& b, const Tenso
     return;
   }
   GRAFT_DISPATCH_FLOAT(x.dtype(), "batch_norm", [&] {
-    launch<bn_eval_kernel<scalar_t>>(grid_for(x.numel(), kBlock), kBlock, 0, current_stream(device), x.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(w), ptr_or_null<scalar_t>(b),
-        rm.data_ptr<scalar_t>(), rv.data_ptr<scalar_t>(), eps, out.data_ptr<scalar_t>(), s);
+    launch<bn_eval_kernel<scalar_t>>(grid_for(x.numel(), kBlock), kBlock, 0, current_stream(device),
+                                     x.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(w),
+                                     ptr_or_null<scalar_t>(b), rm.data_ptr<scalar_t>(),
+                                     rv.data_ptr<scalar_t>(), eps, out.data_ptr<scalar_t>(), s);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
@@ -260,17 +263,19 @@ void bn_backward_cuda(const Tensor& g, const Tensor& x, const Tensor& w, const T
     return;
   }
   GRAFT_DISPATCH_FLOAT(x.dtype(), "batch_norm_backward", [&] {
-    launch<bn_backward_kernel<scalar_t>>(channel_grid(s.C), kBlock, 0, current_stream(device), g.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(w),
-        mean.data_ptr<scalar_t>(), invstd.data_ptr<scalar_t>(), training, ptr_or_null<scalar_t>(gi),
-        ptr_or_null<scalar_t>(gw), ptr_or_null<scalar_t>(gb), s);
+    launch<bn_backward_kernel<scalar_t>>(
+        channel_grid(s.C), kBlock, 0, current_stream(device), g.data_ptr<scalar_t>(),
+        x.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(w), mean.data_ptr<scalar_t>(),
+        invstd.data_ptr<scalar_t>(), training, ptr_or_null<scalar_t>(gi), ptr_or_null<scalar_t>(gw),
+        ptr_or_null<scalar_t>(gb), s);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
 
 }  // namespace
 
-GRAFT_REGISTER_KERNEL(batch_norm_forward_train, CUDA, bn_train_cuda);
-GRAFT_REGISTER_KERNEL(batch_norm_forward_eval, CUDA, bn_eval_cuda);
-GRAFT_REGISTER_KERNEL(batch_norm_backward, CUDA, bn_backward_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(batch_norm_forward_train, bn_train_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(batch_norm_forward_eval, bn_eval_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(batch_norm_backward, bn_backward_cuda);
 
 }  // namespace graft::cuda

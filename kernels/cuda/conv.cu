@@ -419,7 +419,9 @@ void native_conv(const ConvShape& s, const Tensor& a, const Tensor& b, const Ten
   const int device = c.device().index;
   DeviceGuard guard(device);
   GRAFT_DISPATCH_FLOAT(c.dtype(), "conv2d", [&] {
-    launch<conv_igemm_kernel<DIR, scalar_t>>(grid, kThreads, 0, current_stream(device), s, M, NC, K, a.data_ptr<scalar_t>(), b.data_ptr<scalar_t>(), c.data_ptr<scalar_t>());
+    launch<conv_igemm_kernel<DIR, scalar_t>>(grid, kThreads, 0, current_stream(device), s, M, NC, K,
+                                             a.data_ptr<scalar_t>(), b.data_ptr<scalar_t>(),
+                                             c.data_ptr<scalar_t>());
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
@@ -469,8 +471,8 @@ void conv_backward_weight_cuda(const Tensor& g, const Tensor& x, const F::Conv2d
 
 }  // namespace
 
-GRAFT_REGISTER_KERNEL(conv2d_forward, CUDA, conv_forward_cuda);
-GRAFT_REGISTER_KERNEL(conv2d_backward_input, CUDA, conv_backward_input_cuda);
-GRAFT_REGISTER_KERNEL(conv2d_backward_weight, CUDA, conv_backward_weight_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(conv2d_forward, conv_forward_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(conv2d_backward_input, conv_backward_input_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(conv2d_backward_weight, conv_backward_weight_cuda);
 
 }  // namespace graft::cuda

@@ -152,9 +152,10 @@ void index_select_cuda(const Tensor& in, int64_t dim, const Tensor& index, const
   const int64_t index_stride = index.dim() == 1 ? index.strides()[0] : 0;
   int* flag = device_error_flag(device);
   GRAFT_CUDA_DISPATCH_BITS(out.itemsize(), "index_select", [&] {
-    launch<index_select_kernel<bits_t>>(grid_for(n, kBlock), kBlock, 0, current_stream(device), n, make_geom(out), make_geom(in), static_cast<int>(dim), index.data_ptr<int64_t>(),
-        index_stride, static_cast<const bits_t*>(in.raw_data()),
-        static_cast<bits_t*>(out.raw_data()), flag);
+    launch<index_select_kernel<bits_t>>(
+        grid_for(n, kBlock), kBlock, 0, current_stream(device), n, make_geom(out), make_geom(in),
+        static_cast<int>(dim), index.data_ptr<int64_t>(), index_stride,
+        static_cast<const bits_t*>(in.raw_data()), static_cast<bits_t*>(out.raw_data()), flag);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
@@ -169,9 +170,10 @@ void gather_cuda(const Tensor& in, int64_t dim, const Tensor& index, const Tenso
   DeviceGuard guard(device);
   int* flag = device_error_flag(device);
   GRAFT_CUDA_DISPATCH_BITS(out.itemsize(), "gather", [&] {
-    launch<gather_kernel<bits_t>>(grid_for(n, kBlock), kBlock, 0, current_stream(device), n, make_geom(out), make_geom(in), make_geom(index), static_cast<int>(dim),
-        index.data_ptr<int64_t>(), static_cast<const bits_t*>(in.raw_data()),
-        static_cast<bits_t*>(out.raw_data()), flag);
+    launch<gather_kernel<bits_t>>(
+        grid_for(n, kBlock), kBlock, 0, current_stream(device), n, make_geom(out), make_geom(in),
+        make_geom(index), static_cast<int>(dim), index.data_ptr<int64_t>(),
+        static_cast<const bits_t*>(in.raw_data()), static_cast<bits_t*>(out.raw_data()), flag);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
@@ -190,9 +192,10 @@ void accumulate(const Tensor& out, int64_t dim, const Tensor& index, const Tenso
   TensorGeom idx_g = make_geom(index);
   if (!per_element_index && index.dim() == 0) idx_g.strides[0] = 0;
   GRAFT_CUDA_DISPATCH_ATOMIC(out.dtype(), name, [&] {
-    launch<accumulate_kernel<scalar_t>>(grid_for(n, kBlock), kBlock, 0, current_stream(device), n, make_geom(it), make_geom(src), make_geom(out), idx_g, per_element_index,
-        static_cast<int>(dim), index.data_ptr<int64_t>(), src.data_ptr<scalar_t>(),
-        out.data_ptr<scalar_t>(), flag);
+    launch<accumulate_kernel<scalar_t>>(
+        grid_for(n, kBlock), kBlock, 0, current_stream(device), n, make_geom(it), make_geom(src),
+        make_geom(out), idx_g, per_element_index, static_cast<int>(dim), index.data_ptr<int64_t>(),
+        src.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), flag);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
@@ -217,9 +220,9 @@ void scatter_add_cuda(const Tensor& out, int64_t dim, const Tensor& index, const
 
 }  // namespace
 
-GRAFT_REGISTER_KERNEL(index_select, CUDA, index_select_cuda);
-GRAFT_REGISTER_KERNEL(index_add, CUDA, index_add_cuda);
-GRAFT_REGISTER_KERNEL(gather, CUDA, gather_cuda);
-GRAFT_REGISTER_KERNEL(scatter_add, CUDA, scatter_add_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(index_select, index_select_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(index_add, index_add_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(gather, gather_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(scatter_add, scatter_add_cuda);
 
 }  // namespace graft::cuda

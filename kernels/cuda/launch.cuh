@@ -17,7 +17,7 @@ void launch(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... a
 #ifdef GRAFT_CUDA_EMULATED
   (void)emu::launch_kernel<Kernel>(grid, block, smem, stream, std::forward<Args>(args)...);
 #else
-  Kernel<<<grid, block, smem, stream>>>(std::forward<Args>(args)...);
+  Kernel<<<grid, block, smem, stream> > >(std::forward<Args>(args)...);
 #endif
 }
 

@@ -238,10 +238,13 @@ void launch_elementwise(const Tensor& out, F f, const Ts&... in) {
   cudaStream_t stream = current_stream(device);
   Out* o = static_cast<Out*>(out.raw_data());
   if (all_contiguous({&out, &in...})) {
-    launch<elementwise_contig_kernel<Out, F, In...>>(grid_for(n, kBlock), kBlock, 0, stream, n, f, o, static_cast<const In*>(in.raw_data())...);
+    launch<elementwise_contig_kernel<Out, F, In...>>(grid_for(n, kBlock), kBlock, 0, stream, n, f,
+                                                     o, static_cast<const In*>(in.raw_data())...);
   } else {
     auto calc = make_offset_calc<sizeof...(In) + 1>(out.sizes(), {&out, &in...});
-    launch<elementwise_strided_kernel<Out, F, In...>>(grid_for(n, kBlock), kBlock, 0, stream, n, calc, f, o, static_cast<const In*>(in.raw_data())...);
+    launch<elementwise_strided_kernel<Out, F, In...>>(grid_for(n, kBlock), kBlock, 0, stream, n,
+                                                      calc, f, o,
+                                                      static_cast<const In*>(in.raw_data())...);
   }
   GRAFT_CUDA_CHECK_LAUNCH();
 }

@@ -83,7 +83,9 @@ void softmax_forward_cuda(const Tensor& x, int64_t dim, bool log, const Tensor& 
   const int device = x.device().index;
   DeviceGuard guard(device);
   GRAFT_DISPATCH_FLOAT(x.dtype(), "softmax", [&] {
-    launch<softmax_fwd_kernel<scalar_t>>(grid_for(r.outer * r.inner, kBlock), kBlock, 0, current_stream(device), x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), r.outer, r.len, r.inner, log);
+    launch<softmax_fwd_kernel<scalar_t>>(grid_for(r.outer * r.inner, kBlock), kBlock, 0,
+                                         current_stream(device), x.data_ptr<scalar_t>(),
+                                         out.data_ptr<scalar_t>(), r.outer, r.len, r.inner, log);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
@@ -95,8 +97,10 @@ void softmax_backward_cuda(const Tensor& grad_out, const Tensor& output, int64_t
   const int device = output.device().index;
   DeviceGuard guard(device);
   GRAFT_DISPATCH_FLOAT(output.dtype(), "softmax_backward", [&] {
-    launch<softmax_bwd_kernel<scalar_t>>(grid_for(r.outer * r.inner, kBlock), kBlock, 0, current_stream(device), grad_out.data_ptr<scalar_t>(), output.data_ptr<scalar_t>(),
-            grad_input.data_ptr<scalar_t>(), r.outer, r.len, r.inner, log);
+    launch<softmax_bwd_kernel<scalar_t>>(
+        grid_for(r.outer * r.inner, kBlock), kBlock, 0, current_stream(device),
+        grad_out.data_ptr<scalar_t>(), output.data_ptr<scalar_t>(), grad_input.data_ptr<scalar_t>(),
+        r.outer, r.len, r.inner, log);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
@@ -189,8 +193,10 @@ void loss_forward(const Tensor& x, const Tensor& target, int reduction, int64_t 
   double* l = static_cast<double*>(loss.data());
   int* cnt = static_cast<int*>(counts.data());
   if (N > 0) {
-    launch<ce_rows_kernel<T>>(grid_for(N, kBlock), kBlock, 0, stream, x.data_ptr<T>(), target.data_ptr<int64_t>(), N, C, ignore_index, ls, from_logits,
-        from_logits ? log_probs.data_ptr<T>() : nullptr, l, cnt, device_error_flag(device));
+    launch<ce_rows_kernel<T>>(grid_for(N, kBlock), kBlock, 0, stream, x.data_ptr<T>(),
+                              target.data_ptr<int64_t>(), N, C, ignore_index, ls, from_logits,
+                              from_logits ? log_probs.data_ptr<T>() : nullptr, l, cnt,
+                              device_error_flag(device));
     GRAFT_CUDA_CHECK_LAUNCH();
   }
   if (reduction == kReduceNone) {
@@ -271,11 +277,13 @@ void loss_backward(const Tensor& grad_out, const Tensor& log_probs, const Tensor
   cudaStream_t stream = current_stream(device);
   Workspace count(sizeof(int), device);
   launch<count_kernel>(1, kBlock, 0, stream, target.data_ptr<int64_t>(), N, C, ignore_index,
-                                         static_cast<int*>(count.data()));
+                       static_cast<int*>(count.data()));
   GRAFT_CUDA_CHECK_LAUNCH();
-  launch<loss_bwd_kernel<T>>(grid_for(N * C, kBlock), kBlock, 0, stream, grad_out.data_ptr<T>(), from_logits ? log_probs.data_ptr<T>() : nullptr,
-      target.data_ptr<int64_t>(), N, C, reduction, ignore_index, ls, from_logits,
-      static_cast<const int*>(count.data()), grad_input.data_ptr<T>());
+  launch<loss_bwd_kernel<T>>(grid_for(N * C, kBlock), kBlock, 0, stream, grad_out.data_ptr<T>(),
+                             from_logits ? log_probs.data_ptr<T>() : nullptr,
+                             target.data_ptr<int64_t>(), N, C, reduction, ignore_index, ls,
+                             from_logits, static_cast<const int*>(count.data()),
+                             grad_input.data_ptr<T>());
   GRAFT_CUDA_CHECK_LAUNCH();
 }
 
@@ -356,8 +364,9 @@ void max_pool_forward_cuda(const Tensor& x, const Pool2dParams& p, const Tensor&
   const int device = x.device().index;
   DeviceGuard guard(device);
   GRAFT_DISPATCH_FLOAT(x.dtype(), "max_pool2d", [&] {
-    launch<max_pool_fwd_kernel<scalar_t>>(grid_for(out.numel(), kBlock), kBlock, 0, current_stream(device), x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(), N * C, H,
-            W, OH, OW, p);
+    launch<max_pool_fwd_kernel<scalar_t>>(
+        grid_for(out.numel(), kBlock), kBlock, 0, current_stream(device), x.data_ptr<scalar_t>(),
+        out.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(), N * C, H, W, OH, OW, p);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
@@ -372,8 +381,10 @@ void max_pool_backward_cuda(const Tensor& grad_out, const Tensor& indices,
   const int device = grad_input.device().index;
   DeviceGuard guard(device);
   GRAFT_DISPATCH_FLOAT(grad_input.dtype(), "max_pool2d_backward", [&] {
-    launch<scatter_plane_kernel<scalar_t>>(grid_for(grad_out.numel(), kBlock), kBlock, 0, current_stream(device), grad_out.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(),
-            grad_input.data_ptr<scalar_t>(), planes, HW, OHW, device_error_flag(device));
+    launch<scatter_plane_kernel<scalar_t>>(
+        grid_for(grad_out.numel(), kBlock), kBlock, 0, current_stream(device),
+        grad_out.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(), grad_input.data_ptr<scalar_t>(),
+        planes, HW, OHW, device_error_flag(device));
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
@@ -430,8 +441,10 @@ void adaptive_avg_forward_cuda(const Tensor& x, const Tensor& out) {
   const int device = x.device().index;
   DeviceGuard guard(device);
   GRAFT_DISPATCH_FLOAT(x.dtype(), "adaptive_avg_pool2d", [&] {
-    launch<adaptive_avg_fwd_kernel<scalar_t>>(grid_for(out.numel(), kBlock), kBlock, 0, current_stream(device), x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), planes, x.sizes()[2], x.sizes()[3],
-            out.sizes()[2], out.sizes()[3]);
+    launch<adaptive_avg_fwd_kernel<scalar_t>>(grid_for(out.numel(), kBlock), kBlock, 0,
+                                              current_stream(device), x.data_ptr<scalar_t>(),
+                                              out.data_ptr<scalar_t>(), planes, x.sizes()[2],
+                                              x.sizes()[3], out.sizes()[2], out.sizes()[3]);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
@@ -442,8 +455,10 @@ void adaptive_avg_backward_cuda(const Tensor& grad_out, const Tensor& grad_input
   const int device = grad_input.device().index;
   DeviceGuard guard(device);
   GRAFT_DISPATCH_FLOAT(grad_input.dtype(), "adaptive_avg_pool2d_backward", [&] {
-    launch<adaptive_avg_bwd_kernel<scalar_t>>(grid_for(grad_input.numel(), kBlock), kBlock, 0, current_stream(device), grad_out.data_ptr<scalar_t>(), grad_input.data_ptr<scalar_t>(), planes,
-            grad_input.sizes()[2], grad_input.sizes()[3], grad_out.sizes()[2], grad_out.sizes()[3]);
+    launch<adaptive_avg_bwd_kernel<scalar_t>>(
+        grid_for(grad_input.numel(), kBlock), kBlock, 0, current_stream(device),
+        grad_out.data_ptr<scalar_t>(), grad_input.data_ptr<scalar_t>(), planes,
+        grad_input.sizes()[2], grad_input.sizes()[3], grad_out.sizes()[2], grad_out.sizes()[3]);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
@@ -484,19 +499,19 @@ void linear_backward_weight_cuda(const Tensor& g, const Tensor& x, const Tensor&
 
 }  // namespace
 
-GRAFT_REGISTER_KERNEL(softmax_forward, CUDA, softmax_forward_cuda);
-GRAFT_REGISTER_KERNEL(softmax_backward, CUDA, softmax_backward_cuda);
-GRAFT_REGISTER_KERNEL(nll_loss_forward, CUDA, nll_forward_cuda);
-GRAFT_REGISTER_KERNEL(nll_loss_backward, CUDA, nll_backward_cuda);
-GRAFT_REGISTER_KERNEL(cross_entropy_forward, CUDA, ce_forward_cuda);
-GRAFT_REGISTER_KERNEL(cross_entropy_backward, CUDA, ce_backward_cuda);
-GRAFT_REGISTER_KERNEL(max_pool2d_forward, CUDA, max_pool_forward_cuda);
-GRAFT_REGISTER_KERNEL(max_pool2d_backward, CUDA, max_pool_backward_cuda);
-GRAFT_REGISTER_KERNEL(adaptive_avg_pool2d_forward, CUDA, adaptive_avg_forward_cuda);
-GRAFT_REGISTER_KERNEL(adaptive_avg_pool2d_backward, CUDA, adaptive_avg_backward_cuda);
-GRAFT_REGISTER_KERNEL(bias_backward, CUDA, bias_backward_cuda);
-GRAFT_REGISTER_KERNEL(linear_forward, CUDA, linear_forward_cuda);
-GRAFT_REGISTER_KERNEL(linear_backward_input, CUDA, linear_backward_input_cuda);
-GRAFT_REGISTER_KERNEL(linear_backward_weight, CUDA, linear_backward_weight_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(softmax_forward, softmax_forward_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(softmax_backward, softmax_backward_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(nll_loss_forward, nll_forward_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(nll_loss_backward, nll_backward_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(cross_entropy_forward, ce_forward_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(cross_entropy_backward, ce_backward_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(max_pool2d_forward, max_pool_forward_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(max_pool2d_backward, max_pool_backward_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(adaptive_avg_pool2d_forward, adaptive_avg_forward_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(adaptive_avg_pool2d_backward, adaptive_avg_backward_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(bias_backward, bias_backward_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(linear_forward, linear_forward_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(linear_backward_input, linear_backward_input_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(linear_backward_weight, linear_backward_weight_cuda);
 
 }  // namespace graft::cuda

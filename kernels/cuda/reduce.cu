@@ -144,9 +144,11 @@ template <typename T, typename Acc>
 void launch_reduce(ReduceOp op, const T* src, T* dst, int64_t rows, int64_t len, int device) {
   cudaStream_t stream = current_stream(device);
   if (use_block_mode(rows, len)) {
-    launch<reduce_rows_kernel<kBlock, T, Acc>>(grid_for(rows, 1), kBlock, 0, stream, op, src, dst, rows, len);
+    launch<reduce_rows_kernel<kBlock, T, Acc>>(grid_for(rows, 1), kBlock, 0, stream, op, src, dst,
+                                               rows, len);
   } else {
-    launch<reduce_rows_kernel<kWarp, T, Acc>>(grid_for(rows, kBlock / kWarp), kBlock, 0, stream, op, src, dst, rows, len);
+    launch<reduce_rows_kernel<kWarp, T, Acc>>(grid_for(rows, kBlock / kWarp), kBlock, 0, stream, op,
+                                              src, dst, rows, len);
   }
   GRAFT_CUDA_CHECK_LAUNCH();
 }
@@ -234,9 +236,13 @@ void arg_reduce_cuda(ArgReduceOp op, const Tensor& in, int64_t dim, const Tensor
     using Acc = std::conditional_t<std::is_floating_point_v<scalar_t>, double, int64_t>;
     scalar_t* v = values.defined() ? values.data_ptr<scalar_t>() : nullptr;
     if (use_block_mode(rows, len)) {
-      launch<arg_reduce_kernel<kBlock, scalar_t, Acc>>(grid_for(rows, 1), kBlock, 0, stream, is_max, src.data_ptr<scalar_t>(), v, indices.data_ptr<int64_t>(), rows, len);
+      launch<arg_reduce_kernel<kBlock, scalar_t, Acc>>(grid_for(rows, 1), kBlock, 0, stream, is_max,
+                                                       src.data_ptr<scalar_t>(), v,
+                                                       indices.data_ptr<int64_t>(), rows, len);
     } else {
-      launch<arg_reduce_kernel<kWarp, scalar_t, Acc>>(grid_for(rows, kBlock / kWarp), kBlock, 0, stream, is_max, src.data_ptr<scalar_t>(), v, indices.data_ptr<int64_t>(), rows, len);
+      launch<arg_reduce_kernel<kWarp, scalar_t, Acc>>(grid_for(rows, kBlock / kWarp), kBlock, 0,
+                                                      stream, is_max, src.data_ptr<scalar_t>(), v,
+                                                      indices.data_ptr<int64_t>(), rows, len);
     }
     GRAFT_CUDA_CHECK_LAUNCH();
   });
@@ -288,9 +294,13 @@ void var_cuda(const Tensor& in, const std::vector<int64_t>& dims, double correct
   cudaStream_t stream = current_stream(in.device().index);
   GRAFT_DISPATCH_FLOAT(in.dtype(), "var", [&] {
     if (use_block_mode(rows, len)) {
-      launch<var_kernel<kBlock, scalar_t>>(grid_for(rows, 1), kBlock, 0, stream, src.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), rows, len, correction);
+      launch<var_kernel<kBlock, scalar_t>>(grid_for(rows, 1), kBlock, 0, stream,
+                                           src.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), rows,
+                                           len, correction);
     } else {
-      launch<var_kernel<kWarp, scalar_t>>(grid_for(rows, kBlock / kWarp), kBlock, 0, stream, src.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), rows, len, correction);
+      launch<var_kernel<kWarp, scalar_t>>(grid_for(rows, kBlock / kWarp), kBlock, 0, stream,
+                                          src.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), rows,
+                                          len, correction);
     }
     GRAFT_CUDA_CHECK_LAUNCH();
   });
@@ -298,8 +308,8 @@ void var_cuda(const Tensor& in, const std::vector<int64_t>& dims, double correct
 
 }  // namespace
 
-GRAFT_REGISTER_KERNEL(reduce, CUDA, reduce_cuda);
-GRAFT_REGISTER_KERNEL(arg_reduce, CUDA, arg_reduce_cuda);
-GRAFT_REGISTER_KERNEL(var, CUDA, var_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(reduce, reduce_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(arg_reduce, arg_reduce_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(var, var_cuda);
 
 }  // namespace graft::cuda

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -209,13 +210,18 @@ class CachingAllocator final : public Allocator {
     d.stats.peak_allocated = std::max(d.stats.peak_allocated, d.stats.allocated);
   }
   // cudaFree waits for the device, so no queued kernel still uses a freed block.
+  // Its first failure is reported after every block was handed back (and the
+  // pending error cleared, so that no later check reports it by mistake).
   static void release_cached(PerDevice& d) {
+    cudaError_t first = cudaSuccess;
     for (auto& [size, p] : d.free_blocks) {
-      cudaFree(p);
+      const cudaError_t err = cudaFree(p);
+      if (err != cudaSuccess && first == cudaSuccess) first = err;
       d.stats.reserved -= size;
     }
     d.stats.cached = 0;
     d.free_blocks.clear();
+    GRAFT_CUDA_CHECK(first);
   }
 
   std::mutex mutex_;
@@ -234,7 +240,9 @@ CachingAllocator& allocator() {
 // Pinned staging pool. Pageable host memory cannot be copied asynchronously,
 // so copies go through page-locked chunks. A host-to-device chunk is reusable
 // once the event recorded after its copy has completed; device-to-host copies
-// synchronise the stream before reading the chunk.
+// synchronise the stream before reading the chunk. An event can only be
+// recorded on a stream of its own device, so a chunk's event is re-created
+// when the chunk moves to another device (it is idle then).
 class PinnedPool {
  public:
   static constexpr size_t kChunk = 8 << 20;
@@ -243,13 +251,27 @@ class PinnedPool {
   struct Chunk {
     void* host = nullptr;
     cudaEvent_t done = nullptr;
+    int event_device = -1;
     bool busy = false;
+
+    // Records `done` on `stream` of `device` (the chunk's last use).
+    void record(int device, cudaStream_t stream) {
+      if (event_device != device) {
+        if (done) GRAFT_CUDA_CHECK(cudaEventDestroy(done));
+        done = nullptr;
+        event_device = -1;
+        DeviceGuard guard(device);
+        GRAFT_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+        event_device = device;
+      }
+      GRAFT_CUDA_CHECK(cudaEventRecord(done, stream));
+    }
   };
 
   Chunk* acquire() {
     std::lock_guard<std::mutex> lock(mutex_);
     for (Chunk& c : chunks_) {
-      if (!c.busy && cudaEventQuery(c.done) == cudaSuccess) {
+      if (!c.busy && (!c.done || cudaEventQuery(c.done) == cudaSuccess)) {
         c.busy = true;
         return &c;
       }
@@ -259,14 +281,13 @@ class PinnedPool {
       chunks_.emplace_back();
       Chunk& c = chunks_.back();
       GRAFT_CUDA_CHECK(cudaHostAlloc(&c.host, kChunk, cudaHostAllocPortable));
-      GRAFT_CUDA_CHECK(cudaEventCreateWithFlags(&c.done, cudaEventDisableTiming));
       c.busy = true;
       return &c;
     }
     // All chunks hold in-flight copies: wait for the first idle one.
     for (Chunk& c : chunks_) {
       if (!c.busy) {
-        GRAFT_CUDA_CHECK(cudaEventSynchronize(c.done));
+        if (c.done) GRAFT_CUDA_CHECK(cudaEventSynchronize(c.done));
         c.busy = true;
         return &c;
       }
@@ -300,7 +321,19 @@ struct DeviceState {
   std::once_flag cublas_once, cudnn_once;
   int* error_flag = nullptr;         // mapped pinned host memory, read by the host
   int* error_flag_device = nullptr;  // the same memory as kernels address it
+  cudaEvent_t copy_event = nullptr;  // orders cross-device copies (copy_bytes)
 };
+
+// Serialises cross-device copies: they share each device's copy_event.
+std::mutex g_peer_copy_mutex;
+
+// The device whose memory holds `p` (UVA).
+int device_of(const void* p) {
+  cudaPointerAttributes attr{};
+  GRAFT_CUDA_CHECK(cudaPointerGetAttributes(&attr, p));
+  GRAFT_CHECK(attr.type == cudaMemoryTypeDevice, "copy: source is not device memory");
+  return attr.device;
+}
 
 DeviceState& state(int device) {
   static DeviceState* states = new DeviceState[kMaxDevices];
@@ -314,6 +347,7 @@ DeviceState& state(int device) {
     *s.error_flag = kNoDeviceError;
     GRAFT_CUDA_CHECK(
         cudaHostGetDevicePointer(reinterpret_cast<void**>(&s.error_flag_device), s.error_flag, 0));
+    GRAFT_CUDA_CHECK(cudaEventCreateWithFlags(&s.copy_event, cudaEventDisableTiming));
   });
   return s;
 }
@@ -336,17 +370,41 @@ void copy_bytes(void* dst, const void* src, size_t nbytes, CopyKind kind, int de
   cudaStream_t stream = current_stream(device);
   PinnedPool& pool = pinned_pool();
   if (kind == CopyKind::DeviceToDevice) {
-    GRAFT_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToDevice, stream));
+    const int src_device = device_of(src);
+    if (src_device == device) {
+      GRAFT_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToDevice, stream));
+      return;
+    }
+    // Across devices: the copy (on the destination's stream) waits for the
+    // source's stream, and the source's stream then waits for the copy, so
+    // neither a pending write of the source nor a later reuse of its block
+    // (freed blocks are reused at once, see the ordering model) races it.
+    cudaStream_t src_stream = current_stream(src_device);
+    cudaEvent_t src_ready = state(src_device).copy_event;
+    cudaEvent_t copied = state(device).copy_event;
+    std::lock_guard<std::mutex> lock(g_peer_copy_mutex);
+    GRAFT_CUDA_CHECK(cudaEventRecord(src_ready, src_stream));
+    GRAFT_CUDA_CHECK(cudaStreamWaitEvent(stream, src_ready, 0));
+    GRAFT_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDefault, stream));
+    GRAFT_CUDA_CHECK(cudaEventRecord(copied, stream));
+    GRAFT_CUDA_CHECK(cudaStreamWaitEvent(src_stream, copied, 0));
   } else if (kind == CopyKind::HostToDevice) {
     for (size_t done = 0; done < nbytes; done += PinnedPool::kChunk) {
       const size_t n = std::min(PinnedPool::kChunk, nbytes - done);
       PinnedPool::Chunk* c = pool.acquire();
       std::memcpy(c->host, static_cast<const char*>(src) + done, n);
-      const cudaError_t err = cudaMemcpyAsync(static_cast<char*>(dst) + done, c->host, n,
-                                              cudaMemcpyHostToDevice, stream);
-      if (err == cudaSuccess) (void)cudaEventRecord(c->done, stream);
+      try {
+        GRAFT_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(dst) + done, c->host, n,
+                                         cudaMemcpyHostToDevice, stream));
+        c->record(device, stream);
+      } catch (...) {
+        // The chunk may still be read by a queued copy: wait before reuse.
+        (void)cudaStreamSynchronize(stream);
+        (void)cudaGetLastError();
+        pool.release(c);
+        throw;
+      }
       pool.release(c);
-      GRAFT_CUDA_CHECK(err);
     }
   } else {
     // Read-back: everything queued before it has run once this returns, so
@@ -403,7 +461,15 @@ DeviceGuard::DeviceGuard(int device) {
   }
 }
 DeviceGuard::~DeviceGuard() {
-  if (previous_ >= 0) (void)cudaSetDevice(previous_);
+  if (previous_ < 0) return;
+  const cudaError_t err = cudaSetDevice(previous_);
+  if (err != cudaSuccess) {
+    // A destructor cannot throw: say so once, and clear the error so that an
+    // unrelated later check does not report it.
+    (void)cudaGetLastError();
+    std::fprintf(stderr, "graft: cudaSetDevice(%d) failed restoring the device: %s\n", previous_,
+                 cudaGetErrorString(err));
+  }
 }
 
 cudaStream_t current_stream(int device) { return state(device).stream; }
@@ -452,6 +518,26 @@ Workspace::Workspace(size_t nbytes, int device) : nbytes_(nbytes), device_(devic
   if (nbytes > 0) ptr_ = allocator().allocate(nbytes, device);
 }
 Workspace::~Workspace() { allocator().deallocate(ptr_, nbytes_, device_); }
+
+namespace {
+std::mutex g_coverage_mutex;
+std::vector<std::pair<const char*, const std::atomic<uint64_t>*>>& coverage_entries() {
+  static auto* v = new std::vector<std::pair<const char*, const std::atomic<uint64_t>*>>();
+  return *v;
+}
+}  // namespace
+
+void register_coverage(const char* table, const std::atomic<uint64_t>* calls) {
+  std::lock_guard<std::mutex> lock(g_coverage_mutex);
+  coverage_entries().emplace_back(table, calls);
+}
+
+std::vector<KernelCoverage> kernel_coverage() {
+  std::lock_guard<std::mutex> lock(g_coverage_mutex);
+  std::vector<KernelCoverage> out;
+  for (const auto& [table, calls] : coverage_entries()) out.push_back({table, calls->load()});
+  return out;
+}
 
 bool tf32_enabled() {
   read_env();

@@ -8,8 +8,8 @@
 //
 // GRAFT_EMU_SCHEDULE=random:SEED runs the runnable fibers of each pass in a
 // random order (default: thread order). GRAFT_EMU_THREADS=N sets the workers.
-#include <boost/context/detail/fcontext.hpp>
 #include <sys/mman.h>
+#include <boost/context/detail/fcontext.hpp>
 
 #include <algorithm>
 #include <atomic>

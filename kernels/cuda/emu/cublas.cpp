@@ -58,8 +58,8 @@ cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb
     return stride >= 0 && graft::cuda::emu::is_device_range(
                               p, sizeof(T) * (extent(stride, ld, cols) + rows), h->device);
   };
-  if (!inside(C, sC, ldc, m, n) || (k > 0 && (!inside(A, sA, lda, a_rows, a_cols) ||
-                                              !inside(B, sB, ldb, b_rows, b_cols))))
+  if (!inside(C, sC, ldc, m, n) ||
+      (k > 0 && (!inside(A, sA, lda, a_rows, a_cols) || !inside(B, sB, ldb, b_rows, b_cols))))
     return CUBLAS_STATUS_EXECUTION_FAILED;
   const T al = *alpha, be = *beta;  // host pointer mode: read at call time
   const cudaError_t err = graft::cuda::emu::enqueue(h->stream, [=] {

@@ -44,13 +44,11 @@ cudnnStatus_t bad(const std::string& why) {
   return CUDNN_STATUS_BAD_PARAM;
 }
 
-size_t elem(cudnnDataType_t t) { return t == CUDNN_DATA_DOUBLE ? 8 : t == CUDNN_DATA_FLOAT ? 4 : 2; }
-size_t count(const cudnnTensorStruct* t) {
-  return static_cast<size_t>(t->n) * t->c * t->h * t->w;
+size_t elem(cudnnDataType_t t) {
+  return t == CUDNN_DATA_DOUBLE ? 8 : t == CUDNN_DATA_FLOAT ? 4 : 2;
 }
-size_t count(const cudnnFilterStruct* f) {
-  return static_cast<size_t>(f->k) * f->c * f->h * f->w;
-}
+size_t count(const cudnnTensorStruct* t) { return static_cast<size_t>(t->n) * t->c * t->h * t->w; }
+size_t count(const cudnnFilterStruct* f) { return static_cast<size_t>(f->k) * f->c * f->h * f->w; }
 
 // Algorithm 0 of every direction asks for this much workspace, 1 for none.
 constexpr size_t kAlgo0Workspace = 4096;
@@ -112,10 +110,10 @@ cudnnStatus_t check_ws(cudnnHandle_t h, int algo, void* ws, size_t ws_size) {
   return check_ptr(h, ws, ws_size, "workspace");
 }
 
-#define GRAFT_CUDNN_TRY(call)                                   \
-  do {                                                          \
-    const cudnnStatus_t graft_s_ = (call);                      \
-    if (graft_s_ != CUDNN_STATUS_SUCCESS) return graft_s_;      \
+#define GRAFT_CUDNN_TRY(call)                              \
+  do {                                                     \
+    const cudnnStatus_t graft_s_ = (call);                 \
+    if (graft_s_ != CUDNN_STATUS_SUCCESS) return graft_s_; \
   } while (0)
 
 // Visits every (output, input, weight) index triple of the convolution.
@@ -150,8 +148,8 @@ template <typename Perf, typename Algo>
 void fill_perf(int requested, int* returned, Perf* perf, cudnnMathType_t math) {
   const int n = requested < 2 ? requested : 2;
   for (int i = 0; i < n; ++i)
-    perf[i] = Perf{static_cast<Algo>(i), CUDNN_STATUS_SUCCESS, 0.f, workspace_for(i),
-                   CUDNN_DETERMINISTIC, math};
+    perf[i] = Perf{static_cast<Algo>(i), CUDNN_STATUS_SUCCESS, 0.f,
+                   workspace_for(i),     CUDNN_DETERMINISTIC,  math};
   *returned = n;
 }
 
@@ -242,9 +240,8 @@ cudnnStatus_t cudnnDestroyConvolutionDescriptor(cudnnConvolutionDescriptor_t d) 
   delete d;
   return CUDNN_STATUS_SUCCESS;
 }
-cudnnStatus_t cudnnSetConvolution2dDescriptor(cudnnConvolutionDescriptor_t d, int ph, int pw,
-                                              int u, int v, int dh, int dw,
-                                              cudnnConvolutionMode_t mode,
+cudnnStatus_t cudnnSetConvolution2dDescriptor(cudnnConvolutionDescriptor_t d, int ph, int pw, int u,
+                                              int v, int dh, int dw, cudnnConvolutionMode_t mode,
                                               cudnnDataType_t compute) {
   if (ph < 0 || pw < 0 || u <= 0 || v <= 0 || dh <= 0 || dw <= 0)
     return bad("cudnnSetConvolution2dDescriptor: negative padding or non-positive stride/dilation");
@@ -272,7 +269,7 @@ cudnnStatus_t cudnnGetConvolutionForwardAlgorithm_v7(cudnnHandle_t h, cudnnTenso
                                                      cudnnConvolutionFwdAlgoPerf_t* perf) {
   GRAFT_CUDNN_TRY(check_conv(h, x, w, c, y));
   fill_perf<cudnnConvolutionFwdAlgoPerf_t, cudnnConvolutionFwdAlgo_t>(requested, returned, perf,
-                                                                       c->math);
+                                                                      c->math);
   return CUDNN_STATUS_SUCCESS;
 }
 cudnnStatus_t cudnnGetConvolutionBackwardDataAlgorithm_v7(
@@ -281,7 +278,7 @@ cudnnStatus_t cudnnGetConvolutionBackwardDataAlgorithm_v7(
     cudnnConvolutionBwdDataAlgoPerf_t* perf) {
   GRAFT_CUDNN_TRY(check_conv(h, dx, w, c, dy));
   fill_perf<cudnnConvolutionBwdDataAlgoPerf_t, cudnnConvolutionBwdDataAlgo_t>(requested, returned,
-                                                                               perf, c->math);
+                                                                              perf, c->math);
   return CUDNN_STATUS_SUCCESS;
 }
 cudnnStatus_t cudnnGetConvolutionBackwardFilterAlgorithm_v7(
@@ -307,7 +304,7 @@ cudnnStatus_t cudnnFindConvolutionForwardAlgorithmEx(
   GRAFT_CUDNN_TRY(check_ptr(h, yp, count(y) * elem(y->type), "find forward y"));
   GRAFT_CUDNN_TRY(check_ptr(h, ws, ws_size, "find forward workspace"));
   fill_perf<cudnnConvolutionFwdAlgoPerf_t, cudnnConvolutionFwdAlgo_t>(requested, returned, perf,
-                                                                       c->math);
+                                                                      c->math);
   const size_t bytes = count(y) * elem(y->type);
   return enqueue(h, [yp, bytes] { std::memset(yp, 0xFF, bytes); });
 }
@@ -322,7 +319,7 @@ cudnnStatus_t cudnnFindConvolutionBackwardDataAlgorithmEx(
   GRAFT_CUDNN_TRY(check_ptr(h, dxp, count(dx) * elem(dx->type), "find backward-data dx"));
   GRAFT_CUDNN_TRY(check_ptr(h, ws, ws_size, "find backward-data workspace"));
   fill_perf<cudnnConvolutionBwdDataAlgoPerf_t, cudnnConvolutionBwdDataAlgo_t>(requested, returned,
-                                                                               perf, c->math);
+                                                                              perf, c->math);
   const size_t bytes = count(dx) * elem(dx->type);
   return enqueue(h, [dxp, bytes] { std::memset(dxp, 0xFF, bytes); });
 }
@@ -342,9 +339,8 @@ cudnnStatus_t cudnnFindConvolutionBackwardFilterAlgorithmEx(
   return enqueue(h, [dwp, bytes] { std::memset(dwp, 0xFF, bytes); });
 }
 
-cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void* alpha,
-                                      cudnnTensorDescriptor_t x, const void* xp,
-                                      cudnnFilterDescriptor_t w, const void* wp,
+cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void* alpha, cudnnTensorDescriptor_t x,
+                                      const void* xp, cudnnFilterDescriptor_t w, const void* wp,
                                       cudnnConvolutionDescriptor_t c,
                                       cudnnConvolutionFwdAlgo_t algo, void* ws, size_t ws_size,
                                       const void* beta, cudnnTensorDescriptor_t y, void* yp) {
@@ -427,9 +423,11 @@ cudnnStatus_t cudnnAddTensor(cudnnHandle_t h, const void* alpha, cudnnTensorDesc
         for (int y = 0; y < cs.h; ++y)
           for (int x = 0; x < cs.w; ++x) {
             const size_t ci = ((static_cast<size_t>(n) * cs.c + ch) * cs.h + y) * cs.w + x;
-            const size_t ai = ((static_cast<size_t>(as.n > 1 ? n : 0) * as.c +
-                                (as.c > 1 ? ch : 0)) * as.h + (as.h > 1 ? y : 0)) * as.w +
-                              (as.w > 1 ? x : 0);
+            const size_t ai =
+                ((static_cast<size_t>(as.n > 1 ? n : 0) * as.c + (as.c > 1 ? ch : 0)) * as.h +
+                 (as.h > 1 ? y : 0)) *
+                    as.w +
+                (as.w > 1 ? x : 0);
             blend(t, cp, ci, load(t, ap, ai), al, be);
           }
   });
@@ -508,11 +506,13 @@ cudnnStatus_t cudnnBatchNormalizationForwardTraining(
   });
 }
 
-cudnnStatus_t cudnnBatchNormalizationForwardInference(
-    cudnnHandle_t h, cudnnBatchNormMode_t mode, const void* alpha, const void* beta,
-    cudnnTensorDescriptor_t x, const void* xp, cudnnTensorDescriptor_t y, void* yp,
-    cudnnTensorDescriptor_t bn, const void* scale, const void* bias, const void* mean,
-    const void* var, double eps) {
+cudnnStatus_t cudnnBatchNormalizationForwardInference(cudnnHandle_t h, cudnnBatchNormMode_t mode,
+                                                      const void* alpha, const void* beta,
+                                                      cudnnTensorDescriptor_t x, const void* xp,
+                                                      cudnnTensorDescriptor_t y, void* yp,
+                                                      cudnnTensorDescriptor_t bn, const void* scale,
+                                                      const void* bias, const void* mean,
+                                                      const void* var, double eps) {
   GRAFT_CUDNN_TRY(check_bn(h, mode, x, y, bn, eps));
   const size_t cb = static_cast<size_t>(x->c) * elem(x->type);
   GRAFT_CUDNN_TRY(check_ptr(h, xp, count(x) * elem(x->type), "bn x"));
@@ -552,9 +552,8 @@ cudnnStatus_t cudnnBatchNormalizationBackward(
     std::lock_guard<std::mutex> lock(g_eps_mutex);
     auto it = g_forward_eps.find(saved_mean);
     if (it != g_forward_eps.end() && it->second != eps)
-      return bad("bn backward: epsilon " + std::to_string(eps) +
-                 " differs from the forward's " + std::to_string(it->second) +
-                 " (cuDNN requires the same value)");
+      return bad("bn backward: epsilon " + std::to_string(eps) + " differs from the forward's " +
+                 std::to_string(it->second) + " (cuDNN requires the same value)");
   }
   const cudnnDataType_t t = x->type;
   const double ad = scalar(t, alpha_data), bd = scalar(t, beta_data);

@@ -9,8 +9,8 @@
 // reaches is reported as a synccheck error naming the kernel, never a hang.
 #pragma once
 
-#include <atomic>
 #include <math.h>  // libstdc++: float overloads of ::exp etc. and ::isnan, as CUDA has
+#include <atomic>
 
 #include <cmath>
 #include <cstddef>

@@ -32,7 +32,8 @@ struct CUstream_st {
   int device = 0;
   std::mutex mutex;
   std::condition_variable cv;
-  std::deque<std::pair<std::function<void()>, bool>> queue;  // (work, runs even after a sticky error)
+  std::deque<std::pair<std::function<void()>, bool>>
+      queue;          // (work, runs even after a sticky error)
   bool busy = false;  // the worker is running a task
   bool stop = false;
   std::thread worker;
@@ -66,11 +67,16 @@ struct CUstream_st {
   void loop();
 };
 
-struct CUevent_st {
-  int device = 0;
+// Queued work holds the state, not the handle: cudaEventDestroy may run while
+// a record or wait is still queued (CUDA defers the release).
+struct EventState {
   std::mutex mutex;
   std::condition_variable cv;
   uint64_t recorded = 0, completed = 0;
+};
+struct CUevent_st {
+  int device = 0;
+  std::shared_ptr<EventState> state = std::make_shared<EventState>();
 };
 
 namespace graft::cuda::emu {
@@ -239,11 +245,10 @@ cudaError_t launch(cudaStream_t stream, Launch l) {
                     std::to_string(b.z) + ")");
   CUstream_st* s = resolve(stream);
   if (s->device != t_device)
-    return fail(cudaErrorInvalidResourceHandle, std::string("launch of ") + l.kernel_name +
-                                                    " on a stream of cuda:" +
-                                                    std::to_string(s->device) +
-                                                    " while cuda:" + std::to_string(t_device) +
-                                                    " is current");
+    return fail(cudaErrorInvalidResourceHandle,
+                std::string("launch of ") + l.kernel_name +
+                    " on a stream of cuda:" + std::to_string(s->device) +
+                    " while cuda:" + std::to_string(t_device) + " is current");
   if (const cudaError_t e = sticky(s->device)) return e;
   const int device = s->device;
   s->push([device, l = std::move(l)] {
@@ -299,8 +304,7 @@ cudaError_t cudaGetDevice(int* device) {
 cudaError_t cudaSetDevice(int device) {
   if (device < 0 || device >= device_count())
     return fail(cudaErrorInvalidDevice, "cudaSetDevice(" + std::to_string(device) + "): " +
-                                            std::to_string(device_count()) +
-                                            " emulated device(s)");
+                                            std::to_string(device_count()) + " emulated device(s)");
   t_device = device;
   return cudaSuccess;
 }
@@ -426,6 +430,20 @@ cudaError_t cudaFreeHost(void* ptr) {
   std::free(ptr);
   return cudaSuccess;
 }
+cudaError_t cudaPointerGetAttributes(cudaPointerAttributes* attr, const void* ptr) {
+  std::lock_guard<std::mutex> lock(g_alloc_mutex);
+  uintptr_t base = 0;
+  const Allocation* a = find(ptr, base);
+  *attr = cudaPointerAttributes{cudaMemoryTypeUnregistered, -1, nullptr, const_cast<void*>(ptr)};
+  if (a && a->device >= 0) {
+    *attr = {cudaMemoryTypeDevice, a->device, const_cast<void*>(ptr), nullptr};
+  } else if (a) {
+    *attr = {cudaMemoryTypeHost, -1, a->mapped ? const_cast<void*>(ptr) : nullptr,
+             const_cast<void*>(ptr)};
+  }
+  return cudaSuccess;
+}
+
 cudaError_t cudaHostGetDevicePointer(void** device_ptr, void* host_ptr, unsigned) {
   std::lock_guard<std::mutex> lock(g_alloc_mutex);
   uintptr_t base = 0;
@@ -525,14 +543,15 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned
   CUstream_st* s = resolve(stream);
   if (!event) return fail(cudaErrorInvalidResourceHandle, "cudaStreamWaitEvent: null event");
   if (const cudaError_t e = sticky(s->device)) return e;
+  std::shared_ptr<EventState> e = event->state;
   uint64_t target;
   {
-    std::lock_guard<std::mutex> lock(event->mutex);
-    target = event->recorded;
+    std::lock_guard<std::mutex> lock(e->mutex);
+    target = e->recorded;
   }
-  s->push([event, target] {
-    std::unique_lock<std::mutex> lock(event->mutex);
-    event->cv.wait(lock, [&] { return event->completed >= target; });
+  s->push([e, target] {
+    std::unique_lock<std::mutex> lock(e->mutex);
+    e->cv.wait(lock, [&] { return e->completed >= target; });
   });
   return cudaSuccess;
 }
@@ -549,7 +568,7 @@ cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned) {
 }
 cudaError_t cudaEventDestroy(cudaEvent_t event) {
   if (!event) return fail(cudaErrorInvalidResourceHandle, "cudaEventDestroy(null)");
-  delete event;  // CUDA defers the release until the event completes; callers here sync first
+  delete event;  // queued records and waits keep the shared state alive
   return cudaSuccess;
 }
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
@@ -560,31 +579,36 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
                 "cudaEventRecord: event of cuda:" + std::to_string(event->device) +
                     " recorded on a stream of cuda:" + std::to_string(s->device));
   if (const cudaError_t e = sticky(s->device)) return e;
+  std::shared_ptr<EventState> st = event->state;
   uint64_t gen;
   {
-    std::lock_guard<std::mutex> lock(event->mutex);
-    gen = ++event->recorded;
+    std::lock_guard<std::mutex> lock(st->mutex);
+    gen = ++st->recorded;
   }
-  s->push([event, gen] {
-    {
-      std::lock_guard<std::mutex> lock(event->mutex);
-      event->completed = std::max(event->completed, gen);
-    }
-    event->cv.notify_all();
-  }, /*always=*/true);  // so that cudaEventSynchronize returns after a fault too
+  s->push(
+      [st, gen] {
+        {
+          std::lock_guard<std::mutex> lock(st->mutex);
+          st->completed = std::max(st->completed, gen);
+        }
+        st->cv.notify_all();
+      },
+      /*always=*/true);  // so that cudaEventSynchronize returns after a fault too
   return cudaSuccess;
 }
 cudaError_t cudaEventQuery(cudaEvent_t event) {
   if (!event) return fail(cudaErrorInvalidResourceHandle, "cudaEventQuery: null event");
-  std::lock_guard<std::mutex> lock(event->mutex);
+  EventState& st = *event->state;
+  std::lock_guard<std::mutex> lock(st.mutex);
   // cudaErrorNotReady is returned, not recorded as the last error.
-  return event->completed >= event->recorded ? cudaSuccess : cudaErrorNotReady;
+  return st.completed >= st.recorded ? cudaSuccess : cudaErrorNotReady;
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   if (!event) return fail(cudaErrorInvalidResourceHandle, "cudaEventSynchronize: null event");
   {
-    std::unique_lock<std::mutex> lock(event->mutex);
-    event->cv.wait(lock, [&] { return event->completed >= event->recorded; });
+    EventState& st = *event->state;
+    std::unique_lock<std::mutex> lock(st.mutex);
+    st.cv.wait(lock, [&] { return st.completed >= st.recorded; });
   }
   return sticky(event->device);
 }

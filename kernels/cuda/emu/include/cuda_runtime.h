@@ -61,6 +61,20 @@ struct cudaDeviceProp {
   int multiProcessorCount;
 };
 
+enum cudaMemoryType {
+  cudaMemoryTypeUnregistered = 0,
+  cudaMemoryTypeHost = 1,
+  cudaMemoryTypeDevice = 2,
+  cudaMemoryTypeManaged = 3,
+};
+struct cudaPointerAttributes {
+  cudaMemoryType type;
+  int device;
+  void* devicePointer;
+  void* hostPointer;
+};
+cudaError_t cudaPointerGetAttributes(cudaPointerAttributes* attr, const void* ptr);
+
 cudaError_t cudaGetDeviceCount(int* count);
 cudaError_t cudaGetDevice(int* device);
 cudaError_t cudaSetDevice(int device);
@@ -128,15 +142,14 @@ cudaError_t enqueue(cudaStream_t stream, std::function<void()> work);
 void report_device_error(int device, const std::string& message);
 
 template <auto Kernel, typename... Args>
-cudaError_t launch_kernel(dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
-                          Args&&... args) {
+cudaError_t launch_kernel(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
   return [&]<typename... P>(void (*)(P...)) {
     // Arguments are copied at launch, converted to the kernel's parameter
     // types, as CUDA does; each thread then gets its own by-value copies.
     std::tuple<std::decay_t<P>...> params(std::forward<Args>(args)...);
     static const char* const name = kernel_name_from(__PRETTY_FUNCTION__);
-    return launch(stream, Launch{name, grid, block, smem,
-                                 [params]() { std::apply(Kernel, params); }});
+    return launch(stream,
+                  Launch{name, grid, block, smem, [params]() { std::apply(Kernel, params); }});
   }(Kernel);
 }
 

@@ -30,9 +30,18 @@ enum cudnnDeterminism_t { CUDNN_NON_DETERMINISTIC = 0, CUDNN_DETERMINISTIC = 1 }
 
 // The reference implements two algorithms per direction: 0 needs a workspace
 // (so that its size and pointer are checked), 1 needs none.
-enum cudnnConvolutionFwdAlgo_t { CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM = 0, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM = 1 };
-enum cudnnConvolutionBwdDataAlgo_t { CUDNN_CONVOLUTION_BWD_DATA_ALGO_0 = 0, CUDNN_CONVOLUTION_BWD_DATA_ALGO_1 = 1 };
-enum cudnnConvolutionBwdFilterAlgo_t { CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0 = 0, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1 = 1 };
+enum cudnnConvolutionFwdAlgo_t {
+  CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM = 0,
+  CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM = 1
+};
+enum cudnnConvolutionBwdDataAlgo_t {
+  CUDNN_CONVOLUTION_BWD_DATA_ALGO_0 = 0,
+  CUDNN_CONVOLUTION_BWD_DATA_ALGO_1 = 1
+};
+enum cudnnConvolutionBwdFilterAlgo_t {
+  CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0 = 0,
+  CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1 = 1
+};
 
 struct cudnnConvolutionFwdAlgoPerf_t {
   cudnnConvolutionFwdAlgo_t algo;
@@ -96,10 +105,12 @@ cudnnStatus_t cudnnGetConvolutionForwardAlgorithm_v7(cudnnHandle_t, cudnnTensorD
                                                      cudnnTensorDescriptor_t y, int requested,
                                                      int* returned,
                                                      cudnnConvolutionFwdAlgoPerf_t* perf);
-cudnnStatus_t cudnnGetConvolutionBackwardDataAlgorithm_v7(
-    cudnnHandle_t, cudnnFilterDescriptor_t w, cudnnTensorDescriptor_t dy,
-    cudnnConvolutionDescriptor_t conv, cudnnTensorDescriptor_t dx, int requested, int* returned,
-    cudnnConvolutionBwdDataAlgoPerf_t* perf);
+cudnnStatus_t cudnnGetConvolutionBackwardDataAlgorithm_v7(cudnnHandle_t, cudnnFilterDescriptor_t w,
+                                                          cudnnTensorDescriptor_t dy,
+                                                          cudnnConvolutionDescriptor_t conv,
+                                                          cudnnTensorDescriptor_t dx, int requested,
+                                                          int* returned,
+                                                          cudnnConvolutionBwdDataAlgoPerf_t* perf);
 cudnnStatus_t cudnnGetConvolutionBackwardFilterAlgorithm_v7(
     cudnnHandle_t, cudnnTensorDescriptor_t x, cudnnTensorDescriptor_t dy,
     cudnnConvolutionDescriptor_t conv, cudnnFilterDescriptor_t dw, int requested, int* returned,
@@ -148,11 +159,13 @@ cudnnStatus_t cudnnBatchNormalizationForwardTraining(
     cudnnTensorDescriptor_t x, const void* xp, cudnnTensorDescriptor_t y, void* yp,
     cudnnTensorDescriptor_t bn, const void* scale, const void* bias, double factor,
     void* running_mean, void* running_var, double eps, void* save_mean, void* save_invvar);
-cudnnStatus_t cudnnBatchNormalizationForwardInference(
-    cudnnHandle_t, cudnnBatchNormMode_t mode, const void* alpha, const void* beta,
-    cudnnTensorDescriptor_t x, const void* xp, cudnnTensorDescriptor_t y, void* yp,
-    cudnnTensorDescriptor_t bn, const void* scale, const void* bias, const void* mean,
-    const void* var, double eps);
+cudnnStatus_t cudnnBatchNormalizationForwardInference(cudnnHandle_t, cudnnBatchNormMode_t mode,
+                                                      const void* alpha, const void* beta,
+                                                      cudnnTensorDescriptor_t x, const void* xp,
+                                                      cudnnTensorDescriptor_t y, void* yp,
+                                                      cudnnTensorDescriptor_t bn, const void* scale,
+                                                      const void* bias, const void* mean,
+                                                      const void* var, double eps);
 cudnnStatus_t cudnnBatchNormalizationBackward(
     cudnnHandle_t, cudnnBatchNormMode_t mode, const void* alpha_data, const void* beta_data,
     const void* alpha_param, const void* beta_param, cudnnTensorDescriptor_t x, const void* xp,
