@@ -584,6 +584,77 @@ TEST(CudaOptim, FusedSgdAndAdamMatchReference) {
   }
 }
 
+// Runs fn on cpu and cuda copies of `in`; both must throw, or both agree exactly.
+void expect_same_on_both(const std::vector<Tensor>& in,
+                         const std::function<Tensor(const std::vector<Tensor>&)>& fn,
+                         const std::string& what) {
+  SCOPED_TRACE(what);
+  std::vector<Tensor> on_cuda;
+  for (const Tensor& t : in) on_cuda.push_back(t.to(Device::cuda()));
+  Tensor cpu_out, cuda_out;
+  bool cpu_threw = false, cuda_threw = false;
+  try {
+    cpu_out = fn(in);
+  } catch (const Error&) {
+    cpu_threw = true;
+  }
+  try {
+    cuda_out = fn(on_cuda);
+    cuda::synchronize();  // an index error is reported at the next synchronisation
+  } catch (const Error&) {
+    cuda_threw = true;
+  }
+  ASSERT_EQ(cpu_threw, cuda_threw) << "one device threw, the other did not";
+  if (!cpu_threw) {
+    EXPECT_TRUE(all_close(cuda_out, cpu_out, 0, what));
+  }
+}
+
+// index_add has no public op (it is index_select's backward): call the kernel.
+Tensor index_add_copy(const std::vector<Tensor>& v) {
+  Tensor out = v[0].clone();
+  kernel::index_add(out.device())(out, 0, v[1], v[2]);
+  return out;
+}
+
+// Findings: CUDA rejected negative indices the CPU accepts, read an
+// uninitialised coordinate for 0-d operands, and lacked the 8/16-bit integer
+// dtypes for index_add/scatter_add.
+TEST(CudaIndex, NegativeIndicesZeroDimOperandsAndSmallIntegerDtypesMatchCpu) {
+  GRAFT_REQUIRE_CUDA();
+  Generator gen(8);
+  const Tensor x = randn({5, 4}, opts(DType::Float32), &gen);
+  const Tensor neg = tensor<int64_t>({-1, 0, -5, 3});
+  expect_same_on_both({x, neg}, [](const V& v) { return index_select(v[0], 0, v[1]); },
+                      "index_select negative");
+  const Tensor gidx = tensor<int64_t>({-1, 0, -4, 2, 1, -2}, {2, 3});
+  expect_same_on_both({x, gidx}, [](const V& v) { return gather(v[0], 1, v[1]); },
+                      "gather negative");
+  for (DType dt : {DType::Int8, DType::Int16, DType::UInt8, DType::Int32, DType::Float64}) {
+    const Tensor base = mul(ones({4, 3}, opts(DType::Float32)), 120.0).to(dt);
+    const Tensor src = mul(ones({2, 3}, opts(DType::Float32)), 100.0).to(dt);
+    const Tensor rows = tensor<int64_t>({-1, -1});  // both rows into the last: wraps for int8/uint8
+    expect_same_on_both({base, rows, src},
+                        index_add_copy,
+                        std::string("index_add ") + dtype_name(dt));
+    const Tensor sidx = tensor<int64_t>({0, -1, 1, 2, 2, -3}, {2, 3});
+    expect_same_on_both({base, sidx, src},
+                        [](const V& v) { return scatter_add(v[0], 0, v[1], v[2]); },
+                        std::string("scatter_add ") + dtype_name(dt));
+  }
+  const Tensor scalar = tensor<float>({2.5f}).reshape({});
+  const Tensor idx0 = tensor<int64_t>({0}).reshape({});
+  expect_same_on_both({scalar, idx0}, [](const V& v) { return gather(v[0], 0, v[1]); },
+                      "gather 0-d");
+  expect_same_on_both({scalar, tensor<int64_t>({0})},
+                      [](const V& v) { return index_select(v[0], 0, v[1]); }, "index_select 0-d");
+  expect_same_on_both({scalar, idx0, tensor<float>({1.5f}).reshape({})},
+                      index_add_copy, "index_add 0-d");
+  expect_same_on_both({scalar, idx0, tensor<float>({1.5f}).reshape({})},
+                      [](const V& v) { return scatter_add(v[0], 0, v[1], v[2]); },
+                      "scatter_add 0-d");
+}
+
 // Finding: the fused optimizer threw on a model whose parameters mix float32
 // and float64; it now launches once per dtype.
 TEST(CudaOptim, FusedStepsAcceptMixedFloat32AndFloat64Parameters) {
