@@ -610,6 +610,26 @@ void expect_same_on_both(const std::vector<Tensor>& in,
   }
 }
 
+// Finding: float -> integer conversion wrapped on the CPU (x86 through int32)
+// and saturated on CUDA. Both now convert through int64 (torch's rule).
+TEST(CudaConvert, FloatToIntegerWrapsThroughInt64OnBothDevices) {
+  GRAFT_REQUIRE_CUDA();
+  const Tensor x = tensor<double>({300.7, -1.5, 1e10, -129.0, 70000.0, 255.9});
+  const std::vector<std::pair<DType, std::vector<double>>> expected = {
+      {DType::UInt8, {44, 255, 0, 127, 112, 255}},
+      {DType::Int8, {44, -1, 0, 127, 112, -1}},
+      {DType::Int16, {300, -1, -7168, -129, 4464, 255}},
+      {DType::Int32, {300, -1, 1410065408, -129, 70000, 255}},
+  };
+  for (const auto& [dt, want] : expected) {
+    const Tensor ref = tensor<double>(want);
+    EXPECT_TRUE(
+        all_close(x.to(dt).to(DType::Float64), ref, 0, std::string("cpu ") + dtype_name(dt)));
+    EXPECT_TRUE(all_close(x.to(Device::cuda()).to(dt).to(DType::Float64).cpu(), ref, 0,
+                          std::string("cuda ") + dtype_name(dt)));
+  }
+}
+
 // index_add has no public op (it is index_select's backward): call the kernel.
 Tensor index_add_copy(const std::vector<Tensor>& v) {
   Tensor out = v[0].clone();
@@ -625,34 +645,34 @@ TEST(CudaIndex, NegativeIndicesZeroDimOperandsAndSmallIntegerDtypesMatchCpu) {
   Generator gen(8);
   const Tensor x = randn({5, 4}, opts(DType::Float32), &gen);
   const Tensor neg = tensor<int64_t>({-1, 0, -5, 3});
-  expect_same_on_both({x, neg}, [](const V& v) { return index_select(v[0], 0, v[1]); },
-                      "index_select negative");
+  expect_same_on_both(
+      {x, neg}, [](const V& v) { return index_select(v[0], 0, v[1]); }, "index_select negative");
   const Tensor gidx = tensor<int64_t>({-1, 0, -4, 2, 1, -2}, {2, 3});
-  expect_same_on_both({x, gidx}, [](const V& v) { return gather(v[0], 1, v[1]); },
-                      "gather negative");
+  expect_same_on_both(
+      {x, gidx}, [](const V& v) { return gather(v[0], 1, v[1]); }, "gather negative");
   for (DType dt : {DType::Int8, DType::Int16, DType::UInt8, DType::Int32, DType::Float64}) {
     const Tensor base = mul(ones({4, 3}, opts(DType::Float32)), 120.0).to(dt);
     const Tensor src = mul(ones({2, 3}, opts(DType::Float32)), 100.0).to(dt);
     const Tensor rows = tensor<int64_t>({-1, -1});  // both rows into the last: wraps for int8/uint8
-    expect_same_on_both({base, rows, src},
-                        index_add_copy,
+    expect_same_on_both({base, rows, src}, index_add_copy,
                         std::string("index_add ") + dtype_name(dt));
     const Tensor sidx = tensor<int64_t>({0, -1, 1, 2, 2, -3}, {2, 3});
-    expect_same_on_both({base, sidx, src},
-                        [](const V& v) { return scatter_add(v[0], 0, v[1], v[2]); },
-                        std::string("scatter_add ") + dtype_name(dt));
+    expect_same_on_both(
+        {base, sidx, src}, [](const V& v) { return scatter_add(v[0], 0, v[1], v[2]); },
+        std::string("scatter_add ") + dtype_name(dt));
   }
   const Tensor scalar = tensor<float>({2.5f}).reshape({});
   const Tensor idx0 = tensor<int64_t>({0}).reshape({});
-  expect_same_on_both({scalar, idx0}, [](const V& v) { return gather(v[0], 0, v[1]); },
-                      "gather 0-d");
-  expect_same_on_both({scalar, tensor<int64_t>({0})},
-                      [](const V& v) { return index_select(v[0], 0, v[1]); }, "index_select 0-d");
-  expect_same_on_both({scalar, idx0, tensor<float>({1.5f}).reshape({})},
-                      index_add_copy, "index_add 0-d");
-  expect_same_on_both({scalar, idx0, tensor<float>({1.5f}).reshape({})},
-                      [](const V& v) { return scatter_add(v[0], 0, v[1], v[2]); },
-                      "scatter_add 0-d");
+  expect_same_on_both(
+      {scalar, idx0}, [](const V& v) { return gather(v[0], 0, v[1]); }, "gather 0-d");
+  expect_same_on_both(
+      {scalar, tensor<int64_t>({0})}, [](const V& v) { return index_select(v[0], 0, v[1]); },
+      "index_select 0-d");
+  expect_same_on_both({scalar, idx0, tensor<float>({1.5f}).reshape({})}, index_add_copy,
+                      "index_add 0-d");
+  expect_same_on_both(
+      {scalar, idx0, tensor<float>({1.5f}).reshape({})},
+      [](const V& v) { return scatter_add(v[0], 0, v[1], v[2]); }, "scatter_add 0-d");
 }
 
 // Finding: the fused optimizer threw on a model whose parameters mix float32

@@ -105,8 +105,8 @@ __device__ __forceinline__ void atomic_add(T* p, T v) {
     do {
       assumed = old;
       const T cur = static_cast<T>((assumed & mask) >> shift);
-      const unsigned sum = static_cast<unsigned>(static_cast<std::make_unsigned_t<T>>(
-          static_cast<T>(cur + v)));
+      const unsigned sum =
+          static_cast<unsigned>(static_cast<std::make_unsigned_t<T>>(static_cast<T>(cur + v)));
       old = atomicCAS(word, assumed, (assumed & ~mask) | (sum << shift));
     } while (old != assumed);
   } else {
@@ -127,8 +127,7 @@ __global__ void accumulate_kernel(int64_t n, TensorGeom it_g, TensorGeom src_g, 
     int64_t c[kMaxDims];
     unravel(i, it_g, c);
     const T v = src[offset_of(c, src_g)];
-    int64_t k =
-        per_element_index ? index[offset_of(c, idx_g)] : index[c[dim] * idx_g.strides[0]];
+    int64_t k = per_element_index ? index[offset_of(c, idx_g)] : index[c[dim] * idx_g.strides[0]];
     if (!wrap_index(k, out_g.sizes[dim])) {
       raise_device_error(flag, kIndexOutOfRange);
       continue;
@@ -162,19 +161,19 @@ __global__ void accumulate_kernel(int64_t n, TensorGeom it_g, TensorGeom src_g, 
     }                                                          \
   }()
 
-#define GRAFT_CUDA_DISPATCH_ATOMIC(DT, NAME, ...)                         \
-  [&] {                                                                   \
-    switch (DT) {                                                         \
-      GRAFT_DTYPE_CASE(Float32, float, __VA_ARGS__)                       \
-      GRAFT_DTYPE_CASE(Float64, double, __VA_ARGS__)                      \
-      GRAFT_DTYPE_CASE(Int64, int64_t, __VA_ARGS__)                       \
-      GRAFT_DTYPE_CASE(Int32, int32_t, __VA_ARGS__)                       \
-      GRAFT_DTYPE_CASE(Int16, int16_t, __VA_ARGS__)                       \
-      GRAFT_DTYPE_CASE(Int8, int8_t, __VA_ARGS__)                         \
-      GRAFT_DTYPE_CASE(UInt8, uint8_t, __VA_ARGS__)                       \
-      default:                                                            \
+#define GRAFT_CUDA_DISPATCH_ATOMIC(DT, NAME, ...)                          \
+  [&] {                                                                    \
+    switch (DT) {                                                          \
+      GRAFT_DTYPE_CASE(Float32, float, __VA_ARGS__)                        \
+      GRAFT_DTYPE_CASE(Float64, double, __VA_ARGS__)                       \
+      GRAFT_DTYPE_CASE(Int64, int64_t, __VA_ARGS__)                        \
+      GRAFT_DTYPE_CASE(Int32, int32_t, __VA_ARGS__)                        \
+      GRAFT_DTYPE_CASE(Int16, int16_t, __VA_ARGS__)                        \
+      GRAFT_DTYPE_CASE(Int8, int8_t, __VA_ARGS__)                          \
+      GRAFT_DTYPE_CASE(UInt8, uint8_t, __VA_ARGS__)                        \
+      default:                                                             \
         GRAFT_FAIL(NAME, ": unsupported dtype ", ::graft::dtype_name(DT)); \
-    }                                                                     \
+    }                                                                      \
   }()
 
 void check_index(const Tensor& index, const char* name) {

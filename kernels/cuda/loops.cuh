@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "core/convert.h"
 #include "core/dtype.h"
 #include "core/tensor.h"
 #include "kernels/cuda/launch.cuh"
@@ -152,7 +153,11 @@ __device__ __forceinline__ Scalar load_scalar(const char* p, DType dt) {
 }
 template <typename T>
 __device__ __forceinline__ T scalar_as(const Scalar& s) {
-  return s.is_float ? static_cast<T>(s.f) : static_cast<T>(s.i);
+  if constexpr (std::is_integral_v<T>) {
+    return s.is_float ? float_to_int<T>(s.f) : static_cast<T>(s.i);  // core/convert.h
+  } else {
+    return s.is_float ? static_cast<T>(s.f) : static_cast<T>(s.i);
+  }
 }
 __device__ __forceinline__ void store_scalar(char* p, DType dt, const Scalar& s) {
   switch (dt) {
