@@ -64,6 +64,13 @@ struct Fiber {
 #endif
 };
 
+std::atomic<unsigned> g_schedule_seed{[] {
+  const char* s = std::getenv("GRAFT_EMU_SCHEDULE");
+  if (!s || std::strncmp(s, "random", 6) != 0) return 0u;
+  const unsigned seed = s[6] == ':' ? static_cast<unsigned>(std::strtoul(s + 7, nullptr, 10)) : 1u;
+  return seed == 0 ? 1u : seed;
+}()};
+
 struct Worker;
 thread_local Worker* t_worker = nullptr;
 thread_local ThreadContext* t_current = nullptr;
@@ -87,13 +94,7 @@ struct Worker {
   size_t main_stack_size = 0;
 #endif
 
-  Worker() {
-    const char* s = std::getenv("GRAFT_EMU_SCHEDULE");
-    if (s && std::strncmp(s, "random", 6) == 0) {
-      random_order = true;
-      rng.seed(s[6] == ':' ? static_cast<unsigned>(std::strtoul(s + 7, nullptr, 10)) : 1u);
-    }
-  }
+  unsigned seed_in_use = 0;
   ~Worker() {
     for (void* st : stacks) munmap(st, kStackSize);
   }
@@ -166,6 +167,12 @@ struct Worker {
   // Runs one block to completion; returns false (with `error` set) on a
   // synccheck failure.
   bool run_block(const Launch& l, uint3 bidx) {
+    const unsigned seed = g_schedule_seed.load(std::memory_order_relaxed);
+    if (seed != seed_in_use) {
+      seed_in_use = seed;
+      random_order = seed != 0;
+      rng.seed(seed);
+    }
     launch = &l;
     block_idx = bidx;
     const unsigned bx = l.block.x, by = l.block.y;
@@ -360,6 +367,8 @@ Pool& pool() {
 }
 
 }  // namespace
+
+void set_schedule_seed(unsigned seed) { g_schedule_seed.store(seed); }
 
 ThreadContext* current_thread() {
   if (!t_current) {

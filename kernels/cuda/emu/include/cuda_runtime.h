@@ -135,6 +135,11 @@ const char* kernel_name_from(const char* pretty_function);
 bool is_device_range(const void* p, size_t n, int device = -1);
 // The device a stream belongs to (the null stream: the current device).
 int stream_device(cudaStream_t stream);
+// Thread order within a block: in order (seed 0) or, for racecheck by
+// schedule, a random order per barrier interval drawn from `seed`.
+// GRAFT_EMU_SCHEDULE=random:SEED sets it at start-up.
+void set_schedule_seed(unsigned seed);
+
 // Queues host work on a stream, in order with its kernels and copies.
 cudaError_t enqueue(cudaStream_t stream, std::function<void()> work);
 // Reports a checker failure (synccheck, a bad library call) for the kernel
@@ -143,11 +148,11 @@ void report_device_error(int device, const std::string& message);
 
 template <auto Kernel, typename... Args>
 cudaError_t launch_kernel(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
+  static const char* const name = kernel_name_from(__PRETTY_FUNCTION__);
   return [&]<typename... P>(void (*)(P...)) {
     // Arguments are copied at launch, converted to the kernel's parameter
     // types, as CUDA does; each thread then gets its own by-value copies.
     std::tuple<std::decay_t<P>...> params(std::forward<Args>(args)...);
-    static const char* const name = kernel_name_from(__PRETTY_FUNCTION__);
     return launch(stream,
                   Launch{name, grid, block, smem, [params]() { std::apply(Kernel, params); }});
   }(Kernel);
