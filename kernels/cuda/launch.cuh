@@ -17,7 +17,11 @@ void launch(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... a
 #ifdef GRAFT_CUDA_EMULATED
   (void)emu::launch_kernel<Kernel>(grid, block, smem, stream, std::forward<Args>(args)...);
 #else
-  Kernel<<<grid, block, smem, stream> > >(std::forward<Args>(args)...);
+  const auto kernel = Kernel;  // nvcc does not parse <<<>>> on a template parameter itself
+                               // clang-format would split ">>>" into "> > >", which nvcc rejects.
+  // clang-format off
+  kernel<<<grid, block, smem, stream>>>(std::forward<Args>(args)...);
+  // clang-format on
 #endif
 }
 
