@@ -18,6 +18,7 @@
 #include <cmath>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/autograd.h"
@@ -69,6 +70,9 @@ TEST(CudaAvailability, AskingForCudaWithoutGpuThrowsClearError) {
   }
   const std::string why = device_unavailable_reason(DeviceType::CUDA);
   EXPECT_NE(why.find("CUDA not available"), std::string::npos) << why;
+#ifdef GRAFT_CUDA_EMULATED
+  EXPECT_NE(why.find("GRAFT_EMULATED_DEVICES=0"), std::string::npos) << "says why: " << why;
+#endif
   try {
     Tensor t = zeros({2, 3}, opts(DType::Float32, Device::cuda()));
     FAIL() << "allocating on CUDA without a device did not throw";
@@ -752,6 +756,49 @@ TEST(CudaModels, ResNet18TrainingStepMatchesCpu) {
     EXPECT_TRUE(cuda_sd[k].second.device().is_cuda()) << cuda_sd[k].first;
     EXPECT_TRUE(all_close(cuda_sd[k].second, cpu_sd[k].second, 1e-6, cuda_sd[k].first));
   }
+}
+
+// Finding: one cuDNN and one cuBLAS handle were shared by all host threads
+// (cuDNN forbids it; the emulated libraries reject a handle used by another
+// thread than its creator). Each thread now gets its own.
+TEST(CudaRuntime, LibraryHandlesArePerHostThread) {
+  GRAFT_REQUIRE_CUDA();
+  Generator gen(4);
+  const Tensor x = randn({1, 2, 5, 5}, opts(DType::Float32), &gen);
+  const Tensor w = randn({3, 2, 3, 3}, opts(DType::Float32), &gen);
+  const Tensor a = randn({4, 6}, opts(DType::Float32), &gen);
+  auto run = [&] {
+    const Tensor y =
+        F::conv2d(x.to(Device::cuda()), w.to(Device::cuda()), Tensor(), {1, 1, 1, 1, 1, 1, 1});
+    const Tensor m = matmul(a.to(Device::cuda()), a.t().to(Device::cuda()));
+    return std::vector<Tensor>{y.cpu(), m.cpu()};
+  };
+  const std::vector<Tensor> here = run();
+  std::vector<Tensor> there;
+  std::string error;
+  std::thread t([&] {
+    try {
+      there = run();
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  });
+  t.join();
+  ASSERT_EQ(error, "");
+  for (size_t k = 0; k < here.size(); ++k)
+    EXPECT_TRUE(all_close(there[k], here[k], 0, "result " + std::to_string(k)));
+}
+
+// Finding: cuDNN benchmark mode ran cudnnFind* with a workspace of the full
+// limit (1 GiB), which then stayed cached. Meaningful in the ctest entry that
+// sets GRAFT_CUDNN_BENCHMARK=1; holds trivially otherwise.
+TEST(CudaRuntime, CudnnBenchmarkModeKeepsNoLimitSizedWorkspace) {
+  GRAFT_REQUIRE_CUDA();
+  Generator gen(6);
+  const Tensor x = randn({2, 3, 8, 8}, opts(DType::Float32), &gen).to(Device::cuda());
+  const Tensor w = randn({4, 3, 3, 3}, opts(DType::Float32), &gen).to(Device::cuda());
+  (void)F::conv2d(x, w, Tensor(), {1, 1, 1, 1, 1, 1, 1}).cpu();
+  EXPECT_LT(cuda::memory_stats().reserved, size_t{256} << 20);
 }
 
 // Copies between two devices (the emulated build runs this binary with

@@ -62,20 +62,40 @@ namespace {
 
 constexpr int kMaxDevices = 16;
 
-bool query_available() {
+// Whether a device is usable, and if not why (for "CUDA not available: ...").
+struct Availability {
+  bool ok = false;
+  std::string why;
+};
+Availability query_available() {
   int count = 0;
   const cudaError_t err = cudaGetDeviceCount(&count);
-  if (err != cudaSuccess) {
-    (void)cudaGetLastError();  // clear the sticky "no device"/"no driver" error
-    return false;
-  }
-  return count > 0;
+  if (err == cudaSuccess && count > 0) return {true, ""};
+  (void)cudaGetLastError();  // clear the "no device"/"no driver" error
+#ifdef GRAFT_CUDA_EMULATED
+  return {false, "this is the emulated CUDA build and GRAFT_EMULATED_DEVICES=0"};
+#else
+  int driver = 0, runtime = 0;
+  (void)cudaDriverGetVersion(&driver);
+  (void)cudaRuntimeGetVersion(&runtime);
+  (void)cudaGetLastError();
+  if (err == cudaErrorInsufficientDriver || (driver > 0 && driver < runtime))
+    return {false, "the NVIDIA driver is too old (driver supports CUDA " + std::to_string(driver) +
+                       ", graft was built with runtime " + std::to_string(runtime) + ")"};
+  if (err == cudaErrorNoDevice || err == cudaSuccess || driver == 0)
+    return {false, "no CUDA device was found on this machine (" +
+                       std::string(err == cudaSuccess ? "0 devices" : cudaGetErrorName(err)) + ")"};
+  return {false, std::string("cudaGetDeviceCount failed: ") + cudaGetErrorName(err) + " (" +
+                     cudaGetErrorString(err) + ")"};
+#endif
 }
 
-bool available_impl() {
-  static const bool value = query_available();
+const Availability& availability() {
+  static const Availability value = query_available();
   return value;
 }
+bool available_impl() { return availability().ok; }
+std::string unavailable_reason_impl() { return availability().why; }
 
 // Queried once: the set of devices does not change while the process runs.
 int device_count_impl() {
@@ -316,9 +336,6 @@ PinnedPool& pinned_pool() {
 struct DeviceState {
   std::once_flag once;
   cudaStream_t stream = nullptr;
-  cublasHandle_t cublas = nullptr;
-  cudnnHandle_t cudnn = nullptr;
-  std::once_flag cublas_once, cudnn_once;
   int* error_flag = nullptr;         // mapped pinned host memory, read by the host
   int* error_flag_device = nullptr;  // the same memory as kernels address it
   cudaEvent_t copy_event = nullptr;  // orders cross-device copies (copy_bytes)
@@ -433,7 +450,11 @@ std::string describe(int device) {
   cudaDeviceProp prop{};
   GRAFT_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
   return std::string(prop.name) + " (sm_" + std::to_string(prop.major) +
-         std::to_string(prop.minor) + ", " + std::to_string(prop.totalGlobalMem >> 20) + " MiB)";
+         std::to_string(prop.minor) + ", " + std::to_string(prop.totalGlobalMem >> 20) + " MiB" +
+#ifdef GRAFT_CUDA_EMULATED
+         ", emulated on the CPU" +
+#endif
+         ")";
 }
 
 const bool registered = [] {
@@ -444,6 +465,7 @@ const bool registered = [] {
   b.copy_bytes = &copy_bytes;
   b.synchronize = &synchronize_hook;
   b.describe = &describe;
+  b.unavailable_reason = &unavailable_reason_impl;
   register_device_backend(DeviceType::CUDA, b);
   return true;
 }();
@@ -474,24 +496,45 @@ DeviceGuard::~DeviceGuard() {
 
 cudaStream_t current_stream(int device) { return state(device).stream; }
 
+// cuBLAS and cuDNN handles must not be shared between host threads (cuDNN
+// forbids it), so each thread gets its own per device, bound to the device's
+// stream; they are destroyed when the thread exits.
+struct ThreadHandles {
+  cublasHandle_t cublas[kMaxDevices] = {};
+  cudnnHandle_t cudnn[kMaxDevices] = {};
+  ~ThreadHandles() {
+    for (int d = 0; d < kMaxDevices; ++d) {
+      // Destruction failures at thread exit cannot be reported to anyone.
+      if (cublas[d]) (void)cublasDestroy(cublas[d]);
+      if (cudnn[d]) (void)cudnnDestroy(cudnn[d]);
+    }
+  }
+};
+ThreadHandles& thread_handles() {
+  thread_local ThreadHandles h;
+  return h;
+}
+
 cublasHandle_t cublas_handle(int device) {
   DeviceState& s = state(device);
-  std::call_once(s.cublas_once, [&] {
+  cublasHandle_t& h = thread_handles().cublas[device];
+  if (!h) {
     DeviceGuard guard(device);
-    GRAFT_CUBLAS_CHECK(cublasCreate(&s.cublas));
-    GRAFT_CUBLAS_CHECK(cublasSetStream(s.cublas, s.stream));
-  });
-  return s.cublas;
+    GRAFT_CUBLAS_CHECK(cublasCreate(&h));
+    GRAFT_CUBLAS_CHECK(cublasSetStream(h, s.stream));
+  }
+  return h;
 }
 
 cudnnHandle_t cudnn_handle(int device) {
   DeviceState& s = state(device);
-  std::call_once(s.cudnn_once, [&] {
+  cudnnHandle_t& h = thread_handles().cudnn[device];
+  if (!h) {
     DeviceGuard guard(device);
-    GRAFT_CUDNN_CHECK(cudnnCreate(&s.cudnn));
-    GRAFT_CUDNN_CHECK(cudnnSetStream(s.cudnn, s.stream));
-  });
-  return s.cudnn;
+    GRAFT_CUDNN_CHECK(cudnnCreate(&h));
+    GRAFT_CUDNN_CHECK(cudnnSetStream(h, s.stream));
+  }
+  return h;
 }
 
 int* device_error_flag(int device) { return state(device).error_flag_device; }

@@ -1,6 +1,8 @@
 // Reference cuBLAS for the emulated device: column-major strided-batched GEMM
 // with cuBLAS's argument checks, queued on the handle's stream.
 #include <algorithm>
+#include <cstdio>
+#include <thread>
 
 #include "cublas_v2.h"
 
@@ -8,13 +10,15 @@ struct cublasContext {
   cudaStream_t stream = nullptr;
   int device = 0;
   cublasMath_t math = CUBLAS_DEFAULT_MATH;
+  std::thread::id owner = std::this_thread::get_id();
 };
 
 cublasStatus_t cublasCreate(cublasHandle_t* handle) {
   if (!handle) return CUBLAS_STATUS_INVALID_VALUE;
   int device = 0;
   if (cudaGetDevice(&device) != cudaSuccess) return CUBLAS_STATUS_NOT_INITIALIZED;
-  *handle = new cublasContext{nullptr, device, CUBLAS_DEFAULT_MATH};
+  *handle = new cublasContext;
+  (*handle)->device = device;
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasDestroy(cublasHandle_t handle) {
@@ -41,6 +45,12 @@ cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb
                     int k, const T* alpha, const T* A, int lda, long long sA, const T* B, int ldb,
                     long long sB, const T* beta, T* C, int ldc, long long sC, int batch) {
   if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+  if (h->owner != std::this_thread::get_id()) {
+    std::fprintf(stderr,
+                 "graft emulated cuBLAS: a handle is used by another host thread than "
+                 "the one that created it\n");
+    return CUBLAS_STATUS_NOT_INITIALIZED;
+  }
   const bool an = ta == CUBLAS_OP_N, bn = tb == CUBLAS_OP_N;
   if ((ta != CUBLAS_OP_N && ta != CUBLAS_OP_T) || (tb != CUBLAS_OP_N && tb != CUBLAS_OP_T) ||
       m < 0 || n < 0 || k < 0 || batch < 0 || lda < std::max(1, an ? m : k) ||

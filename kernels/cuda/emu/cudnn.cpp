@@ -10,6 +10,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cudnn.h"
@@ -17,6 +18,7 @@
 struct cudnnContext {
   cudaStream_t stream = nullptr;
   int device = 0;
+  std::thread::id owner = std::this_thread::get_id();
 };
 struct cudnnTensorStruct {
   bool set = false;
@@ -38,6 +40,12 @@ struct cudnnConvolutionStruct {
 namespace {
 
 using graft::cuda::emu::is_device_range;
+
+#define GRAFT_CUDNN_TRY(call)                              \
+  do {                                                     \
+    const cudnnStatus_t graft_s_ = (call);                 \
+    if (graft_s_ != CUDNN_STATUS_SUCCESS) return graft_s_; \
+  } while (0)
 
 cudnnStatus_t bad(const std::string& why) {
   std::fprintf(stderr, "graft emulated cuDNN: %s\n", why.c_str());
@@ -73,10 +81,18 @@ void blend(cudnnDataType_t t, void* p, size_t i, double v, double alpha, double 
   store(t, p, i, alpha * v + (beta == 0 ? 0.0 : beta * load(t, p, i)));
 }
 
+// cuDNN handles must not be shared between host threads.
+cudnnStatus_t check_handle(cudnnHandle_t h) {
+  if (!h) return CUDNN_STATUS_NOT_INITIALIZED;
+  if (h->owner != std::this_thread::get_id())
+    return bad("a cuDNN handle is used by a host thread other than the one that created it");
+  return CUDNN_STATUS_SUCCESS;
+}
+
 // Checks x/w/y against the convolution and each other.
 cudnnStatus_t check_conv(cudnnHandle_t h, const cudnnTensorStruct* x, const cudnnFilterStruct* w,
                          const cudnnConvolutionStruct* c, const cudnnTensorStruct* y) {
-  if (!h) return CUDNN_STATUS_NOT_INITIALIZED;
+  GRAFT_CUDNN_TRY(check_handle(h));
   if (!x || !w || !c || !y || !x->set || !w->set || !c->set || !y->set)
     return bad("convolution: a descriptor is null or was never set");
   if (x->type != w->type || x->type != y->type || c->compute != x->type)
@@ -109,12 +125,6 @@ cudnnStatus_t check_ws(cudnnHandle_t h, int algo, void* ws, size_t ws_size) {
                std::to_string(algo) + " needs " + std::to_string(workspace_for(algo)));
   return check_ptr(h, ws, ws_size, "workspace");
 }
-
-#define GRAFT_CUDNN_TRY(call)                              \
-  do {                                                     \
-    const cudnnStatus_t graft_s_ = (call);                 \
-    if (graft_s_ != CUDNN_STATUS_SUCCESS) return graft_s_; \
-  } while (0)
 
 // Visits every (output, input, weight) index triple of the convolution.
 template <typename F>
@@ -408,7 +418,7 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void* alpha,
 cudnnStatus_t cudnnAddTensor(cudnnHandle_t h, const void* alpha, cudnnTensorDescriptor_t a,
                              const void* ap, const void* beta, cudnnTensorDescriptor_t c,
                              void* cp) {
-  if (!h) return CUDNN_STATUS_NOT_INITIALIZED;
+  GRAFT_CUDNN_TRY(check_handle(h));
   if (!a || !c || !a->set || !c->set || a->type != c->type)
     return bad("cudnnAddTensor: descriptors unset or of different types");
   for (auto [da, dc] : {std::pair{a->n, c->n}, {a->c, c->c}, {a->h, c->h}, {a->w, c->w}})
@@ -444,7 +454,7 @@ cudnnStatus_t cudnnDeriveBNTensorDescriptor(cudnnTensorDescriptor_t d, cudnnTens
 namespace {
 cudnnStatus_t check_bn(cudnnHandle_t h, cudnnBatchNormMode_t mode, const cudnnTensorStruct* x,
                        const cudnnTensorStruct* y, const cudnnTensorStruct* bn, double eps) {
-  if (!h) return CUDNN_STATUS_NOT_INITIALIZED;
+  GRAFT_CUDNN_TRY(check_handle(h));
   if (mode != CUDNN_BATCHNORM_SPATIAL) return CUDNN_STATUS_NOT_SUPPORTED;
   if (!x || !y || !bn || !x->set || !y->set || !bn->set)
     return bad("batch norm: a descriptor is null or unset");
