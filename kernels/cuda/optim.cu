@@ -1,4 +1,8 @@
-// Fused multi-tensor SGD / Adam(W) steps (see kernels/cuda/optim.h). A launch
+// Fused multi-tensor SGD / Adam(W) steps (see kernels/cuda/optim.h).
+// Rule: this file (nvcc --fmad=false, emulated -ffp-contract=off) and
+// kernels/cpu/optim.cpp (-ffp-contract=off) contract no a + b*c into an FMA
+// (CMakeLists.txt), so every step is bit-identical to the CPU kernels
+// (tests/test_cuda_ops.cpp compares them with tolerance 0). A launch
 // covers up to kMaxTensors parameters: their pointers, sizes and per-tensor
 // scalars travel in one struct passed by value (well under the 4 KiB kernel
 // parameter limit); blockIdx.y selects the tensor, blocks grid-stride over it.
