@@ -327,6 +327,15 @@ std::vector<OpCase> op_cases() {
   add_case({"sum_long_rows", {f32({3, 5000})}, [](const V& x) {
               return V{sum(x[0], {1}), mean(x[0], {0})};
             }});
+  // A full reduction split over many blocks (partials, then a second pass),
+  // and reductions over leading dims read in place ([A, K, B] over A and B).
+  add_case({"reduce_split_rows", {f32({70000})}, [](const V& x) {
+              return V{sum(x[0]), mean(x[0]), amax(x[0], {0}), sum(x[0].view({2, 35000}), {1})};
+            }});
+  add_case({"reduce_leading_dims_in_place", {f32({4, 3, 5, 5})}, [](const V& x) {
+              return V{sum(x[0], {0, 2, 3}), mean(x[0], {0}), amin(x[0], {0, 1}),
+                       sum(x[0].view({4, 75}), {0})};
+            }});
   add_case({"prod_amax_amin", {pos({6, 7}, kS)}, [](const V& x) {
               return V{prod(x[0], {1}), amax(x[0], {0}), amin(x[0], {1})};
             }});
