@@ -418,8 +418,9 @@ std::vector<OpCase> op_cases() {
             {f32({6, 10}), f32({4, 10}), f32({4})},
             [](const V& x) { return V{F::linear(x[0], x[1], x[2])}; },
             1e-4});
-  add_case({"softmax", {f32({5, 11}), f32({2, 6, 3})}, [](const V& x) {
-              return V{F::softmax(x[0], 1), F::log_softmax(x[0], 1), F::softmax(x[1], 1)};
+  add_case({"softmax", {f32({5, 11}), f32({2, 6, 3}), f32({3, 300})}, [](const V& x) {
+              return V{F::softmax(x[0], 1), F::log_softmax(x[0], 1), F::softmax(x[1], 1),
+                       F::log_softmax(x[2], 1), F::softmax(x[2], -1)};
             }});
   add_case({"cross_entropy", {f32({8, 10}), idx({8}, 10)}, [](const V& x) {
               return V{F::cross_entropy(x[0], x[1]),

@@ -37,8 +37,8 @@ struct Rows {  // a contiguous tensor as [outer, len, inner] around `dim`
   }
 };
 
-// ---- softmax: one thread per (outer, inner) line, three passes in double ----
-// (rows of ResNet logits are short; a line per thread keeps this simple and exact)
+// ---- softmax over a middle dim: one thread per (outer, inner) line, three
+// passes in double (neighbouring threads read neighbouring inner elements).
 template <typename T>
 __global__ void softmax_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t outer,
                                    int64_t len, int64_t inner, bool log) {
@@ -78,11 +78,77 @@ __global__ void softmax_bwd_kernel(const T* __restrict__ g, const T* __restrict_
   }
 }
 
+// ---- softmax over the last dim (inner == 1, the common case): a warp per
+// row, so long rows are read by 32 threads at once; sums in double as above.
+constexpr int kWarp = 32;
+__device__ __forceinline__ double warp_sum(double v) {
+  for (int d = kWarp / 2; d > 0; d /= 2) v += __shfl_xor_sync(0xffffffffu, v, d);
+  return v;
+}
+__device__ __forceinline__ double warp_max(double v) {
+  for (int d = kWarp / 2; d > 0; d /= 2) v = fmax(v, __shfl_xor_sync(0xffffffffu, v, d));
+  return v;
+}
+
+// Every lane of a warp takes the same rows, so the shuffles see full warps.
+#define GRAFT_WARP_PER_ROW(r, rows)                                                       \
+  for (int64_t r = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / kWarp; \
+       r < (rows); r += static_cast<int64_t>(blockDim.x) * gridDim.x / kWarp)
+
+template <typename T>
+__global__ void softmax_fwd_rows_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t rows,
+                                        int64_t len, bool log) {
+  const int lane = threadIdx.x % kWarp;
+  GRAFT_WARP_PER_ROW(r, rows) {
+    const T* xr = x + r * len;
+    T* yr = y + r * len;
+    double m = -INFINITY;
+    for (int64_t k = lane; k < len; k += kWarp) m = fmax(m, static_cast<double>(xr[k]));
+    m = warp_max(m);
+    double s = 0;
+    for (int64_t k = lane; k < len; k += kWarp) s += ::exp(static_cast<double>(xr[k]) - m);
+    const double ls = ::log(warp_sum(s));
+    for (int64_t k = lane; k < len; k += kWarp) {
+      const double v = static_cast<double>(xr[k]) - m;
+      yr[k] = static_cast<T>(log ? v - ls : ::exp(v - ls));
+    }
+  }
+}
+
+template <typename T>
+__global__ void softmax_bwd_rows_kernel(const T* __restrict__ g, const T* __restrict__ y,
+                                        T* __restrict__ gi, int64_t rows, int64_t len, bool log) {
+  const int lane = threadIdx.x % kWarp;
+  GRAFT_WARP_PER_ROW(r, rows) {
+    const int64_t base = r * len;
+    double s = 0;
+    for (int64_t k = lane; k < len; k += kWarp) {
+      const int64_t j = base + k;
+      s += log ? static_cast<double>(g[j]) : static_cast<double>(g[j]) * y[j];
+    }
+    s = warp_sum(s);
+    for (int64_t k = lane; k < len; k += kWarp) {
+      const int64_t j = base + k;
+      gi[j] = log ? static_cast<T>(g[j] - ::exp(static_cast<double>(y[j])) * s)
+                  : static_cast<T>(y[j] * (g[j] - s));
+    }
+  }
+}
+
+unsigned warp_rows_grid(int64_t rows) { return grid_for(rows, kBlock / kWarp); }
+
 void softmax_forward_cuda(const Tensor& x, int64_t dim, bool log, const Tensor& out) {
   const Rows r(x, dim);
   const int device = x.device().index;
   DeviceGuard guard(device);
   GRAFT_DISPATCH_FLOAT(x.dtype(), "softmax", [&] {
+    if (r.inner == 1) {
+      launch<softmax_fwd_rows_kernel<scalar_t>>(warp_rows_grid(r.outer), kBlock, 0,
+                                                current_stream(device), x.data_ptr<scalar_t>(),
+                                                out.data_ptr<scalar_t>(), r.outer, r.len, log);
+      GRAFT_CUDA_CHECK_LAUNCH();
+      return;
+    }
     launch<softmax_fwd_kernel<scalar_t>>(grid_for(r.outer * r.inner, kBlock), kBlock, 0,
                                          current_stream(device), x.data_ptr<scalar_t>(),
                                          out.data_ptr<scalar_t>(), r.outer, r.len, r.inner, log);
@@ -97,6 +163,13 @@ void softmax_backward_cuda(const Tensor& grad_out, const Tensor& output, int64_t
   const int device = output.device().index;
   DeviceGuard guard(device);
   GRAFT_DISPATCH_FLOAT(output.dtype(), "softmax_backward", [&] {
+    if (r.inner == 1) {
+      launch<softmax_bwd_rows_kernel<scalar_t>>(
+          warp_rows_grid(r.outer), kBlock, 0, current_stream(device), grad_out.data_ptr<scalar_t>(),
+          output.data_ptr<scalar_t>(), grad_input.data_ptr<scalar_t>(), r.outer, r.len, log);
+      GRAFT_CUDA_CHECK_LAUNCH();
+      return;
+    }
     launch<softmax_bwd_kernel<scalar_t>>(
         grid_for(r.outer * r.inner, kBlock), kBlock, 0, current_stream(device),
         grad_out.data_ptr<scalar_t>(), output.data_ptr<scalar_t>(), grad_input.data_ptr<scalar_t>(),
