@@ -427,6 +427,9 @@ std::vector<OpCase> op_cases() {
                        F::cross_entropy(x[0], x[1], F::Reduction::Sum, 3, 0.1),
                        F::cross_entropy(x[0], x[1], F::Reduction::None)};
             }});
+  add_case({"cross_entropy_wide_rows", {f32({3, 100}), idx({3}, 100)}, [](const V& x) {
+              return V{F::cross_entropy(x[0], x[1], F::Reduction::Mean, -100, 0.2)};
+            }});
   add_case({"nll_loss", {f32({6, 5}), idx({6}, 5)}, [](const V& x) {
               return V{F::nll_loss(F::log_softmax(x[0], 1), x[1])};
             }});

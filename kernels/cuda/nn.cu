@@ -191,35 +191,40 @@ __device__ __forceinline__ bool target_counts(int64_t t, int64_t C, int64_t igno
   return true;
 }
 
+// A warp per row: the log-softmax (stored for backward) is computed by all
+// lanes; lane 0 then checks the target and writes the row's loss.
 template <typename T>
 __global__ void ce_rows_kernel(const T* __restrict__ x, const int64_t* __restrict__ target,
                                int64_t N, int64_t C, int64_t ignore_index, double ls,
                                bool from_logits, T* __restrict__ log_probs,
                                double* __restrict__ loss, int* __restrict__ counts, int* flag) {
-  GRAFT_GRID_STRIDE(i, N) {
+  const int lane = threadIdx.x % kWarp;
+  GRAFT_WARP_PER_ROW(i, N) {
     const T* xr = x + i * C;
-    double lse = 0;
-    if (from_logits) {  // log_softmax of the row, stored for backward
+    if (from_logits) {
       double m = -INFINITY;
-      for (int64_t c = 0; c < C; ++c) m = fmax(m, static_cast<double>(xr[c]));
+      for (int64_t c = lane; c < C; c += kWarp) m = fmax(m, static_cast<double>(xr[c]));
+      m = warp_max(m);
       double s = 0;
-      for (int64_t c = 0; c < C; ++c) s += ::exp(static_cast<double>(xr[c]) - m);
-      lse = m + ::log(s);
-      for (int64_t c = 0; c < C; ++c)
+      for (int64_t c = lane; c < C; c += kWarp) s += ::exp(static_cast<double>(xr[c]) - m);
+      const double lse = m + ::log(warp_sum(s));
+      for (int64_t c = lane; c < C; c += kWarp)
         log_probs[i * C + c] = static_cast<T>(static_cast<double>(xr[c]) - lse);
+      __syncwarp();  // the row's log-probabilities, written by every lane, are read below
     }
     const T* lp = from_logits ? log_probs + i * C : xr;
+    double smooth = 0;
+    if (ls > 0) {
+      for (int64_t c = lane; c < C; c += kWarp) smooth -= static_cast<double>(lp[c]);
+      smooth = warp_sum(smooth);
+    }
+    if (lane != 0) continue;
     const int64_t t = target[i];
     const bool counts_row = target_counts(t, C, ignore_index, flag);
     counts[i] = counts_row ? 1 : 0;
-    if (!counts_row) {
-      loss[i] = 0;
-      continue;
-    }
-    double smooth = 0;
-    if (ls > 0)
-      for (int64_t c = 0; c < C; ++c) smooth -= static_cast<double>(lp[c]);
-    loss[i] = (1 - ls) * -static_cast<double>(lp[t]) + ls / static_cast<double>(C) * smooth;
+    loss[i] = counts_row
+                  ? (1 - ls) * -static_cast<double>(lp[t]) + ls / static_cast<double>(C) * smooth
+                  : 0.0;
   }
 }
 
@@ -266,7 +271,7 @@ void loss_forward(const Tensor& x, const Tensor& target, int reduction, int64_t 
   double* l = static_cast<double*>(loss.data());
   int* cnt = static_cast<int*>(counts.data());
   if (N > 0) {
-    launch<ce_rows_kernel<T>>(grid_for(N, kBlock), kBlock, 0, stream, x.data_ptr<T>(),
+    launch<ce_rows_kernel<T>>(warp_rows_grid(N), kBlock, 0, stream, x.data_ptr<T>(),
                               target.data_ptr<int64_t>(), N, C, ignore_index, ls, from_logits,
                               from_logits ? log_probs.data_ptr<T>() : nullptr, l, cnt,
                               device_error_flag(device));
