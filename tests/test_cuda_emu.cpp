@@ -231,6 +231,8 @@ TEST_F(Emulator, RandomScheduleExposesASharedMemoryRace) {
 
 #if defined(__SANITIZE_ADDRESS__)
 TEST(EmulatorDeathTest, MemcheckOutOfBoundsKernelIsCaughtByAsan) {
+  // The emulator runs worker threads: re-execute rather than fork mid-flight.
+  ::testing::GTEST_FLAG(death_test_style) = "threadsafe";
   EXPECT_DEATH(
       {
         void *in = nullptr, *out = nullptr;
