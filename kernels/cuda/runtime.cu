@@ -150,11 +150,14 @@ class CachingAllocator final : public Allocator {
   void* allocate_block(size_t nbytes, int device) {
     if (nbytes == 0) return nullptr;
     require_device(device);
-    const size_t size = round_size(nbytes);
+    // GRAFT_CUDA_CACHE=0: exact sizes and no reuse, so that a memory checker
+    // (ASan on the emulated device, compute-sanitizer) sees every tensor's
+    // bounds and every use after free.
+    const size_t size = caching_ ? round_size(nbytes) : nbytes;
     std::lock_guard<std::mutex> lock(mutex_);
     PerDevice& d = devices_[device];
     ++d.stats.num_allocs;
-    auto it = d.free_blocks.lower_bound(size);
+    auto it = caching_ ? d.free_blocks.lower_bound(size) : d.free_blocks.end();
     if (it != d.free_blocks.end() && it->first <= size + size / 4) {
       void* p = it->second;
       const size_t block = it->first;
@@ -195,6 +198,13 @@ class CachingAllocator final : public Allocator {
     const size_t block = it->second;
     d.in_use.erase(it);
     d.stats.allocated -= block;
+    if (!caching_) {
+      // cudaFree waits for the device: no queued kernel still uses the block.
+      DeviceGuard guard(device);
+      d.stats.reserved -= block;
+      GRAFT_CUDA_CHECK(cudaFree(ptr));
+      return;
+    }
     d.stats.cached += block;
     d.free_blocks.emplace(block, ptr);
   }
@@ -247,6 +257,7 @@ class CachingAllocator final : public Allocator {
   std::mutex mutex_;
   PerDevice devices_[kMaxDevices];
   std::atomic<bool> poison_{std::getenv("GRAFT_CUDA_POISON") != nullptr};
+  const bool caching_ = !env_flag("GRAFT_CUDA_CACHE", "0");
 };
 
 // Leaked on purpose: tensors in static storage may be freed after any
