@@ -51,6 +51,8 @@ constexpr size_t kStackSize = 256 << 10;
 constexpr size_t kStackSize = 128 << 10;
 #endif
 
+constexpr size_t kGuard = 4096;
+
 enum class State { Ready, AtBarrier, AtShuffle, Done };
 
 struct Fiber {
@@ -96,18 +98,20 @@ struct Worker {
 
   unsigned seed_in_use = 0;
   ~Worker() {
-    for (void* st : stacks) munmap(st, kStackSize);
+    for (void* st : stacks) munmap(static_cast<char*>(st) - kGuard, kGuard + kStackSize);
   }
 
+  // Stack i of the pool (its lowest usable byte), with an inaccessible guard
+  // page below it so that a kernel overflowing its stack faults at once.
   void* stack(size_t i) {
     while (stacks.size() <= i) {
-      void* p = mmap(nullptr, kStackSize, PROT_READ | PROT_WRITE,
+      void* p = mmap(nullptr, kGuard + kStackSize, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-      if (p == MAP_FAILED) {
+      if (p == MAP_FAILED || mprotect(p, kGuard, PROT_NONE) != 0) {
         std::fprintf(stderr, "graft emulator: cannot map a fiber stack\n");
         std::abort();
       }
-      stacks.push_back(p);
+      stacks.push_back(static_cast<char*>(p) + kGuard);
     }
     return stacks[i];
   }
