@@ -233,16 +233,15 @@ TEST_F(Emulator, RandomScheduleExposesASharedMemoryRace) {
 TEST(EmulatorDeathTest, MemcheckOutOfBoundsKernelIsCaughtByAsan) {
   // The emulator runs worker threads: re-execute rather than fork mid-flight.
   ::testing::GTEST_FLAG(death_test_style) = "threadsafe";
-  EXPECT_DEATH(
-      {
-        void *in = nullptr, *out = nullptr;
-        (void)cudaMalloc(&in, 4 * sizeof(float));
-        (void)cudaMalloc(&out, 4 * sizeof(float));
-        launch<out_of_bounds_kernel>(dim3(1), dim3(4), 0, nullptr, static_cast<const float*>(in),
-                                     static_cast<float*>(out), 4);
-        (void)cudaDeviceSynchronize();
-      },
-      "heap-buffer-overflow");
+  const auto broken = [] {
+    void *in = nullptr, *out = nullptr;
+    (void)cudaMalloc(&in, 4 * sizeof(float));
+    (void)cudaMalloc(&out, 4 * sizeof(float));
+    launch<out_of_bounds_kernel>(dim3(1), dim3(4), 0, nullptr, static_cast<const float*>(in),
+                                 static_cast<float*>(out), 4);
+    (void)cudaDeviceSynchronize();
+  };
+  EXPECT_DEATH(broken(), "heap-buffer-overflow");
 }
 #endif
 
