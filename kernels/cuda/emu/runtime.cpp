@@ -21,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -233,7 +234,11 @@ const char* kernel_name_from(const char* pretty) {
   }
   std::string name = s.substr(b, e - b);
   if (!name.empty() && name[0] == '&') name.erase(0, 1);
-  return (new std::string(name))->c_str();  // one per kernel instantiation, kept
+  // Kept for the process (set nodes do not move; reachable, so no leak report).
+  static std::mutex mutex;
+  static auto* names = new std::set<std::string>();
+  std::lock_guard<std::mutex> lock(mutex);
+  return names->insert(name).first->c_str();
 }
 
 cudaError_t launch(cudaStream_t stream, Launch l) {
