@@ -19,6 +19,7 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <future>
 #include <set>
 #include <string>
 #include <vector>
@@ -177,17 +178,21 @@ TEST_F(Emulator, LaunchConfigurationErrorsAreImmediateAndNotSticky) {
 // Streams are asynchronous: a copy into pinned memory lands only when the
 // stream reaches it, so host code that skips the synchronisation sees stale data.
 TEST_F(Emulator, AsyncCopyToPinnedMemoryIsStaleUntilSynchronised) {
-  DeviceBuffer big(sizeof(int) * (1 << 20)), out(sizeof(int));
+  DeviceBuffer out(sizeof(int));
   int* pinned = nullptr;
   ASSERT_EQ(cudaHostAlloc(reinterpret_cast<void**>(&pinned), sizeof(int), cudaHostAllocDefault),
             cudaSuccess);
   *pinned = -7;
-  // A long kernel first, so the copy behind it is still queued.
-  launch<fill_index_kernel>(dim3(4096), dim3(256), 0, stream_, big.as<int>(), 1 << 20);
+  // The stream is held at a gate (standing in for a long kernel) until the
+  // host has looked, so the copy behind it is certainly still queued.
+  std::promise<void> gate;
+  std::shared_future<void> open = gate.get_future().share();
+  ASSERT_EQ(emu::enqueue(stream_, [open] { open.wait(); }), cudaSuccess);
   launch<fill_index_kernel>(dim3(1), dim3(1), 0, stream_, out.as<int>(), 1);
   ASSERT_EQ(cudaMemcpyAsync(pinned, out.p, sizeof(int), cudaMemcpyDeviceToHost, stream_),
             cudaSuccess);
   EXPECT_EQ(*pinned, -7) << "the copy completed before the stream reached it";
+  gate.set_value();
   ASSERT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
   EXPECT_EQ(*pinned, 0);
   EXPECT_EQ(cudaFreeHost(pinned), cudaSuccess);
