@@ -79,10 +79,13 @@ Availability query_available() {
   (void)cudaDriverGetVersion(&driver);
   (void)cudaRuntimeGetVersion(&runtime);
   (void)cudaGetLastError();
-  if (err == cudaErrorInsufficientDriver || (driver > 0 && driver < runtime))
+  if (driver == 0)
+    return {false, "no NVIDIA driver is installed (" + std::string(cudaGetErrorName(err)) +
+                       "), so no CUDA device can be used"};
+  if (err == cudaErrorInsufficientDriver || driver < runtime)
     return {false, "the NVIDIA driver is too old (driver supports CUDA " + std::to_string(driver) +
                        ", graft was built with runtime " + std::to_string(runtime) + ")"};
-  if (err == cudaErrorNoDevice || err == cudaSuccess || driver == 0)
+  if (err == cudaErrorNoDevice || err == cudaSuccess)
     return {false, "no CUDA device was found on this machine (" +
                        std::string(err == cudaSuccess ? "0 devices" : cudaGetErrorName(err)) + ")"};
   return {false, std::string("cudaGetDeviceCount failed: ") + cudaGetErrorName(err) + " (" +
