@@ -475,9 +475,9 @@ void conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, const
 
 void batch_norm(const Tensor& input, const Tensor& weight, const Tensor& bias,
                 const Tensor& input_c, const Tensor& weight_c, const Tensor& mean,
-                const Tensor& invstd, bool training, const Tensor& out) {
+                const Tensor& invstd, bool training, double eps, const Tensor& out) {
   record("NativeBatchNormBackward", out, {input, weight, bias}, {input_c, weight_c, mean, invstd},
-         [training](FunctionNode& n, const Tensor& grad) {
+         [training, eps](FunctionNode& n, const Tensor& grad) {
            const Tensor g = contiguous_grad(grad);
            const Tensor x = n.saved(0), w = n.saved(1);
            const int64_t C = x.size(1);
@@ -485,8 +485,8 @@ void batch_norm(const Tensor& input, const Tensor& weight, const Tensor& bias,
            if (n.needs_grad(0)) gi = empty_as(x);
            if (n.needs_grad(1)) gw = empty({C}, opts(g.dtype(), g.device()));
            if (n.needs_grad(2)) gb = empty({C}, opts(g.dtype(), g.device()));
-           kernel::batch_norm_backward(g.device())(g, x, w, n.saved(2), n.saved(3), training, gi,
-                                                   gw, gb);
+           kernel::batch_norm_backward(g.device())(g, x, w, n.saved(2), n.saved(3), training, eps,
+                                                   gi, gw, gb);
            return std::vector<Tensor>{gi, gw, gb};
          });
 }

@@ -64,10 +64,11 @@ void scatter_add(const Tensor& self, int64_t dim, const Tensor& index, const Ten
 void conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, const Tensor& input_c,
             const Tensor& weight_c, const F::Conv2dParams& p, const Tensor& out);
 // mean/invstd: batch statistics (training) or running_mean and
-// 1/sqrt(running_var+eps) (eval).
+// 1/sqrt(running_var+eps) (eval). eps is the forward's (cuDNN's backward
+// requires the same value).
 void batch_norm(const Tensor& input, const Tensor& weight, const Tensor& bias,
                 const Tensor& input_c, const Tensor& weight_c, const Tensor& mean,
-                const Tensor& invstd, bool training, const Tensor& out);
+                const Tensor& invstd, bool training, double eps, const Tensor& out);
 void max_pool2d(const Tensor& input, const Tensor& indices, const Tensor& out);
 void adaptive_avg_pool2d(const Tensor& input, const Tensor& out);
 // input is [M, K] (the front end reshapes leading dims).

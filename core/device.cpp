@@ -55,7 +55,10 @@ std::string device_unavailable_reason(DeviceType type) {
   if (type == DeviceType::CPU) return "";
   const DeviceBackend& b = g_backends[static_cast<int>(type)];
   if (!b.available) return "CUDA not available: graft was built without the CUDA backend";
-  if (!b.available()) return "CUDA not available: no CUDA device was found on this machine";
+  if (!b.available())
+    return "CUDA not available: " + (b.unavailable_reason
+                                         ? b.unavailable_reason()
+                                         : "no CUDA device was found on this machine");
   return "";
 }
 

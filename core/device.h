@@ -47,6 +47,8 @@ struct DeviceBackend {
                      int device_index) = nullptr;
   void (*synchronize)(int device_index) = nullptr;
   std::string (*describe)(int device_index) = nullptr;
+  // Why available() is false ("no device", "driver too old", ...); optional.
+  std::string (*unavailable_reason)() = nullptr;
 };
 
 void register_device_backend(DeviceType type, const DeviceBackend& backend);

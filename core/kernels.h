@@ -161,7 +161,7 @@ using BatchNormForwardEvalFn = void (*)(const Tensor& input, const Tensor& weigh
 // constants). Any of grad_input/grad_weight/grad_bias may be undefined.
 using BatchNormBackwardFn = void (*)(const Tensor& grad_out, const Tensor& input,
                                      const Tensor& weight, const Tensor& mean, const Tensor& invstd,
-                                     bool training, const Tensor& grad_input,
+                                     bool training, double eps, const Tensor& grad_input,
                                      const Tensor& grad_weight, const Tensor& grad_bias);
 // Max pooling over [N,C,H,W]; indices (int64) are flat positions h*W+w in each plane.
 using MaxPool2dForwardFn = void (*)(const Tensor& input, const Pool2dParams& p, const Tensor& out,

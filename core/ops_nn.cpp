@@ -175,7 +175,7 @@ Tensor batch_norm(const Tensor& input, const Tensor& weight, const Tensor& bias,
     }
   }
   if (autograd::any_requires_grad({&input, &weight, &bias}))
-    derivatives::batch_norm(input, weight, bias, x, w, mean, invstd, training, out);
+    derivatives::batch_norm(input, weight, bias, x, w, mean, invstd, training, eps, out);
   return out;
 }
 

@@ -164,8 +164,8 @@ void forward_eval_cpu(const Tensor& input, const Tensor& weight, const Tensor& b
 }
 
 void backward_cpu(const Tensor& grad_out, const Tensor& input, const Tensor& weight,
-                  const Tensor& mean, const Tensor& invstd, bool training, const Tensor& grad_input,
-                  const Tensor& grad_weight, const Tensor& grad_bias) {
+                  const Tensor& mean, const Tensor& invstd, bool training, double /*eps*/,
+                  const Tensor& grad_input, const Tensor& grad_weight, const Tensor& grad_bias) {
   GRAFT_DISPATCH_FLOAT(input.dtype(), "batch_norm_backward", [&] {
     backward<scalar_t>(grad_out, input, weight, mean, invstd, training, grad_input, grad_weight,
                        grad_bias);

@@ -2,6 +2,7 @@
 #include <cmath>
 #include <type_traits>
 
+#include "core/convert.h"
 #include "core/kernels.h"
 #include "kernels/cpu/loops.h"
 
@@ -19,6 +20,8 @@ inline To convert(From v) {
     return To(static_cast<float>(v));
   } else if constexpr (std::is_same_v<To, bool>) {
     return v != From(0);
+  } else if constexpr (std::is_integral_v<To> && std::is_floating_point_v<From>) {
+    return float_to_int<To>(v);  // one rule on every device (core/convert.h)
   } else {
     return static_cast<To>(v);
   }

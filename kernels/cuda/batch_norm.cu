@@ -200,11 +200,11 @@ void bn_train_cuda(const Tensor& x, const Tensor& w, const Tensor& b, const Tens
     return;
   }
   GRAFT_DISPATCH_FLOAT(x.dtype(), "batch_norm", [&] {
-    bn_train_kernel<scalar_t><<<channel_grid(s.C), kBlock, 0, current_stream(device)>>>(
-        x.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(w), ptr_or_null<scalar_t>(b),
-        ptr_or_null<scalar_t>(rm), ptr_or_null<scalar_t>(rv), momentum, eps,
-        out.data_ptr<scalar_t>(), save_mean.data_ptr<scalar_t>(), save_invstd.data_ptr<scalar_t>(),
-        s);
+    launch<bn_train_kernel<scalar_t>>(
+        channel_grid(s.C), kBlock, 0, current_stream(device), x.data_ptr<scalar_t>(),
+        ptr_or_null<scalar_t>(w), ptr_or_null<scalar_t>(b), ptr_or_null<scalar_t>(rm),
+        ptr_or_null<scalar_t>(rv), momentum, eps, out.data_ptr<scalar_t>(),
+        save_mean.data_ptr<scalar_t>(), save_invstd.data_ptr<scalar_t>(), s);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
@@ -226,16 +226,17 @@ void bn_eval_cuda(const Tensor& x, const Tensor& w, const Tensor& b, const Tenso
     return;
   }
   GRAFT_DISPATCH_FLOAT(x.dtype(), "batch_norm", [&] {
-    bn_eval_kernel<scalar_t><<<grid_for(x.numel(), kBlock), kBlock, 0, current_stream(device)>>>(
-        x.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(w), ptr_or_null<scalar_t>(b),
-        rm.data_ptr<scalar_t>(), rv.data_ptr<scalar_t>(), eps, out.data_ptr<scalar_t>(), s);
+    launch<bn_eval_kernel<scalar_t>>(grid_for(x.numel(), kBlock), kBlock, 0, current_stream(device),
+                                     x.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(w),
+                                     ptr_or_null<scalar_t>(b), rm.data_ptr<scalar_t>(),
+                                     rv.data_ptr<scalar_t>(), eps, out.data_ptr<scalar_t>(), s);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
 
 void bn_backward_cuda(const Tensor& g, const Tensor& x, const Tensor& w, const Tensor& mean,
-                      const Tensor& invstd, bool training, const Tensor& gi, const Tensor& gw,
-                      const Tensor& gb) {
+                      const Tensor& invstd, bool training, double eps, const Tensor& gi,
+                      const Tensor& gw, const Tensor& gb) {
   const int device = x.device().index;
   DeviceGuard guard(device);
   const BnShape s = bn_shape(x);
@@ -244,9 +245,9 @@ void bn_backward_cuda(const Tensor& g, const Tensor& x, const Tensor& w, const T
     if (gb.defined()) kernel::fill(gb.device())(gb, 0.0);
     return;
   }
-  // cuDNN's backward needs the saved statistics of its own forward, which are
-  // exactly save_mean / save_invstd; epsilon is unused when they are given.
-  if (training && !native_bn()) {
+  // cuDNN's backward takes the saved statistics of its own forward
+  // (save_mean / save_invstd) and, as cuDNN requires, the forward's epsilon.
+  if (training && cudnn_ok(x, eps)) {
     BnDescs d(x);
     const Tensor scale = or_filled(w, s.C, x, 1.0);
     const TensorOptions o = opts(x.dtype(), x.device());
@@ -258,22 +259,23 @@ void bn_backward_cuda(const Tensor& g, const Tensor& x, const Tensor& w, const T
     GRAFT_CUDNN_CHECK(cudnnBatchNormalizationBackward(
         cudnn_handle(device), CUDNN_BATCHNORM_SPATIAL, one, zero, one, zero, d.x, x.raw_data(), d.x,
         g.raw_data(), d.x, dx.raw_data(), d.param, scale.raw_data(), dw.raw_data(), db.raw_data(),
-        CUDNN_BN_MIN_EPSILON, mean.raw_data(), invstd.raw_data()));
+        eps, mean.raw_data(), invstd.raw_data()));
     return;
   }
   GRAFT_DISPATCH_FLOAT(x.dtype(), "batch_norm_backward", [&] {
-    bn_backward_kernel<scalar_t><<<channel_grid(s.C), kBlock, 0, current_stream(device)>>>(
-        g.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(w),
-        mean.data_ptr<scalar_t>(), invstd.data_ptr<scalar_t>(), training, ptr_or_null<scalar_t>(gi),
-        ptr_or_null<scalar_t>(gw), ptr_or_null<scalar_t>(gb), s);
+    launch<bn_backward_kernel<scalar_t>>(
+        channel_grid(s.C), kBlock, 0, current_stream(device), g.data_ptr<scalar_t>(),
+        x.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(w), mean.data_ptr<scalar_t>(),
+        invstd.data_ptr<scalar_t>(), training, ptr_or_null<scalar_t>(gi), ptr_or_null<scalar_t>(gw),
+        ptr_or_null<scalar_t>(gb), s);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
 
 }  // namespace
 
-GRAFT_REGISTER_KERNEL(batch_norm_forward_train, CUDA, bn_train_cuda);
-GRAFT_REGISTER_KERNEL(batch_norm_forward_eval, CUDA, bn_eval_cuda);
-GRAFT_REGISTER_KERNEL(batch_norm_backward, CUDA, bn_backward_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(batch_norm_forward_train, bn_train_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(batch_norm_forward_eval, bn_eval_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(batch_norm_backward, bn_backward_cuda);
 
 }  // namespace graft::cuda

@@ -1,9 +1,11 @@
 // CUDA 2-D convolution: cuDNN (default) or our implicit-GEMM kernels
 // (GRAFT_CONV=native). cuDNN algorithms come from the v7 heuristics, or, with
 // GRAFT_CUDNN_BENCHMARK=1, from timing every algorithm once per shape
-// (cudnnFind*Ex, workspace capped by GRAFT_CUDNN_WORKSPACE_MB, default 1024);
+// (cudnnFind*Ex over the heuristic's candidates, with the workspace the
+// largest of them needs, capped by GRAFT_CUDNN_WORKSPACE_MB, default 1024);
 // choices are cached per (shape, params, dtype, direction). TF32 is off unless
 // GRAFT_TF32=1 (cuDNN's default math would allow it for float32).
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -119,6 +121,18 @@ AlgoKey make_key(Dir dir, const Tensor& x, const Tensor& w, const F::Conv2dParam
 std::mutex g_algo_mutex;
 std::map<AlgoKey, AlgoChoice> g_algo_cache;
 
+// Benchmark mode's workspace: the largest any heuristic candidate within the
+// limit needs (not the limit itself: a 1 GiB block would stay in the caching
+// allocator, reusable by nothing).
+template <typename Perf>
+size_t find_workspace(const Perf* perf, int n) {
+  size_t most = 0;
+  for (int i = 0; i < n; ++i)
+    if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= workspace_limit())
+      most = std::max(most, perf[i].memory);
+  return most;
+}
+
 // Picks the first candidate cuDNN reports as supported whose workspace fits.
 template <typename Perf>
 AlgoChoice pick(const Perf* perf, int n, const char* what) {
@@ -143,41 +157,38 @@ AlgoChoice choose(Dir dir, const ConvDescs& d, const Tensor& x, const Tensor& w,
   int n = 0;
   if (dir == Dir::Forward) {
     cudnnConvolutionFwdAlgoPerf_t perf[kMax];
+    GRAFT_CUDNN_CHECK(
+        cudnnGetConvolutionForwardAlgorithm_v7(h, d.x, d.w, d.conv, d.y, kMax, &n, perf));
     if (cudnn_benchmark()) {
-      Workspace ws(workspace_limit(), x.device().index);
+      Workspace ws(find_workspace(perf, n), x.device().index);
       Tensor scratch = empty(y.sizes(), opts(y.dtype(), y.device()));  // Find writes y
       GRAFT_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
           h, d.x, x.raw_data(), d.w, w.raw_data(), d.conv, d.y, scratch.raw_data(), kMax, &n, perf,
           ws.data(), ws.size()));
-    } else {
-      GRAFT_CUDNN_CHECK(
-          cudnnGetConvolutionForwardAlgorithm_v7(h, d.x, d.w, d.conv, d.y, kMax, &n, perf));
     }
     c = pick(perf, n, "forward");
   } else if (dir == Dir::BackwardData) {
     cudnnConvolutionBwdDataAlgoPerf_t perf[kMax];
+    GRAFT_CUDNN_CHECK(
+        cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d.w, d.y, d.conv, d.x, kMax, &n, perf));
     if (cudnn_benchmark()) {
-      Workspace ws(workspace_limit(), x.device().index);
+      Workspace ws(find_workspace(perf, n), x.device().index);
       Tensor scratch = empty(x.sizes(), opts(x.dtype(), x.device()));
       GRAFT_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
           h, d.w, w.raw_data(), d.y, y.raw_data(), d.conv, d.x, scratch.raw_data(), kMax, &n, perf,
           ws.data(), ws.size()));
-    } else {
-      GRAFT_CUDNN_CHECK(
-          cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d.w, d.y, d.conv, d.x, kMax, &n, perf));
     }
     c = pick(perf, n, "backward-data");
   } else {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[kMax];
+    GRAFT_CUDNN_CHECK(
+        cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d.x, d.y, d.conv, d.w, kMax, &n, perf));
     if (cudnn_benchmark()) {
-      Workspace ws(workspace_limit(), x.device().index);
+      Workspace ws(find_workspace(perf, n), x.device().index);
       Tensor scratch = empty(w.sizes(), opts(w.dtype(), w.device()));
       GRAFT_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
           h, d.x, x.raw_data(), d.y, y.raw_data(), d.conv, d.w, scratch.raw_data(), kMax, &n, perf,
           ws.data(), ws.size()));
-    } else {
-      GRAFT_CUDNN_CHECK(
-          cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d.x, d.y, d.conv, d.w, kMax, &n, perf));
     }
     c = pick(perf, n, "backward-filter");
   }
@@ -419,8 +430,9 @@ void native_conv(const ConvShape& s, const Tensor& a, const Tensor& b, const Ten
   const int device = c.device().index;
   DeviceGuard guard(device);
   GRAFT_DISPATCH_FLOAT(c.dtype(), "conv2d", [&] {
-    conv_igemm_kernel<DIR, scalar_t><<<grid, kThreads, 0, current_stream(device)>>>(
-        s, M, NC, K, a.data_ptr<scalar_t>(), b.data_ptr<scalar_t>(), c.data_ptr<scalar_t>());
+    launch<conv_igemm_kernel<DIR, scalar_t>>(grid, kThreads, 0, current_stream(device), s, M, NC, K,
+                                             a.data_ptr<scalar_t>(), b.data_ptr<scalar_t>(),
+                                             c.data_ptr<scalar_t>());
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
@@ -470,8 +482,8 @@ void conv_backward_weight_cuda(const Tensor& g, const Tensor& x, const F::Conv2d
 
 }  // namespace
 
-GRAFT_REGISTER_KERNEL(conv2d_forward, CUDA, conv_forward_cuda);
-GRAFT_REGISTER_KERNEL(conv2d_backward_input, CUDA, conv_backward_input_cuda);
-GRAFT_REGISTER_KERNEL(conv2d_backward_weight, CUDA, conv_backward_weight_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(conv2d_forward, conv_forward_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(conv2d_backward_input, conv_backward_input_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(conv2d_backward_weight, conv_backward_weight_cuda);
 
 }  // namespace graft::cuda

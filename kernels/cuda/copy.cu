@@ -51,10 +51,10 @@ void copy_cuda(const Tensor& src, const Tensor& dst) {
   }
   OffsetCalc<2> calc;
   if (!contiguous) calc = make_offset_calc<2>(dst.sizes(), {&dst, &src});
-  convert_kernel<<<grid_for(n, kBlock), kBlock, 0, stream>>>(
-      n, calc, contiguous, static_cast<char*>(dst.raw_data()), dst.dtype(),
-      static_cast<int>(dst.itemsize()), static_cast<const char*>(src.raw_data()), src.dtype(),
-      static_cast<int>(src.itemsize()));
+  launch<convert_kernel>(grid_for(n, kBlock), kBlock, 0, stream, n, calc, contiguous,
+                         static_cast<char*>(dst.raw_data()), dst.dtype(),
+                         static_cast<int>(dst.itemsize()), static_cast<const char*>(src.raw_data()),
+                         src.dtype(), static_cast<int>(src.itemsize()));
   GRAFT_CUDA_CHECK_LAUNCH();
 }
 
@@ -66,9 +66,9 @@ void fill_cuda(const Tensor& out, double value) {
   const bool contiguous = out.is_contiguous();
   OffsetCalc<1> calc;
   if (!contiguous) calc = make_offset_calc<1>(out.sizes(), {&out});
-  fill_kernel<<<grid_for(n, kBlock), kBlock, 0, current_stream(device)>>>(
-      n, calc, contiguous, static_cast<char*>(out.raw_data()), out.dtype(),
-      static_cast<int>(out.itemsize()), Scalar{true, value, 0});
+  launch<fill_kernel>(grid_for(n, kBlock), kBlock, 0, current_stream(device), n, calc, contiguous,
+                      static_cast<char*>(out.raw_data()), out.dtype(),
+                      static_cast<int>(out.itemsize()), Scalar{true, value, 0});
   GRAFT_CUDA_CHECK_LAUNCH();
 }
 
@@ -100,8 +100,8 @@ void where_cuda(const Tensor& cond, const Tensor& a, const Tensor& b, const Tens
 
 }  // namespace
 
-GRAFT_REGISTER_KERNEL(copy, CUDA, copy_cuda);
-GRAFT_REGISTER_KERNEL(fill, CUDA, fill_cuda);
-GRAFT_REGISTER_KERNEL(where, CUDA, where_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(copy, copy_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(fill, fill_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(where, where_cuda);
 
 }  // namespace graft::cuda

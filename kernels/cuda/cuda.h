@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace graft::cuda {
 
@@ -40,6 +41,14 @@ std::string device_name(int device = 0);
 //   GRAFT_TF32=1            allow TF32 tensor cores in float32 GEMMs and convolutions
 //   GRAFT_GEMM=cublas|native
 //   GRAFT_CUDNN_BENCHMARK=1 time convolution algorithms (cudnnFind*) per shape
+// How often each CUDA kernel-table entry was called since the process
+// started, in registration order (test coverage lists).
+struct KernelCoverage {
+  std::string table;
+  uint64_t calls = 0;
+};
+std::vector<KernelCoverage> kernel_coverage();
+
 bool tf32_enabled();
 void set_tf32_enabled(bool on);
 bool use_native_gemm();

@@ -305,8 +305,8 @@ void binary_scalar_cuda(BinaryOp op, const Tensor& a, double s, bool scalar_firs
 
 }  // namespace
 
-GRAFT_REGISTER_KERNEL(unary, CUDA, unary_cuda);
-GRAFT_REGISTER_KERNEL(binary, CUDA, binary_cuda);
-GRAFT_REGISTER_KERNEL(binary_scalar, CUDA, binary_scalar_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(unary, unary_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(binary, binary_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(binary_scalar, binary_scalar_cuda);
 
 }  // namespace graft::cuda

@@ -156,10 +156,10 @@ void bmm_native(const Tensor& a, const Tensor& b, const Tensor& out, bool accumu
   const int device = out.device().index;
   DeviceGuard guard(device);
   GRAFT_DISPATCH_FLOAT(out.dtype(), "bmm", [&] {
-    gemm_tiled_kernel<scalar_t><<<grid, kThreads, 0, current_stream(device)>>>(
-        B, M, N, K, a.data_ptr<scalar_t>(), a.strides()[0], a.strides()[1], a.strides()[2],
-        b.data_ptr<scalar_t>(), b.strides()[0], b.strides()[1], b.strides()[2],
-        out.data_ptr<scalar_t>(), accumulate);
+    launch<gemm_tiled_kernel<scalar_t>>(
+        grid, kThreads, 0, current_stream(device), B, M, N, K, a.data_ptr<scalar_t>(),
+        a.strides()[0], a.strides()[1], a.strides()[2], b.data_ptr<scalar_t>(), b.strides()[0],
+        b.strides()[1], b.strides()[2], out.data_ptr<scalar_t>(), accumulate);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
@@ -185,6 +185,6 @@ void bmm_cuda(const Tensor& a, const Tensor& b, const Tensor& out, bool accumula
 
 }  // namespace
 
-GRAFT_REGISTER_KERNEL(bmm, CUDA, bmm_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(bmm, bmm_cuda);
 
 }  // namespace graft::cuda

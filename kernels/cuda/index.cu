@@ -1,8 +1,12 @@
 // CUDA indexing kernels: index_select / index_add (its adjoint) and gather /
 // scatter_add (its adjoint). Selection kernels only move bytes, so they are
-// instantiated per element size; the accumulating ones use atomicAdd and
-// support float32/float64/int32/int64. An out-of-range index sets the device
-// error flag (reported at the next read-back) and its element is skipped.
+// instantiated per element size; the accumulating ones use atomic adds and
+// support the CPU backend's numeric dtypes (8- and 16-bit integers through a
+// compare-and-swap on their aligned 32-bit word). As on the CPU, an index k
+// of a dim of size n is valid when -n <= k < n (negative counts from the
+// end), and a 0-d operand is a dim of size 1. An out-of-range index sets the
+// device error flag (reported at the next read-back) and its element is
+// skipped.
 #include <cstdint>
 
 #include "core/kernels.h"
@@ -11,6 +15,25 @@
 namespace graft::cuda {
 
 namespace {
+
+// A 0-d operand indexes like a 1-element dim (as the CPU backend's).
+TensorGeom index_geom(const Tensor& t) {
+  TensorGeom g = make_geom(t);
+  if (g.ndim == 0) {
+    g.ndim = 1;
+    g.sizes[0] = 1;
+    g.strides[0] = 0;
+  }
+  return g;
+}
+
+// Index k into a dim of `size` elements, negative counting from the end;
+// false when out of range.
+__device__ __forceinline__ bool wrap_index(int64_t& k, int64_t size) {
+  if (k < -size || k >= size) return false;
+  if (k < 0) k += size;
+  return true;
+}
 
 // Splits `linear` (over `g`'s sizes, row-major) into coordinates.
 __device__ __forceinline__ void unravel(int64_t linear, const TensorGeom& g,
@@ -37,8 +60,8 @@ __global__ void index_select_kernel(int64_t n, TensorGeom out_g, TensorGeom in_g
     int64_t c[kMaxDims];
     unravel(i, out_g, c);
     const int64_t o = offset_of(c, out_g);
-    const int64_t k = index[c[dim] * index_stride];
-    if (k < 0 || k >= in_g.sizes[dim]) {
+    int64_t k = index[c[dim] * index_stride];
+    if (!wrap_index(k, in_g.sizes[dim])) {
       raise_device_error(flag, kIndexOutOfRange);
       continue;
     }
@@ -57,8 +80,8 @@ __global__ void gather_kernel(int64_t n, TensorGeom out_g, TensorGeom in_g, Tens
     int64_t c[kMaxDims];
     unravel(i, out_g, c);
     const int64_t o = offset_of(c, out_g);
-    const int64_t k = index[offset_of(c, idx_g)];
-    if (k < 0 || k >= in_g.sizes[dim]) {
+    int64_t k = index[offset_of(c, idx_g)];
+    if (!wrap_index(k, in_g.sizes[dim])) {
       raise_device_error(flag, kIndexOutOfRange);
       continue;
     }
@@ -71,6 +94,21 @@ template <typename T>
 __device__ __forceinline__ void atomic_add(T* p, T v) {
   if constexpr (std::is_same_v<T, int64_t>) {
     atomicAdd(reinterpret_cast<unsigned long long*>(p), static_cast<unsigned long long>(v));
+  } else if constexpr (sizeof(T) < 4) {
+    // No 8/16-bit atomicAdd: add into the aligned 32-bit word that holds *p,
+    // wrapping like the CPU's integer add, and retry until no one interfered.
+    const uintptr_t addr = reinterpret_cast<uintptr_t>(p);
+    unsigned int* word = reinterpret_cast<unsigned int*>(addr & ~uintptr_t{3});
+    const unsigned shift = static_cast<unsigned>(addr & 3) * 8;
+    const unsigned mask = (sizeof(T) == 1 ? 0xffu : 0xffffu) << shift;
+    unsigned int old = *word, assumed;
+    do {
+      assumed = old;
+      const T cur = static_cast<T>((assumed & mask) >> shift);
+      const unsigned sum =
+          static_cast<unsigned>(static_cast<std::make_unsigned_t<T>>(static_cast<T>(cur + v)));
+      old = atomicCAS(word, assumed, (assumed & ~mask) | (sum << shift));
+    } while (old != assumed);
   } else {
     atomicAdd(p, v);
   }
@@ -89,9 +127,8 @@ __global__ void accumulate_kernel(int64_t n, TensorGeom it_g, TensorGeom src_g, 
     int64_t c[kMaxDims];
     unravel(i, it_g, c);
     const T v = src[offset_of(c, src_g)];
-    const int64_t k =
-        per_element_index ? index[offset_of(c, idx_g)] : index[c[dim] * idx_g.strides[0]];
-    if (k < 0 || k >= out_g.sizes[dim]) {
+    int64_t k = per_element_index ? index[offset_of(c, idx_g)] : index[c[dim] * idx_g.strides[0]];
+    if (!wrap_index(k, out_g.sizes[dim])) {
       raise_device_error(flag, kIndexOutOfRange);
       continue;
     }
@@ -124,17 +161,19 @@ __global__ void accumulate_kernel(int64_t n, TensorGeom it_g, TensorGeom src_g, 
     }                                                          \
   }()
 
-#define GRAFT_CUDA_DISPATCH_ATOMIC(DT, NAME, ...)                         \
-  [&] {                                                                   \
-    switch (DT) {                                                         \
-      GRAFT_DTYPE_CASE(Float32, float, __VA_ARGS__)                       \
-      GRAFT_DTYPE_CASE(Float64, double, __VA_ARGS__)                      \
-      GRAFT_DTYPE_CASE(Int64, int64_t, __VA_ARGS__)                       \
-      GRAFT_DTYPE_CASE(Int32, int32_t, __VA_ARGS__)                       \
-      default:                                                            \
-        GRAFT_FAIL(NAME, ": unsupported dtype ", ::graft::dtype_name(DT), \
-                   " on CUDA (float32, float64, int32 or int64)");        \
-    }                                                                     \
+#define GRAFT_CUDA_DISPATCH_ATOMIC(DT, NAME, ...)                          \
+  [&] {                                                                    \
+    switch (DT) {                                                          \
+      GRAFT_DTYPE_CASE(Float32, float, __VA_ARGS__)                        \
+      GRAFT_DTYPE_CASE(Float64, double, __VA_ARGS__)                       \
+      GRAFT_DTYPE_CASE(Int64, int64_t, __VA_ARGS__)                        \
+      GRAFT_DTYPE_CASE(Int32, int32_t, __VA_ARGS__)                        \
+      GRAFT_DTYPE_CASE(Int16, int16_t, __VA_ARGS__)                        \
+      GRAFT_DTYPE_CASE(Int8, int8_t, __VA_ARGS__)                          \
+      GRAFT_DTYPE_CASE(UInt8, uint8_t, __VA_ARGS__)                        \
+      default:                                                             \
+        GRAFT_FAIL(NAME, ": unsupported dtype ", ::graft::dtype_name(DT)); \
+    }                                                                      \
   }()
 
 void check_index(const Tensor& index, const char* name) {
@@ -152,10 +191,10 @@ void index_select_cuda(const Tensor& in, int64_t dim, const Tensor& index, const
   const int64_t index_stride = index.dim() == 1 ? index.strides()[0] : 0;
   int* flag = device_error_flag(device);
   GRAFT_CUDA_DISPATCH_BITS(out.itemsize(), "index_select", [&] {
-    index_select_kernel<bits_t><<<grid_for(n, kBlock), kBlock, 0, current_stream(device)>>>(
-        n, make_geom(out), make_geom(in), static_cast<int>(dim), index.data_ptr<int64_t>(),
-        index_stride, static_cast<const bits_t*>(in.raw_data()),
-        static_cast<bits_t*>(out.raw_data()), flag);
+    launch<index_select_kernel<bits_t>>(
+        grid_for(n, kBlock), kBlock, 0, current_stream(device), n, index_geom(out), index_geom(in),
+        static_cast<int>(dim), index.data_ptr<int64_t>(), index_stride,
+        static_cast<const bits_t*>(in.raw_data()), static_cast<bits_t*>(out.raw_data()), flag);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
@@ -170,10 +209,10 @@ void gather_cuda(const Tensor& in, int64_t dim, const Tensor& index, const Tenso
   DeviceGuard guard(device);
   int* flag = device_error_flag(device);
   GRAFT_CUDA_DISPATCH_BITS(out.itemsize(), "gather", [&] {
-    gather_kernel<bits_t><<<grid_for(n, kBlock), kBlock, 0, current_stream(device)>>>(
-        n, make_geom(out), make_geom(in), make_geom(index), static_cast<int>(dim),
-        index.data_ptr<int64_t>(), static_cast<const bits_t*>(in.raw_data()),
-        static_cast<bits_t*>(out.raw_data()), flag);
+    launch<gather_kernel<bits_t>>(
+        grid_for(n, kBlock), kBlock, 0, current_stream(device), n, index_geom(out), index_geom(in),
+        index_geom(index), static_cast<int>(dim), index.data_ptr<int64_t>(),
+        static_cast<const bits_t*>(in.raw_data()), static_cast<bits_t*>(out.raw_data()), flag);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
@@ -189,19 +228,18 @@ void accumulate(const Tensor& out, int64_t dim, const Tensor& index, const Tenso
   const int device = out.device().index;
   DeviceGuard guard(device);
   int* flag = device_error_flag(device);
-  TensorGeom idx_g = make_geom(index);
-  if (!per_element_index && index.dim() == 0) idx_g.strides[0] = 0;
+  const TensorGeom idx_g = index_geom(index);  // a 0-d index: stride 0
   GRAFT_CUDA_DISPATCH_ATOMIC(out.dtype(), name, [&] {
-    accumulate_kernel<scalar_t><<<grid_for(n, kBlock), kBlock, 0, current_stream(device)>>>(
-        n, make_geom(it), make_geom(src), make_geom(out), idx_g, per_element_index,
-        static_cast<int>(dim), index.data_ptr<int64_t>(), src.data_ptr<scalar_t>(),
-        out.data_ptr<scalar_t>(), flag);
+    launch<accumulate_kernel<scalar_t>>(
+        grid_for(n, kBlock), kBlock, 0, current_stream(device), n, index_geom(it), index_geom(src),
+        index_geom(out), idx_g, per_element_index, static_cast<int>(dim), index.data_ptr<int64_t>(),
+        src.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), flag);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
 
 void index_add_cuda(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src) {
-  GRAFT_CHECK(index.dim() <= 1 && index.numel() == src.sizes()[dim],
+  GRAFT_CHECK(index.dim() <= 1 && index.numel() == (src.dim() == 0 ? 1 : src.sizes()[dim]),
               "index_add: index must be 1-D with src.size(dim) entries");
   accumulate(out, dim, index, src, /*per_element_index=*/false, "index_add");
 }
@@ -220,9 +258,9 @@ void scatter_add_cuda(const Tensor& out, int64_t dim, const Tensor& index, const
 
 }  // namespace
 
-GRAFT_REGISTER_KERNEL(index_select, CUDA, index_select_cuda);
-GRAFT_REGISTER_KERNEL(index_add, CUDA, index_add_cuda);
-GRAFT_REGISTER_KERNEL(gather, CUDA, gather_cuda);
-GRAFT_REGISTER_KERNEL(scatter_add, CUDA, scatter_add_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(index_select, index_select_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(index_add, index_add_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(gather, gather_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(scatter_add, scatter_add_cuda);
 
 }  // namespace graft::cuda

@@ -11,8 +11,10 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "core/convert.h"
 #include "core/dtype.h"
 #include "core/tensor.h"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/runtime.cuh"
 
 namespace graft::cuda {
@@ -151,7 +153,11 @@ __device__ __forceinline__ Scalar load_scalar(const char* p, DType dt) {
 }
 template <typename T>
 __device__ __forceinline__ T scalar_as(const Scalar& s) {
-  return s.is_float ? static_cast<T>(s.f) : static_cast<T>(s.i);
+  if constexpr (std::is_integral_v<T>) {
+    return s.is_float ? float_to_int<T>(s.f) : static_cast<T>(s.i);  // core/convert.h
+  } else {
+    return s.is_float ? static_cast<T>(s.f) : static_cast<T>(s.i);
+  }
 }
 __device__ __forceinline__ void store_scalar(char* p, DType dt, const Scalar& s) {
   switch (dt) {
@@ -237,12 +243,13 @@ void launch_elementwise(const Tensor& out, F f, const Ts&... in) {
   cudaStream_t stream = current_stream(device);
   Out* o = static_cast<Out*>(out.raw_data());
   if (all_contiguous({&out, &in...})) {
-    elementwise_contig_kernel<Out, F, In...><<<grid_for(n, kBlock), kBlock, 0, stream>>>(
-        n, f, o, static_cast<const In*>(in.raw_data())...);
+    launch<elementwise_contig_kernel<Out, F, In...>>(grid_for(n, kBlock), kBlock, 0, stream, n, f,
+                                                     o, static_cast<const In*>(in.raw_data())...);
   } else {
     auto calc = make_offset_calc<sizeof...(In) + 1>(out.sizes(), {&out, &in...});
-    elementwise_strided_kernel<Out, F, In...><<<grid_for(n, kBlock), kBlock, 0, stream>>>(
-        n, calc, f, o, static_cast<const In*>(in.raw_data())...);
+    launch<elementwise_strided_kernel<Out, F, In...>>(grid_for(n, kBlock), kBlock, 0, stream, n,
+                                                      calc, f, o,
+                                                      static_cast<const In*>(in.raw_data())...);
   }
   GRAFT_CUDA_CHECK_LAUNCH();
 }

@@ -37,8 +37,8 @@ struct Rows {  // a contiguous tensor as [outer, len, inner] around `dim`
   }
 };
 
-// ---- softmax: one thread per (outer, inner) line, three passes in double ----
-// (rows of ResNet logits are short; a line per thread keeps this simple and exact)
+// ---- softmax over a middle dim: one thread per (outer, inner) line, three
+// passes in double (neighbouring threads read neighbouring inner elements).
 template <typename T>
 __global__ void softmax_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t outer,
                                    int64_t len, int64_t inner, bool log) {
@@ -78,14 +78,80 @@ __global__ void softmax_bwd_kernel(const T* __restrict__ g, const T* __restrict_
   }
 }
 
+// ---- softmax over the last dim (inner == 1, the common case): a warp per
+// row, so long rows are read by 32 threads at once; sums in double as above.
+constexpr int kWarp = 32;
+__device__ __forceinline__ double warp_sum(double v) {
+  for (int d = kWarp / 2; d > 0; d /= 2) v += __shfl_xor_sync(0xffffffffu, v, d);
+  return v;
+}
+__device__ __forceinline__ double warp_max(double v) {
+  for (int d = kWarp / 2; d > 0; d /= 2) v = fmax(v, __shfl_xor_sync(0xffffffffu, v, d));
+  return v;
+}
+
+// Every lane of a warp takes the same rows, so the shuffles see full warps.
+#define GRAFT_WARP_PER_ROW(r, rows)                                                       \
+  for (int64_t r = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / kWarp; \
+       r < (rows); r += static_cast<int64_t>(blockDim.x) * gridDim.x / kWarp)
+
+template <typename T>
+__global__ void softmax_fwd_rows_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t rows,
+                                        int64_t len, bool log) {
+  const int lane = threadIdx.x % kWarp;
+  GRAFT_WARP_PER_ROW(r, rows) {
+    const T* xr = x + r * len;
+    T* yr = y + r * len;
+    double m = -INFINITY;
+    for (int64_t k = lane; k < len; k += kWarp) m = fmax(m, static_cast<double>(xr[k]));
+    m = warp_max(m);
+    double s = 0;
+    for (int64_t k = lane; k < len; k += kWarp) s += ::exp(static_cast<double>(xr[k]) - m);
+    const double ls = ::log(warp_sum(s));
+    for (int64_t k = lane; k < len; k += kWarp) {
+      const double v = static_cast<double>(xr[k]) - m;
+      yr[k] = static_cast<T>(log ? v - ls : ::exp(v - ls));
+    }
+  }
+}
+
+template <typename T>
+__global__ void softmax_bwd_rows_kernel(const T* __restrict__ g, const T* __restrict__ y,
+                                        T* __restrict__ gi, int64_t rows, int64_t len, bool log) {
+  const int lane = threadIdx.x % kWarp;
+  GRAFT_WARP_PER_ROW(r, rows) {
+    const int64_t base = r * len;
+    double s = 0;
+    for (int64_t k = lane; k < len; k += kWarp) {
+      const int64_t j = base + k;
+      s += log ? static_cast<double>(g[j]) : static_cast<double>(g[j]) * y[j];
+    }
+    s = warp_sum(s);
+    for (int64_t k = lane; k < len; k += kWarp) {
+      const int64_t j = base + k;
+      gi[j] = log ? static_cast<T>(g[j] - ::exp(static_cast<double>(y[j])) * s)
+                  : static_cast<T>(y[j] * (g[j] - s));
+    }
+  }
+}
+
+unsigned warp_rows_grid(int64_t rows) { return grid_for(rows, kBlock / kWarp); }
+
 void softmax_forward_cuda(const Tensor& x, int64_t dim, bool log, const Tensor& out) {
   const Rows r(x, dim);
   const int device = x.device().index;
   DeviceGuard guard(device);
   GRAFT_DISPATCH_FLOAT(x.dtype(), "softmax", [&] {
-    softmax_fwd_kernel<scalar_t>
-        <<<grid_for(r.outer * r.inner, kBlock), kBlock, 0, current_stream(device)>>>(
-            x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), r.outer, r.len, r.inner, log);
+    if (r.inner == 1) {
+      launch<softmax_fwd_rows_kernel<scalar_t>>(warp_rows_grid(r.outer), kBlock, 0,
+                                                current_stream(device), x.data_ptr<scalar_t>(),
+                                                out.data_ptr<scalar_t>(), r.outer, r.len, log);
+      GRAFT_CUDA_CHECK_LAUNCH();
+      return;
+    }
+    launch<softmax_fwd_kernel<scalar_t>>(grid_for(r.outer * r.inner, kBlock), kBlock, 0,
+                                         current_stream(device), x.data_ptr<scalar_t>(),
+                                         out.data_ptr<scalar_t>(), r.outer, r.len, r.inner, log);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
@@ -97,10 +163,17 @@ void softmax_backward_cuda(const Tensor& grad_out, const Tensor& output, int64_t
   const int device = output.device().index;
   DeviceGuard guard(device);
   GRAFT_DISPATCH_FLOAT(output.dtype(), "softmax_backward", [&] {
-    softmax_bwd_kernel<scalar_t>
-        <<<grid_for(r.outer * r.inner, kBlock), kBlock, 0, current_stream(device)>>>(
-            grad_out.data_ptr<scalar_t>(), output.data_ptr<scalar_t>(),
-            grad_input.data_ptr<scalar_t>(), r.outer, r.len, r.inner, log);
+    if (r.inner == 1) {
+      launch<softmax_bwd_rows_kernel<scalar_t>>(
+          warp_rows_grid(r.outer), kBlock, 0, current_stream(device), grad_out.data_ptr<scalar_t>(),
+          output.data_ptr<scalar_t>(), grad_input.data_ptr<scalar_t>(), r.outer, r.len, log);
+      GRAFT_CUDA_CHECK_LAUNCH();
+      return;
+    }
+    launch<softmax_bwd_kernel<scalar_t>>(
+        grid_for(r.outer * r.inner, kBlock), kBlock, 0, current_stream(device),
+        grad_out.data_ptr<scalar_t>(), output.data_ptr<scalar_t>(), grad_input.data_ptr<scalar_t>(),
+        r.outer, r.len, r.inner, log);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
@@ -118,35 +191,40 @@ __device__ __forceinline__ bool target_counts(int64_t t, int64_t C, int64_t igno
   return true;
 }
 
+// A warp per row: the log-softmax (stored for backward) is computed by all
+// lanes; lane 0 then checks the target and writes the row's loss.
 template <typename T>
 __global__ void ce_rows_kernel(const T* __restrict__ x, const int64_t* __restrict__ target,
                                int64_t N, int64_t C, int64_t ignore_index, double ls,
                                bool from_logits, T* __restrict__ log_probs,
                                double* __restrict__ loss, int* __restrict__ counts, int* flag) {
-  GRAFT_GRID_STRIDE(i, N) {
+  const int lane = threadIdx.x % kWarp;
+  GRAFT_WARP_PER_ROW(i, N) {
     const T* xr = x + i * C;
-    double lse = 0;
-    if (from_logits) {  // log_softmax of the row, stored for backward
+    if (from_logits) {
       double m = -INFINITY;
-      for (int64_t c = 0; c < C; ++c) m = fmax(m, static_cast<double>(xr[c]));
+      for (int64_t c = lane; c < C; c += kWarp) m = fmax(m, static_cast<double>(xr[c]));
+      m = warp_max(m);
       double s = 0;
-      for (int64_t c = 0; c < C; ++c) s += ::exp(static_cast<double>(xr[c]) - m);
-      lse = m + ::log(s);
-      for (int64_t c = 0; c < C; ++c)
+      for (int64_t c = lane; c < C; c += kWarp) s += ::exp(static_cast<double>(xr[c]) - m);
+      const double lse = m + ::log(warp_sum(s));
+      for (int64_t c = lane; c < C; c += kWarp)
         log_probs[i * C + c] = static_cast<T>(static_cast<double>(xr[c]) - lse);
+      __syncwarp();  // the row's log-probabilities, written by every lane, are read below
     }
     const T* lp = from_logits ? log_probs + i * C : xr;
+    double smooth = 0;
+    if (ls > 0) {
+      for (int64_t c = lane; c < C; c += kWarp) smooth -= static_cast<double>(lp[c]);
+      smooth = warp_sum(smooth);
+    }
+    if (lane != 0) continue;
     const int64_t t = target[i];
     const bool counts_row = target_counts(t, C, ignore_index, flag);
     counts[i] = counts_row ? 1 : 0;
-    if (!counts_row) {
-      loss[i] = 0;
-      continue;
-    }
-    double smooth = 0;
-    if (ls > 0)
-      for (int64_t c = 0; c < C; ++c) smooth -= static_cast<double>(lp[c]);
-    loss[i] = (1 - ls) * -static_cast<double>(lp[t]) + ls / static_cast<double>(C) * smooth;
+    loss[i] = counts_row
+                  ? (1 - ls) * -static_cast<double>(lp[t]) + ls / static_cast<double>(C) * smooth
+                  : 0.0;
   }
 }
 
@@ -164,7 +242,7 @@ __global__ void loss_reduce_kernel(const double* __restrict__ loss, const int* _
   s_sum[threadIdx.x] = s;
   s_cnt[threadIdx.x] = c;
   __syncthreads();
-  for (int d = blockDim.x / 2; d > 0; d /= 2) {
+  for (unsigned d = blockDim.x / 2; d > 0; d /= 2) {
     if (threadIdx.x < d) {
       s_sum[threadIdx.x] += s_sum[threadIdx.x + d];
       s_cnt[threadIdx.x] += s_cnt[threadIdx.x + d];
@@ -193,16 +271,17 @@ void loss_forward(const Tensor& x, const Tensor& target, int reduction, int64_t 
   double* l = static_cast<double*>(loss.data());
   int* cnt = static_cast<int*>(counts.data());
   if (N > 0) {
-    ce_rows_kernel<T><<<grid_for(N, kBlock), kBlock, 0, stream>>>(
-        x.data_ptr<T>(), target.data_ptr<int64_t>(), N, C, ignore_index, ls, from_logits,
-        from_logits ? log_probs.data_ptr<T>() : nullptr, l, cnt, device_error_flag(device));
+    launch<ce_rows_kernel<T>>(warp_rows_grid(N), kBlock, 0, stream, x.data_ptr<T>(),
+                              target.data_ptr<int64_t>(), N, C, ignore_index, ls, from_logits,
+                              from_logits ? log_probs.data_ptr<T>() : nullptr, l, cnt,
+                              device_error_flag(device));
     GRAFT_CUDA_CHECK_LAUNCH();
   }
   if (reduction == kReduceNone) {
     if (N > 0)
-      loss_copy_kernel<T><<<grid_for(N, kBlock), kBlock, 0, stream>>>(l, N, out.data_ptr<T>());
+      launch<loss_copy_kernel<T>>(grid_for(N, kBlock), kBlock, 0, stream, l, N, out.data_ptr<T>());
   } else {
-    loss_reduce_kernel<T><<<1, kBlock, 0, stream>>>(l, cnt, N, reduction, out.data_ptr<T>());
+    launch<loss_reduce_kernel<T>>(1, kBlock, 0, stream, l, cnt, N, reduction, out.data_ptr<T>());
   }
   GRAFT_CUDA_CHECK_LAUNCH();
 }
@@ -231,7 +310,7 @@ __global__ void count_kernel(const int64_t* __restrict__ target, int64_t N, int6
     c += (target[i] != ignore_index && target[i] >= 0 && target[i] < C) ? 1 : 0;
   s[threadIdx.x] = c;
   __syncthreads();
-  for (int d = blockDim.x / 2; d > 0; d /= 2) {
+  for (unsigned d = blockDim.x / 2; d > 0; d /= 2) {
     if (threadIdx.x < d) s[threadIdx.x] += s[threadIdx.x + d];
     __syncthreads();
   }
@@ -275,13 +354,14 @@ void loss_backward(const Tensor& grad_out, const Tensor& log_probs, const Tensor
   DeviceGuard guard(device);
   cudaStream_t stream = current_stream(device);
   Workspace count(sizeof(int), device);
-  count_kernel<<<1, kBlock, 0, stream>>>(target.data_ptr<int64_t>(), N, C, ignore_index,
-                                         static_cast<int*>(count.data()));
+  launch<count_kernel>(1, kBlock, 0, stream, target.data_ptr<int64_t>(), N, C, ignore_index,
+                       static_cast<int*>(count.data()));
   GRAFT_CUDA_CHECK_LAUNCH();
-  loss_bwd_kernel<T><<<grid_for(N * C, kBlock), kBlock, 0, stream>>>(
-      grad_out.data_ptr<T>(), from_logits ? log_probs.data_ptr<T>() : nullptr,
-      target.data_ptr<int64_t>(), N, C, reduction, ignore_index, ls, from_logits,
-      static_cast<const int*>(count.data()), grad_input.data_ptr<T>());
+  launch<loss_bwd_kernel<T>>(grid_for(N * C, kBlock), kBlock, 0, stream, grad_out.data_ptr<T>(),
+                             from_logits ? log_probs.data_ptr<T>() : nullptr,
+                             target.data_ptr<int64_t>(), N, C, reduction, ignore_index, ls,
+                             from_logits, static_cast<const int*>(count.data()),
+                             grad_input.data_ptr<T>());
   GRAFT_CUDA_CHECK_LAUNCH();
 }
 
@@ -362,10 +442,9 @@ void max_pool_forward_cuda(const Tensor& x, const Pool2dParams& p, const Tensor&
   const int device = x.device().index;
   DeviceGuard guard(device);
   GRAFT_DISPATCH_FLOAT(x.dtype(), "max_pool2d", [&] {
-    max_pool_fwd_kernel<scalar_t>
-        <<<grid_for(out.numel(), kBlock), kBlock, 0, current_stream(device)>>>(
-            x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(), N * C, H,
-            W, OH, OW, p);
+    launch<max_pool_fwd_kernel<scalar_t>>(
+        grid_for(out.numel(), kBlock), kBlock, 0, current_stream(device), x.data_ptr<scalar_t>(),
+        out.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(), N * C, H, W, OH, OW, p);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
@@ -380,10 +459,10 @@ void max_pool_backward_cuda(const Tensor& grad_out, const Tensor& indices,
   const int device = grad_input.device().index;
   DeviceGuard guard(device);
   GRAFT_DISPATCH_FLOAT(grad_input.dtype(), "max_pool2d_backward", [&] {
-    scatter_plane_kernel<scalar_t>
-        <<<grid_for(grad_out.numel(), kBlock), kBlock, 0, current_stream(device)>>>(
-            grad_out.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(),
-            grad_input.data_ptr<scalar_t>(), planes, HW, OHW, device_error_flag(device));
+    launch<scatter_plane_kernel<scalar_t>>(
+        grid_for(grad_out.numel(), kBlock), kBlock, 0, current_stream(device),
+        grad_out.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(), grad_input.data_ptr<scalar_t>(),
+        planes, HW, OHW, device_error_flag(device));
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
@@ -440,10 +519,10 @@ void adaptive_avg_forward_cuda(const Tensor& x, const Tensor& out) {
   const int device = x.device().index;
   DeviceGuard guard(device);
   GRAFT_DISPATCH_FLOAT(x.dtype(), "adaptive_avg_pool2d", [&] {
-    adaptive_avg_fwd_kernel<scalar_t>
-        <<<grid_for(out.numel(), kBlock), kBlock, 0, current_stream(device)>>>(
-            x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), planes, x.sizes()[2], x.sizes()[3],
-            out.sizes()[2], out.sizes()[3]);
+    launch<adaptive_avg_fwd_kernel<scalar_t>>(grid_for(out.numel(), kBlock), kBlock, 0,
+                                              current_stream(device), x.data_ptr<scalar_t>(),
+                                              out.data_ptr<scalar_t>(), planes, x.sizes()[2],
+                                              x.sizes()[3], out.sizes()[2], out.sizes()[3]);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
@@ -454,10 +533,10 @@ void adaptive_avg_backward_cuda(const Tensor& grad_out, const Tensor& grad_input
   const int device = grad_input.device().index;
   DeviceGuard guard(device);
   GRAFT_DISPATCH_FLOAT(grad_input.dtype(), "adaptive_avg_pool2d_backward", [&] {
-    adaptive_avg_bwd_kernel<scalar_t>
-        <<<grid_for(grad_input.numel(), kBlock), kBlock, 0, current_stream(device)>>>(
-            grad_out.data_ptr<scalar_t>(), grad_input.data_ptr<scalar_t>(), planes,
-            grad_input.sizes()[2], grad_input.sizes()[3], grad_out.sizes()[2], grad_out.sizes()[3]);
+    launch<adaptive_avg_bwd_kernel<scalar_t>>(
+        grid_for(grad_input.numel(), kBlock), kBlock, 0, current_stream(device),
+        grad_out.data_ptr<scalar_t>(), grad_input.data_ptr<scalar_t>(), planes,
+        grad_input.sizes()[2], grad_input.sizes()[3], grad_out.sizes()[2], grad_out.sizes()[3]);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
@@ -498,19 +577,19 @@ void linear_backward_weight_cuda(const Tensor& g, const Tensor& x, const Tensor&
 
 }  // namespace
 
-GRAFT_REGISTER_KERNEL(softmax_forward, CUDA, softmax_forward_cuda);
-GRAFT_REGISTER_KERNEL(softmax_backward, CUDA, softmax_backward_cuda);
-GRAFT_REGISTER_KERNEL(nll_loss_forward, CUDA, nll_forward_cuda);
-GRAFT_REGISTER_KERNEL(nll_loss_backward, CUDA, nll_backward_cuda);
-GRAFT_REGISTER_KERNEL(cross_entropy_forward, CUDA, ce_forward_cuda);
-GRAFT_REGISTER_KERNEL(cross_entropy_backward, CUDA, ce_backward_cuda);
-GRAFT_REGISTER_KERNEL(max_pool2d_forward, CUDA, max_pool_forward_cuda);
-GRAFT_REGISTER_KERNEL(max_pool2d_backward, CUDA, max_pool_backward_cuda);
-GRAFT_REGISTER_KERNEL(adaptive_avg_pool2d_forward, CUDA, adaptive_avg_forward_cuda);
-GRAFT_REGISTER_KERNEL(adaptive_avg_pool2d_backward, CUDA, adaptive_avg_backward_cuda);
-GRAFT_REGISTER_KERNEL(bias_backward, CUDA, bias_backward_cuda);
-GRAFT_REGISTER_KERNEL(linear_forward, CUDA, linear_forward_cuda);
-GRAFT_REGISTER_KERNEL(linear_backward_input, CUDA, linear_backward_input_cuda);
-GRAFT_REGISTER_KERNEL(linear_backward_weight, CUDA, linear_backward_weight_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(softmax_forward, softmax_forward_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(softmax_backward, softmax_backward_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(nll_loss_forward, nll_forward_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(nll_loss_backward, nll_backward_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(cross_entropy_forward, ce_forward_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(cross_entropy_backward, ce_backward_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(max_pool2d_forward, max_pool_forward_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(max_pool2d_backward, max_pool_backward_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(adaptive_avg_pool2d_forward, adaptive_avg_forward_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(adaptive_avg_pool2d_backward, adaptive_avg_backward_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(bias_backward, bias_backward_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(linear_forward, linear_forward_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(linear_backward_input, linear_backward_input_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(linear_backward_weight, linear_backward_weight_cuda);
 
 }  // namespace graft::cuda

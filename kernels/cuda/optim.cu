@@ -1,7 +1,12 @@
-// Fused multi-tensor SGD / Adam(W) steps (see kernels/cuda/optim.h). A launch
+// Fused multi-tensor SGD / Adam(W) steps (see kernels/cuda/optim.h).
+// Rule: this file (nvcc --fmad=false, emulated -ffp-contract=off) and
+// kernels/cpu/optim.cpp (-ffp-contract=off) contract no a + b*c into an FMA
+// (CMakeLists.txt), so every step is bit-identical to the CPU kernels
+// (tests/test_cuda_ops.cpp compares them with tolerance 0). A launch
 // covers up to kMaxTensors parameters: their pointers, sizes and per-tensor
 // scalars travel in one struct passed by value (well under the 4 KiB kernel
 // parameter limit); blockIdx.y selects the tensor, blocks grid-stride over it.
+#include <array>
 #include <cmath>
 
 #include "core/kernels.h"
@@ -95,29 +100,49 @@ __global__ void adam_kernel(AdamList<T> l, T b1, T one_minus_b1, T b2, T one_min
   }
 }
 
+// Each list holds one tensor per parameter (or is empty), matching the
+// parameter's device, dtype and size. Parameters may mix float32 and float64:
+// the steps below launch once per dtype.
 void check_lists(const std::vector<Tensor>& params,
                  std::initializer_list<const std::vector<Tensor>*> lists, const char* name) {
   GRAFT_CHECK(!params.empty(), name, ": empty parameter list");
-  const Tensor& p0 = params[0];
-  GRAFT_CHECK(p0.device().is_cuda(), name, ": parameters are on ", p0.device().str());
-  GRAFT_CHECK(p0.dtype() == DType::Float32 || p0.dtype() == DType::Float64, name,
-              ": unsupported dtype ", dtype_name(p0.dtype()));
+  const Device device = params[0].device();
+  GRAFT_CHECK(device.is_cuda(), name, ": parameters are on ", device.str());
   for (const auto* l : lists) {
     if (l->empty()) continue;
     GRAFT_CHECK(l->size() == params.size(), name, ": list lengths differ (", l->size(), " vs ",
                 params.size(), ")");
   }
   for (size_t k = 0; k < params.size(); ++k) {
+    const Tensor& p = params[k];
+    GRAFT_CHECK(p.dtype() == DType::Float32 || p.dtype() == DType::Float64, name,
+                ": unsupported dtype ", dtype_name(p.dtype()), " for parameter ", k);
     for (const auto* l : lists) {
       if (l->empty()) continue;
       const Tensor& t = (*l)[k];
-      GRAFT_CHECK(t.defined() && t.device() == p0.device() && t.dtype() == p0.dtype() &&
-                      t.is_contiguous() && t.numel() == params[k].numel(),
-                  name, ": tensor ", k, " must be a contiguous ", dtype_name(p0.dtype()), " on ",
-                  p0.device().str(), " with ", params[k].numel(), " elements, got ",
+      GRAFT_CHECK(t.defined() && t.device() == device && t.dtype() == p.dtype() &&
+                      t.is_contiguous() && t.numel() == p.numel(),
+                  name, ": tensor ", k, " must be a contiguous ", dtype_name(p.dtype()), " on ",
+                  device.str(), " with ", p.numel(), " elements, got ",
                   t.defined() ? t.meta_str() : std::string("undefined"));
     }
   }
+}
+
+// The entries of `v` at `idx` (an empty list stays empty).
+template <typename T>
+std::vector<T> pick(const std::vector<T>& v, const std::vector<size_t>& idx) {
+  std::vector<T> out;
+  if (v.empty()) return out;
+  for (size_t i : idx) out.push_back(v[i]);
+  return out;
+}
+// Parameter indices by dtype: {float32 indices, float64 indices}.
+std::array<std::vector<size_t>, 2> by_dtype(const std::vector<Tensor>& params) {
+  std::array<std::vector<size_t>, 2> out;
+  for (size_t k = 0; k < params.size(); ++k)
+    out[params[k].dtype() == DType::Float64 ? 1 : 0].push_back(k);
+  return out;
 }
 
 dim3 list_grid(const int64_t* n, int count) {
@@ -141,10 +166,10 @@ void sgd_typed(const std::vector<Tensor>& params, const std::vector<Tensor>& gra
       l.buf[i] = bufs.empty() ? nullptr : bufs[start + i].data_ptr<T>();
       l.n[i] = params[start + i].numel();
     }
-    sgd_kernel<T><<<list_grid(l.n, count), kBlock, 0, current_stream(device)>>>(
-        l, static_cast<T>(h.weight_decay), static_cast<T>(h.momentum),
-        static_cast<T>(1.0 - h.dampening), static_cast<T>(-h.lr), h.weight_decay != 0,
-        !bufs.empty(), h.init_buffers, h.nesterov, h.maximize);
+    launch<sgd_kernel<T>>(
+        list_grid(l.n, count), kBlock, 0, current_stream(device), l, static_cast<T>(h.weight_decay),
+        static_cast<T>(h.momentum), static_cast<T>(1.0 - h.dampening), static_cast<T>(-h.lr),
+        h.weight_decay != 0, !bufs.empty(), h.init_buffers, h.nesterov, h.maximize);
     GRAFT_CUDA_CHECK_LAUNCH();
   }
 }
@@ -174,9 +199,10 @@ void adam_typed(const std::vector<Tensor>& params, const std::vector<Tensor>& gr
       l.bc2_sqrt[i] = static_cast<T>(std::sqrt(bc2));
       l.neg_step_size[i] = static_cast<T>(-(h.lr / bc1));
     }
-    adam_kernel<T><<<list_grid(l.n, count), kBlock, 0, current_stream(device)>>>(
-        l, static_cast<T>(h.beta1), static_cast<T>(1 - h.beta1), static_cast<T>(h.beta2),
-        static_cast<T>(1 - h.beta2), static_cast<T>(h.eps), static_cast<T>(h.weight_decay),
+    launch<adam_kernel<T>>(
+        list_grid(l.n, count), kBlock, 0, current_stream(device), l, static_cast<T>(h.beta1),
+        static_cast<T>(1 - h.beta1), static_cast<T>(h.beta2), static_cast<T>(1 - h.beta2),
+        static_cast<T>(h.eps), static_cast<T>(h.weight_decay),
         static_cast<T>(1 - h.lr * h.weight_decay), !h.decoupled_weight_decay && h.weight_decay != 0,
         h.decoupled_weight_decay, h.maximize);
     GRAFT_CUDA_CHECK_LAUNCH();
@@ -192,11 +218,13 @@ void sgd_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grad
   GRAFT_CHECK(grads.size() == params.size(), "sgd_step: one gradient per parameter");
   GRAFT_CHECK(h.momentum == 0 || momentum_buffers.size() == params.size(),
               "sgd_step: momentum needs one buffer per parameter");
-  if (params[0].dtype() == DType::Float64) {
-    sgd_typed<double>(params, grads, momentum_buffers, h);
-  } else {
-    sgd_typed<float>(params, grads, momentum_buffers, h);
-  }
+  const auto groups = by_dtype(params);
+  if (!groups[0].empty())
+    sgd_typed<float>(pick(params, groups[0]), pick(grads, groups[0]),
+                     pick(momentum_buffers, groups[0]), h);
+  if (!groups[1].empty())
+    sgd_typed<double>(pick(params, groups[1]), pick(grads, groups[1]),
+                      pick(momentum_buffers, groups[1]), h);
 }
 
 void adam_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
@@ -212,10 +240,17 @@ void adam_step(const std::vector<Tensor>& params, const std::vector<Tensor>& gra
               "adam_step: amsgrad needs max_exp_avg_sqs");
   const std::vector<Tensor> none;
   const std::vector<Tensor>& vmax = h.amsgrad ? max_exp_avg_sqs : none;
-  if (params[0].dtype() == DType::Float64) {
-    adam_typed<double>(params, grads, exp_avgs, exp_avg_sqs, vmax, steps, h);
-  } else {
-    adam_typed<float>(params, grads, exp_avgs, exp_avg_sqs, vmax, steps, h);
+  const auto groups = by_dtype(params);
+  for (int d = 0; d < 2; ++d) {
+    const std::vector<size_t>& g = groups[d];
+    if (g.empty()) continue;
+    if (d == 0) {
+      adam_typed<float>(pick(params, g), pick(grads, g), pick(exp_avgs, g), pick(exp_avg_sqs, g),
+                        pick(vmax, g), pick(steps, g), h);
+    } else {
+      adam_typed<double>(pick(params, g), pick(grads, g), pick(exp_avgs, g), pick(exp_avg_sqs, g),
+                         pick(vmax, g), pick(steps, g), h);
+    }
   }
 }
 
@@ -235,8 +270,8 @@ void adam_table_entry(const std::vector<Tensor>& params, const std::vector<Tenso
              h.decoupled_weight_decay});
 }
 }  // namespace
-GRAFT_REGISTER_KERNEL(sgd_step, CUDA, sgd_table_entry);
-GRAFT_REGISTER_KERNEL(adam_step, CUDA, adam_table_entry);
+GRAFT_REGISTER_CUDA_KERNEL(sgd_step, sgd_table_entry);
+GRAFT_REGISTER_CUDA_KERNEL(adam_step, adam_table_entry);
 #endif
 
 }  // namespace graft::cuda

@@ -1,12 +1,16 @@
 // CUDA reductions: sum/mean/prod/max/min over dims, argmax/argmin along a dim
-// and variance. The reduced dims are permuted to the end and made contiguous
-// (a no-op when already so), so each output element reduces one contiguous row.
+// and variance. sum/mean/prod/max/min read a contiguous input in place when
+// the kept dims are adjacent ([A, K, B] reduced over A and B: conv bias
+// gradients); otherwise, like argmax and var, the reduced dims are permuted
+// to the end and made contiguous, so each output element reduces one row.
 // A row is reduced by a group of G threads: a warp (G = 32) when rows are many
 // or short, a whole block (G = 256) when rows are few and long. Floating-point
 // sums accumulate in double, like the CPU backend, so results agree to rounding.
+#include <algorithm>
 #include <cfloat>
 #include <climits>
 #include <cmath>
+#include <optional>
 #include <type_traits>
 
 #include "core/autograd.h"
@@ -117,47 +121,119 @@ __device__ __forceinline__ Acc identity(ReduceOp op) {
   }
 }
 
-template <int G, typename T, typename Acc>
-__global__ void reduce_rows_kernel(ReduceOp op, const T* __restrict__ src, T* __restrict__ dst,
-                                   int64_t rows, int64_t len) {
+// Where element i of row r lives: src[(i / inner) * outer_stride + r * inner +
+// i % inner], i.e. a contiguous [A, rows, inner] tensor reduced over A and
+// inner without copying it (a conv bias gradient: [N, C, H*W] over N and HW).
+// Rows of a [rows, len] tensor: inner = len.
+struct RowLayout {
+  int64_t inner, outer_stride;
+};
+
+// A row may be split into `chunks` equal ranges (the last shorter); task
+// b = r * chunks + c reduces chunk c of row r into dst[b]. With one chunk dst
+// is the result (Mean divides by mean_count); with several, dst holds
+// partials that a second pass reduces (mean_count -1: no division).
+template <int G, typename T, typename Acc, typename Out>
+__global__ void reduce_rows_kernel(ReduceOp op, const T* __restrict__ src, Out* __restrict__ dst,
+                                   int64_t rows, int64_t len, RowLayout lay, int64_t chunks,
+                                   int64_t mean_count) {
   __shared__ Acc smem[kBlock / kWarp];
   constexpr int kRowsPerBlock = kBlock / G;
   const int t = threadIdx.x % G;
   const Combine<Acc> combine{op};
-  for (int64_t r0 = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock; r0 < rows;
-       r0 += static_cast<int64_t>(gridDim.x) * kRowsPerBlock) {
-    const int64_t r = r0 + threadIdx.x / G;
+  const int64_t tasks = rows * chunks, chunk_len = (len + chunks - 1) / chunks;
+  for (int64_t b0 = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock; b0 < tasks;
+       b0 += static_cast<int64_t>(gridDim.x) * kRowsPerBlock) {
+    const int64_t b = b0 + threadIdx.x / G;
     Acc acc = identity<Acc>(op);
-    if (r < rows) {
-      const T* row = src + r * len;
-      for (int64_t i = t; i < len; i += G) acc = combine(acc, static_cast<Acc>(row[i]));
+    if (b < tasks) {
+      const int64_t r = b / chunks, begin = b % chunks * chunk_len;
+      const int64_t end = begin + chunk_len < len ? begin + chunk_len : len;
+      if (lay.inner == len) {
+        const T* row = src + r * len;
+        for (int64_t i = begin + t; i < end; i += G) acc = combine(acc, static_cast<Acc>(row[i]));
+      } else {
+        for (int64_t i = begin + t; i < end; i += G)
+          acc = combine(acc,
+                        static_cast<Acc>(
+                            src[i / lay.inner * lay.outer_stride + r * lay.inner + i % lay.inner]));
+      }
     }
     acc = group_reduce<G>(acc, combine, smem);
-    if (t == 0 && r < rows) {
-      if (op == ReduceOp::Mean) acc = acc / static_cast<Acc>(len);
-      dst[r] = static_cast<T>(acc);
+    if (t == 0 && b < tasks) {
+      if (op == ReduceOp::Mean && mean_count >= 0) acc = acc / static_cast<Acc>(mean_count);
+      dst[b] = static_cast<Out>(acc);
     }
   }
 }
 
-template <typename T, typename Acc>
-void launch_reduce(ReduceOp op, const T* src, T* dst, int64_t rows, int64_t len, int device) {
-  cudaStream_t stream = current_stream(device);
-  if (use_block_mode(rows, len)) {
-    reduce_rows_kernel<kBlock, T, Acc>
-        <<<grid_for(rows, 1), kBlock, 0, stream>>>(op, src, dst, rows, len);
+template <typename T, typename Acc, typename Out>
+void launch_rows(ReduceOp op, const T* src, Out* dst, int64_t rows, int64_t len, RowLayout lay,
+                 int64_t chunks, int64_t mean_count, cudaStream_t stream) {
+  const int64_t tasks = rows * chunks;
+  if (use_block_mode(tasks, len / chunks)) {
+    launch<reduce_rows_kernel<kBlock, T, Acc, Out>>(grid_for(tasks, 1), kBlock, 0, stream, op, src,
+                                                    dst, rows, len, lay, chunks, mean_count);
   } else {
-    reduce_rows_kernel<kWarp, T, Acc>
-        <<<grid_for(rows, kBlock / kWarp), kBlock, 0, stream>>>(op, src, dst, rows, len);
+    launch<reduce_rows_kernel<kWarp, T, Acc, Out>>(grid_for(tasks, kBlock / kWarp), kBlock, 0,
+                                                   stream, op, src, dst, rows, len, lay, chunks,
+                                                   mean_count);
   }
   GRAFT_CUDA_CHECK_LAUNCH();
+}
+
+// Few long rows (a full reduction is one row) would leave all but a few
+// blocks idle: split each row into chunks reduced in parallel into partials,
+// then reduce the partials. Fixed chunking keeps the result deterministic.
+template <typename T, typename Acc>
+void launch_reduce(ReduceOp op, const T* src, T* dst, int64_t rows, int64_t len, RowLayout lay,
+                   int device) {
+  cudaStream_t stream = current_stream(device);
+  constexpr int64_t kChunk = 16384, kTargetBlocks = 1024;
+  const int64_t chunks =
+      std::max<int64_t>(1, std::min(len / kChunk, kTargetBlocks / std::max<int64_t>(rows, 1)));
+  if (chunks == 1) {
+    launch_rows<T, Acc, T>(op, src, dst, rows, len, lay, 1, len, stream);
+    return;
+  }
+  Workspace partial(sizeof(Acc) * rows * chunks, device);
+  Acc* p = static_cast<Acc*>(partial.data());
+  launch_rows<T, Acc, Acc>(op, src, p, rows, len, lay, chunks, -1, stream);
+  launch_rows<Acc, Acc, T>(op, p, dst, rows, chunks, RowLayout{chunks, 0}, 1, len, stream);
+}
+
+// Reduced dims around one contiguous run of kept dims of a contiguous input
+// ([A, K, B] over A and B): the layout that reads it in place, else nullopt.
+std::optional<RowLayout> in_place_layout(const Tensor& in, const std::vector<int64_t>& dims) {
+  if (!in.is_contiguous()) return std::nullopt;
+  std::vector<bool> reduced(in.dim(), false);
+  for (int64_t d : dims) reduced[d] = true;
+  int64_t first = -1, last = -1;
+  for (int64_t d = 0; d < in.dim(); ++d)
+    if (!reduced[d]) {
+      if (first < 0) first = d;
+      if (last >= 0 && last != d - 1) return std::nullopt;  // kept dims not adjacent
+      last = d;
+    }
+  int64_t K = 1, B = 1;
+  for (int64_t d = 0; d < in.dim(); ++d) {
+    if (first >= 0 && d >= first && d <= last) K *= in.sizes()[d];
+    if (d > last) B *= in.sizes()[d];
+  }
+  if (first < 0) B = in.numel();  // full reduction: one row
+  return RowLayout{B, K * B};
 }
 
 void reduce_cuda(ReduceOp op, const Tensor& in, const std::vector<int64_t>& dims,
                  const Tensor& out) {
   DeviceGuard guard(in.device().index);
-  int64_t rows = 0, len = 0;
-  Tensor src = rows_last(in, dims, rows, len);
+  int64_t rows = 1, len = 1;
+  for (int64_t d = 0; d < in.dim(); ++d) {
+    const bool r = std::find(dims.begin(), dims.end(), d) != dims.end();
+    (r ? len : rows) *= in.sizes()[d];
+  }
+  const std::optional<RowLayout> lay = in_place_layout(in, dims);
+  Tensor src = lay ? in : rows_last(in, dims, rows, len);
   GRAFT_CHECK(out.is_contiguous() && out.numel() == rows, "reduce: bad output");
   GRAFT_CHECK(len > 0 || (op != ReduceOp::Max && op != ReduceOp::Min),
               "max/min: cannot reduce over an empty dimension");
@@ -165,7 +241,7 @@ void reduce_cuda(ReduceOp op, const Tensor& in, const std::vector<int64_t>& dims
   GRAFT_DISPATCH_NUMERIC(in.dtype(), "reduce", [&] {
     using Acc = std::conditional_t<std::is_floating_point_v<scalar_t>, double, int64_t>;
     launch_reduce<scalar_t, Acc>(op, src.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), rows, len,
-                                 in.device().index);
+                                 lay ? *lay : RowLayout{len, 0}, in.device().index);
   });
 }
 
@@ -236,12 +312,13 @@ void arg_reduce_cuda(ArgReduceOp op, const Tensor& in, int64_t dim, const Tensor
     using Acc = std::conditional_t<std::is_floating_point_v<scalar_t>, double, int64_t>;
     scalar_t* v = values.defined() ? values.data_ptr<scalar_t>() : nullptr;
     if (use_block_mode(rows, len)) {
-      arg_reduce_kernel<kBlock, scalar_t, Acc><<<grid_for(rows, 1), kBlock, 0, stream>>>(
-          is_max, src.data_ptr<scalar_t>(), v, indices.data_ptr<int64_t>(), rows, len);
+      launch<arg_reduce_kernel<kBlock, scalar_t, Acc>>(grid_for(rows, 1), kBlock, 0, stream, is_max,
+                                                       src.data_ptr<scalar_t>(), v,
+                                                       indices.data_ptr<int64_t>(), rows, len);
     } else {
-      arg_reduce_kernel<kWarp, scalar_t, Acc>
-          <<<grid_for(rows, kBlock / kWarp), kBlock, 0, stream>>>(
-              is_max, src.data_ptr<scalar_t>(), v, indices.data_ptr<int64_t>(), rows, len);
+      launch<arg_reduce_kernel<kWarp, scalar_t, Acc>>(grid_for(rows, kBlock / kWarp), kBlock, 0,
+                                                      stream, is_max, src.data_ptr<scalar_t>(), v,
+                                                      indices.data_ptr<int64_t>(), rows, len);
     }
     GRAFT_CUDA_CHECK_LAUNCH();
   });
@@ -293,11 +370,13 @@ void var_cuda(const Tensor& in, const std::vector<int64_t>& dims, double correct
   cudaStream_t stream = current_stream(in.device().index);
   GRAFT_DISPATCH_FLOAT(in.dtype(), "var", [&] {
     if (use_block_mode(rows, len)) {
-      var_kernel<kBlock, scalar_t><<<grid_for(rows, 1), kBlock, 0, stream>>>(
-          src.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), rows, len, correction);
+      launch<var_kernel<kBlock, scalar_t>>(grid_for(rows, 1), kBlock, 0, stream,
+                                           src.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), rows,
+                                           len, correction);
     } else {
-      var_kernel<kWarp, scalar_t><<<grid_for(rows, kBlock / kWarp), kBlock, 0, stream>>>(
-          src.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), rows, len, correction);
+      launch<var_kernel<kWarp, scalar_t>>(grid_for(rows, kBlock / kWarp), kBlock, 0, stream,
+                                          src.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), rows,
+                                          len, correction);
     }
     GRAFT_CUDA_CHECK_LAUNCH();
   });
@@ -305,8 +384,8 @@ void var_cuda(const Tensor& in, const std::vector<int64_t>& dims, double correct
 
 }  // namespace
 
-GRAFT_REGISTER_KERNEL(reduce, CUDA, reduce_cuda);
-GRAFT_REGISTER_KERNEL(arg_reduce, CUDA, arg_reduce_cuda);
-GRAFT_REGISTER_KERNEL(var, CUDA, var_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(reduce, reduce_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(arg_reduce, arg_reduce_cuda);
+GRAFT_REGISTER_CUDA_KERNEL(var, var_cuda);
 
 }  // namespace graft::cuda

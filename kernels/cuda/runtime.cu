@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -61,20 +62,43 @@ namespace {
 
 constexpr int kMaxDevices = 16;
 
-bool query_available() {
+// Whether a device is usable, and if not why (for "CUDA not available: ...").
+struct Availability {
+  bool ok = false;
+  std::string why;
+};
+Availability query_available() {
   int count = 0;
   const cudaError_t err = cudaGetDeviceCount(&count);
-  if (err != cudaSuccess) {
-    (void)cudaGetLastError();  // clear the sticky "no device"/"no driver" error
-    return false;
-  }
-  return count > 0;
+  if (err == cudaSuccess && count > 0) return {true, ""};
+  (void)cudaGetLastError();  // clear the "no device"/"no driver" error
+#ifdef GRAFT_CUDA_EMULATED
+  return {false, "this is the emulated CUDA build and GRAFT_EMULATED_DEVICES=0"};
+#else
+  int driver = 0, runtime = 0;
+  (void)cudaDriverGetVersion(&driver);
+  (void)cudaRuntimeGetVersion(&runtime);
+  (void)cudaGetLastError();
+  if (driver == 0)
+    return {false, "no NVIDIA driver is installed (" + std::string(cudaGetErrorName(err)) +
+                       "), so no CUDA device can be used"};
+  if (err == cudaErrorInsufficientDriver || driver < runtime)
+    return {false, "the NVIDIA driver is too old (driver supports CUDA " + std::to_string(driver) +
+                       ", graft was built with runtime " + std::to_string(runtime) + ")"};
+  if (err == cudaErrorNoDevice || err == cudaSuccess)
+    return {false, "no CUDA device was found on this machine (" +
+                       std::string(err == cudaSuccess ? "0 devices" : cudaGetErrorName(err)) + ")"};
+  return {false, std::string("cudaGetDeviceCount failed: ") + cudaGetErrorName(err) + " (" +
+                     cudaGetErrorString(err) + ")"};
+#endif
 }
 
-bool available_impl() {
-  static const bool value = query_available();
+const Availability& availability() {
+  static const Availability value = query_available();
   return value;
 }
+bool available_impl() { return availability().ok; }
+std::string unavailable_reason_impl() { return availability().why; }
 
 // Queried once: the set of devices does not change while the process runs.
 int device_count_impl() {
@@ -129,11 +153,14 @@ class CachingAllocator final : public Allocator {
   void* allocate_block(size_t nbytes, int device) {
     if (nbytes == 0) return nullptr;
     require_device(device);
-    const size_t size = round_size(nbytes);
+    // GRAFT_CUDA_CACHE=0: exact sizes and no reuse, so that a memory checker
+    // (ASan on the emulated device, compute-sanitizer) sees every tensor's
+    // bounds and every use after free.
+    const size_t size = caching_ ? round_size(nbytes) : nbytes;
     std::lock_guard<std::mutex> lock(mutex_);
     PerDevice& d = devices_[device];
     ++d.stats.num_allocs;
-    auto it = d.free_blocks.lower_bound(size);
+    auto it = caching_ ? d.free_blocks.lower_bound(size) : d.free_blocks.end();
     if (it != d.free_blocks.end() && it->first <= size + size / 4) {
       void* p = it->second;
       const size_t block = it->first;
@@ -174,6 +201,13 @@ class CachingAllocator final : public Allocator {
     const size_t block = it->second;
     d.in_use.erase(it);
     d.stats.allocated -= block;
+    if (!caching_) {
+      // cudaFree waits for the device: no queued kernel still uses the block.
+      DeviceGuard guard(device);
+      d.stats.reserved -= block;
+      GRAFT_CUDA_CHECK(cudaFree(ptr));
+      return;
+    }
     d.stats.cached += block;
     d.free_blocks.emplace(block, ptr);
   }
@@ -209,18 +243,24 @@ class CachingAllocator final : public Allocator {
     d.stats.peak_allocated = std::max(d.stats.peak_allocated, d.stats.allocated);
   }
   // cudaFree waits for the device, so no queued kernel still uses a freed block.
+  // Its first failure is reported after every block was handed back (and the
+  // pending error cleared, so that no later check reports it by mistake).
   static void release_cached(PerDevice& d) {
+    cudaError_t first = cudaSuccess;
     for (auto& [size, p] : d.free_blocks) {
-      cudaFree(p);
+      const cudaError_t err = cudaFree(p);
+      if (err != cudaSuccess && first == cudaSuccess) first = err;
       d.stats.reserved -= size;
     }
     d.stats.cached = 0;
     d.free_blocks.clear();
+    GRAFT_CUDA_CHECK(first);
   }
 
   std::mutex mutex_;
   PerDevice devices_[kMaxDevices];
   std::atomic<bool> poison_{std::getenv("GRAFT_CUDA_POISON") != nullptr};
+  const bool caching_ = !env_flag("GRAFT_CUDA_CACHE", "0");
 };
 
 // Leaked on purpose: tensors in static storage may be freed after any
@@ -234,7 +274,9 @@ CachingAllocator& allocator() {
 // Pinned staging pool. Pageable host memory cannot be copied asynchronously,
 // so copies go through page-locked chunks. A host-to-device chunk is reusable
 // once the event recorded after its copy has completed; device-to-host copies
-// synchronise the stream before reading the chunk.
+// synchronise the stream before reading the chunk. An event can only be
+// recorded on a stream of its own device, so a chunk's event is re-created
+// when the chunk moves to another device (it is idle then).
 class PinnedPool {
  public:
   static constexpr size_t kChunk = 8 << 20;
@@ -243,13 +285,27 @@ class PinnedPool {
   struct Chunk {
     void* host = nullptr;
     cudaEvent_t done = nullptr;
+    int event_device = -1;
     bool busy = false;
+
+    // Records `done` on `stream` of `device` (the chunk's last use).
+    void record(int device, cudaStream_t stream) {
+      if (event_device != device) {
+        if (done) GRAFT_CUDA_CHECK(cudaEventDestroy(done));
+        done = nullptr;
+        event_device = -1;
+        DeviceGuard guard(device);
+        GRAFT_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+        event_device = device;
+      }
+      GRAFT_CUDA_CHECK(cudaEventRecord(done, stream));
+    }
   };
 
   Chunk* acquire() {
     std::lock_guard<std::mutex> lock(mutex_);
     for (Chunk& c : chunks_) {
-      if (!c.busy && cudaEventQuery(c.done) == cudaSuccess) {
+      if (!c.busy && (!c.done || cudaEventQuery(c.done) == cudaSuccess)) {
         c.busy = true;
         return &c;
       }
@@ -259,14 +315,13 @@ class PinnedPool {
       chunks_.emplace_back();
       Chunk& c = chunks_.back();
       GRAFT_CUDA_CHECK(cudaHostAlloc(&c.host, kChunk, cudaHostAllocPortable));
-      GRAFT_CUDA_CHECK(cudaEventCreateWithFlags(&c.done, cudaEventDisableTiming));
       c.busy = true;
       return &c;
     }
     // All chunks hold in-flight copies: wait for the first idle one.
     for (Chunk& c : chunks_) {
       if (!c.busy) {
-        GRAFT_CUDA_CHECK(cudaEventSynchronize(c.done));
+        if (c.done) GRAFT_CUDA_CHECK(cudaEventSynchronize(c.done));
         c.busy = true;
         return &c;
       }
@@ -295,12 +350,21 @@ PinnedPool& pinned_pool() {
 struct DeviceState {
   std::once_flag once;
   cudaStream_t stream = nullptr;
-  cublasHandle_t cublas = nullptr;
-  cudnnHandle_t cudnn = nullptr;
-  std::once_flag cublas_once, cudnn_once;
   int* error_flag = nullptr;         // mapped pinned host memory, read by the host
   int* error_flag_device = nullptr;  // the same memory as kernels address it
+  cudaEvent_t copy_event = nullptr;  // orders cross-device copies (copy_bytes)
 };
+
+// Serialises cross-device copies: they share each device's copy_event.
+std::mutex g_peer_copy_mutex;
+
+// The device whose memory holds `p` (UVA).
+int device_of(const void* p) {
+  cudaPointerAttributes attr{};
+  GRAFT_CUDA_CHECK(cudaPointerGetAttributes(&attr, p));
+  GRAFT_CHECK(attr.type == cudaMemoryTypeDevice, "copy: source is not device memory");
+  return attr.device;
+}
 
 DeviceState& state(int device) {
   static DeviceState* states = new DeviceState[kMaxDevices];
@@ -314,6 +378,7 @@ DeviceState& state(int device) {
     *s.error_flag = kNoDeviceError;
     GRAFT_CUDA_CHECK(
         cudaHostGetDevicePointer(reinterpret_cast<void**>(&s.error_flag_device), s.error_flag, 0));
+    GRAFT_CUDA_CHECK(cudaEventCreateWithFlags(&s.copy_event, cudaEventDisableTiming));
   });
   return s;
 }
@@ -336,17 +401,41 @@ void copy_bytes(void* dst, const void* src, size_t nbytes, CopyKind kind, int de
   cudaStream_t stream = current_stream(device);
   PinnedPool& pool = pinned_pool();
   if (kind == CopyKind::DeviceToDevice) {
-    GRAFT_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToDevice, stream));
+    const int src_device = device_of(src);
+    if (src_device == device) {
+      GRAFT_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToDevice, stream));
+      return;
+    }
+    // Across devices: the copy (on the destination's stream) waits for the
+    // source's stream, and the source's stream then waits for the copy, so
+    // neither a pending write of the source nor a later reuse of its block
+    // (freed blocks are reused at once, see the ordering model) races it.
+    cudaStream_t src_stream = current_stream(src_device);
+    cudaEvent_t src_ready = state(src_device).copy_event;
+    cudaEvent_t copied = state(device).copy_event;
+    std::lock_guard<std::mutex> lock(g_peer_copy_mutex);
+    GRAFT_CUDA_CHECK(cudaEventRecord(src_ready, src_stream));
+    GRAFT_CUDA_CHECK(cudaStreamWaitEvent(stream, src_ready, 0));
+    GRAFT_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDefault, stream));
+    GRAFT_CUDA_CHECK(cudaEventRecord(copied, stream));
+    GRAFT_CUDA_CHECK(cudaStreamWaitEvent(src_stream, copied, 0));
   } else if (kind == CopyKind::HostToDevice) {
     for (size_t done = 0; done < nbytes; done += PinnedPool::kChunk) {
       const size_t n = std::min(PinnedPool::kChunk, nbytes - done);
       PinnedPool::Chunk* c = pool.acquire();
       std::memcpy(c->host, static_cast<const char*>(src) + done, n);
-      const cudaError_t err = cudaMemcpyAsync(static_cast<char*>(dst) + done, c->host, n,
-                                              cudaMemcpyHostToDevice, stream);
-      if (err == cudaSuccess) (void)cudaEventRecord(c->done, stream);
+      try {
+        GRAFT_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(dst) + done, c->host, n,
+                                         cudaMemcpyHostToDevice, stream));
+        c->record(device, stream);
+      } catch (...) {
+        // The chunk may still be read by a queued copy: wait before reuse.
+        (void)cudaStreamSynchronize(stream);
+        (void)cudaGetLastError();
+        pool.release(c);
+        throw;
+      }
       pool.release(c);
-      GRAFT_CUDA_CHECK(err);
     }
   } else {
     // Read-back: everything queued before it has run once this returns, so
@@ -375,7 +464,11 @@ std::string describe(int device) {
   cudaDeviceProp prop{};
   GRAFT_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
   return std::string(prop.name) + " (sm_" + std::to_string(prop.major) +
-         std::to_string(prop.minor) + ", " + std::to_string(prop.totalGlobalMem >> 20) + " MiB)";
+         std::to_string(prop.minor) + ", " + std::to_string(prop.totalGlobalMem >> 20) + " MiB" +
+#ifdef GRAFT_CUDA_EMULATED
+         ", emulated on the CPU" +
+#endif
+         ")";
 }
 
 const bool registered = [] {
@@ -386,6 +479,7 @@ const bool registered = [] {
   b.copy_bytes = &copy_bytes;
   b.synchronize = &synchronize_hook;
   b.describe = &describe;
+  b.unavailable_reason = &unavailable_reason_impl;
   register_device_backend(DeviceType::CUDA, b);
   return true;
 }();
@@ -403,29 +497,58 @@ DeviceGuard::DeviceGuard(int device) {
   }
 }
 DeviceGuard::~DeviceGuard() {
-  if (previous_ >= 0) (void)cudaSetDevice(previous_);
+  if (previous_ < 0) return;
+  const cudaError_t err = cudaSetDevice(previous_);
+  if (err != cudaSuccess) {
+    // A destructor cannot throw: say so once, and clear the error so that an
+    // unrelated later check does not report it.
+    (void)cudaGetLastError();
+    std::fprintf(stderr, "graft: cudaSetDevice(%d) failed restoring the device: %s\n", previous_,
+                 cudaGetErrorString(err));
+  }
 }
 
 cudaStream_t current_stream(int device) { return state(device).stream; }
 
+// cuBLAS and cuDNN handles must not be shared between host threads (cuDNN
+// forbids it), so each thread gets its own per device, bound to the device's
+// stream; they are destroyed when the thread exits.
+struct ThreadHandles {
+  cublasHandle_t cublas[kMaxDevices] = {};
+  cudnnHandle_t cudnn[kMaxDevices] = {};
+  ~ThreadHandles() {
+    for (int d = 0; d < kMaxDevices; ++d) {
+      // Destruction failures at thread exit cannot be reported to anyone.
+      if (cublas[d]) (void)cublasDestroy(cublas[d]);
+      if (cudnn[d]) (void)cudnnDestroy(cudnn[d]);
+    }
+  }
+};
+ThreadHandles& thread_handles() {
+  thread_local ThreadHandles h;
+  return h;
+}
+
 cublasHandle_t cublas_handle(int device) {
   DeviceState& s = state(device);
-  std::call_once(s.cublas_once, [&] {
+  cublasHandle_t& h = thread_handles().cublas[device];
+  if (!h) {
     DeviceGuard guard(device);
-    GRAFT_CUBLAS_CHECK(cublasCreate(&s.cublas));
-    GRAFT_CUBLAS_CHECK(cublasSetStream(s.cublas, s.stream));
-  });
-  return s.cublas;
+    GRAFT_CUBLAS_CHECK(cublasCreate(&h));
+    GRAFT_CUBLAS_CHECK(cublasSetStream(h, s.stream));
+  }
+  return h;
 }
 
 cudnnHandle_t cudnn_handle(int device) {
   DeviceState& s = state(device);
-  std::call_once(s.cudnn_once, [&] {
+  cudnnHandle_t& h = thread_handles().cudnn[device];
+  if (!h) {
     DeviceGuard guard(device);
-    GRAFT_CUDNN_CHECK(cudnnCreate(&s.cudnn));
-    GRAFT_CUDNN_CHECK(cudnnSetStream(s.cudnn, s.stream));
-  });
-  return s.cudnn;
+    GRAFT_CUDNN_CHECK(cudnnCreate(&h));
+    GRAFT_CUDNN_CHECK(cudnnSetStream(h, s.stream));
+  }
+  return h;
 }
 
 int* device_error_flag(int device) { return state(device).error_flag_device; }
@@ -452,6 +575,26 @@ Workspace::Workspace(size_t nbytes, int device) : nbytes_(nbytes), device_(devic
   if (nbytes > 0) ptr_ = allocator().allocate(nbytes, device);
 }
 Workspace::~Workspace() { allocator().deallocate(ptr_, nbytes_, device_); }
+
+namespace {
+std::mutex g_coverage_mutex;
+std::vector<std::pair<const char*, const std::atomic<uint64_t>*>>& coverage_entries() {
+  static auto* v = new std::vector<std::pair<const char*, const std::atomic<uint64_t>*>>();
+  return *v;
+}
+}  // namespace
+
+void register_coverage(const char* table, const std::atomic<uint64_t>* calls) {
+  std::lock_guard<std::mutex> lock(g_coverage_mutex);
+  coverage_entries().emplace_back(table, calls);
+}
+
+std::vector<KernelCoverage> kernel_coverage() {
+  std::lock_guard<std::mutex> lock(g_coverage_mutex);
+  std::vector<KernelCoverage> out;
+  for (const auto& [table, calls] : coverage_entries()) out.push_back({table, calls->load()});
+  return out;
+}
 
 bool tf32_enabled() {
   read_env();

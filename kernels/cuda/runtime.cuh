@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
+#include <atomic>
 #include <cstdint>
 
 #include "core/tensor.h"
@@ -38,7 +39,7 @@ enum DeviceErrorCode : int {
   kIndexOutOfRange = 1,
   kIntegerDivisionByZero = 2,
 };
-#ifdef __CUDACC__
+#if defined(__CUDACC__) || defined(GRAFT_CUDA_EMULATED)
 // First error wins; later ones keep the first code.
 __device__ __forceinline__ void raise_device_error(int* flag, int code) {
   atomicCAS(flag, 0, code);
@@ -71,6 +72,26 @@ inline unsigned int grid_for(int64_t n, int block) {
   // 65535 * 8 blocks saturate any current GPU; grid-stride loops cover the rest.
   return static_cast<unsigned int>(blocks < 1 ? 1 : (blocks > 65535 * 8 ? 65535 * 8 : blocks));
 }
+
+// Coverage of the CUDA kernel-table entries (cuda.h: kernel_coverage()):
+// GRAFT_REGISTER_CUDA_KERNEL registers a wrapper that counts calls.
+void register_coverage(const char* table, const std::atomic<uint64_t>* calls);
+template <auto Fn, typename = decltype(Fn)>
+struct Counted;
+template <auto Fn, typename... A>
+struct Counted<Fn, void (*)(A...)> {
+  static inline std::atomic<uint64_t> calls{0};
+  static void call(A... a) {
+    calls.fetch_add(1, std::memory_order_relaxed);
+    Fn(a...);
+  }
+};
+#define GRAFT_REGISTER_CUDA_KERNEL(name, fn)                                     \
+  GRAFT_REGISTER_KERNEL(name, CUDA, ::graft::cuda::Counted<fn>::call);           \
+  static const bool graft_coverage_##name = [] {                                 \
+    ::graft::cuda::register_coverage(#name, &::graft::cuda::Counted<fn>::calls); \
+    return true;                                                                 \
+  }()
 
 // Env switches (cuda.h has the public setters).
 bool tf32_enabled();

@@ -1,0 +1,115 @@
+// `graft train --device cuda` against `--device cpu`: the same ResNet18
+// fine-tuning steps from the same weights and data, compared weight by weight.
+// Runs wherever CUDA is available, which includes the emulated build
+// (cmake -DGRAFT_CUDA=EMULATE), where it fails instead of skipping.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "core/device.h"
+#include "core/ops.h"
+#include "io/state_dict.h"
+#include "tests/test_util.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char ch : s) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+  return q + "'";
+}
+
+// Runs the built `graft` binary; returns its exit code and prints its output.
+int run_cli(const std::vector<std::string>& args) {
+  std::string cmd = quote(GRAFT_CLI_PATH);
+  for (const auto& a : args) cmd += ' ' + quote(a);
+  cmd += " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return -1;
+  std::array<char, 4096> buf{};
+  std::string out;
+  size_t n = 0;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  const int status = pclose(p);
+  if (!out.empty()) std::cout << out;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+TEST(CudaTrain, ResNet18StepsOnCudaMatchCpu) {
+  if (!graft::cuda_available()) {
+#ifdef GRAFT_CUDA_EMULATED
+    GTEST_FAIL() << graft::device_unavailable_reason(graft::DeviceType::CUDA);
+#else
+    GTEST_SKIP() << graft::device_unavailable_reason(graft::DeviceType::CUDA);
+#endif
+  }
+  using graft::testing::fixture;
+  for (const char* f : {"train_init.pth", "train_X.npy", "train_Y.npy"})
+    ASSERT_TRUE(graft::testing::fixture_exists(f)) << "run tests/fixtures/generate.sh: " << f;
+  const fs::path dir = fs::temp_directory_path() / ("graft_cuda_train_" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  // Two SGD steps over the fixture's 8 images (the emulated device is slow).
+  auto args = [&](const std::string& device) {
+    return std::vector<std::string>{"train",
+                                    "--arch",
+                                    "resnet18",
+                                    "--weights",
+                                    fixture("train_init.pth"),
+                                    "--train-npy",
+                                    fixture("train_X.npy"),
+                                    "--train-labels",
+                                    fixture("train_Y.npy"),
+                                    "--batch-size",
+                                    "8",
+                                    "--max-steps",
+                                    "2",
+                                    "--epochs",
+                                    "2",
+                                    "--no-shuffle",
+                                    "--quiet",
+                                    "--optimizer",
+                                    "sgd",
+                                    "--lr",
+                                    "0.01",
+                                    "--momentum",
+                                    "0.9",
+                                    "--device",
+                                    device,
+                                    "--save",
+                                    (dir / (device + ".pth")).string()};
+  };
+  ASSERT_EQ(run_cli(args("cpu")), 0);
+  ASSERT_EQ(run_cli(args("cuda")), 0);
+  const auto cpu = graft::io::load_weights_file((dir / "cpu.pth").string());
+  const auto gpu = graft::io::load_weights_file((dir / "cuda.pth").string());
+  fs::remove_all(dir);
+  ASSERT_EQ(cpu.size(), gpu.size());
+  // float32 tolerance: train-mode batch norm amplifies the rounding of
+  // differently ordered sums (cuDNN/cuBLAS or our kernels vs Eigen): measured
+  // 2.8e-5 after these two steps, 7e-7 after one; torch's own float32 run of
+  // this fixture differs from float64 by 2.5e-4 after 5 steps
+  // (tests/fixtures/data/train_noise.txt, "sgd"). 1e-3 relative to
+  // max(1, |cpu|) keeps a 35x margin; a wrong kernel is off by O(1).
+  double worst = 0;
+  for (size_t k = 0; k < cpu.size(); ++k) {
+    ASSERT_EQ(cpu[k].first, gpu[k].first);
+    const std::vector<double> a = gpu[k].second.to_vector<double>();
+    const std::vector<double> e = cpu[k].second.to_vector<double>();
+    ASSERT_EQ(a.size(), e.size()) << cpu[k].first;
+    for (size_t i = 0; i < a.size(); ++i)
+      worst = std::max(worst, std::fabs(a[i] - e[i]) / std::max(1.0, std::fabs(e[i])));
+  }
+  std::cout << "largest cuda vs cpu weight difference: " << worst << "\n";
+  EXPECT_LE(worst, 1e-3);
+}
+
+}  // namespace
