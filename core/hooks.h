@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <utility>
@@ -38,8 +39,14 @@ class HookList : public std::enable_shared_from_this<HookList<Fn>> {
     hooks_.emplace_back(id, std::move(fn));
     std::weak_ptr<HookList> self = this->shared_from_this();
     return HookHandle([self, id] {
-      if (auto list = self.lock())
-        std::erase_if(list->hooks_, [id](auto& h) { return h.first == id; });
+      // erase/remove_if rather than std::erase_if: nvcc compiles the CUDA
+      // kernels, which include this header, as C++17.
+      if (auto list = self.lock()) {
+        auto& hooks = list->hooks_;
+        hooks.erase(std::remove_if(hooks.begin(), hooks.end(),
+                                   [id](const auto& h) { return h.first == id; }),
+                    hooks.end());
+      }
     });
   }
   bool empty() const { return hooks_.empty(); }
