@@ -80,8 +80,8 @@ struct TempDir {
   std::string operator/(const std::string& name) const { return (path / name).string(); }
 };
 
-// The flags every run shares: the fixture's weights and data, batches in
-// order, BATCH = 8 images (the whole set) per step, 5 steps.
+// The flags every run shares: the fixture's weights and data (8 images at
+// 64x64), batches in order, BATCH = 8 images (the whole set) per step, 5 steps.
 std::vector<std::string> base_args(const std::string& save) {
   using graft::testing::fixture;
   std::vector<std::string> a = {"train",
@@ -212,12 +212,15 @@ TEST_P(TrainParity, FinalStateDictMatchesTorch) {
   const StateDict& got = trained(name);
   ASSERT_EQ(got.size(), ref.size()) << "the saved state_dict has another number of entries";
   // The reference is torch in float64. A float32 engine can only be held to
-  // the float32 rounding floor: torch's own float32 run differs from float64
-  // by `noise` (train-mode BN amplifies rounding in the gradients). 1e-4 when
-  // that floor is below it (e.g. feature-extract: every BN in eval mode).
+  // the float32 rounding floor: `noise` is the worst of several float32 runs
+  // of torch (gen_train.py), whose differences come from ReLU inputs that
+  // land within rounding of 0 during the 5 steps and flip sides. graft's
+  // summation order differs (and with it, on each machine, which kinks flip),
+  // so it gets 10x torch's worst run, and 1e-4 at least (1000 float32 ulps of
+  // a weight: the floor for cases without train-mode BN, like feature_extract).
   const double noise = torch_noise(name);
   ASSERT_GE(noise, 0) << "no noise entry for " << name;
-  const double tol = std::max(1e-4, 3 * noise);
+  const double tol = std::max(1e-4, 10 * noise);
   std::cout << "[ " << name << " ] torch float32 vs float64: " << noise << ", tolerance " << tol
             << "\n";
   for (const auto& [k, t] : ref) {
