@@ -174,13 +174,13 @@ TEST(Indexing, IndexSelectGatherScatterAdd) {
   EXPECT_THROW(index_select(a, 0, tensor<double>({1.0})), Error);
   // A 0-d input holds one element: one index selects it into a 0-d output, and
   // more than one is an error (it used to write past the 1-element output).
-  const Tensor s = scalar_tensor(5.0, opts(DType::Float64));
-  const Tensor picked = index_select(s, 0, tensor<int64_t>({0}));
+  const Tensor zero_d = scalar_tensor(5.0, opts(DType::Float64));
+  const Tensor picked = index_select(zero_d, 0, tensor<int64_t>({0}));
   EXPECT_EQ(picked.dim(), 0);
   EXPECT_EQ(picked.item(), 5.0);
-  EXPECT_EQ(index_select(s, -1, tensor<int64_t>({-1})).item(), 5.0);
-  EXPECT_THROW(index_select(s, 0, tensor<int64_t>({0, 0, 0})), Error);
-  EXPECT_THROW(index_select(s, 0, tensor<int64_t>({1})), Error);
+  EXPECT_EQ(index_select(zero_d, -1, tensor<int64_t>({-1})).item(), 5.0);
+  EXPECT_THROW(index_select(zero_d, 0, tensor<int64_t>({0, 0, 0})), Error);
+  EXPECT_THROW(index_select(zero_d, 0, tensor<int64_t>({1})), Error);
 
   Tensor gi = tensor<int64_t>({1, 0, 3, 3}, {2, 2});
   Tensor g = gather(a, 1, gi);
