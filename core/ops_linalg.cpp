@@ -182,6 +182,9 @@ Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index_in) {
   GRAFT_CHECK(index_in.dim() <= 1, "index_select: index must be 0-D or 1-D, got shape ",
               shape_str(index_in.sizes()));
   const Tensor index = as_index(index_in, "index_select").contiguous().reshape({-1});
+  // A 0-d input has one element to select and a 0-d output to hold it (as in torch).
+  GRAFT_CHECK(a.dim() > 0 || index.numel() == 1,
+              "index_select: a 0-d input takes exactly one index, got ", index.numel());
   Shape shape = a.sizes();
   if (a.dim() > 0) shape[dim] = index.numel();
   Tensor out = empty(shape, opts(a.dtype(), a.device()));

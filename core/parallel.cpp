@@ -4,11 +4,49 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <exception>
+#include <sstream>
+#include <string>
+#include <vector>
 
 #include "core/error.h"
 
 namespace graft {
+
+namespace {
+
+// Test-only switch: GRAFT_TEST_CACHE_SIZES="l1,l2,l3" (bytes) overrides the
+// cache sizes Eigen detects at run time. Eigen derives its GEMM blocking, and
+// with it the float summation order, from them, so this reproduces on one
+// machine the rounding of machines with other caches; the test suite must stay
+// green under any setting. Applied when libgraft loads, so the test binaries
+// and the `graft` processes they start all honour it. Eigen keeps the sizes in
+// inline-function statics that the whole process shares.
+bool apply_test_cache_sizes() {
+  const char* env = std::getenv("GRAFT_TEST_CACHE_SIZES");
+  if (!env || !*env) return false;
+  std::vector<std::ptrdiff_t> sizes;
+  std::stringstream ss(env);
+  for (std::string part; std::getline(ss, part, ',');) {
+    char* end = nullptr;
+    const long long v = std::strtoll(part.c_str(), &end, 10);
+    if (part.empty() || *end != '\0' || v <= 0) break;
+    sizes.push_back(static_cast<std::ptrdiff_t>(v));
+  }
+  if (sizes.size() != 3) {
+    std::fprintf(stderr,
+                 "graft: GRAFT_TEST_CACHE_SIZES must be \"l1,l2,l3\" in bytes, got \"%s\"\n", env);
+    std::exit(2);
+  }
+  Eigen::setCpuCacheSizes(sizes[0], sizes[1], sizes[2]);
+  return true;
+}
+
+[[maybe_unused]] const bool kTestCacheSizes = apply_test_cache_sizes();
+
+}  // namespace
 
 void set_num_threads(int n) {
   GRAFT_CHECK(n >= 1, "set_num_threads: thread count must be >= 1, got ", n);

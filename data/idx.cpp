@@ -47,8 +47,9 @@ uint32_t be32(const uint8_t* p) {
 
 }  // namespace
 
-Tensor read_idx(const std::string& path) {
-  const std::vector<uint8_t> bytes = read_maybe_gz(path);
+Tensor read_idx(const std::string& path) { return parse_idx(read_maybe_gz(path), path); }
+
+Tensor parse_idx(std::span<const uint8_t> bytes, const std::string& path) {
   GRAFT_CHECK(bytes.size() >= 4, "read_idx: ", path, ": too short for an IDX header (",
               bytes.size(), " bytes)");
   GRAFT_CHECK(bytes[0] == 0 && bytes[1] == 0, "read_idx: ", path,

@@ -4,6 +4,8 @@
 // with zlib on the fly.
 #pragma once
 
+#include <cstdint>
+#include <span>
 #include <string>
 
 #include "core/tensor.h"
@@ -14,6 +16,8 @@ namespace graft::data {
 // or Float64 by the element-type byte. Throws graft::Error naming the file for
 // a bad magic, an unknown type, or data shorter or longer than the header says.
 Tensor read_idx(const std::string& path);
+// The same for IDX bytes already in memory (not gzip); `name` is used in errors.
+Tensor parse_idx(std::span<const uint8_t> bytes, const std::string& name = "<idx>");
 
 // An image file and its label file: images UInt8 [N, H, W], labels Int64 [N].
 // Errors when the counts differ or a label is negative.

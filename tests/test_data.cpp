@@ -206,7 +206,9 @@ TEST(DataTransforms, ResizeAndCropMatchTorchvisionPil) {
 
 // The eval pipeline (Resize(256) + CenterCrop(224) + ToTensor + Normalize),
 // including images smaller than the crop (upscaled first, as torchvision does).
-// Same uint8 pixels, then identical float32 ops: tolerance 1e-6 absolute.
+// Same uint8 pixels, then identical float32 ops: tolerance 1e-6 absolute
+// (element-wise (x/255 - mean)/std on [0, 1] data: a few float32 ulps, with
+// no summation whose order could vary between machines).
 TEST(DataTransforms, EvalPipelineMatchesTorchvision) {
   GRAFT_REQUIRE_FIXTURE(fx("rgb_500x375.eval.npy"));
   auto eval = imagenet_eval_transform();
@@ -223,7 +225,9 @@ TEST(DataTransforms, EvalPipelineMatchesTorchvision) {
 }
 
 // Float-tensor resize vs torchvision's tensor path (antialias on: PIL's filter
-// in float; off: F.interpolate bilinear). Tolerance 1e-5 absolute on [0, 1] data.
+// in float; off: F.interpolate bilinear). Tolerance 1e-5 absolute on [0, 1] data:
+// each output sums at most ~20 filter taps, so float32 rounding stays below
+// 20 * 2^-24 ~ 1.2e-6 in any order.
 TEST(DataTransforms, TensorResizeMatchesTorchvision) {
   GRAFT_REQUIRE_FIXTURE(fx("rgb_500x375.tensor_resize_aa_57x41.npy"));
   for (const char* s : kStems) {

@@ -34,6 +34,8 @@ TEST(Matmul, MatchesNaiveForAllLayouts) {
         // Transposed operands are multiplied through strides, without a copy.
         Tensor at = a.t().contiguous().t();
         Tensor bt = b.t().contiguous().t();
+        // float64, K <= 64 N(0,1) products: the worst-case summation error
+        // K * 2^-53 * sum|a||b| / max|ref| is below 1e-13 in any order.
         EXPECT_TRUE(testing::close_to(mm(a, b), ref, 1e-12));
         EXPECT_TRUE(testing::close_to(mm(at, b), ref, 1e-12));
         EXPECT_TRUE(testing::close_to(mm(a, bt), ref, 1e-12));
@@ -50,6 +52,8 @@ TEST(Matmul, MatchesNaiveForAllLayouts) {
 TEST(Matmul, Float32AndIntegers) {
   Generator gen(2);
   Tensor a = randn({20, 30}, {}, &gen), b = randn({30, 10}, {}, &gen);
+  // float32, K = 30: worst case 30 * 2^-24 * sum|a||b| / max|ref| ~ 2e-6 in
+  // any summation order (Eigen's blocking, SIMD width).
   EXPECT_TRUE(testing::close_to(mm(a, b), naive_mm(a, b), 1e-5));
   Tensor ai = randint(-5, 5, {4, 6}, {DType::Int64}, &gen);
   Tensor bi = randint(-5, 5, {6, 3}, {DType::Int64}, &gen);
@@ -59,6 +63,7 @@ TEST(Matmul, Float32AndIntegers) {
   Tensor ah = a.to(DType::BFloat16), bh = b.to(DType::BFloat16);
   Tensor rh = mm(ah, bh);
   EXPECT_EQ(rh.dtype(), DType::BFloat16);
+  // bfloat16 output: rounding to 8 significant bits (2^-8 = 4e-3 relative).
   EXPECT_TRUE(testing::close_to(rh, naive_mm(ah, bh), 2e-2));
 }
 
@@ -108,6 +113,7 @@ TEST(Matmul, BatchedMatchesPerMatrix) {
   Tensor a = randn({16, 8, 12}, {}, &gen), b = randn({16, 12, 4}, {}, &gen);
   Tensor r = bmm(a, b.transpose(1, 2).contiguous().transpose(1, 2));
   for (int64_t i = 0; i < 16; ++i)
+    // float32, K = 12: worst case below 1e-6 in any order.
     EXPECT_TRUE(testing::close_to(r.select(0, i), naive_mm(a.select(0, i), b.select(0, i)), 1e-5));
 }
 
@@ -166,6 +172,15 @@ TEST(Indexing, IndexSelectGatherScatterAdd) {
             (std::vector<double>{3, 1, 7, 5, 11, 9}));
   EXPECT_THROW(index_select(a, 0, tensor<int64_t>({3})), Error);
   EXPECT_THROW(index_select(a, 0, tensor<double>({1.0})), Error);
+  // A 0-d input holds one element: one index selects it into a 0-d output, and
+  // more than one is an error (it used to write past the 1-element output).
+  const Tensor zero_d = scalar_tensor(5.0, opts(DType::Float64));
+  const Tensor picked = index_select(zero_d, 0, tensor<int64_t>({0}));
+  EXPECT_EQ(picked.dim(), 0);
+  EXPECT_EQ(picked.item(), 5.0);
+  EXPECT_EQ(index_select(zero_d, -1, tensor<int64_t>({-1})).item(), 5.0);
+  EXPECT_THROW(index_select(zero_d, 0, tensor<int64_t>({0, 0, 0})), Error);
+  EXPECT_THROW(index_select(zero_d, 0, tensor<int64_t>({1})), Error);
 
   Tensor gi = tensor<int64_t>({1, 0, 3, 3}, {2, 2});
   Tensor g = gather(a, 1, gi);
@@ -194,6 +209,7 @@ TEST(Indexing, IndexSelectGatherScatterAdd) {
 TEST(Reductions, VarStdMaxMinArg) {
   Tensor a = tensor<double>({1, 5, 2, 8, 3, 3}, {2, 3});
   // sum of squared deviations from the mean 22/6 is 94/3
+  // Small integers: exact up to the final division (~1e-15).
   EXPECT_NEAR(var(a).item(), 94.0 / 3 / 5, 1e-12);
   EXPECT_NEAR(var(a, {}, 0).item(), 94.0 / 3 / 6, 1e-12);
   EXPECT_TRUE(testing::close_to(var(a, {1}), tensor<double>({13.0 / 3, 25.0 / 3}), 1e-14));

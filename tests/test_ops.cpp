@@ -112,6 +112,9 @@ TEST_P(TorchParity, OutputAndGradients) {
     return;
   }
   EXPECT_EQ(out.dtype(), DType::Float64) << name;
+  // float64 on both sides: one op differs from torch's by a few ulps (~1e-16)
+  // times the op's condition number on these well-scaled random inputs; 1e-12
+  // leaves 10^4 ulps, whatever the summation order.
   EXPECT_TRUE(testing::close_to(out, expected, 1e-12)) << name;
   const Tensor w = io::load_npy(testing::fixture(prefix + "w.npy"));
   sum(mul(out, w)).backward();
@@ -121,6 +124,7 @@ TEST_P(TorchParity, OutputAndGradients) {
     // An input reached only through non-differentiable ops (where's
     // condition) gets no gradient; torch reports None, saved as zeros.
     const Tensor actual = inputs[i].grad().defined() ? inputs[i].grad() : zeros_like(g);
+    // The backward chains two or three float64 ops: 10x the forward bound.
     EXPECT_TRUE(testing::close_to(actual, g, 1e-11)) << name << " input " << i;
   }
 }

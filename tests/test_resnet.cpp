@@ -2,6 +2,7 @@
 // (fixtures from tests/fixtures/gen_resnet.py).
 #include <cmath>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <sstream>
 
@@ -253,26 +254,60 @@ struct ParityCase {
 // fixture's float32 values, widened): it isolates structural errors from
 // float32 rounding, since the references were computed in float64.
 //
-// Gradients get their own tolerance: train-mode BN with batch 2 makes some
-// weight gradients ill-conditioned in float32. PyTorch's own float32
-// gradients on these fixtures differ from its float64 ones by up to 6%
-// (resnet18) and 14% (resnet50) for a few tensors, so float32 runs check
-// gradients loosely (catching missing terms and sign errors) and the float64
-// runs hold every gradient to 1e-5.
-void check_parity(const ParityCase& c, double tol, DType dtype, double grad_tol) {
+// Bounds (relative error, max |a-e| / max |e| per tensor):
+// - Float32 gradients: kFloat32Tol = 1e-3. The fixtures are well conditioned
+//   (gen_resnet.py: at least 64 values per BatchNorm channel, trained-like
+//   residual scales, no ReLU input near its kink), so torch's own float32
+//   gradients are within about 1e-5 of the references, and the generator
+//   refuses a case above 1e-4. 1e-3 leaves a factor 10 over that for another
+//   summation order (Eigen's blocking follows the cache sizes, thread count
+//   and SIMD width), while a missing term or a wrong sign in any backward
+//   formula moves a gradient by far more. Measured: 2e-6 to 8e-6 under four
+//   cache-size settings and 1 or 2 threads.
+// - Float32 logits, loss and updated BN buffers: kFloat32ForwardTol = 1e-4.
+//   A forward pass is smooth (no kink matters without gradients): torch's
+//   float32 logits are within about 1.5e-6, a factor 60 below.
+// - Float64: kFloat64Tol = 1e-6. Only the float32 rounding of the stored
+//   references remains (6e-8 relative per element), with room for float64
+//   accumulation over up to 10^5 terms. Measured: below 3e-9.
+constexpr double kFloat32Tol = 1e-3;
+constexpr double kFloat32ForwardTol = 1e-4;
+constexpr double kFloat64Tol = 1e-6;
+
+void check_parity(const ParityCase& c, DType dtype) {
   GRAFT_REQUIRE_FIXTURE(std::string("resnet_") + c.tag + ".txt");
   Fixture fx(c.tag);
+  const double tol = dtype == DType::Float64 ? kFloat64Tol : kFloat32Tol;
+  const double fwd_tol = dtype == DType::Float64 ? kFloat64Tol : kFloat32ForwardTol;
+  // The fixture must leave the float32 bound a margin of 10 over torch's own
+  // float32 error; an ill-conditioned fixture would make this test flaky.
+  ASSERT_TRUE(fx.has("torch_f32_error")) << "old fixture: rerun tests/fixtures/generate.sh";
+  EXPECT_LE(fx.get("torch_f32_error").item() * 10, kFloat32Tol) << "fixture is ill-conditioned";
+
   auto model = nn::make_resnet(c.arch);
   fx.load_into(*model);
   model->to(dtype);
   const Tensor x = fx.get("input").to(dtype);
   const Tensor target = fx.get("target");
 
+  // Every comparison goes through `check`, which also keeps the worst error
+  // (printed, so runs under other cache sizes and thread counts can be compared).
+  double worst = 0;
+  std::string worst_what;
+  auto check = [&](const Tensor& actual, const Tensor& expected, const std::string& what,
+                   double bound) {
+    const Tensor a = actual.to(DType::Float32);
+    if (a.sizes() == expected.sizes() && max_rel_error(a, expected) > worst) {
+      worst = max_rel_error(a, expected);
+      worst_what = what;
+    }
+    EXPECT_TRUE(testing::close_to(a, expected, bound)) << what;
+  };
+
   model->eval();
   {
     NoGradGuard g;
-    EXPECT_TRUE(testing::close_to(model->forward(x).to(DType::Float32), fx.get("eval_logits"), tol))
-        << "eval logits";
+    check(model->forward(x), fx.get("eval_logits"), "eval logits", fwd_tol);
   }
   // Eval mode never touches the running statistics.
   EXPECT_EQ(model->find_tensor("bn1.num_batches_tracked").item(), 3);
@@ -280,37 +315,35 @@ void check_parity(const ParityCase& c, double tol, DType dtype, double grad_tol)
   model->train();
   model->zero_grad();
   Tensor logits = model->forward(x);
-  EXPECT_TRUE(testing::close_to(logits.to(DType::Float32), fx.get("train_logits"), tol))
-      << "train logits";
+  check(logits, fx.get("train_logits"), "train logits", fwd_tol);
   Tensor loss = nn::CrossEntropyLoss()(logits, target);
-  EXPECT_TRUE(testing::close_to(loss.to(DType::Float32), fx.get("loss"), tol)) << "loss";
+  check(loss, fx.get("loss"), "loss", fwd_tol);
   loss.backward();
   for (auto& [name, p] : model->named_parameters()) {
     ASSERT_TRUE(p.grad().defined()) << name;
-    EXPECT_TRUE(testing::close_to(p.grad().to(DType::Float32), fx.get("grad/" + name), grad_tol))
-        << "grad of " << name;
+    check(p.grad(), fx.get("grad/" + name), "grad of " + name, tol);
   }
   for (auto& [name, b] : model->named_buffers()) {
     Tensor expected = fx.get("updated/" + name);
     if (b.dtype() == DType::Int64)
       EXPECT_EQ(b.item(), expected.item()) << name;
     else
-      EXPECT_TRUE(testing::close_to(b.to(DType::Float32), expected, tol)) << "updated " << name;
+      check(b, expected, "updated " + name, fwd_tol);
   }
+  std::cout << "[ " << c.tag << " " << dtype_name(dtype) << " ] worst relative error " << worst
+            << " (" << worst_what << "), bound " << tol << ", torch float32 "
+            << fx.get("torch_f32_error").item() << "\n";
 }
 
-TEST(ResNetParity, ResNet18At224) {
-  check_parity({"resnet18_224", "resnet18"}, 1e-4, DType::Float32, 0.25);
-}
-TEST(ResNetParity, ResNet50At64) {
-  check_parity({"resnet50_64", "resnet50"}, 1e-4, DType::Float32, 0.25);
-}
-// In float64 only the float32 rounding of the stored references remains.
+// resnet18 at 224x224, batch 2: layer4's BatchNorms normalise 7x7x2 = 98
+// values per channel. resnet50 at 128x128, batch 4: 4x4x4 = 64.
+TEST(ResNetParity, ResNet18At224) { check_parity({"resnet18_224", "resnet18"}, DType::Float32); }
+TEST(ResNetParity, ResNet50At128) { check_parity({"resnet50_128", "resnet50"}, DType::Float32); }
 TEST(ResNetParity, ResNet18At224Float64) {
-  check_parity({"resnet18_224", "resnet18"}, 1e-5, DType::Float64, 1e-5);
+  check_parity({"resnet18_224", "resnet18"}, DType::Float64);
 }
-TEST(ResNetParity, ResNet50At64Float64) {
-  check_parity({"resnet50_64", "resnet50"}, 1e-5, DType::Float64, 1e-5);
+TEST(ResNetParity, ResNet50At128Float64) {
+  check_parity({"resnet50_128", "resnet50"}, DType::Float64);
 }
 
 TEST(ResNetParity, ForceEvalBatchNormIgnoresTrainMode) {
@@ -322,6 +355,9 @@ TEST(ResNetParity, ForceEvalBatchNormIgnoresTrainMode) {
   for (const auto& m : model->modules())
     if (auto bn = std::dynamic_pointer_cast<nn::BatchNorm2d>(m)) bn->force_eval = true;
   NoGradGuard g;
+  // A float32 forward pass is smooth in its inputs (no kinks matter without
+  // gradients): torch's float32 logits are within about 1e-6 of the float64
+  // references, so 1e-4 leaves a factor 100 for other summation orders.
   EXPECT_TRUE(testing::close_to(model->forward(fx.get("input")), fx.get("eval_logits"), 1e-4));
   EXPECT_EQ(model->find_tensor("layer2.0.downsample.1.num_batches_tracked").item(), 3);
   EXPECT_TRUE(testing::close_to(model->find_tensor("bn1.running_mean"),
@@ -342,6 +378,8 @@ TEST(ResNetCheckpoint, TorchSavedStateDictRunsLikeTorch) {
   model->eval();
   NoGradGuard g;
   Tensor logits = model->forward(io::load_npy(testing::fixture("resnet18_c10_input.npy")));
+  // Eval-mode float32 forward against float64 references: about 1e-6 (see
+  // ForceEvalBatchNormIgnoresTrainMode for the factor 100).
   EXPECT_TRUE(
       testing::close_to(logits, io::load_npy(testing::fixture("resnet18_c10_logits.npy")), 1e-4));
 

@@ -1,6 +1,9 @@
 #include "tests/test_util.h"
 
+#include <Eigen/Core>
+#include <cstdlib>
 #include <filesystem>
+#include <iostream>
 
 namespace graft::testing {
 
@@ -16,5 +19,23 @@ bool fixture_exists(const std::string& name) { return std::filesystem::exists(fi
   if (err <= tol) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure() << "relative error " << err << " exceeds " << tol;
 }
+
+namespace {
+
+// libgraft applies GRAFT_TEST_CACHE_SIZES when it loads (core/parallel.cpp);
+// this only reports the sizes in force, so a variant run's log shows them.
+class CacheSizeReport : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    if (const char* env = std::getenv("GRAFT_TEST_CACHE_SIZES"); env && *env)
+      std::cerr << "GRAFT_TEST_CACHE_SIZES: Eigen blocking for l1=" << Eigen::l1CacheSize()
+                << " l2=" << Eigen::l2CacheSize() << " l3=" << Eigen::l3CacheSize() << " bytes\n";
+  }
+};
+
+[[maybe_unused]] const ::testing::Environment* const kCacheSizeReport =
+    ::testing::AddGlobalTestEnvironment(new CacheSizeReport);
+
+}  // namespace
 
 }  // namespace graft::testing
