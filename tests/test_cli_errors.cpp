@@ -169,7 +169,9 @@ TEST(CliErrors, ResumeOfAFolderFromAnotherArchitecture) {
 
 // A full disk on save: RLIMIT_FSIZE (ulimit -f, with SIGXFSZ ignored so
 // write() fails with EFBIG) stops the 45 MB checkpoint but not metrics.csv.
-// The previous last.pth survives byte for byte, and no temporary is left.
+// The previous checkpoints survive byte for byte, and no temporary is left.
+// The error names whichever checkpoint was written first (best.pth when the
+// epoch improved on the best score, else last.pth).
 TEST(CliErrors, FullDiskOnSaveKeepsThePreviousCheckpoint) {
   REQUIRE_FIXTURES();
   CliTempDir dir("err");
@@ -178,13 +180,19 @@ TEST(CliErrors, FullDiskOnSaveKeepsThePreviousCheckpoint) {
       train_args(fixture("train_init.pth"), fixture("train_X.npy"), fixture("train_Y.npy"), run));
   ASSERT_EQ(r.rc, 0) << r.output;
   const std::string before = read_file(run + "/last.pth");
+  const bool had_best = fs::exists(run + "/best.pth");
+  const std::string best_before = had_best ? read_file(run + "/best.pth") : "";
   ASSERT_GT(before.size(), 1000000u);
   r = run_graft({"train", "--resume", run, "--epochs", "2", "--quiet"},
                 "trap '' XFSZ; ulimit -f 4096; ");
   EXPECT_NE(r.rc, 0) << r.output;
   EXPECT_EQ(r.error_lines(), 1) << r.output;
-  EXPECT_TRUE(r.has("last.pth")) << r.output;
+  EXPECT_TRUE(r.has("last.pth") || r.has("best.pth")) << r.output;
+  EXPECT_TRUE(r.has("File too large")) << r.output;
   EXPECT_TRUE(read_file(run + "/last.pth") == before) << "last.pth changed";
+  if (had_best) {
+    EXPECT_TRUE(read_file(run + "/best.pth") == best_before) << "best.pth changed";
+  }
   for (const auto& e : fs::directory_iterator(run))
     EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << e.path();
 }

@@ -1,7 +1,8 @@
 # Script for the install_and_consume test: installs graft into a fresh prefix,
 # checks that the installed bin/graft starts (RUNPATH), then builds and runs
 # tests/consumer against the installed tree with g++ and with clang++, and
-# checks that the CPU-only consumer needs no CUDA library.
+# checks that the CPU-only consumer needs no CUDA library (when libgraft was
+# built without the CUDA backend: GRAFT_WITH_CUDA).
 file(REMOVE_RECURSE ${WORK_DIR})
 set(prefix ${WORK_DIR}/prefix)
 
@@ -34,7 +35,11 @@ foreach(compiler ${GXX} ${CLANGXX})
   run("the consumer built with ${name}" ${build}/consumer)
   message(STATUS "${name}: ${last_output}")
   find_program(LDD ldd)
-  if(LDD)
+  if(GRAFT_WITH_CUDA)
+    # The CUDA backend still links into libgraft itself (a separate graft::cuda
+    # library is not written yet), so only a CPU-only build can pass this check.
+    message(STATUS "ldd check skipped: this libgraft was built with the CUDA backend")
+  elseif(LDD)
     run("ldd" ${LDD} ${build}/consumer)
     if(last_output MATCHES "lib(cudart|cublas|cublasLt|cudnn)[^ ]*")
       message(FATAL_ERROR "the CPU-only consumer needs ${CMAKE_MATCH_0}:\n${last_output}")
