@@ -3,16 +3,12 @@
 // Runs wherever CUDA is available, which includes the emulated build
 // (cmake -DGRAFT_CUDA=EMULATE), where it fails instead of skipping.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <array>
 #include <cmath>
-#include <cstdio>
 #include <filesystem>
 #include <string>
 #include <vector>
 
+#include "cli_util.h"
 #include "core/device.h"
 #include "core/ops.h"
 #include "io/state_dict.h"
@@ -21,28 +17,6 @@
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char ch : s) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
-  return q + "'";
-}
-
-// Runs the built `graft` binary; returns its exit code and prints its output.
-int run_cli(const std::vector<std::string>& args) {
-  std::string cmd = quote(GRAFT_CLI_PATH);
-  for (const auto& a : args) cmd += ' ' + quote(a);
-  cmd += " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return -1;
-  std::array<char, 4096> buf{};
-  std::string out;
-  size_t n = 0;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  const int status = pclose(p);
-  if (!out.empty()) std::cout << out;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-}
 
 TEST(CudaTrain, ResNet18StepsOnCudaMatchCpu) {
   if (!graft::cuda_available()) {
@@ -87,8 +61,10 @@ TEST(CudaTrain, ResNet18StepsOnCudaMatchCpu) {
                                     "--save",
                                     (dir / (device + ".pth")).string()};
   };
-  ASSERT_EQ(run_cli(args("cpu")), 0);
-  ASSERT_EQ(run_cli(args("cuda")), 0);
+  for (const char* device : {"cpu", "cuda"}) {
+    const graft::testing::CliResult r = graft::testing::run_graft(args(device));
+    ASSERT_EQ(r.rc, 0) << device << ":\n" << r.output;
+  }
   const auto cpu = graft::io::load_weights_file((dir / "cpu.pth").string());
   const auto gpu = graft::io::load_weights_file((dir / "cuda.pth").string());
   fs::remove_all(dir);

@@ -2,13 +2,7 @@
 // fine-tuning recipes as flags and compares the saved state_dict with
 // PyTorch's (tests/fixtures/gen_train.py), then checks freezing, the BN
 // policy, resume, the run folder and every documented error message.
-#include <sys/wait.h>
-
-#include <unistd.h>
-
-#include <array>
 #include <cmath>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -18,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_util.h"
 #include "core/device.h"
 #include "io/pth.h"
 #include "io/state_dict.h"
@@ -29,56 +24,10 @@ using graft::io::StateDict;
 
 namespace {
 
-struct Result {
-  int rc = -1;
-  std::string output;  // stdout and stderr
-};
-
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char ch : s) {
-    if (ch == '\'')
-      q.append("'\\''");
-    else
-      q.push_back(ch);
-  }
-  return q + "'";
-}
-
-Result run_cli(const std::vector<std::string>& args) {
-  std::string cmd = quote(GRAFT_CLI_PATH);
-  for (const auto& a : args) {
-    cmd += ' ';
-    cmd += quote(a);
-  }
-  cmd += " 2>&1";
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf{};
-  size_t n = 0;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
-  const int status = pclose(p);
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-  return r;
-}
-
-// A fresh folder under the system temp dir, removed at exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("graft_train_cli_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
+using graft::testing::CliResult;
+using graft::testing::CliTempDir;
+using graft::testing::run_graft;
+using graft::testing::shell_quote;
 
 // The flags every run shares: the fixture's weights and data (8 images at
 // 64x64), batches in order, BATCH = 8 images (the whole set) per step, 5 steps.
@@ -156,7 +105,7 @@ double torch_noise(const std::string& name) {
 // Runs one case once per process (each run trains a resnet18 for 5 steps).
 const StateDict& trained(const std::string& name, std::vector<std::string> extra = {}) {
   static std::map<std::string, StateDict> cache;
-  static TempDir dir;
+  static CliTempDir dir("train_cli");
   std::string key = name;
   for (const auto& e : extra) key += " " + e;
   auto it = cache.find(key);
@@ -166,7 +115,7 @@ const StateDict& trained(const std::string& name, std::vector<std::string> extra
   const auto& flags = cases().at(name);
   args.insert(args.end(), flags.begin(), flags.end());
   args.insert(args.end(), extra.begin(), extra.end());
-  const Result r = run_cli(args);
+  const CliResult r = run_graft(args);
   EXPECT_EQ(r.rc, 0) << r.output;
   StateDict sd;
   if (r.rc == 0) sd = graft::io::load_weights_file(out);
@@ -333,19 +282,19 @@ int csv_rows(const std::string& path) {
 
 TEST(TrainCli, ResumeGivesIdenticalWeightsAndOneMetricsRowPerEpoch) {
   REQUIRE_TRAIN_FIXTURES();
-  TempDir dir;
+  CliTempDir dir("train_cli");
   const std::string straight = dir / "straight", split = dir / "split";
   auto a = run_folder_args(straight);
   a.insert(a.end(), {"--epochs", "2", "--save", dir / "straight.pth"});
-  Result r = run_cli(a);
+  CliResult r = run_graft(a);
   ASSERT_EQ(r.rc, 0) << r.output;
 
   auto b = run_folder_args(split);
   b.insert(b.end(), {"--epochs", "1"});
-  r = run_cli(b);
+  r = run_graft(b);
   ASSERT_EQ(r.rc, 0) << r.output;
   EXPECT_EQ(csv_rows(split + "/metrics.csv"), 1);
-  r = run_cli(
+  r = run_graft(
       {"train", "--resume", split, "--epochs", "2", "--quiet", "--save", dir / "split.pth"});
   ASSERT_EQ(r.rc, 0) << r.output;
 
@@ -381,7 +330,7 @@ TEST(TrainCli, ResumeGivesIdenticalWeightsAndOneMetricsRowPerEpoch) {
         "/usr/bin/python3 -c \"import sys, torch; c = torch.load(sys.argv[1], weights_only=True); "
         "assert c['arch'] == 'resnet18' and c['epoch'] >= 1, c.keys(); "
         "assert 'fc.weight' in c['state_dict']\" " +
-        quote(split + "/" + f) + " 2>&1";
+        shell_quote(split + "/" + f) + " 2>&1";
     EXPECT_EQ(std::system(cmd.c_str()), 0) << f << " does not load in torch";
   }
 }
@@ -396,7 +345,7 @@ struct ErrorCase {
 
 void expect_error(const std::vector<std::string>& args, const std::vector<std::string>& expect,
                   const std::string& what) {
-  const Result r = run_cli(args);
+  const CliResult r = run_graft(args);
   EXPECT_NE(r.rc, 0) << what << ": exit status 0\n" << r.output;
   for (const auto& s : expect)
     EXPECT_NE(r.output.find(s), std::string::npos) << what << ": message lacks '" << s << "':\n"
@@ -405,7 +354,7 @@ void expect_error(const std::vector<std::string>& args, const std::vector<std::s
 
 TEST(TrainCli, ErrorsAreClear) {
   REQUIRE_TRAIN_FIXTURES();
-  TempDir dir;
+  CliTempDir dir("train_cli");
   std::ofstream(dir / "a_file") << "x";
   const std::vector<ErrorCase> errors = {
       {"freeze pattern matching nothing", {"--freeze", "nolayer.*"}, {"nolayer.*"}},
