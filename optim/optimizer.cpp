@@ -214,7 +214,8 @@ void Optimizer::load_state_dict(const StateDict& sd) {
                   index, " but the optimizer has ", groups_.size(), " groups");
       groups_seen.insert(index);
       ParamGroupOptions& o = options[index];
-      auto scalar = [&]() {
+      // Explicit captures: clang 14 cannot capture structured bindings.
+      auto scalar = [&, &value = value, &key = key]() {
         GRAFT_CHECK(value.numel() == 1, name(), ".load_state_dict: '", key,
                     "' must hold one value, got ", value.meta_str());
         return value.item();
