@@ -291,7 +291,7 @@ __global__ void ce_rows_kernel(const T* __restrict__ x, const int64_t* __restric
 // contiguous chunk of rows through a shared-memory tree into partial b; pass 2
 // (one block) sums the partials the same way. The chunking depends on N only,
 // so the result is the same on every run and every GPU.
-constexpr int64_t kLossChunk = 8192, kMaxLossPartials = 1024;
+constexpr int64_t kLossChunk = 4096, kMaxLossPartials = 1024;  // 16 rows per thread
 struct LossSplit {
   int64_t parts, chunk;
   explicit LossSplit(int64_t n) {
