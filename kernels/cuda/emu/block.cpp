@@ -29,7 +29,8 @@
 //     `static thread_local` shared memory, is ordered after this one).
 // ThreadSanitizer then reports two emulated threads of a block that touch the
 // same shared (or global) address, at least one writing, in the same barrier
-// interval, and __tsan_on_report below names the kernel and block. This file
+// interval, and racecheck_on_report below (called by the __tsan_on_report hook
+// in kernels/cuda/emu/hook/) names the kernel, block and thread. This file
 // itself is compiled without -fsanitize=thread: the scheduler's bookkeeping is
 // shared with the fibers by construction (they never run at the same time).
 #include <sys/mman.h>
@@ -458,7 +459,7 @@ unsigned long racecheck_reports() { return g_racecheck_reports.load(); }
 // each program) calls this after printing each report, on the thread that made
 // the second access: when that is an emulated CUDA thread, name its kernel,
 // block and thread (the report's stacks name the kernel's functions). Only
-// stdio on a stack buffer: no allocation inside the sanitizer's report.
+// one fprintf of fixed fields: nothing is allocated inside the report.
 void racecheck_on_report() {
   const Worker* w = t_worker;
   if (!w || !w->running || !w->launch) return;
