@@ -243,6 +243,16 @@ TEST_F(Emulator, RandomScheduleExposesASharedMemoryRace) {
 #endif
 
 #ifdef GRAFT_EMU_RACECHECK
+// Lane 1 hands a value to lane 0 through shared memory: correct only with the
+// __syncwarp between the write and the read.
+template <bool kSync>
+__global__ void warp_handoff_kernel(int* out) {
+  __shared__ int slot[1];
+  if (threadIdx.x == 1) slot[0] = 7;
+  if (kSync) __syncwarp();
+  if (threadIdx.x == 0) out[0] = slot[0];
+}
+
 // racecheck proper: ThreadSanitizer sees thread 5's write and thread 0's read
 // of slot[0] in one barrier interval, whichever runs first (the report names
 // the thread that came second). halt_on_error makes the report fatal, so the
@@ -261,10 +271,22 @@ TEST(EmulatorDeathTest, RacecheckReportsASharedMemoryRaceNamingTheKernel) {
   EXPECT_DEATH(broken(),
                "ThreadSanitizer: data race(.|\n)*racecheck: kernel [^\n]*racy_shared_kernel, "
                "block \\(0,0,0\\), thread \\((0|5),0,0\\)");
+  // Within a warp too: without its __syncwarp the handoff is a race.
+  const auto broken_warp = [] {
+    void* out = nullptr;
+    (void)cudaMalloc(&out, sizeof(int));
+    launch<warp_handoff_kernel<false>>(dim3(1), dim3(32), 0, nullptr, static_cast<int*>(out));
+    (void)cudaDeviceSynchronize();
+    std::fprintf(stderr, "no race reported\n");
+    std::exit(0);
+  };
+  EXPECT_DEATH(broken_warp(),
+               "racecheck: kernel [^\n]*warp_handoff_kernel<false>, block "
+               "\\(0,0,0\\), thread \\((0|1),0,0\\)");
 }
 
-// The same barrier pattern with the barrier in place is silent, as is a
-// block-wide sum through shuffles and shared memory (every kernel of
+// The same patterns with the barrier (or __syncwarp) in place are silent, as
+// is a block-wide sum through shuffles and shared memory (every kernel of
 // kernels/cuda is checked by the racecheck runs of test_cuda_ops).
 __global__ void fenced_shared_kernel(int* out) {
   __shared__ int slot[1];
@@ -287,6 +309,8 @@ TEST_F(Emulator, RacecheckIsSilentWhenABarrierSeparatesTheAccesses) {
   launch<fill_index_kernel>(dim3(2), dim3(128), 0, stream_, in.as<int>(), 256);
   launch<block_sum_kernel>(dim3(2), dim3(128), 0, stream_, in.as<int>(), sums.as<int>());
   EXPECT_EQ(read(sums.as<int>(), 2), (std::vector<int>{127 * 128 / 2, (128 + 255) * 128 / 2}));
+  launch<warp_handoff_kernel<true>>(dim3(1), dim3(32), 0, stream_, out.as<int>());
+  EXPECT_EQ(read(out.as<int>(), 1)[0], 7);
   ASSERT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
   EXPECT_EQ(emu::racecheck_reports(), before);  // (with halt_on_error=1 a report ends the run)
 }
