@@ -10,13 +10,18 @@
 #                  first report) with the emulated CUDA device: the whole suite
 #                  again, including every CUDA test on the emulator (none may
 #                  skip) and the fuzz corpus replay.
-# The PyTorch fixtures are generated once and shared by both builds.
-# SKIP_SANITIZE=1 runs only the first configuration.
+#   3. build-race/ racecheck: ThreadSanitizer with the emulated CUDA device
+#                  (-DGRAFT_SANITIZE=thread), only libgraft, test_cuda_ops and
+#                  test_cuda_emu: the cross-backend suite on the hand-written
+#                  kernels and the emulator's racecheck test (ctest -L racecheck).
+# The PyTorch fixtures are generated once and shared by the builds.
+# SKIP_SANITIZE=1 runs only the first configuration; SKIP_RACECHECK=1 skips the third.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 BUILD=${BUILD_DIR:-build}
 SAN=${SAN_BUILD_DIR:-build-san}
+RACE=${RACE_BUILD_DIR:-build-race}
 JOBS=$(nproc)
 step() { printf '\n==== %s (%s)\n' "$*" "$(date +%T)"; }
 
@@ -55,3 +60,16 @@ step "test $SAN"
 export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:strict_string_checks=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 ctest --test-dir "$SAN" --output-on-failure --parallel "$JOBS" --timeout 1800
+
+if [[ "${SKIP_RACECHECK:-0}" == 1 ]]; then exit 0; fi
+
+step "configure and build $RACE (racecheck: ThreadSanitizer, emulated CUDA device)"
+cmake -S . -B "$RACE" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGRAFT_WERROR=ON \
+  -DGRAFT_SANITIZE=thread -DGRAFT_CUDA=EMULATE -DGRAFT_BUILD_BENCHMARKS=OFF ${GRAFT_CMAKE_ARGS:-}
+cmake --build "$RACE" --parallel "$JOBS" --target test_cuda_ops test_cuda_emu
+ctest --test-dir "$RACE" -N -L racecheck | grep -q 'Total Tests: [1-9]' ||
+  { echo "no racecheck tests registered in $RACE" >&2; exit 1; }
+
+step "test $RACE (racecheck)"
+unset ASAN_OPTIONS UBSAN_OPTIONS
+ctest --test-dir "$RACE" --output-on-failure --parallel "$JOBS" --timeout 1800 -L racecheck
