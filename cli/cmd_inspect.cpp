@@ -17,6 +17,7 @@
 #include "cli/command.h"
 #include "cli/freeze_flags.h"
 #include "core/autograd.h"
+#include "core/ops.h"
 #include "io/npy.h"
 #include "io/pth.h"
 #include "io/safetensors.h"
@@ -239,11 +240,16 @@ int run_graph(const std::string& file, const PlanArgs& p, GraphArgs& g) {
   const int64_t total = model->num_parameters(), trainable = model->num_parameters(true);
   std::cout << "\nparameters: " << grouped(total) << " total, " << grouped(trainable)
             << " trainable, " << grouped(total - trainable) << " frozen\n";
-  std::cout << "trainable tensors:";
-  int listed = 0;
+  // The shorter list: the trainable tensors, or the frozen ones.
+  std::vector<std::string> on, off;
   for (const auto& [name, t] : model->named_parameters())
-    if (t.requires_grad()) std::cout << (listed++ ? ", " : " ") << name;
-  std::cout << (listed ? "" : " (none)") << "\n";
+    (t.requires_grad() ? on : off).push_back(name);
+  const bool list_on = on.size() <= off.size();
+  std::cout << (list_on ? "trainable" : "frozen") << " tensors:";
+  const auto& listed = list_on ? on : off;
+  if (listed.empty()) std::cout << " (none)";
+  for (size_t i = 0; i < listed.size(); ++i) std::cout << (i ? ", " : " ") << listed[i];
+  std::cout << "\n";
   return 0;
 }
 

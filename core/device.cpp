@@ -72,7 +72,7 @@ std::string load_cuda_backend() {
       candidates.push_back(env);
     } else {
       Dl_info self{};
-      if (dladdr(reinterpret_cast<void*>(&register_device_backend), &self) && self.dli_fname) {
+      if (dladdr(static_cast<const void*>(g_backends), &self) && self.dli_fname) {
         const std::string path = self.dli_fname;
         const size_t slash = path.rfind('/');
         if (slash != std::string::npos)

@@ -12,7 +12,7 @@
 # Also run by scripts/test.sh on the static CPU-only build.
 file(REMOVE_RECURSE ${WORK_DIR})
 set(prefix ${WORK_DIR}/prefix)
-set(cuda_lib_regex "lib(cudart|cublas|cublasLt|cudnn)[^ \n]*")
+set(cuda_lib_regex "lib(cudart|cublas|cublasLt|cudnn)[^ \n;]*")
 
 function(run what)
   execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
