@@ -42,24 +42,8 @@ for t in test_resnet test_nn_ops test_ops test_linalg test_optim test_train_cli;
   OMP_NUM_THREADS=1 GRAFT_TEST_CACHE_SIZES=16384,262144,1048576 "$BUILD/tests/$t" --gtest_brief=1
 done
 
-# A static libgraft.a drops the self-registering kernels unless linked whole
-# (graft::graft does so): the CLI and the consumer must still run a forward.
 step "static CPU-only build $STATIC (BUILD_SHARED_LIBS=OFF)"
-cmake -S . -B "$STATIC" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O1 -DNDEBUG" \
-  -DGRAFT_WERROR=ON -DBUILD_SHARED_LIBS=OFF -DGRAFT_CUDA=OFF -DGRAFT_BUILD_TESTS=OFF \
-  -DGRAFT_BUILD_BENCHMARKS=OFF ${GRAFT_CMAKE_ARGS:-}
-cmake --build "$STATIC" --parallel "$JOBS" --target graft_cli
-if ldd "$STATIC/graft" | grep -E 'libgraft|libcu'; then
-  echo "the static graft links a shared libgraft or CUDA library" >&2; exit 1
-fi
-"$STATIC/graft" info
-# A forward pass on a dummy image: every module's output shape, so the kernels ran.
-"$STATIC/graft" inspect --graph --arch resnet18 --num-classes 10 --image-size 64 --mode feature-extract |
-  tee "$STATIC/graph.txt" | tail -3
-grep -q 'parameters: 11,181,642 total, 5,130 trainable' "$STATIC/graph.txt"
-grep -Eq '^  layer4 +Sequential +1x512x2x2 ' "$STATIC/graph.txt"
-cmake -DGRAFT_BUILD_DIR="$STATIC" -DCONSUMER_SOURCE_DIR="$PWD/tests/consumer" -DGRAFT_CUDA_BACKEND=none \
-  -DGRAFT_SANITIZED=OFF -DWORK_DIR="$(cd "$STATIC" && pwd)/consumer_check" -P tests/consumer/check.cmake
+scripts/static_check.sh "$STATIC"
 
 if [[ "${SKIP_SANITIZE:-0}" == 1 ]]; then exit 0; fi
 
