@@ -63,9 +63,12 @@ namespace {
 // (once): $GRAFT_CUDA_LIBRARY if set, else the file next to libgraft itself
 // (found through dladdr), else the dynamic loader's default search. Returns
 // why there is no backend, or "" once it is registered.
-std::string load_cuda_backend() {
+const std::string& load_cuda_backend() {
 #if defined(GRAFT_CUDA_LIBRARY_FILE)
+  // Every caller passes through this one guarded initialisation, so a thread
+  // never reads the backend hooks while another one's dlopen writes them.
   static const std::string why = []() -> std::string {
+    if (g_backends[static_cast<int>(DeviceType::CUDA)].available) return "";  // linked
     std::vector<std::string> candidates;
     const char* env = std::getenv("GRAFT_CUDA_LIBRARY");
     if (env && *env) {
@@ -94,9 +97,12 @@ std::string load_cuda_backend() {
   }();
   return why;
 #elif defined(GRAFT_CUDA_STATIC_BACKEND)
-  return "this program does not link graft's CUDA backend (graft::cuda, libgraft_cuda.a)";
+  static const std::string why =
+      "this program does not link graft's CUDA backend (graft::cuda, libgraft_cuda.a)";
+  return why;
 #else
-  return "graft was built without the CUDA backend";
+  static const std::string why = "graft was built without the CUDA backend";
+  return why;
 #endif
 }
 
@@ -104,11 +110,9 @@ std::string load_cuda_backend() {
 
 std::string device_unavailable_reason(DeviceType type) {
   if (type == DeviceType::CPU) return "";
+  const std::string& why = load_cuda_backend();
   const DeviceBackend& b = g_backends[static_cast<int>(type)];
-  if (!b.available) {
-    const std::string why = load_cuda_backend();
-    if (!b.available) return "CUDA not available: " + (why.empty() ? "no backend" : why);
-  }
+  if (!b.available) return "CUDA not available: " + (why.empty() ? "no backend" : why);
   if (!b.available())
     return "CUDA not available: " + (b.unavailable_reason
                                          ? b.unavailable_reason()
