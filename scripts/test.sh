@@ -6,6 +6,9 @@
 #                  GPU its CUDA tests skip here and run in 2.). The whole suite,
 #                  then the float parity tests again on one thread with Eigen's
 #                  blocking forced to other cache sizes (GRAFT_TEST_CACHE_SIZES).
+#   static:        build-static/, a CPU-only -DBUILD_SHARED_LIBS=OFF build at
+#                  -O1 (only the link matters): the CLI and tests/consumer
+#                  linked against libgraft.a, kernel registration intact.
 #   2. build-san/  ASan + UBSan (float-cast-overflow included, halting on the
 #                  first report) with the emulated CUDA device: the whole suite
 #                  again, including every CUDA test on the emulator (none may
@@ -22,6 +25,7 @@ scripts/setup.sh
 BUILD=${BUILD_DIR:-build}
 SAN=${SAN_BUILD_DIR:-build-san}
 RACE=${RACE_BUILD_DIR:-build-race}
+STATIC=${STATIC_BUILD_DIR:-build-static}
 JOBS=$(nproc)
 step() { printf '\n==== %s (%s)\n' "$*" "$(date +%T)"; }
 
@@ -42,6 +46,9 @@ for t in test_resnet test_nn_ops test_ops test_linalg test_optim test_train_cli;
   echo "-- $t"
   OMP_NUM_THREADS=1 GRAFT_TEST_CACHE_SIZES=16384,262144,1048576 "$BUILD/tests/$t" --gtest_brief=1
 done
+
+step "static CPU-only build $STATIC (BUILD_SHARED_LIBS=OFF)"
+scripts/static_check.sh "$STATIC"
 
 if [[ "${SKIP_SANITIZE:-0}" == 1 ]]; then exit 0; fi
 
