@@ -136,6 +136,10 @@ Image ImageFolder::load(int64_t index) const {
   return read_image(samples_[index].first);
 }
 
+bool ImageFolder::deterministic() const {
+  return !options_.transform || options_.transform->deterministic();
+}
+
 Example ImageFolder::get(int64_t index, Generator& gen) const {
   Image img = load(index);
   Tensor t;

@@ -32,6 +32,10 @@ class Dataset {
   // Label of example i without decoding it (for splits and subsampling).
   virtual int64_t label(int64_t index) const = 0;
   virtual int64_t num_classes() const = 0;
+  // True when get(i, gen) never draws from `gen` (no random transform): the
+  // example is a function of i alone, so it can be computed once and cached
+  // (train::FeatureCache). False unless a data set says so.
+  virtual bool deterministic() const { return false; }
 
  protected:
   void check_index(int64_t index, const char* who) const;
@@ -63,6 +67,7 @@ class ImageFolder : public Dataset {
   using Dataset::get;
   int64_t label(int64_t index) const override;
   int64_t num_classes() const override { return static_cast<int64_t>(classes_.size()); }
+  bool deterministic() const override;
 
   const std::string& root() const { return root_; }
   const std::vector<std::string>& classes() const { return classes_; }
@@ -96,6 +101,7 @@ class TensorDataset : public Dataset {
   using Dataset::get;
   int64_t label(int64_t index) const override;
   int64_t num_classes() const override { return num_classes_; }
+  bool deterministic() const override { return true; }
   const Tensor& images() const { return images_; }
   const Tensor& labels() const { return labels_; }
 
@@ -135,6 +141,7 @@ class FashionMNIST : public Dataset {
   using Dataset::get;
   int64_t label(int64_t index) const override;
   int64_t num_classes() const override { return num_classes_; }
+  bool deterministic() const override { return true; }
   // The raw images uint8 [N, 28, 28] (after class filtering) and labels int64
   // [N]; preprocess(images().narrow(0, i, n)) is the batch-level fast path.
   const Tensor& images() const { return images_; }
@@ -159,6 +166,7 @@ class Subset : public Dataset {
   using Dataset::get;
   int64_t label(int64_t index) const override;
   int64_t num_classes() const override { return base_->num_classes(); }
+  bool deterministic() const override { return base_->deterministic(); }
   const std::vector<int64_t>& indices() const { return indices_; }
   const DatasetPtr& base() const { return base_; }
 

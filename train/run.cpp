@@ -15,6 +15,7 @@
 #include "optim/params.h"
 #include "optim/scheduler.h"
 #include "train/checkpoint.h"
+#include "train/feature_cache.h"
 #include "train/finetune.h"
 #include "train/plot.h"
 #include "train/telemetry.h"
@@ -35,7 +36,7 @@ using json = nlohmann::ordered_json;
   X(nesterov) X(amsgrad) X(betas) X(freeze) X(param_groups) X(bn) X(backbone_lr_mult)         \
   X(head_lr_mult) X(scheduler) X(step_size) X(gamma) X(milestones) X(warmup_epochs)           \
   X(batch_size) X(epochs) X(max_steps) X(val_every) X(shuffle) X(seed) X(label_smoothing)     \
-  X(clip_grad_norm) X(save) X(out) X(device) X(threads)
+  X(clip_grad_norm) X(cache_features) X(save) X(out) X(device) X(threads)
 // clang-format on
 
 std::string config_json(const TrainConfig& c) {
@@ -244,6 +245,8 @@ void validate(const TrainConfig& c) {
   GRAFT_CHECK(c.val_every > 0, "--val-every must be positive, got ", c.val_every);
   GRAFT_CHECK(c.momentum >= 0 && c.weight_decay >= 0, "--momentum and --weight-decay must be >= 0");
   GRAFT_CHECK(c.augment == "default" || c.augment == "none", "--augment must be default or none");
+  GRAFT_CHECK(c.cache_features == "auto" || c.cache_features == "on" || c.cache_features == "off",
+              "--cache-features must be auto, on or off, got '", c.cache_features, "'");
   GRAFT_CHECK(std::isfinite(c.backbone_lr_mult) && c.backbone_lr_mult >= 0 &&
                   std::isfinite(c.head_lr_mult) && c.head_lr_mult >= 0,
               "--backbone-lr-mult and --head-lr-mult must be >= 0");
@@ -292,8 +295,9 @@ void refuse_idle_flags(const TrainConfig& c) {
 // --resume takes everything from the run folder; only the length of the run
 // and where and how it runs may change, with a note.
 TrainConfig resume_config(const TrainConfig& cli) {
-  static const std::set<std::string> may_change = {"resume",  "epochs",  "max-steps", "save",
-                                                   "workers", "threads", "quiet",     "device"};
+  static const std::set<std::string> may_change = {"resume", "epochs",  "max-steps",
+                                                   "save",   "workers", "threads",
+                                                   "quiet",  "device",  "cache-features"};
   for (const auto& f : cli.given)
     GRAFT_CHECK(may_change.count(f), "--", f,
                 " cannot change on --resume: the run's settings come from ", cli.resume,
@@ -320,6 +324,8 @@ TrainConfig resume_config(const TrainConfig& cli) {
   if (cli.given.count("device")) c.device = cli.device;
   c.workers = cli.workers;
   c.threads = cli.threads;
+  // The same computation either way (up to the backbone's float rounding).
+  if (cli.given.count("cache-features")) c.cache_features = cli.cache_features;
   c.quiet = cli.quiet;
   c.resume = c.out = fs::absolute(cli.resume).string();
   return c;
@@ -673,6 +679,34 @@ int64_t resolve_epochs(const TrainConfig& c, int64_t batches_per_epoch) {
   return (c.max_steps + batches_per_epoch - 1) / std::max<int64_t>(batches_per_epoch, 1);
 }
 
+// Why --cache-features cannot apply to this run ("" when it can): the
+// conditions of FeatureCache::inexact_reason, telemetry, and the memory the
+// features would take.
+std::string feature_cache_off_reason(const TrainConfig& c, const Run& run, bool hflip) {
+  if (c.telemetry > 0)
+    return "--telemetry records the backbone's activations at every sampled step";
+  std::string why = FeatureCache::inexact_reason(*run.m.net, run.d.train.get());
+  if (!why.empty()) {
+    if (!run.d.train->deterministic() && !c.data_dir.empty() && c.augment == "default")
+      why += " (--augment none trains on the deterministic eval transform)";
+    return why;
+  }
+  const FeatureCacheOptions defaults;
+  int64_t need = FeatureCache::bytes_needed(*run.m.net, run.d.train->size(), hflip);
+  if (run.d.val && run.d.val->deterministic())
+    need += FeatureCache::bytes_needed(*run.m.net, run.d.val->size(), false);
+  if (need > defaults.max_bytes)
+    return "the features would take " + std::to_string(need >> 20) + " MiB, over the " +
+           std::to_string(defaults.max_bytes >> 20) + " MiB budget";
+  return {};
+}
+
+// The cached data and loaders of a --cache-features run.
+struct CachedFeatures {
+  std::unique_ptr<FeatureCache> train, val;
+  std::unique_ptr<data::DataLoader> train_loader, val_loader;
+};
+
 }  // namespace
 
 bool has_split_layout(const std::string& root) {
@@ -735,6 +769,46 @@ TrainSummary run_training(TrainConfig cli) {
   }
 
   FitOptions fo = fit_options(c, run.m.classes, resumed ? &*resumed : nullptr);
+
+  // --cache-features: train the head on features computed once. The cached
+  // loaders keep the options of the uncached ones (same batches, same order).
+  CachedFeatures cached;
+  if (c.cache_features != "off") {
+    const std::string why = feature_cache_off_reason(c, run, fo.hflip);
+    GRAFT_CHECK(why.empty() || c.cache_features != "on", "--cache-features on: ", why,
+                "; features computed once would not give the run's results");
+    if (!why.empty()) {
+      if (!c.quiet) std::cerr << "features not cached: " << why << "\n";
+    } else {
+      FeatureCacheOptions co;
+      co.hflip = fo.hflip;
+      co.batch_size = c.batch_size;
+      co.num_workers = c.workers;
+      co.device = fo.device;
+      cached.train = std::make_unique<FeatureCache>(*run.m.net, run.d.train, co);
+      cached.train_loader = std::make_unique<data::DataLoader>(cached.train->dataset(), lo);
+      fo.input_fn = cached.train->input_fn();
+      std::string val_note;
+      if (val_loader && run.d.val->deterministic()) {
+        co.hflip = false;
+        co.train_mode = false;
+        cached.val = std::make_unique<FeatureCache>(*run.m.net, run.d.val, co);
+        cached.val_loader =
+            std::make_unique<data::DataLoader>(cached.val->dataset(), val_loader->options());
+        val_note = " and " + std::to_string(run.d.val->size()) + " validation";
+      } else if (val_loader) {
+        fo.val_model = run.m.net.get();  // random validation examples: the full model
+        val_note = " (validation runs the full model: its examples are random)";
+      }
+      if (!c.quiet) {
+        const double secs = cached.train->seconds() + (cached.val ? cached.val->seconds() : 0);
+        std::fprintf(stderr,
+                     "features cached: the backbone ran once over %lld training%s images "
+                     "(%.1f s); the head trains on them\n",
+                     static_cast<long long>(run.d.train->size()), val_note.c_str(), secs);
+      }
+    }
+  }
   bool interrupted = false;
   fo.interrupted = &interrupted;
   fo.on_epoch_end = [&](const EpochRecord& r, const EpochProgress& p) { run.on_epoch_end(r, p); };
@@ -752,8 +826,14 @@ TrainSummary run_training(TrainConfig cli) {
 
   TrainSummary summary;
   SigintScope sigint;
-  summary.epochs =
-      fit(*run.m.net, *run.opt, run.schedule.get(), train_loader, val_loader.get(), fo);
+  if (cached.train) {
+    data::DataLoader* val = cached.val_loader ? cached.val_loader.get() : val_loader.get();
+    summary.epochs =
+        fit(*run.m.net->fc, *run.opt, run.schedule.get(), *cached.train_loader, val, fo);
+  } else {
+    summary.epochs =
+        fit(*run.m.net, *run.opt, run.schedule.get(), train_loader, val_loader.get(), fo);
+  }
   if (telemetry) {
     telemetry->write_csv(c.out + "/telemetry.csv");
     telemetry->write_svg(c.out + "/telemetry.svg");
