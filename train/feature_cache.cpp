@@ -22,7 +22,12 @@ class FeatureSet : public data::Dataset {
   int64_t size() const override { return features_.size(0); }
   data::Example get(int64_t index, Generator&) const override {
     check_index(index, "FeatureCache");
-    return {features_.narrow(0, index, 1).squeeze(0).clone(), labels_[static_cast<size_t>(index)]};
+    // A plain copy (clone() would open an OpenMP region per example).
+    Tensor out = empty(Shape(features_.sizes().begin() + 1, features_.sizes().end()));
+    const int64_t n = out.numel();
+    std::memcpy(out.data_ptr<float>(), features_.data_ptr<float>() + index * n,
+                static_cast<size_t>(n) * sizeof(float));
+    return {std::move(out), labels_[static_cast<size_t>(index)]};
   }
   using Dataset::get;
   int64_t label(int64_t index) const override {

@@ -1,5 +1,6 @@
 #include "train/run.h"
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <ctime>
@@ -118,6 +119,42 @@ void load_npy_data(const TrainConfig& c, Data& d) {
   }
 }
 
+// Decoding and the transform's leading deterministic steps, done once where
+// they fit in memory (data::CachedDataset: the same examples bit for bit;
+// random steps still run per epoch). `budget` is what is left of the
+// run's data cache budget; returns `ds` itself when not cached.
+data::DatasetPtr cache_prefix(const data::DatasetPtr& ds, const TrainConfig& c, const char* what,
+                              int64_t& budget) {
+  data::CachedDataset::Options o;
+  o.max_bytes = budget;
+  o.num_workers = c.workers;
+  std::string why;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto cached = data::CachedDataset::make(ds, o, &why);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!cached) {
+    if (!c.quiet) std::cerr << what << " images not cached in memory: " << why << "\n";
+    return ds;
+  }
+  budget -= cached->bytes();
+  if (!c.quiet) {
+    std::string rest;  // the per-epoch steps, by name
+    if (const auto* comp = dynamic_cast<const data::Compose*>(cached->rest().get())) {
+      for (const auto& t : comp->transforms())
+        rest += (rest.empty() ? "" : ", ") + t->repr().substr(0, t->repr().find('('));
+    } else if (cached->rest()) {
+      rest = cached->rest()->repr().substr(0, cached->rest()->repr().find('('));
+    }
+    std::fprintf(stderr, "%s images decoded once (%lld MiB in memory, %.1f s); per epoch: %s\n",
+                 what, static_cast<long long>(cached->bytes() >> 20), secs,
+                 rest.empty() ? "nothing (the whole transform is deterministic)" : rest.c_str());
+  }
+  return cached;
+}
+
+// The memory all cached decoded images of a run may take.
+constexpr int64_t kDataCacheBudget = int64_t{2} << 30;
+
 void load_folder_data(const TrainConfig& c, Data& d) {
   GRAFT_CHECK(exists_dir(c.data_dir), "data folder '", c.data_dir, "' does not exist");
   const ImageSplits splits = resolve_image_splits(c.data_dir);
@@ -125,11 +162,14 @@ void load_folder_data(const TrainConfig& c, Data& d) {
   d.known_classes = true;
   d.transform = imagenet_eval(c.image_size > 0 ? c.image_size : 224);
   const std::string val_dir = !c.val_data.empty() ? c.val_data : splits.val;
+  int64_t budget = kDataCacheBudget;
+  d.train = cache_prefix(d.train, c, "training", budget);
   if (val_dir.empty()) return;
   std::vector<std::string> val_classes;
   d.val = image_folder(val_dir, false, c, &val_classes);
   GRAFT_CHECK(val_classes == d.classes, "the validation folder '", val_dir,
               "' has other classes than the training folder '", splits.train, "'");
+  d.val = cache_prefix(d.val, c, "validation", budget);
 }
 
 void load_fashion_mnist(const TrainConfig& c, Data& d) {
