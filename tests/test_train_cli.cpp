@@ -501,6 +501,10 @@ TEST(TrainCli, CacheFeaturesSaysWhyItIsOffAndRefusesOnWhereInexact) {
   args = cache_args(dir / "tele", "on");
   args.insert(args.end(), {"--telemetry", "1"});
   expect_error(args, {"--cache-features on", "--telemetry"}, "on, telemetry");
+  // graft demo refuses `on` for its modes that train the backbone, before any training.
+  expect_error({"demo", "--cache-features", "on", "--out", dir / "demo"},
+               {"--cache-features on: mode scratch trains the backbone"}, "demo, on");
+  EXPECT_FALSE(fs::exists(dir / "demo"));
 }
 
 TEST(TrainCli, ErrorsAreClear) {

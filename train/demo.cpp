@@ -114,6 +114,12 @@ std::vector<DemoResult> run_demo(const DemoOptions& o) {
   for (const auto& m : o.modes) mode_title(m);  // validate names up front
   GRAFT_CHECK(o.cache_features == "auto" || o.cache_features == "on" || o.cache_features == "off",
               "--cache-features must be auto, on or off, got '", o.cache_features, "'");
+  if (o.cache_features == "on")
+    for (const auto& m : o.modes)
+      GRAFT_CHECK(m == "feature-extract", "--cache-features on: mode ", m,
+                  " trains the backbone, whose features then change every step (only "
+                  "feature-extract can train on cached features; use --modes feature-extract or "
+                  "--cache-features auto)");
   std::filesystem::create_directories(o.out);
   const auto source = pretrain_source(o, o.out + "/source.pth");
   const io::StateDict source_sd = source->state_dict();
