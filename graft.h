@@ -32,5 +32,6 @@
 #include "optim/clip.h"
 #include "optim/optim.h"
 #include "optim/scheduler.h"
+#include "train/feature_cache.h"
 #include "train/fit.h"
 #include "train/telemetry.h"

@@ -28,6 +28,12 @@ std::function<int()> setup_demo(CLI::App& app) {
   app.add_option("--image-size", o->image_size, "input size (Fashion-MNIST 28 is resized)")
       ->capture_default_str();
   app.add_option("--workers", o->workers, "loader threads");
+  app.add_option("--cache-features", o->cache_features,
+                 "auto | on | off: feature-extract trains its head on backbone features "
+                 "computed once (same results up to float rounding); on: error for a mode "
+                 "where that is inexact")
+      ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->capture_default_str();
   app.add_option("--seed", o->seed, "random seed")->capture_default_str();
   app.add_option("--threads", *threads, "CPU threads");
   return [o, threads]() {

@@ -84,6 +84,12 @@ std::function<int()> setup_train(CLI::App& app) {
   app.add_option("--seed", c->seed, "random seed")->capture_default_str();
   app.add_option("--label-smoothing", c->label_smoothing, "cross-entropy label smoothing");
   app.add_option("--clip-grad-norm", c->clip_grad_norm, "clip the global gradient norm (0: off)");
+  app.add_option("--cache-features", c->cache_features,
+                 "auto | on | off: with a frozen backbone and BN and deterministic data, run "
+                 "the backbone once per image and train the head on its features (same "
+                 "batches, same results up to float rounding); auto: where exact, else says why")
+      ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->capture_default_str();
   app.add_option("--telemetry", c->telemetry,
                  "every N steps, per-group grad norm, update/weight ratio, effective lr and "
                  "per-layer activation stats into telemetry.csv/.svg in --out");

@@ -4,9 +4,11 @@
 #include <atomic>
 #include <cctype>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <mutex>
+#include <thread>
 
 #include "core/error.h"
 #include "core/ops.h"
@@ -136,6 +138,34 @@ Image ImageFolder::load(int64_t index) const {
   return read_image(samples_[index].first);
 }
 
+std::optional<Dataset::Stages> ImageFolder::stages() const {
+  Stages st;
+  const TransformPtr& t = options_.transform;
+  if (!t) {
+    st.prefix = [this](int64_t i) { return ImageOrTensor(to_tensor(load(i))); };
+    return st;
+  }
+  std::vector<TransformPtr> steps = {t};
+  if (const auto* c = dynamic_cast<const Compose*>(t.get())) steps = c->transforms();
+  size_t k = 0;
+  while (k < steps.size() && steps[k]->deterministic()) ++k;
+  std::vector<TransformPtr> head(steps.begin(), steps.begin() + static_cast<std::ptrdiff_t>(k));
+  std::vector<TransformPtr> tail(steps.begin() + static_cast<std::ptrdiff_t>(k), steps.end());
+  st.prefix = [this, head](int64_t i) {
+    ImageOrTensor x = load(i);
+    Generator unused(0);  // deterministic steps draw nothing
+    for (const auto& step : head) x = step->apply(std::move(x), unused);
+    return x;
+  };
+  if (tail.size() == 1) st.rest = tail[0];
+  if (tail.size() > 1) st.rest = std::make_shared<Compose>(tail);
+  return st;
+}
+
+bool ImageFolder::deterministic() const {
+  return !options_.transform || options_.transform->deterministic();
+}
+
 Example ImageFolder::get(int64_t index, Generator& gen) const {
   Image img = load(index);
   Tensor t;
@@ -184,7 +214,15 @@ std::shared_ptr<TensorDataset> TensorDataset::from_npy(const std::string& images
 
 Example TensorDataset::get(int64_t index, Generator&) const {
   check_index(index, "TensorDataset");
-  return {images_.select(0, index).clone(), labels_.data_ptr<int64_t>()[index]};
+  // A plain copy of the row: clone() would open an OpenMP region per example,
+  // whose wake-ups cost more than the copy (most of a cached epoch's loading
+  // time on 2 busy cores).
+  Shape shape(images_.sizes().begin() + 1, images_.sizes().end());
+  Tensor out = empty(shape);
+  const int64_t n = out.numel();
+  std::memcpy(out.data_ptr<float>(), images_.data_ptr<float>() + index * n,
+              static_cast<size_t>(n) * sizeof(float));
+  return {std::move(out), labels_.data_ptr<int64_t>()[index]};
 }
 
 int64_t TensorDataset::label(int64_t index) const {
@@ -308,6 +346,14 @@ Example FashionMNIST::get(int64_t index, Generator&) const {
   return {preprocess(images_.narrow(0, index, 1)).squeeze(0), labels_.data_ptr<int64_t>()[index]};
 }
 
+std::optional<Dataset::Stages> FashionMNIST::stages() const {
+  Stages st;
+  st.prefix = [this](int64_t i) {
+    return ImageOrTensor(preprocess(images_.narrow(0, i, 1)).squeeze(0).contiguous());
+  };
+  return st;
+}
+
 int64_t FashionMNIST::label(int64_t index) const {
   check_index(index, "FashionMNIST");
   return labels_.data_ptr<int64_t>()[index];
@@ -328,9 +374,108 @@ Example Subset::get(int64_t index, Generator& gen) const {
   return base_->get(indices_[index], gen);
 }
 
+std::optional<Dataset::Stages> Subset::stages() const {
+  std::optional<Stages> st = base_->stages();
+  if (!st) return st;
+  st->prefix = [prefix = st->prefix, idx = indices_](int64_t i) {
+    return prefix(idx[static_cast<size_t>(i)]);
+  };
+  return st;
+}
+
 int64_t Subset::label(int64_t index) const {
   check_index(index, "Subset");
   return base_->label(indices_[index]);
+}
+
+// ---- CachedDataset ----
+
+namespace {
+int64_t entry_bytes(const ImageOrTensor& v) {
+  if (const auto* img = std::get_if<Image>(&v)) return static_cast<int64_t>(img->pixels.size());
+  const Tensor& t = std::get<Tensor>(v);
+  return static_cast<int64_t>(t.nbytes());
+}
+}  // namespace
+
+std::shared_ptr<CachedDataset> CachedDataset::make(DatasetPtr base, Options o, std::string* why) {
+  GRAFT_CHECK(base, "CachedDataset: null data set");
+  std::optional<Stages> st = base->stages();
+  if (!st) {
+    if (why) *why = "nothing to cache: its examples are tensors in memory already";
+    return nullptr;
+  }
+  std::shared_ptr<CachedDataset> c(new CachedDataset());
+  c->base_ = base;
+  c->rest_ = st->rest;
+  const int64_t n = base->size();
+  c->entries_.resize(static_cast<size_t>(n));
+  std::atomic<int64_t> next{0}, bytes{0}, filled{0};
+  std::atomic<bool> over{false};
+  std::exception_ptr error;
+  std::mutex error_mu;
+  auto work = [&] {
+    for (;;) {
+      const int64_t i = next.fetch_add(1);
+      if (i >= n || over.load()) return;
+      try {
+        ImageOrTensor v = st->prefix(i);
+        if (bytes.fetch_add(entry_bytes(v)) + entry_bytes(v) > o.max_bytes) {
+          over.store(true);
+          return;
+        }
+        c->entries_[static_cast<size_t>(i)] = std::move(v);
+        // After 64 examples, stop early when the whole set would not fit.
+        const int64_t done = filled.fetch_add(1) + 1;
+        if (done == 64 && bytes.load() / done * n > o.max_bytes) {
+          over.store(true);
+          return;
+        }
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mu);
+        if (!error) error = std::current_exception();
+        over.store(true);
+        return;
+      }
+    }
+  };
+  if (o.num_workers <= 0) {
+    work();
+  } else {
+    std::vector<std::thread> threads;
+    for (int w = 0; w < o.num_workers; ++w) threads.emplace_back(work);
+    for (auto& t : threads) t.join();
+  }
+  if (error) std::rethrow_exception(error);
+  if (over.load()) {
+    if (why)
+      *why = "its decoded examples exceed the memory budget of " +
+             std::to_string(o.max_bytes >> 20) + " MiB (" + std::to_string(bytes.load() >> 20) +
+             " MiB for the first " + std::to_string(filled.load()) + " of " + std::to_string(n) +
+             " examples)";
+    return nullptr;
+  }
+  c->bytes_ = bytes.load();
+  return c;
+}
+
+Example CachedDataset::get(int64_t index, Generator& gen) const {
+  check_index(index, "CachedDataset");
+  const ImageOrTensor& e = entries_[static_cast<size_t>(index)];
+  ImageOrTensor x;
+  if (const auto* img = std::get_if<Image>(&e)) {
+    x = *img;
+  } else {
+    // A plain copy: clone() would open an OpenMP region per example.
+    const Tensor& t = std::get<Tensor>(e);
+    Tensor copy = empty(t.sizes(), opts(t.dtype()));
+    std::memcpy(copy.raw_data(), t.raw_data(), t.nbytes());
+    x = std::move(copy);
+  }
+  if (rest_) x = rest_->apply(std::move(x), gen);
+  GRAFT_CHECK(std::holds_alternative<Tensor>(x), "CachedDataset: the transform ",
+              rest_ ? rest_->repr() : std::string("(none)"), " must end with ToTensor()");
+  return {std::get<Tensor>(std::move(x)), base_->label(index)};
 }
 
 namespace {

@@ -5,8 +5,10 @@
 // caller, so a fixed seed gives the same examples whatever the worker count.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -32,6 +34,21 @@ class Dataset {
   // Label of example i without decoding it (for splits and subsampling).
   virtual int64_t label(int64_t index) const = 0;
   virtual int64_t num_classes() const = 0;
+  // True when get(i, gen) never draws from `gen` (no random transform): the
+  // example is a function of i alone, so it can be computed once and cached
+  // (train::FeatureCache). False unless a data set says so.
+  virtual bool deterministic() const { return false; }
+
+  // An example in two stages, for data::CachedDataset: `prefix(i)` is its
+  // deterministic part (decoding and the leading deterministic transforms;
+  // it draws nothing), `rest` completes it (null: the prefix is the example's
+  // float tensor). get(i, gen) == rest(prefix(i), gen) bit for bit. Default:
+  // none (nothing to cache).
+  struct Stages {
+    std::function<ImageOrTensor(int64_t)> prefix;
+    TransformPtr rest;
+  };
+  virtual std::optional<Stages> stages() const { return std::nullopt; }
 
  protected:
   void check_index(int64_t index, const char* who) const;
@@ -63,6 +80,9 @@ class ImageFolder : public Dataset {
   using Dataset::get;
   int64_t label(int64_t index) const override;
   int64_t num_classes() const override { return static_cast<int64_t>(classes_.size()); }
+  bool deterministic() const override;
+  // Decoding and the transform's leading deterministic steps, then the rest.
+  std::optional<Stages> stages() const override;
 
   const std::string& root() const { return root_; }
   const std::vector<std::string>& classes() const { return classes_; }
@@ -96,6 +116,7 @@ class TensorDataset : public Dataset {
   using Dataset::get;
   int64_t label(int64_t index) const override;
   int64_t num_classes() const override { return num_classes_; }
+  bool deterministic() const override { return true; }
   const Tensor& images() const { return images_; }
   const Tensor& labels() const { return labels_; }
 
@@ -135,6 +156,8 @@ class FashionMNIST : public Dataset {
   using Dataset::get;
   int64_t label(int64_t index) const override;
   int64_t num_classes() const override { return num_classes_; }
+  bool deterministic() const override { return true; }
+  std::optional<Stages> stages() const override;
   // The raw images uint8 [N, 28, 28] (after class filtering) and labels int64
   // [N]; preprocess(images().narrow(0, i, n)) is the batch-level fast path.
   const Tensor& images() const { return images_; }
@@ -159,12 +182,47 @@ class Subset : public Dataset {
   using Dataset::get;
   int64_t label(int64_t index) const override;
   int64_t num_classes() const override { return base_->num_classes(); }
+  bool deterministic() const override { return base_->deterministic(); }
+  std::optional<Stages> stages() const override;
   const std::vector<int64_t>& indices() const { return indices_; }
   const DatasetPtr& base() const { return base_; }
 
  private:
   DatasetPtr base_;
   std::vector<int64_t> indices_;
+};
+
+// The deterministic prefix of a data set's examples (Dataset::stages:
+// decoding, resizing, cropping, normalising...) computed once and held in
+// memory; get() applies only the random rest, so every epoch gives the
+// examples the base would, bit for bit, for the same generator.
+class CachedDataset : public Dataset {
+ public:
+  struct Options {
+    int64_t max_bytes = int64_t{2} << 30;  // memory budget for the cached prefixes
+    int num_workers = 0;                   // threads filling the cache (0: this one)
+  };
+  // The cache of `base`, or null with `*why` set when there is nothing to
+  // cache (no stages) or it does not fit in options.max_bytes (it stops
+  // filling once over).
+  static std::shared_ptr<CachedDataset> make(DatasetPtr base, Options options, std::string* why);
+
+  int64_t size() const override { return static_cast<int64_t>(entries_.size()); }
+  Example get(int64_t index, Generator& gen) const override;
+  using Dataset::get;
+  int64_t label(int64_t index) const override { return base_->label(index); }
+  int64_t num_classes() const override { return base_->num_classes(); }
+  bool deterministic() const override { return base_->deterministic(); }
+  int64_t bytes() const { return bytes_; }
+  // The part still applied per example (null: none).
+  const TransformPtr& rest() const { return rest_; }
+
+ private:
+  CachedDataset() = default;
+  DatasetPtr base_;
+  std::vector<ImageOrTensor> entries_;
+  TransformPtr rest_;
+  int64_t bytes_ = 0;
 };
 
 // Random split into (train, val): val gets round(val_fraction * size) examples,

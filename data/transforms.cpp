@@ -607,6 +607,7 @@ class ToTensorNormalize : public Transform {
     return to_tensor_lut(need_image(x, "ToTensor"), lut_.v);
   }
   std::string repr() const override { return "ToTensor()\n  " + n_.repr(); }
+  bool deterministic() const override { return true; }
 
  private:
   Normalize n_;
@@ -639,6 +640,22 @@ Tensor Compose::operator()(const Image& img, Generator& gen) const {
   GRAFT_CHECK(std::holds_alternative<Tensor>(out),
               "Compose: the pipeline ends with an Image; add ToTensor()");
   return std::get<Tensor>(std::move(out));
+}
+
+bool Compose::deterministic() const {
+  for (const auto& t : transforms_)
+    if (!t->deterministic()) return false;
+  return true;
+}
+
+std::string Compose::random_steps() const {
+  std::string s;
+  for (const auto& t : transforms_) {
+    if (t->deterministic()) continue;
+    const std::string r = t->repr();
+    s += (s.empty() ? "" : ", ") + r.substr(0, r.find('('));
+  }
+  return s;
 }
 
 std::string Compose::repr() const {

@@ -71,6 +71,11 @@ class Transform {
   virtual ~Transform() = default;
   virtual ImageOrTensor apply(ImageOrTensor x, Generator& gen) const = 0;
   virtual std::string repr() const = 0;
+  // True when apply() never draws from `gen`: the output is a function of the
+  // input alone, so it can be computed once and cached (train::FeatureCache,
+  // data::PrefixCache). False unless a transform says so: an unknown
+  // transform is treated as random.
+  virtual bool deterministic() const { return false; }
 };
 using TransformPtr = std::shared_ptr<const Transform>;
 
@@ -82,6 +87,7 @@ class Resize : public Transform {
   explicit Resize(std::array<int64_t, 2> size, bool antialias = true);
   ImageOrTensor apply(ImageOrTensor x, Generator& gen) const override;
   std::string repr() const override;
+  bool deterministic() const override { return true; }
 
  private:
   int64_t h_, w_;  // w_ < 0: h_ is the shorter side
@@ -94,6 +100,7 @@ class CenterCrop : public Transform {
   CenterCrop(int64_t height, int64_t width);
   ImageOrTensor apply(ImageOrTensor x, Generator& gen) const override;
   std::string repr() const override;
+  bool deterministic() const override { return true; }
 
  private:
   int64_t h_, w_;
@@ -141,6 +148,7 @@ class ToTensor : public Transform {
  public:
   ImageOrTensor apply(ImageOrTensor x, Generator& gen) const override;
   std::string repr() const override { return "ToTensor()"; }
+  bool deterministic() const override { return true; }
 };
 
 class Normalize : public Transform {
@@ -149,6 +157,7 @@ class Normalize : public Transform {
                      std::vector<float> std = kImageNetStd);
   ImageOrTensor apply(ImageOrTensor x, Generator& gen) const override;
   std::string repr() const override;
+  bool deterministic() const override { return true; }
   const std::vector<float>& mean() const { return mean_; }
   const std::vector<float>& std() const { return std_; }
 
@@ -163,6 +172,13 @@ class Compose : public Transform {
   explicit Compose(std::vector<TransformPtr> transforms);
   ImageOrTensor apply(ImageOrTensor x, Generator& gen) const override;
   std::string repr() const override;
+  // Every step is deterministic.
+  bool deterministic() const override;
+  // The steps, after ToTensor+Normalize fusion.
+  const std::vector<TransformPtr>& transforms() const { return transforms_; }
+  // The reprs of the random steps, comma-separated ("" when none): what makes
+  // the pipeline non-deterministic, for messages.
+  std::string random_steps() const;
   // Runs the pipeline on an image and requires a tensor at the end.
   Tensor operator()(const Image& img, Generator& gen) const;
 

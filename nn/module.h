@@ -62,6 +62,11 @@ class Module : public std::enable_shared_from_this<Module> {
       std::function<Tensor(Module& module, const Tensor& input, const Tensor& output)>;
   HookHandle register_forward_pre_hook(ForwardPreHook hook);
   HookHandle register_forward_hook(ForwardHook hook);
+  // Whether this module (not its children) has a forward or pre-forward hook.
+  bool has_hooks() const {
+    return (forward_pre_hooks_ && !forward_pre_hooks_->empty()) ||
+           (forward_hooks_ && !forward_hooks_->empty());
+  }
 
   // ---- registries (direct members only) ----
   // Parameters and buffers whose slot holds an undefined tensor (a conv

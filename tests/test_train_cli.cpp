@@ -316,6 +316,161 @@ void expect_error(const std::vector<std::string>& args, const std::vector<std::s
                                                    << r.output;
 }
 
+// ------------------------------------------------------------ --cache-features
+
+std::vector<std::string> cache_args(const std::string& out, const std::string& cache) {
+  using graft::testing::fixture;
+  return {"train",
+          "--arch",
+          "resnet18",
+          "--weights",
+          fixture("train_init.pth"),
+          "--train-npy",
+          fixture("train_X.npy"),
+          "--train-labels",
+          fixture("train_Y.npy"),
+          "--val-npy",
+          fixture("train_X.npy"),
+          "--val-labels",
+          fixture("train_Y.npy"),
+          "--mode",
+          "feature-extract",
+          "--lr",
+          "0.05",
+          "--batch-size",
+          "3",
+          "--epochs",
+          "3",
+          "--seed",
+          "7",
+          "--out",
+          out,
+          "--cache-features",
+          cache};
+}
+
+// metrics.csv as numbers per row, without the timing columns.
+std::vector<std::vector<double>> metric_numbers(const std::string& path) {
+  std::vector<std::vector<double>> rows;
+  std::istringstream in(graft::testing::metrics_without_timing(path));
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    std::vector<double> row;
+    std::stringstream ss(line);
+    std::string cell;
+    while (std::getline(ss, cell, ','))
+      if (!cell.empty()) row.push_back(std::stod(cell));
+    if (!row.empty()) rows.push_back(row);
+  }
+  return rows;
+}
+
+// A feature-extract run (shuffled batches of 3 over 8 images: 3 per epoch, the
+// last one short; validation every epoch) with the backbone's features cached
+// and without: the same metrics.csv and checkpoints. The tolerance is
+// metrics.csv's own precision (%g: 6 significant digits, so 1e-5 relative);
+// the cached run differs only by the backbone's float rounding (~1e-7
+// relative, see test_feature_cache.cpp), far below it. The head's weights
+// after 9 SGD steps get the same 1e-5 bound; a wrong batch, order or step
+// moves them by 1e-2 or more.
+TEST(TrainCli, CacheFeaturesGivesTheUncachedRunsMetricsAndCheckpoints) {
+  REQUIRE_TRAIN_FIXTURES();
+  CliTempDir dir("train_cli");
+  const std::string on = dir / "on", off = dir / "off";
+  CliResult r = run_graft(cache_args(on, "on"));
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_NE(r.output.find("features cached: the backbone ran once over 8 training and 8 "
+                          "validation images"),
+            std::string::npos)
+      << r.output;
+  r = run_graft(cache_args(off, "off"));
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_EQ(r.output.find("features cached"), std::string::npos) << r.output;
+
+  const auto m_on = metric_numbers(on + "/metrics.csv"),
+             m_off = metric_numbers(off + "/metrics.csv");
+  ASSERT_EQ(m_on.size(), 3u);
+  ASSERT_EQ(m_off.size(), 3u);
+  for (size_t e = 0; e < 3; ++e) {
+    ASSERT_EQ(m_on[e].size(), m_off[e].size());
+    for (size_t i = 0; i < m_on[e].size(); ++i)
+      EXPECT_NEAR(m_on[e][i], m_off[e][i], 1e-5 * std::max(1.0, std::abs(m_off[e][i])))
+          << "epoch " << e + 1 << ", column " << i;
+  }
+
+  const StateDict init = graft::io::load_weights_file(graft::testing::fixture("train_init.pth"));
+  for (const char* f : {"last.pth", "best.pth"}) {
+    const StateDict a = graft::io::load_weights_file(on + "/" + f);
+    const StateDict b = graft::io::load_weights_file(off + "/" + f);
+    ASSERT_EQ(a.size(), b.size()) << f;
+    ASSERT_EQ(a.size(), init.size()) << f << ": not the full model";
+    int head = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      ASSERT_EQ(a[i].first, b[i].first);
+      const Tensor* t0 = graft::io::find_tensor(init, a[i].first);
+      ASSERT_NE(t0, nullptr) << a[i].first;
+      if (a[i].first.rfind("fc.", 0) == 0) {
+        EXPECT_TRUE(graft::testing::close_to(a[i].second, b[i].second, 1e-5)) << a[i].first;
+        EXPECT_FALSE(bit_equal(a[i].second, *t0)) << a[i].first << " did not train";
+        ++head;
+      } else {
+        // The frozen backbone, BN statistics included, is the initial one.
+        EXPECT_TRUE(bit_equal(a[i].second, *t0)) << f << ": " << a[i].first << " changed";
+        EXPECT_TRUE(bit_equal(b[i].second, *t0)) << f << ": " << a[i].first << " changed";
+      }
+    }
+    EXPECT_EQ(head, 2) << f;
+  }
+
+  // The cached run's checkpoint is a whole model: graft eval runs it and gets
+  // the last epoch's validation loss and accuracy (same images).
+  r = run_graft({"eval", "--weights", on + "/last.pth", "--val-npy",
+                 graft::testing::fixture("train_X.npy"), "--val-labels",
+                 graft::testing::fixture("train_Y.npy"), "--output-json", dir / "eval.json"});
+  ASSERT_EQ(r.rc, 0) << r.output;
+  const std::string json = graft::testing::read_file(dir / "eval.json");
+  auto field = [&](const std::string& key) {
+    const size_t at = json.find("\"" + key + "\":");
+    EXPECT_NE(at, std::string::npos) << key << " missing in " << json;
+    return at == std::string::npos ? -1.0 : std::stod(json.substr(at + key.size() + 3));
+  };
+  EXPECT_NEAR(field("loss"), m_on[2][3], 1e-5 * std::max(1.0, m_on[2][3]));
+  EXPECT_DOUBLE_EQ(field("top1"), m_on[2][4]);
+}
+
+TEST(TrainCli, CacheFeaturesSaysWhyItIsOffAndRefusesOnWhereInexact) {
+  REQUIRE_TRAIN_FIXTURES();
+  CliTempDir dir("train_cli");
+  // auto with a trainable backbone: off, and the run says why.
+  auto args = cache_args(dir / "auto", "auto");
+  ASSERT_EQ(args[13], "--mode");
+  args[14] = "finetune";  // --mode feature-extract -> finetune
+  CliResult r = run_graft(args);
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_NE(r.output.find("features not cached: backbone parameter 'conv1.weight' is trainable"),
+            std::string::npos)
+      << r.output;
+  // on: an error with the reason.
+  args = cache_args(dir / "on", "on");
+  args[14] = "finetune";
+  expect_error(args, {"--cache-features on", "'conv1.weight' is trainable"}, "on, finetune");
+  // Frozen backbone but BN in training mode (--freeze without --bn frozen).
+  args = cache_args(dir / "bn", "on");
+  args.erase(args.begin() + 13, args.begin() + 15);
+  args.insert(args.end(), {"--freeze", "conv1.*", "--freeze", "bn1.*", "--freeze", "layer*"});
+  expect_error(args, {"--cache-features on", "BatchNorm 'bn1' normalises with batch statistics"},
+               "on, BN train");
+  // Telemetry samples the backbone's activations.
+  args = cache_args(dir / "tele", "on");
+  args.insert(args.end(), {"--telemetry", "1"});
+  expect_error(args, {"--cache-features on", "--telemetry"}, "on, telemetry");
+  // graft demo refuses `on` for its modes that train the backbone, before any training.
+  expect_error({"demo", "--cache-features", "on", "--out", dir / "demo"},
+               {"--cache-features on: mode scratch trains the backbone"}, "demo, on");
+  EXPECT_FALSE(fs::exists(dir / "demo"));
+}
+
 TEST(TrainCli, ErrorsAreClear) {
   REQUIRE_TRAIN_FIXTURES();
   CliTempDir dir("train_cli");

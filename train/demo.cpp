@@ -15,6 +15,7 @@
 #include "nn/models/resnet.h"
 #include "optim/optimizer.h"
 #include "train/checkpoint.h"
+#include "train/feature_cache.h"
 #include "train/finetune.h"
 #include "train/fit.h"
 #include "train/plot.h"
@@ -111,6 +112,14 @@ std::shared_ptr<nn::ResNet> pretrain_source(const DemoOptions& o, const std::str
 
 std::vector<DemoResult> run_demo(const DemoOptions& o) {
   for (const auto& m : o.modes) mode_title(m);  // validate names up front
+  GRAFT_CHECK(o.cache_features == "auto" || o.cache_features == "on" || o.cache_features == "off",
+              "--cache-features must be auto, on or off, got '", o.cache_features, "'");
+  if (o.cache_features == "on")
+    for (const auto& m : o.modes)
+      GRAFT_CHECK(m == "feature-extract", "--cache-features on: mode ", m,
+                  " trains the backbone, whose features then change every step (only "
+                  "feature-extract can train on cached features; use --modes feature-extract or "
+                  "--cache-features auto)");
   std::filesystem::create_directories(o.out);
   const auto source = pretrain_source(o, o.out + "/source.pth");
   const io::StateDict source_sd = source->state_dict();
@@ -123,6 +132,9 @@ std::vector<DemoResult> run_demo(const DemoOptions& o) {
     curve_idx.push_back(i * target_test->size() / 1000);
   const data::DatasetPtr curve_set = std::make_shared<data::Subset>(target_test, curve_idx);
 
+  // Backbone features of the target test set, shared by every K: each
+  // cached mode's backbone is the source model's, unchanged (frozen).
+  std::shared_ptr<FeatureCache> test_features;
   std::vector<DemoResult> results;
   for (const int64_t k : o.ks) {
     const int64_t epochs = o.epochs > 0 ? o.epochs : (k <= 30 ? 30 : 15);
@@ -161,9 +173,6 @@ std::vector<DemoResult> run_demo(const DemoOptions& o) {
       apply_freeze(*model, ft);
       apply_bn_policy(*model, ft.bn);
       optim::SGD opt(build_param_groups(*model, ft, o.lr), sgd(o));
-      data::DataLoader train_loader(subset, loader_opts(batch, true, o.seed, o.workers));
-      data::DataLoader curve_loader(curve_set, loader_opts(256, false, 0, o.workers));
-      data::DataLoader test_loader(target_test, loader_opts(256, false, 0, o.workers));
       FitOptions fo;
       fo.epochs = epochs;
       fo.hflip = true;
@@ -171,13 +180,51 @@ std::vector<DemoResult> run_demo(const DemoOptions& o) {
       fo.num_classes = 5;
       fo.val_every = o.val_every;
       fo.quiet = true;
+      const std::string why =
+          o.cache_features == "off" ? "" : FeatureCache::inexact_reason(*model, subset.get());
+      GRAFT_CHECK(why.empty() || o.cache_features != "on", "--cache-features on: mode ", mode, ": ",
+                  why);
+      const bool cache = o.cache_features != "off" && why.empty();
+      if (!why.empty() && k == o.ks.front())
+        std::fprintf(stderr, "  (%s: features not cached: %s)\n", mode_title(mode), why.c_str());
       const auto t0 = Clock::now();
-      const auto records = fit(*model, opt, nullptr, train_loader, &curve_loader, fo);
-      const EvalResult e = evaluate(*model, test_loader, 5);
+      std::vector<EpochRecord> records;
+      EvalResult e;
+      if (cache) {
+        // The same batches, flips and head steps as below, on features
+        // computed once (train/feature_cache.h).
+        FeatureCacheOptions co;
+        co.hflip = fo.hflip;
+        co.batch_size = batch;
+        co.num_workers = o.workers;
+        const FeatureCache train_features(*model, subset, co);
+        if (!test_features) {
+          co.hflip = false;
+          co.train_mode = false;
+          co.batch_size = 256;
+          test_features = std::make_shared<FeatureCache>(*model, target_test, co);
+        }
+        data::DataLoader train_loader(train_features.dataset(),
+                                      loader_opts(batch, true, o.seed, o.workers));
+        data::DataLoader curve_loader(
+            std::make_shared<data::Subset>(test_features->dataset(), curve_idx),
+            loader_opts(256, false, 0, 0));
+        data::DataLoader test_loader(test_features->dataset(), loader_opts(256, false, 0, 0));
+        fo.input_fn = train_features.input_fn();
+        records = fit(*model->fc, opt, nullptr, train_loader, &curve_loader, fo);
+        e = evaluate(*model->fc, test_loader, 5);
+      } else {
+        data::DataLoader train_loader(subset, loader_opts(batch, true, o.seed, o.workers));
+        data::DataLoader curve_loader(curve_set, loader_opts(256, false, 0, o.workers));
+        data::DataLoader test_loader(target_test, loader_opts(256, false, 0, o.workers));
+        records = fit(*model, opt, nullptr, train_loader, &curve_loader, fo);
+        e = evaluate(*model, test_loader, 5);
+      }
       const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
       results.push_back({k, mode, e.top1, secs});
-      std::fprintf(stderr, "  %-18s test accuracy %.4f  (%5.1f s, final train loss %.4f)\n",
-                   mode_title(mode), e.top1, secs, records.back().train_loss);
+      std::fprintf(stderr, "  %-18s test accuracy %.4f  (%5.1f s, final train loss %.4f%s)\n",
+                   mode_title(mode), e.top1, secs, records.back().train_loss,
+                   cache ? ", cached features" : "");
       Series loss{mode_title(mode), {}, {}, false}, acc{mode_title(mode), {}, {}, false};
       for (const auto& r : records) {
         loss.x.push_back(static_cast<double>(r.epoch));

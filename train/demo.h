@@ -32,6 +32,10 @@ struct DemoOptions {
   int64_t image_size = 32;
   int workers = 0;
   uint64_t seed = 0;
+  // auto | on | off: train the head of a frozen backbone (feature-extract) on
+  // features computed once (train::FeatureCache); on errors for a mode where
+  // that is inexact (a trainable backbone or BN in training mode).
+  std::string cache_features = "auto";
   std::string data_root = "/usr/share/datasets/fashion-mnist";
 };
 

@@ -52,18 +52,30 @@ int64_t count_correct(const Tensor& logits, const Tensor& labels) {
 
 }  // namespace
 
-Tensor random_hflip(const Tensor& images, Generator& gen) {
-  GRAFT_CHECK(images.dim() == 4, "random_hflip: expected a [B,C,H,W] batch, got ",
+bool hflip_draw(Generator& gen) { return gen.next_double() < 0.5; }
+
+Tensor hflip_images(const Tensor& images, const std::vector<char>& which) {
+  GRAFT_CHECK(images.dim() == 4, "hflip: expected a [B,C,H,W] batch, got ",
               shape_str(images.sizes()));
+  GRAFT_CHECK(which.empty() || static_cast<int64_t>(which.size()) == images.size(0),
+              "hflip: ", which.size(), " flags for a batch of ", images.size(0));
   Tensor out = images.to(DType::Float32).contiguous().clone();
   const int64_t batch = out.size(0), planes = out.size(1) * out.size(2), width = out.size(3);
   float* p = out.data_ptr<float>();
   for (int64_t b = 0; b < batch; ++b) {
-    if (gen.next_double() >= 0.5) continue;
+    if (!which.empty() && !which[static_cast<size_t>(b)]) continue;
     float* img = p + b * planes * width;
     for (int64_t r = 0; r < planes; ++r) std::reverse(img + r * width, img + (r + 1) * width);
   }
   return out;
+}
+
+Tensor random_hflip(const Tensor& images, Generator& gen) {
+  GRAFT_CHECK(images.dim() == 4, "random_hflip: expected a [B,C,H,W] batch, got ",
+              shape_str(images.sizes()));
+  std::vector<char> which(static_cast<size_t>(images.size(0)));
+  for (auto& w : which) w = hflip_draw(gen) ? 1 : 0;
+  return hflip_images(images, which);
 }
 
 std::string format_epoch(const EpochRecord& r, int64_t total_epochs, double eta_seconds) {
@@ -130,7 +142,10 @@ namespace {
 // One training step on a batch; returns the batch's mean loss.
 double train_step(nn::Module& model, optim::Optimizer& opt, const data::Batch& b,
                   Generator& flip_gen, const FitOptions& o, EpochProgress& p) {
-  const Tensor x = (o.hflip ? random_hflip(b.images, flip_gen) : b.images).to(o.device);
+  const Tensor x = (o.input_fn ? o.input_fn(b.images, flip_gen)
+                    : o.hflip  ? random_hflip(b.images, flip_gen)
+                               : b.images)
+                       .to(o.device);
   const Tensor y = b.labels.to(o.device);
   Tensor logits = model(x);
   Tensor loss = F::cross_entropy(logits, y, F::Reduction::Mean, -100, o.label_smoothing);
@@ -248,7 +263,8 @@ std::vector<EpochRecord> fit(nn::Module& model, optim::Optimizer& opt, optim::Sc
     rec.steps = p.steps;
     const bool last = epoch + 1 == o.epochs || end == EpochEnd::StepLimit;
     if (val && (last || (epoch + 1) % std::max<int64_t>(o.val_every, 1) == 0)) {
-      const EvalResult e = evaluate(model, *val, o.num_classes, o.device);
+      const EvalResult e =
+          evaluate(o.val_model ? *o.val_model : model, *val, o.num_classes, o.device);
       rec.val_loss = e.loss;
       rec.val_acc = e.top1;
     }

@@ -68,8 +68,14 @@ struct FitOptions {
   // Resume inside epoch `start_epoch` (when resume.batch > 0), and the steps
   // already taken (counted by max_steps).
   EpochProgress resume;
-  int64_t val_every = 1;   // validate every N epochs (and after the last)
-  bool hflip = false;      // random horizontal flip of each training image
+  int64_t val_every = 1;  // validate every N epochs (and after the last)
+  bool hflip = false;     // random horizontal flip of each training image
+  // When set, maps each training batch's images to the model's input in place
+  // of the flip above, drawing from the epoch's flip generator (seeded from
+  // `seed` as for hflip). FeatureCache::input_fn() picks cached features.
+  std::function<Tensor(const Tensor& images, Generator& flip_gen)> input_fn;
+  // The model evaluate() runs on the validation loader (null: the trained one).
+  nn::Module* val_model = nullptr;
   uint64_t seed = 0;       // flip randomness: one stream per epoch
   int64_t max_steps = -1;  // stop after this many optimizer steps in total (-1: no limit)
   // Tests: behave as if `stop` became true after this many steps in total (-1: never).
@@ -104,8 +110,14 @@ std::vector<EpochRecord> fit(nn::Module& model, optim::Optimizer& opt, optim::Sc
 EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int64_t num_classes,
                     Device device = Device::cpu());
 
-// Flips each image of a [B,C,H,W] batch horizontally with probability 0.5.
+// Flips each image of a [B,C,H,W] batch horizontally with probability 0.5:
+// hflip_images(images, one hflip_draw per image in batch order).
 Tensor random_hflip(const Tensor& images, Generator& gen);
+// One image's draw of random_hflip: true flips it.
+bool hflip_draw(Generator& gen);
+// A float32 copy of a [B,C,H,W] batch with the images whose `which` entry is
+// nonzero flipped horizontally (every image when `which` is empty).
+Tensor hflip_images(const Tensor& images, const std::vector<char>& which);
 
 // One line: "epoch 3/10  loss 0.4321  acc 0.8750  val_loss ...  123.4 img/s  ETA 1m05s".
 std::string format_epoch(const EpochRecord& r, int64_t total_epochs, double eta_seconds);

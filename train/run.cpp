@@ -1,5 +1,6 @@
 #include "train/run.h"
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <ctime>
@@ -15,6 +16,7 @@
 #include "optim/params.h"
 #include "optim/scheduler.h"
 #include "train/checkpoint.h"
+#include "train/feature_cache.h"
 #include "train/finetune.h"
 #include "train/plot.h"
 #include "train/telemetry.h"
@@ -35,7 +37,7 @@ using json = nlohmann::ordered_json;
   X(nesterov) X(amsgrad) X(betas) X(freeze) X(param_groups) X(bn) X(backbone_lr_mult)         \
   X(head_lr_mult) X(scheduler) X(step_size) X(gamma) X(milestones) X(warmup_epochs)           \
   X(batch_size) X(epochs) X(max_steps) X(val_every) X(shuffle) X(seed) X(label_smoothing)     \
-  X(clip_grad_norm) X(save) X(out) X(device) X(threads)
+  X(clip_grad_norm) X(cache_features) X(save) X(out) X(device) X(threads)
 // clang-format on
 
 std::string config_json(const TrainConfig& c) {
@@ -117,6 +119,42 @@ void load_npy_data(const TrainConfig& c, Data& d) {
   }
 }
 
+// Decoding and the transform's leading deterministic steps, done once where
+// they fit in memory (data::CachedDataset: the same examples bit for bit;
+// random steps still run per epoch). `budget` is what is left of the
+// run's data cache budget; returns `ds` itself when not cached.
+data::DatasetPtr cache_prefix(const data::DatasetPtr& ds, const TrainConfig& c, const char* what,
+                              int64_t& budget) {
+  data::CachedDataset::Options o;
+  o.max_bytes = budget;
+  o.num_workers = c.workers;
+  std::string why;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto cached = data::CachedDataset::make(ds, o, &why);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!cached) {
+    if (!c.quiet) std::cerr << what << " images not cached in memory: " << why << "\n";
+    return ds;
+  }
+  budget -= cached->bytes();
+  if (!c.quiet) {
+    std::string rest;  // the per-epoch steps, by name
+    if (const auto* comp = dynamic_cast<const data::Compose*>(cached->rest().get())) {
+      for (const auto& t : comp->transforms())
+        rest += (rest.empty() ? "" : ", ") + t->repr().substr(0, t->repr().find('('));
+    } else if (cached->rest()) {
+      rest = cached->rest()->repr().substr(0, cached->rest()->repr().find('('));
+    }
+    std::fprintf(stderr, "%s images decoded once (%lld MiB in memory, %.1f s); per epoch: %s\n",
+                 what, static_cast<long long>(cached->bytes() >> 20), secs,
+                 rest.empty() ? "nothing (the whole transform is deterministic)" : rest.c_str());
+  }
+  return cached;
+}
+
+// The memory all cached decoded images of a run may take.
+constexpr int64_t kDataCacheBudget = int64_t{2} << 30;
+
 void load_folder_data(const TrainConfig& c, Data& d) {
   GRAFT_CHECK(exists_dir(c.data_dir), "data folder '", c.data_dir, "' does not exist");
   const ImageSplits splits = resolve_image_splits(c.data_dir);
@@ -124,11 +162,14 @@ void load_folder_data(const TrainConfig& c, Data& d) {
   d.known_classes = true;
   d.transform = imagenet_eval(c.image_size > 0 ? c.image_size : 224);
   const std::string val_dir = !c.val_data.empty() ? c.val_data : splits.val;
+  int64_t budget = kDataCacheBudget;
+  d.train = cache_prefix(d.train, c, "training", budget);
   if (val_dir.empty()) return;
   std::vector<std::string> val_classes;
   d.val = image_folder(val_dir, false, c, &val_classes);
   GRAFT_CHECK(val_classes == d.classes, "the validation folder '", val_dir,
               "' has other classes than the training folder '", splits.train, "'");
+  d.val = cache_prefix(d.val, c, "validation", budget);
 }
 
 void load_fashion_mnist(const TrainConfig& c, Data& d) {
@@ -244,6 +285,8 @@ void validate(const TrainConfig& c) {
   GRAFT_CHECK(c.val_every > 0, "--val-every must be positive, got ", c.val_every);
   GRAFT_CHECK(c.momentum >= 0 && c.weight_decay >= 0, "--momentum and --weight-decay must be >= 0");
   GRAFT_CHECK(c.augment == "default" || c.augment == "none", "--augment must be default or none");
+  GRAFT_CHECK(c.cache_features == "auto" || c.cache_features == "on" || c.cache_features == "off",
+              "--cache-features must be auto, on or off, got '", c.cache_features, "'");
   GRAFT_CHECK(std::isfinite(c.backbone_lr_mult) && c.backbone_lr_mult >= 0 &&
                   std::isfinite(c.head_lr_mult) && c.head_lr_mult >= 0,
               "--backbone-lr-mult and --head-lr-mult must be >= 0");
@@ -292,8 +335,9 @@ void refuse_idle_flags(const TrainConfig& c) {
 // --resume takes everything from the run folder; only the length of the run
 // and where and how it runs may change, with a note.
 TrainConfig resume_config(const TrainConfig& cli) {
-  static const std::set<std::string> may_change = {"resume",  "epochs",  "max-steps", "save",
-                                                   "workers", "threads", "quiet",     "device"};
+  static const std::set<std::string> may_change = {"resume", "epochs",  "max-steps",
+                                                   "save",   "workers", "threads",
+                                                   "quiet",  "device",  "cache-features"};
   for (const auto& f : cli.given)
     GRAFT_CHECK(may_change.count(f), "--", f,
                 " cannot change on --resume: the run's settings come from ", cli.resume,
@@ -320,6 +364,8 @@ TrainConfig resume_config(const TrainConfig& cli) {
   if (cli.given.count("device")) c.device = cli.device;
   c.workers = cli.workers;
   c.threads = cli.threads;
+  // The same computation either way (up to the backbone's float rounding).
+  if (cli.given.count("cache-features")) c.cache_features = cli.cache_features;
   c.quiet = cli.quiet;
   c.resume = c.out = fs::absolute(cli.resume).string();
   return c;
@@ -662,6 +708,34 @@ int64_t resolve_epochs(const TrainConfig& c, int64_t batches_per_epoch) {
   return (c.max_steps + batches_per_epoch - 1) / std::max<int64_t>(batches_per_epoch, 1);
 }
 
+// Why --cache-features cannot apply to this run ("" when it can): the
+// conditions of FeatureCache::inexact_reason, telemetry, and the memory the
+// features would take.
+std::string feature_cache_off_reason(const TrainConfig& c, const Run& run, bool hflip) {
+  if (c.telemetry > 0)
+    return "--telemetry records the backbone's activations at every sampled step";
+  std::string why = FeatureCache::inexact_reason(*run.m.net, run.d.train.get());
+  if (!why.empty()) {
+    if (!run.d.train->deterministic() && !c.data_dir.empty() && c.augment == "default")
+      why += " (--augment none trains on the deterministic eval transform)";
+    return why;
+  }
+  const FeatureCacheOptions defaults;
+  int64_t need = FeatureCache::bytes_needed(*run.m.net, run.d.train->size(), hflip);
+  if (run.d.val && run.d.val->deterministic())
+    need += FeatureCache::bytes_needed(*run.m.net, run.d.val->size(), false);
+  if (need > defaults.max_bytes)
+    return "the features would take " + std::to_string(need >> 20) + " MiB, over the " +
+           std::to_string(defaults.max_bytes >> 20) + " MiB budget";
+  return {};
+}
+
+// The cached data and loaders of a --cache-features run.
+struct CachedFeatures {
+  std::unique_ptr<FeatureCache> train, val;
+  std::unique_ptr<data::DataLoader> train_loader, val_loader;
+};
+
 }  // namespace
 
 FinetuneOptions apply_freeze_flags(const TrainConfig& c, nn::ResNet& net) {
@@ -740,6 +814,46 @@ TrainSummary run_training(TrainConfig cli) {
   }
 
   FitOptions fo = fit_options(c, run.m.classes, resumed ? &*resumed : nullptr);
+
+  // --cache-features: train the head on features computed once. The cached
+  // loaders keep the options of the uncached ones (same batches, same order).
+  CachedFeatures cached;
+  if (c.cache_features != "off") {
+    const std::string why = feature_cache_off_reason(c, run, fo.hflip);
+    GRAFT_CHECK(why.empty() || c.cache_features != "on", "--cache-features on: ", why,
+                "; features computed once would not give the run's results");
+    if (!why.empty()) {
+      if (!c.quiet) std::cerr << "features not cached: " << why << "\n";
+    } else {
+      FeatureCacheOptions co;
+      co.hflip = fo.hflip;
+      co.batch_size = c.batch_size;
+      co.num_workers = c.workers;
+      co.device = fo.device;
+      cached.train = std::make_unique<FeatureCache>(*run.m.net, run.d.train, co);
+      cached.train_loader = std::make_unique<data::DataLoader>(cached.train->dataset(), lo);
+      fo.input_fn = cached.train->input_fn();
+      std::string val_note;
+      if (val_loader && run.d.val->deterministic()) {
+        co.hflip = false;
+        co.train_mode = false;
+        cached.val = std::make_unique<FeatureCache>(*run.m.net, run.d.val, co);
+        cached.val_loader =
+            std::make_unique<data::DataLoader>(cached.val->dataset(), val_loader->options());
+        val_note = " and " + std::to_string(run.d.val->size()) + " validation";
+      } else if (val_loader) {
+        fo.val_model = run.m.net.get();  // random validation examples: the full model
+        val_note = " (validation runs the full model: its examples are random)";
+      }
+      if (!c.quiet) {
+        const double secs = cached.train->seconds() + (cached.val ? cached.val->seconds() : 0);
+        std::fprintf(stderr,
+                     "features cached: the backbone ran once over %lld training%s images "
+                     "(%.1f s); the head trains on them\n",
+                     static_cast<long long>(run.d.train->size()), val_note.c_str(), secs);
+      }
+    }
+  }
   bool interrupted = false;
   fo.interrupted = &interrupted;
   fo.on_epoch_end = [&](const EpochRecord& r, const EpochProgress& p) { run.on_epoch_end(r, p); };
@@ -757,8 +871,14 @@ TrainSummary run_training(TrainConfig cli) {
 
   TrainSummary summary;
   SigintScope sigint;
-  summary.epochs =
-      fit(*run.m.net, *run.opt, run.schedule.get(), train_loader, val_loader.get(), fo);
+  if (cached.train) {
+    data::DataLoader* val = cached.val_loader ? cached.val_loader.get() : val_loader.get();
+    summary.epochs =
+        fit(*run.m.net->fc, *run.opt, run.schedule.get(), *cached.train_loader, val, fo);
+  } else {
+    summary.epochs =
+        fit(*run.m.net, *run.opt, run.schedule.get(), train_loader, val_loader.get(), fo);
+  }
   if (telemetry) {
     telemetry->write_csv(c.out + "/telemetry.csv");
     telemetry->write_svg(c.out + "/telemetry.svg");

@@ -52,7 +52,11 @@ struct TrainConfig {
   uint64_t seed = 0;
   double label_smoothing = 0;
   double clip_grad_norm = 0;  // 0: off
-  int64_t telemetry = 0;      // sample train/telemetry.h every N steps into --out (0: off)
+  // Train the head on backbone features computed once (train::FeatureCache):
+  // auto = where that is exact (frozen backbone and BN, deterministic
+  // training data, no telemetry), on = that or an error saying why not, off.
+  std::string cache_features = "auto";
+  int64_t telemetry = 0;  // sample train/telemetry.h every N steps into --out (0: off)
   // outputs
   std::string save;  // final state_dict .pth
   std::string
