@@ -825,7 +825,7 @@ TrainSummary run_training_on(TrainConfig cli, dist::ProcessGroup* pg) {
   data::DataLoader train_loader(run.d.train, lo);
   c.epochs = resolve_epochs(c, train_loader.size());
   setup_run(run, resumed ? &*resumed : nullptr);
-  if (!resuming) prepare_out(c);
+  if (!resuming && rank == 0) prepare_out(c);  // only rank 0 writes the run folder
   std::unique_ptr<data::DataLoader> val_loader;
   if (run.d.val) {
     data::DataLoader::Options vo = lo;
