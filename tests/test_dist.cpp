@@ -263,6 +263,58 @@ TEST(DistTrain, TwoRanksOfEightEqualOneProcessOfSixteen) {
   EXPECT_EQ(r1[2], r2[2]) << "the accuracy of epoch 1";
 }
 
+// Without --sync-bn, graft's DDP is torch's: 2 ranks x batch 8 from the same
+// torchvision weights, BN in training mode with per-rank statistics and rank
+// 0's buffers broadcast at every forward, equal torch DDP on gloo (generated
+// now by tests/dist_torch.py) after 5 SGD steps. Tolerance 1e-8 x max(1,
+// |torch|) in float64: graft's convolutions sum in another order than torch's
+// (im2col GEMM vs mkldnn), ~1e-16 relative per op, grown by 5 steps of BN
+// normalisation over 8 examples and momentum; measured 1.5e-11 (a running_var).
+TEST(DistTrain, TwoRanksEqualTorchDdpOnGloo) {
+  SKIP_WITHOUT_MPI();
+  ASSERT_EQ(std::system("/usr/bin/python3 -c 'import torch.distributed, torchvision' "
+                        ">/dev/null 2>&1"),
+            0)
+      << "python3-torch and python3-torchvision are needed (scripts/setup.sh installs them)";
+  CliTempDir dir("dist_torch");
+  write_data(dir);
+  const std::string py = "OMP_NUM_THREADS=1 /usr/bin/python3 " +
+                         shell_quote(std::string(GRAFT_SOURCE_DIR) + "/tests/dist_torch.py");
+  const Timed init = run_shell(py + " init " + shell_quote(dir / "init.pth") + " 4");
+  ASSERT_EQ(init.r.rc, 0) << init.r.output;
+  const Timed ref = run_shell(py + " ddp " + shell_quote(dir / "x.npy") + " " +
+                              shell_quote(dir / "y.npy") + " " + shell_quote(dir / "init.pth") +
+                              " " + shell_quote(dir / "torch.pth") + " 2 8 5 0.05");
+  ASSERT_EQ(ref.r.rc, 0) << ref.r.output;
+  const Timed t = mpirun(
+      2, {"train", "--train-npy", dir / "x.npy", "--train-labels", dir / "y.npy", "--weights",
+          dir / "init.pth", "--batch-size", "8", "--max-steps", "5", "--no-shuffle", "--dtype",
+          "float64", "--lr", "0.05", "--quiet", "--save", dir / "graft.pth"});
+  ASSERT_EQ(t.r.rc, 0) << t.r.output;
+  const io::StateDict a = io::load_weights_file(dir / "torch.pth");
+  const io::StateDict b = io::load_weights_file(dir / "graft.pth");
+  ASSERT_EQ(a.size(), b.size());
+  std::map<std::string, Tensor> bm(b.begin(), b.end());
+  double worst = 0;
+  std::string worst_name;
+  for (const auto& [name, ta] : a) {
+    ASSERT_TRUE(bm.count(name)) << name;
+    const auto va = ta.to(DType::Float64).to_vector<double>();
+    const auto vb = bm[name].to(DType::Float64).to_vector<double>();
+    ASSERT_EQ(va.size(), vb.size()) << name;
+    for (size_t i = 0; i < va.size(); ++i) {
+      const double err = std::abs(va[i] - vb[i]) / std::max(1.0, std::abs(va[i]));
+      if (!(err <= worst)) {
+        worst = err;
+        worst_name = name;
+      }
+    }
+  }
+  EXPECT_LE(worst, 1e-8) << worst_name;
+  const io::StateDict z = io::load_weights_file(dir / "init.pth");
+  EXPECT_GT(max_abs_diff(z, a, nullptr), 1e-3) << "torch's run did not train";
+}
+
 // ---------------------------------------------------------------- overlap
 
 // The first bucket's all-reduce is issued from the gradient hooks while
