@@ -389,6 +389,48 @@ TEST(DistFaults, HungRankTimesOutWithAClearError) {
   EXPECT_TRUE(t.r.has("timed out after 4 s waiting for the other ranks")) << t.r.output;
 }
 
+// --resume of a distributed run: part-way through an epoch it continues on
+// the same world size to the uninterrupted run's exact weights and metrics
+// (the part-done epoch's loss sums were saved as all ranks'); another world
+// size is refused there, and accepted at an epoch boundary.
+TEST(DistResume, MidEpochOnSameWorldSizeEqualsUninterrupted) {
+  SKIP_WITHOUT_MPI();
+  CliTempDir dir("dist_resume");
+  write_data(dir);
+  const Timed full = mpirun(
+      2, plus(recipe(dir, 8), {"--out", dir / "full", "--save", dir / "full.pth", "--quiet"}));
+  ASSERT_EQ(full.r.rc, 0) << full.r.output;
+  // Stopped after step 3: 1 of the 2 batches of epoch 2.
+  const Timed part =
+      mpirun(2, plus(recipe(dir, 8, "3"), {"--epochs", "3", "--out", dir / "part", "--quiet"}));
+  ASSERT_EQ(part.r.rc, 0) << part.r.output;
+  const CliResult single = run_graft({"train", "--resume", dir / "part", "--max-steps", "5"});
+  EXPECT_EQ(single.rc, 1) << single.output;
+  EXPECT_TRUE(single.has("resume it with mpirun -np 2")) << single.output;
+  const Timed resumed = mpirun(2, {"train", "--resume", dir / "part", "--max-steps", "5", "--save",
+                                   dir / "resumed.pth", "--quiet"});
+  ASSERT_EQ(resumed.r.rc, 0) << resumed.r.output;
+  std::string worst;
+  EXPECT_EQ(max_abs_diff(io::load_weights_file(dir / "full.pth"),
+                         io::load_weights_file(dir / "resumed.pth"), &worst),
+            0.0)
+      << worst;
+  EXPECT_EQ(metrics_without_timing(dir / "full/metrics.csv"),
+            metrics_without_timing(dir / "part/metrics.csv"));
+}
+
+TEST(DistResume, AnotherWorldSizeAtAnEpochBoundary) {
+  SKIP_WITHOUT_MPI();
+  CliTempDir dir("dist_resume_world");
+  write_data(dir);
+  const Timed two =
+      mpirun(2, plus(recipe(dir, 8, "2"), {"--epochs", "2", "--out", dir / "run", "--quiet"}));
+  ASSERT_EQ(two.r.rc, 0) << two.r.output;
+  const CliResult one = run_graft({"train", "--resume", dir / "run", "--max-steps", "4"});
+  EXPECT_EQ(one.rc, 0) << one.output;
+  EXPECT_TRUE(one.has("note: the run was trained on 2 rank(s) and continues on 1")) << one.output;
+}
+
 // ---------------------------------------------------------------- bad launches
 
 TEST(DistLaunch, RanksWithDifferentFlagsAreRefused) {

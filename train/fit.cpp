@@ -274,8 +274,14 @@ std::vector<EpochRecord> fit(nn::Module& model, optim::Optimizer& opt, optim::Sc
       std::cerr << format_epoch(rec, o.epochs, eta) << std::endl;
     }
     say_why_stopped(o, end, p);
-    if (o.on_epoch_end)
-      o.on_epoch_end(rec, partial ? p : EpochProgress{epoch + 1, 0, p.steps, 0, 0, 0});
+    if (o.on_epoch_end) {
+      // A part-done epoch's sums are saved as all ranks' (see reduce_metrics).
+      EpochProgress saved = p;
+      saved.loss_sum = loss_sum;
+      saved.correct = correct;
+      saved.seen = seen;
+      o.on_epoch_end(rec, partial ? saved : EpochProgress{epoch + 1, 0, p.steps, 0, 0, 0});
+    }
     if (end == EpochEnd::StepLimit) break;
   }
   return records;

@@ -40,7 +40,7 @@ using json = nlohmann::ordered_json;
   X(nesterov) X(amsgrad) X(betas) X(freeze) X(param_groups) X(bn) X(backbone_lr_mult)         \
   X(head_lr_mult) X(scheduler) X(step_size) X(gamma) X(milestones) X(warmup_epochs)           \
   X(batch_size) X(epochs) X(max_steps) X(val_every) X(shuffle) X(seed) X(label_smoothing)     \
-  X(clip_grad_norm) X(save) X(out) X(device) X(threads) X(dtype) X(sync_bn)
+  X(clip_grad_norm) X(save) X(out) X(device) X(threads) X(dtype) X(sync_bn) X(world_size)
 // clang-format on
 
 std::string config_json(const TrainConfig& c) {
@@ -509,12 +509,14 @@ Model build_model(const TrainConfig& c, Data& d, const TrainingCheckpoint* resum
                 ": last.pth holds a ", resumed->arch, " but config.json says ", c.arch);
     m.classes = head_classes(resumed->model);
     m.net = nn::make_resnet(c.arch, m.classes);
+    if (c.dtype == "float64") m.net->to(DType::Float64);  // load without rounding
     load_or_explain(*m.net, resumed->model, c.resume + "/last.pth", c.arch);
   } else if (!c.weights.empty()) {
     const TrainingCheckpoint w = load_checkpoint(c.weights, c.quiet);
     const int64_t ckpt_classes = head_classes(w.model);
     m.classes = choose_classes(c, d, ckpt_classes);
     m.net = nn::make_resnet(c.arch, ckpt_classes > 0 ? ckpt_classes : m.classes);
+    if (c.dtype == "float64") m.net->to(DType::Float64);  // load without rounding
     load_or_explain(*m.net, w.model, c.weights, c.arch);
     if (!c.quiet) std::cerr << "loaded " << w.model.size() << " tensors from " << c.weights << "\n";
     if (ckpt_classes != m.classes) {
@@ -527,6 +529,7 @@ Model build_model(const TrainConfig& c, Data& d, const TrainingCheckpoint* resum
   } else {
     m.classes = choose_classes(c, d, 0);
     m.net = nn::make_resnet(c.arch, m.classes);
+    if (c.dtype == "float64") m.net->to(DType::Float64);  // load without rounding
   }
   if (static_cast<int64_t>(d.classes.size()) != m.classes) {
     d.classes.resize(static_cast<size_t>(m.classes));
@@ -808,6 +811,28 @@ TrainSummary run_training_on(TrainConfig cli, dist::ProcessGroup* pg) {
                 ": the run already completed its ", resumed->epoch,
                 " epochs; pass --epochs N (more) to continue it");
   }
+  if (resumed && pg) {
+    // A saved epoch position counts this rank's batches: it means the same
+    // examples only for the same world size. At an epoch boundary any world
+    // size can take over.
+    GRAFT_CHECK(resumed->progress.batch == 0 || c.world_size == world, "--resume ", c.resume,
+                ": the run stopped part-way through epoch ", resumed->epoch + 1, " on ",
+                c.world_size, " rank(s); resume it with mpirun -np ", c.world_size,
+                " (a different world size can resume only at an epoch boundary)");
+    // The saved loss/accuracy sums of a part-done epoch are all ranks' (rank
+    // 0 saved them reduced): only rank 0 carries them on.
+    if (rank != 0)
+      resumed->progress.loss_sum = 0, resumed->progress.correct = 0, resumed->progress.seen = 0;
+  }
+  if (resumed && !pg)
+    GRAFT_CHECK(resumed->progress.batch == 0 || c.world_size == 1, "--resume ", c.resume,
+                ": the run stopped part-way through epoch ", resumed->epoch + 1, " on ",
+                c.world_size, " ranks; resume it with mpirun -np ", c.world_size,
+                " (a different world size can resume only at an epoch boundary)");
+  if (resumed && c.world_size != world && rank == 0 && !c.quiet)
+    std::cerr << "note: the run was trained on " << c.world_size << " rank(s) and continues on "
+              << world << " (--batch-size " << c.batch_size << " per rank)\n";
+  c.world_size = world;
   data::DataLoader::Options lo;
   lo.batch_size = c.batch_size;
   lo.shuffle = c.shuffle;

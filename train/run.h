@@ -69,6 +69,7 @@ struct TrainConfig {
   bool distributed = false;
   bool sync_bn = false;
   double dist_timeout = 300;  // seconds a collective waits for the other ranks
+  int64_t world_size = 1;     // ranks that trained the run (recorded in config.json)
   bool quiet = false;
   // Option names ("lr", "epochs", ...) the user gave explicitly: a given flag
   // that would have no effect is an error. Empty for C++ callers.
