@@ -108,7 +108,8 @@ std::function<int()> setup_train(CLI::App& app) {
                "data-parallel training over MPI; implied when mpirun starts more than one "
                "rank (mpirun -np N graft train ...). --batch-size is per rank");
   app.add_flag("--sync-bn", c->sync_bn,
-               "all-reduce BatchNorm statistics across ranks (not implemented yet: refused)");
+               "all-reduce BatchNorm statistics across ranks, forward and backward (torch's "
+               "SyncBatchNorm); default: per-rank statistics, as torch DDP");
   app.add_option("--dist-timeout", c->dist_timeout,
                  "seconds a collective waits for the other ranks before failing the job")
       ->capture_default_str();

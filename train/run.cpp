@@ -15,6 +15,7 @@
 #include "core/parallel.h"
 #include "data/dataset.h"
 #include "dist/ddp.h"
+#include "dist/sync_bn.h"
 #include "io/state_dict.h"
 #include "nn/models/resnet.h"
 #include "optim/params.h"
@@ -786,9 +787,6 @@ TrainSummary run_training_on(TrainConfig cli, dist::ProcessGroup* pg) {
   std::unique_ptr<dist::DistributedDataParallel> ddp;
   const int rank = pg ? pg->rank() : 0, world = pg ? pg->size() : 1;
   if (pg) {
-    GRAFT_CHECK(!c.sync_bn,
-                "--sync-bn is not implemented yet: BatchNorm statistics stay per rank (torch "
-                "DDP's default); drop --sync-bn");
     pg->set_timeout(c.dist_timeout);
     check_same_config(*pg, c);
     // Each rank takes its own GPU: cuda -> cuda:<local rank>.
@@ -861,6 +859,10 @@ TrainSummary run_training_on(TrainConfig cli, dist::ProcessGroup* pg) {
   FitOptions fo = fit_options(c, run.m.classes, resumed ? &*resumed : nullptr);
   std::unique_ptr<std::ofstream> trace;  // $GRAFT_DIST_TRACE: per-bucket timings of rank 0
   if (pg) {
+    if (c.sync_bn) {
+      const int64_t layers = dist::enable_sync_batch_norm(*pg, *run.m.net);
+      GRAFT_CHECK(layers > 0, "--sync-bn: the model has no BatchNorm layer");
+    }
     ddp = std::make_unique<dist::DistributedDataParallel>(*pg, *run.m.net);
     ddp->broadcast_parameters();
     if (!c.quiet)
