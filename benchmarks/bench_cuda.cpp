@@ -73,6 +73,33 @@ BENCHMARK(BM_CudaSumRows)
     ->Args({1 << 20, 16})
     ->UseRealTime();
 
+// A full reduction (partials over up to 1024 blocks, then one block).
+void BM_CudaSumAll(benchmark::State& state) {
+  if (skip_without_cuda(state)) return;
+  const Tensor a = cuda_randn({state.range(0)});
+  for (auto _ : state) {
+    Tensor s = sum(a);
+    sync();
+  }
+  state.SetBytesProcessed(state.iterations() * state.range(0) * 4);
+}
+BENCHMARK(BM_CudaSumAll)->Arg(1 << 24)->UseRealTime();
+
+// Softmax over a middle dim ([32, 1000, 196]: over the channels of a feature
+// map), forward and backward.
+void BM_CudaSoftmaxMiddleDim(benchmark::State& state) {
+  if (skip_without_cuda(state)) return;
+  const Tensor x = cuda_randn({32, 1000, 196});
+  x.set_requires_grad(true);
+  for (auto _ : state) {
+    Tensor y = F::softmax(x, 1);
+    sum(mul(y, y)).backward();
+    sync();
+  }
+  state.SetBytesProcessed(state.iterations() * x.numel() * 4 * 2);
+}
+BENCHMARK(BM_CudaSoftmaxMiddleDim)->UseRealTime();
+
 void BM_CudaMatmul(benchmark::State& state) {
   if (skip_without_cuda(state)) return;
   const int64_t n = state.range(0);

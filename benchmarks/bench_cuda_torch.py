@@ -37,6 +37,14 @@ def main():
     for r, c in ((4096, 4096), (16, 1 << 20), (1 << 20, 16)):
         x = torch.randn(r, c, device=dev)
         bench(f"sum_rows/{r}/{c}", lambda: x.sum(1))
+    x = torch.randn(1 << 24, device=dev)
+    bench(f"sum_all/{1 << 24}", lambda: x.sum())
+    xs = torch.randn(32, 1000, 196, device=dev, requires_grad=True)
+
+    def softmax_mid():
+        y = torch.softmax(xs, 1)
+        (y * y).sum().backward()
+    bench("softmax_middle_dim fwd+bwd", softmax_mid)
     for n in (1024, 4096):
         a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
         bench(f"matmul/{n}", lambda: a @ b)

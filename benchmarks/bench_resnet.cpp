@@ -1,12 +1,17 @@
-// ResNet18 throughput at batch 32, 224x224 by default (images/s in the "items_per_second"
-// counter): a full training step (forward, cross-entropy, backward, an SGD
-// update under NoGradGuard) and eval-mode inference under NoGradGuard.
-// benchmarks/compare_resnet.sh runs this next to the same loop in PyTorch.
-// Threads: GRAFT_BENCH_THREADS (default: graft's default thread count);
-// GRAFT_BENCH_BATCH and GRAFT_BENCH_SIZE override the batch size and image size.
+// ResNet throughput (images/s in the "items_per_second" counter), ResNet18 at
+// batch 32, 224x224 by default:
+// - BM_TrainStep: a full training step (forward, cross-entropy, backward, an
+//   SGD update under NoGradGuard);
+// - BM_FeatureExtractStep: the same with the backbone frozen (requires_grad
+//   false, BN in eval mode): only the fc head learns;
+// - BM_Inference: eval-mode forward under NoGradGuard.
+// benchmarks/compare_resnet.py runs this next to the same loops in PyTorch.
+// GRAFT_BENCH_ARCH (resnet18..resnet152), GRAFT_BENCH_BATCH, GRAFT_BENCH_SIZE
+// choose the case; GRAFT_BENCH_THREADS the threads (default: graft's).
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
+#include <string>
 
 #include "core/autograd.h"
 #include "core/ops.h"
@@ -26,23 +31,27 @@ int64_t env_int(const char* name, int64_t fallback) {
 const int64_t kBatch = env_int("GRAFT_BENCH_BATCH", 32);
 const int64_t kSize = env_int("GRAFT_BENCH_SIZE", 224);
 
+std::string arch() {
+  const char* a = std::getenv("GRAFT_BENCH_ARCH");
+  return a && *a ? a : "resnet18";
+}
+
 void setup_threads() {
   if (const char* t = std::getenv("GRAFT_BENCH_THREADS")) set_num_threads(std::atoi(t));
 }
 
-void BM_ResNet18TrainStep(benchmark::State& state) {
-  setup_threads();
-  manual_seed(0);
-  auto model = nn::resnet18(1000);
-  model->train();
+// Forward, loss, backward and a plain SGD update of the trainable parameters.
+void train_steps(benchmark::State& state, nn::Module& model) {
   const Tensor x = randn({kBatch, 3, kSize, kSize});
   const Tensor y = randint(0, 1000, {kBatch});
   nn::CrossEntropyLoss criterion;
-  auto params = model->parameters();
+  std::vector<Tensor> params;
+  for (const Tensor& p : model.parameters())
+    if (p.requires_grad()) params.push_back(p);
   const double lr = 1e-3;
   for (auto _ : state) {
-    model->zero_grad();
-    Tensor loss = criterion(model->forward(x), y);
+    model.zero_grad();
+    Tensor loss = criterion(model.forward(x), y);
     loss.backward();
     NoGradGuard g;
     for (auto& p : params) {
@@ -53,12 +62,32 @@ void BM_ResNet18TrainStep(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * kBatch);
 }
-BENCHMARK(BM_ResNet18TrainStep)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-void BM_ResNet18Inference(benchmark::State& state) {
+void BM_TrainStep(benchmark::State& state) {
   setup_threads();
   manual_seed(0);
-  auto model = nn::resnet18(1000);
+  auto model = nn::make_resnet(arch(), 1000);
+  model->train();
+  train_steps(state, *model);
+}
+BENCHMARK(BM_TrainStep)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The seeds' feature-extract recipe: everything but fc frozen, BN frozen too.
+void BM_FeatureExtractStep(benchmark::State& state) {
+  setup_threads();
+  manual_seed(0);
+  auto model = nn::make_resnet(arch(), 1000);
+  model->eval();
+  for (auto& [name, p] : model->named_parameters())
+    if (name.rfind("fc.", 0) != 0) p.set_requires_grad(false);
+  train_steps(state, *model);
+}
+BENCHMARK(BM_FeatureExtractStep)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_Inference(benchmark::State& state) {
+  setup_threads();
+  manual_seed(0);
+  auto model = nn::make_resnet(arch(), 1000);
   model->eval();
   const Tensor x = randn({kBatch, 3, kSize, kSize});
   NoGradGuard g;
@@ -68,7 +97,7 @@ void BM_ResNet18Inference(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * kBatch);
 }
-BENCHMARK(BM_ResNet18Inference)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Inference)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 BENCHMARK_MAIN();

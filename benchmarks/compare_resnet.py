@@ -1,21 +1,40 @@
-"""ResNet18 images/s and peak RSS: graft (benchmarks/bench_resnet) against the
-same loop in PyTorch, with the same thread count, in one run.
+"""ResNet images/s and peak RSS: graft (benchmarks/bench_resnet) against the
+same loops in PyTorch, with the same thread count, in one command.
 
     python3 benchmarks/compare_resnet.py [--bench build/benchmarks/bench_resnet]
-                                         [--threads N] [--min-time S]
-                                         [--image-size S] [--batch-size B]
+        [--threads N] [--min-time S] [--repeats R] [--cases all|CASE,...]
+        [--json out.json]
 
-Each measurement runs in its own child process, so its peak RSS (from
-wait4's rusage) is its own. PyTorch gets torch.set_num_threads(N) and runs
-without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, so its BLAS picks its own kernels.
+Cases (issue 15's targets): r18-224-train, r18-224-infer, r18-224-feat
+(frozen backbone, BN frozen, only fc learns), r18-32-train (batch 128),
+r50-224-train (batch 16). Every measurement runs in its own child process, so
+its peak RSS (wait4's rusage) is its own; graft and torch alternate R times
+per case (graft, torch, graft, torch, ...) so that a change of machine load
+hits both sides alike, and the ratio printed is the median of the R paired
+ratios with their min and max. The header records the CPU, its vector flags,
+graft's build flags and the load average before and after: a ratio taken on a
+loaded machine is not a measurement. PyTorch gets torch.set_num_threads(N)
+and runs without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, so its BLAS picks its
+own kernels.
 """
 import argparse
 import json
 import os
+import platform
+import statistics
 import subprocess
 import sys
 import time
 
+CASES = {
+    # name: (arch, batch, size, mode)
+    "r18-224-train": ("resnet18", 32, 224, "train"),
+    "r18-224-infer": ("resnet18", 32, 224, "infer"),
+    "r18-224-feat": ("resnet18", 32, 224, "feat"),
+    "r18-32-train": ("resnet18", 128, 32, "train"),
+    "r50-224-train": ("resnet50", 16, 224, "train"),
+}
+GRAFT_BENCH = {"train": "BM_TrainStep", "infer": "BM_Inference", "feat": "BM_FeatureExtractStep"}
 
 
 def run_child(cmd, env):
@@ -23,31 +42,35 @@ def run_child(cmd, env):
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        sys.exit(f"{cmd[0]} failed with exit code {proc.returncode}")
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        sys.exit(f"{cmd[0]} failed with exit code {code}")
     return out, usage.ru_maxrss / 1024.0
 
 
-def graft_run(bench, name, threads, min_time, batch, size):
+def graft_run(bench, case, threads, min_time):
+    arch, batch, size, mode = CASES[case]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), GRAFT_BENCH_THREADS=str(threads),
-               GRAFT_BENCH_BATCH=str(batch), GRAFT_BENCH_SIZE=str(size))
-    out, rss = run_child([bench, f"--benchmark_filter=^{name}(/|$)", "--benchmark_format=json",
-                          f"--benchmark_min_time={min_time}"], env)
-    result = json.loads(out)["benchmarks"][0]
-    return result["items_per_second"], rss
+               GRAFT_BENCH_ARCH=arch, GRAFT_BENCH_BATCH=str(batch), GRAFT_BENCH_SIZE=str(size))
+    out, rss = run_child([bench, f"--benchmark_filter=^{GRAFT_BENCH[mode]}(/|$)",
+                          "--benchmark_format=json", f"--benchmark_min_time={min_time}"], env)
+    return json.loads(out)["benchmarks"][0]["items_per_second"], rss
 
 
-def torch_worker(mode, threads, min_time, batch, size):
+def torch_worker(case, threads, min_time):
     import torch
     import torchvision
 
+    arch, batch, size, mode = CASES[case]
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = torchvision.models.resnet18()
+    model = getattr(torchvision.models, arch)()
     x = torch.randn(batch, 3, size, size)
     y = torch.randint(0, 1000, (batch,))
-    params = list(model.parameters())
+    if mode == "feat":
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith("fc."))
+    params = [p for p in model.parameters() if p.requires_grad]
 
     def train_step():
         for p in params:
@@ -63,12 +86,8 @@ def torch_worker(mode, threads, min_time, batch, size):
         with torch.no_grad():
             model(x)
 
-    if mode == "train":
-        model.train()
-        step = train_step
-    else:
-        model.eval()
-        step = infer
+    model.train(mode == "train")
+    step = infer if mode == "infer" else train_step
     step()  # warm-up (allocator, BLAS packing buffers)
     n, start = 0, time.perf_counter()
     while True:
@@ -80,14 +99,33 @@ def torch_worker(mode, threads, min_time, batch, size):
     print(json.dumps({"items_per_second": n * batch / elapsed}))
 
 
-def torch_run(mode, threads, min_time, batch, size):
+def torch_run(case, threads, min_time):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     env.pop("OPENBLAS_CORETYPE", None)
     env.pop("OPENBLAS_L2_SIZE", None)
-    out, rss = run_child([sys.executable, os.path.abspath(__file__), "--torch-worker", mode,
-                          "--threads", str(threads), "--min-time", str(min_time),
-                          "--batch-size", str(batch), "--image-size", str(size)], env)
+    out, rss = run_child([sys.executable, os.path.abspath(__file__), "--torch-worker", case,
+                          "--threads", str(threads), "--min-time", str(min_time)], env)
     return json.loads(out.strip().splitlines()[-1])["items_per_second"], rss
+
+
+def machine(bench):
+    info = {"python": platform.python_version()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = f.read().splitlines()
+        info["cpu"] = next(l.split(":", 1)[1].strip() for l in lines if l.startswith("model name"))
+        flags = next(l.split(":", 1)[1].split() for l in lines if l.startswith("flags"))
+        info["vector"] = " ".join(f for f in ("avx2", "fma", "avx512f", "avx512_bf16") if f in flags)
+    except (OSError, StopIteration):
+        pass
+    cache = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(bench))), "CMakeCache.txt")
+    if os.path.exists(cache):
+        keep = ("CMAKE_BUILD_TYPE:", "GRAFT_MARCH:", "GRAFT_CUDA:", "CMAKE_CXX_COMPILER:")
+        with open(cache) as f:
+            info["build"] = "; ".join(l.strip() for l in f if l.startswith(keep))
+    import torch
+    info["torch"] = torch.__version__
+    return info
 
 
 def main():
@@ -95,25 +133,51 @@ def main():
     ap.add_argument("--bench", default="build/benchmarks/bench_resnet")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--min-time", type=float, default=5.0)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--image-size", type=int, default=224)
-    ap.add_argument("--torch-worker", choices=["train", "infer"])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--cases", default="all")
+    ap.add_argument("--json")
+    ap.add_argument("--torch-worker", choices=sorted(CASES))
     args = ap.parse_args()
     if args.torch_worker:
-        torch_worker(args.torch_worker, args.threads, args.min_time, args.batch_size,
-                     args.image_size)
+        torch_worker(args.torch_worker, args.threads, args.min_time)
         return
     if not os.path.exists(args.bench):
         sys.exit(f"{args.bench} not found: build it with ninja -C build benchmarks/bench_resnet")
-    print(f"ResNet18, batch {args.batch_size}, {args.image_size}x{args.image_size}, float32, {args.threads} threads")
-    print(f"{'':26}{'graft img/s':>12}{'torch img/s':>12}{'ratio':>8}{'graft RSS':>11}{'torch RSS':>11}")
-    for label, name, mode in [("train step (fwd+bwd+SGD)", "BM_ResNet18TrainStep", "train"),
-                              ("inference (eval, no_grad)", "BM_ResNet18Inference", "infer")]:
-        g, g_rss = graft_run(args.bench, name, args.threads, args.min_time, args.batch_size,
-                             args.image_size)
-        t, t_rss = torch_run(mode, args.threads, args.min_time, args.batch_size,
-                             args.image_size)
-        print(f"{label:26}{g:12.2f}{t:12.2f}{g / t:8.2f}{g_rss:9.0f}Mi{t_rss:9.0f}Mi")
+    cases = sorted(CASES) if args.cases == "all" else args.cases.split(",")
+    for c in cases:
+        if c not in CASES:
+            sys.exit(f"unknown case '{c}' (known: {', '.join(sorted(CASES))})")
+    info = machine(args.bench)
+    info["load_before"] = os.getloadavg()
+    for k, v in info.items():
+        print(f"# {k}: {v}")
+    print(f"# {args.threads} threads, {args.repeats} alternating runs per side, "
+          f"min time {args.min_time} s per run")
+    print(f"{'case':15}{'graft img/s':>12}{'torch img/s':>12}{'ratio':>7}{'min':>7}{'max':>7}"
+          f"{'graft RSS':>11}{'torch RSS':>11}")
+    results = []
+    for c in cases:
+        g, t, g_rss, t_rss = [], [], [], []
+        for _ in range(args.repeats):
+            ips, rss = graft_run(args.bench, c, args.threads, args.min_time)
+            g.append(ips)
+            g_rss.append(rss)
+            ips, rss = torch_run(c, args.threads, args.min_time)
+            t.append(ips)
+            t_rss.append(rss)
+        ratios = [a / b for a, b in zip(g, t)]
+        r = {"case": c, "graft": g, "torch": t, "ratio_median": statistics.median(ratios),
+             "ratio_min": min(ratios), "ratio_max": max(ratios),
+             "graft_rss_mib": max(g_rss), "torch_rss_mib": max(t_rss)}
+        results.append(r)
+        print(f"{c:15}{statistics.median(g):12.2f}{statistics.median(t):12.2f}"
+              f"{r['ratio_median']:7.2f}{r['ratio_min']:7.2f}{r['ratio_max']:7.2f}"
+              f"{r['graft_rss_mib']:9.0f}Mi{r['torch_rss_mib']:9.0f}Mi", flush=True)
+    info["load_after"] = os.getloadavg()
+    print(f"# load_after: {info['load_after']}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": info, "threads": args.threads, "results": results}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds bench_resnet and compares graft's ResNet18 train/inference images/s
+# Builds bench_resnet and compares graft's ResNet train/feature-extract/inference images/s
 # and peak RSS with PyTorch's (see compare_resnet.py). Extra args pass through,
-# e.g. benchmarks/compare_resnet.sh --threads 8 --image-size 32 --batch-size 128
+# e.g. benchmarks/compare_resnet.sh --threads 2 --repeats 3 --cases r18-224-train,r18-32-train
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}

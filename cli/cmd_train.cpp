@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "cli/command.h"
+#include "cli/freeze_flags.h"
 #include "train/run.h"
 
 namespace {
@@ -16,8 +17,7 @@ std::function<int()> setup_train(CLI::App& app) {
   app.add_option("--num-classes", c->num_classes,
                  "classes of the head (default: the data's; for .npy labels the weights' fc "
                  "when it covers them). A head other than the weights' is replaced");
-  app.add_option("--mode", c->mode, "preset: scratch | finetune | feature-extract")
-      ->check(CLI::IsMember({"scratch", "finetune", "feature-extract"}));
+  graft::cli::add_freeze_flags(app, *c);  // --mode, --freeze
   // data
   app.add_option("--train-npy", c->train_npy, "training images, NCHW float32 .npy");
   app.add_option("--train-labels", c->train_labels, "training labels, int64 .npy");
@@ -50,7 +50,6 @@ std::function<int()> setup_train(CLI::App& app) {
   app.add_option("--betas", *betas, "Adam betas B1,B2")->capture_default_str();
   app.add_option("--eps", c->eps, "Adam eps");
   app.add_flag("--amsgrad", c->amsgrad, "AMSGrad variant of Adam/AdamW");
-  app.add_option("--freeze", c->freeze, "freeze parameters matching GLOB ('*' matches dots too)");
   app.add_option("--param-group", c->param_groups,
                  "'GLOB:lr=F,momentum=F,weight_decay=F' (first match wins)");
   app.add_option("--bn", c->bn,

@@ -2,6 +2,11 @@
 
 #include <cstdlib>
 #include <new>
+#include <vector>
+
+#ifdef GRAFT_CUDA_LIBRARY_FILE
+#include <dlfcn.h>
+#endif
 
 #include "core/error.h"
 
@@ -51,10 +56,63 @@ void register_device_backend(DeviceType type, const DeviceBackend& backend) {
   g_backends[static_cast<int>(type)] = backend;
 }
 
+namespace {
+
+// The CUDA backend is libgraft_cuda. When the program links it, its
+// registrations ran at load time; otherwise a shared libgraft loads it now
+// (once): $GRAFT_CUDA_LIBRARY if set, else the file next to libgraft itself
+// (found through dladdr), else the dynamic loader's default search. Returns
+// why there is no backend, or "" once it is registered.
+const std::string& load_cuda_backend() {
+#if defined(GRAFT_CUDA_LIBRARY_FILE)
+  // Every caller passes through this one guarded initialisation, so a thread
+  // never reads the backend hooks while another one's dlopen writes them.
+  static const std::string why = []() -> std::string {
+    if (g_backends[static_cast<int>(DeviceType::CUDA)].available) return "";  // linked
+    std::vector<std::string> candidates;
+    const char* env = std::getenv("GRAFT_CUDA_LIBRARY");
+    if (env && *env) {
+      candidates.push_back(env);
+    } else {
+      Dl_info self{};
+      if (dladdr(static_cast<const void*>(g_backends), &self) && self.dli_fname) {
+        const std::string path = self.dli_fname;
+        const size_t slash = path.rfind('/');
+        if (slash != std::string::npos)
+          candidates.push_back(path.substr(0, slash + 1) + GRAFT_CUDA_LIBRARY_FILE);
+      }
+      candidates.push_back(GRAFT_CUDA_LIBRARY_FILE);
+    }
+    std::string errors;
+    for (const std::string& candidate : candidates) {
+      if (dlopen(candidate.c_str(), RTLD_NOW | RTLD_GLOBAL)) {
+        if (g_backends[static_cast<int>(DeviceType::CUDA)].available) return "";
+        return candidate + " was loaded but registered no CUDA backend";
+      }
+      const char* err = dlerror();
+      errors += (errors.empty() ? "" : "; ") + std::string(err ? err : candidate);
+    }
+    return "cannot load the CUDA backend " + std::string(GRAFT_CUDA_LIBRARY_FILE) + " (" + errors +
+           ")";
+  }();
+  return why;
+#elif defined(GRAFT_CUDA_STATIC_BACKEND)
+  static const std::string why =
+      "this program does not link graft's CUDA backend (graft::cuda, libgraft_cuda.a)";
+  return why;
+#else
+  static const std::string why = "graft was built without the CUDA backend";
+  return why;
+#endif
+}
+
+}  // namespace
+
 std::string device_unavailable_reason(DeviceType type) {
   if (type == DeviceType::CPU) return "";
+  const std::string& why = load_cuda_backend();
   const DeviceBackend& b = g_backends[static_cast<int>(type)];
-  if (!b.available) return "CUDA not available: graft was built without the CUDA backend";
+  if (!b.available) return "CUDA not available: " + (why.empty() ? "no backend" : why);
   if (!b.available())
     return "CUDA not available: " + (b.unavailable_reason
                                          ? b.unavailable_reason()

@@ -1,6 +1,9 @@
 // Devices and the per-device backend hooks (allocator, copies, sync).
-// The CUDA backend registers its hooks at load time; without it only the CPU
-// is available and asking for CUDA is a clear error.
+// The CUDA backend (libgraft_cuda, graft::cuda) registers its hooks when it is
+// loaded: linked into the program, or loaded by a shared libgraft the first time
+// a CUDA device is asked for (found next to libgraft.so, or named by the
+// environment variable GRAFT_CUDA_LIBRARY). Without it only the CPU is
+// available, and asking for CUDA is a clear error that says why.
 #pragma once
 
 #include <cstddef>

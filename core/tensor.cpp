@@ -15,7 +15,8 @@ int64_t shape_numel(const Shape& shape) {
   int64_t n = 1;
   for (int64_t s : shape) {
     GRAFT_CHECK(s >= 0, "negative dimension in shape ", shape_str(shape));
-    n *= s;
+    GRAFT_CHECK(!__builtin_mul_overflow(n, s, &n), "shape ", shape_str(shape),
+                " has more elements than int64 can count");
   }
   return n;
 }
@@ -25,7 +26,9 @@ Shape contiguous_strides(const Shape& shape) {
   int64_t s = 1;
   for (size_t i = shape.size(); i-- > 0;) {
     strides[i] = s;
-    s *= std::max<int64_t>(shape[i], 1);
+    // Dims of size 0 count as 1, as in torch; so a shape with a 0 can still overflow here.
+    GRAFT_CHECK(!__builtin_mul_overflow(s, std::max<int64_t>(shape[i], 1), &s), "shape ",
+                shape_str(shape), " is too large for int64 strides");
   }
   return strides;
 }

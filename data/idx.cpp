@@ -2,6 +2,7 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -18,11 +19,14 @@ namespace {
 std::vector<uint8_t> read_maybe_gz(const std::string& path) {
   gzFile f = gzopen(path.c_str(), "rb");
   GRAFT_CHECK(f, "read_idx: cannot open ", path, ": ", std::strerror(errno));
-  gzbuffer(f, 1 << 18);
+  gzbuffer(f, 1 << 16);
+  // Read straight into the output's tail, growing it geometrically: no
+  // per-call megabyte buffers (small files are read as often as large ones).
   std::vector<uint8_t> out;
-  std::vector<uint8_t> chunk(1 << 20);
+  size_t used = 0;
   for (;;) {
-    const int n = gzread(f, chunk.data(), static_cast<unsigned>(chunk.size()));
+    if (out.size() - used < (1 << 16)) out.resize(std::max<size_t>(2 * out.size(), used + (1 << 16)));
+    const int n = gzread(f, out.data() + used, static_cast<unsigned>(out.size() - used));
     if (n < 0) {
       int code = 0;
       const std::string msg = gzerror(f, &code);
@@ -30,8 +34,9 @@ std::vector<uint8_t> read_maybe_gz(const std::string& path) {
       GRAFT_FAIL("read_idx: ", path, ": corrupt gzip data (", msg, ")");
     }
     if (n == 0) break;
-    out.insert(out.end(), chunk.begin(), chunk.begin() + n);
+    used += static_cast<size_t>(n);
   }
+  out.resize(used);
   int code = 0;
   const std::string msg = gzerror(f, &code);
   gzclose(f);
@@ -83,14 +88,17 @@ Tensor parse_idx(std::span<const uint8_t> bytes, const std::string& path) {
   GRAFT_CHECK(bytes.size() >= header, "read_idx: ", path, ": truncated header (", ndim,
               " dims need ", header, " bytes, file has ", bytes.size(), ")");
   Shape shape(ndim);
-  uint64_t count = 1;
+  // `extent` is the product with 0-sized dims counted as 1: a 0-element shape
+  // can still have strides that overflow.
+  uint64_t count = 1, extent = 1;
   for (int d = 0; d < ndim; ++d) {
     const uint32_t s = be32(bytes.data() + 4 + 4 * d);
     GRAFT_CHECK(s <= static_cast<uint32_t>(INT32_MAX), "read_idx: ", path, ": dim ", d,
                 " is too large (", s, ")");
     shape[d] = s;
     count *= s;
-    GRAFT_CHECK(count <= (uint64_t(1) << 40), "read_idx: ", path, ": implausible size ",
+    extent *= std::max<uint64_t>(s, 1);
+    GRAFT_CHECK(extent <= (uint64_t(1) << 40), "read_idx: ", path, ": implausible size ",
                 shape_str(shape));
   }
   const size_t isz = itemsize(dtype);

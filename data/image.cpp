@@ -51,6 +51,39 @@ bool is_jpeg(const uint8_t* b, size_t n) {
   return n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF;
 }
 
+// stb_image 2.27 (Debian's) trusts a DHT segment's 16 code-length counts: a
+// table whose counts sum past 256 overruns stbi__huffman's arrays (upstream
+// added the check after 2.27). This walks the JPEG's marker segments,
+// including those between the scans of a progressive file, and checks each
+// table the way the later stb does. Anything it cannot follow is left to stb.
+bool jpeg_huffman_tables_fit(const uint8_t* b, size_t n) {
+  size_t p = 2;  // past SOI
+  while (p + 4 <= n) {
+    if (b[p] != 0xFF) {
+      ++p;  // entropy-coded data after SOS: scan on to the next marker
+      continue;
+    }
+    const uint8_t m = b[p + 1];
+    if (m == 0xFF || m == 0x00 || (m >= 0xD0 && m <= 0xD7)) {  // fill, stuffing, RSTn
+      p += m == 0xFF ? 1 : 2;
+      continue;
+    }
+    if (m == 0xD9) return true;  // EOI
+    const size_t len = (size_t(b[p + 2]) << 8) | b[p + 3];
+    if (len < 2 || p + 2 + len > n) return true;  // malformed: stb reports it
+    if (m == 0xC4) {
+      for (size_t q = p + 4, end = p + 2 + len; q + 17 <= end;) {
+        size_t codes = 0;
+        for (size_t i = 1; i <= 16; ++i) codes += b[q + i];
+        if (codes > 256) return false;
+        q += 17 + codes;
+      }
+    }
+    p += 2 + len;
+  }
+  return true;
+}
+
 #ifdef GRAFT_HAVE_TURBOJPEG
 // One TurboJPEG decompressor per thread (handles are not thread-safe and are
 // cheap to keep; creating one per image costs more than decoding a thumbnail).
@@ -101,6 +134,8 @@ Image decode_stb(const uint8_t* bytes, size_t size, const std::string& name) {
     for (size_t i = size - tail; i + 1 < size; ++i)
       if (bytes[i] == 0xFF && bytes[i + 1] == 0xD9) has_eoi = true;
     GRAFT_CHECK(has_eoi, "decode_image: ", name, ": truncated JPEG (no end-of-image marker)");
+    GRAFT_CHECK(jpeg_huffman_tables_fit(bytes, size), "decode_image: ", name,
+                ": corrupt JPEG (a Huffman table declares more than 256 codes)");
   }
   int w = 0, h = 0, comp = 0;
   uint8_t* px = stbi_load_from_memory(bytes, static_cast<int>(size), &w, &h, &comp, 3);

@@ -191,10 +191,15 @@ Tensor parse_npy(std::string_view bytes, const std::string& name) {
 
   size_t data_start = header_start + header_len;
   uint64_t avail = bytes.size() - data_start;
-  uint64_t numel = 1;
-  for (int64_t s : shape)
+  // `extent` counts 0-sized dims as 1: an empty array's strides must fit int64 too.
+  uint64_t numel = 1, extent = 1;
+  for (int64_t s : shape) {
     GRAFT_CHECK(checked_mul(numel, static_cast<uint64_t>(s), avail + 1, &numel), name, ": shape ",
                 shape_str(shape), " needs more data than the file holds");
+    GRAFT_CHECK(checked_mul(extent, static_cast<uint64_t>(std::max<int64_t>(s, 1)),
+                            static_cast<uint64_t>(INT64_MAX), &extent),
+                name, ": shape ", shape_str(shape), " is too large");
+  }
   uint64_t nbytes = numel * itemsize(dtype);
   GRAFT_CHECK(nbytes <= avail, name, ": truncated .npy data: shape ", shape_str(shape), " ",
               dtype_name(dtype), " needs ", nbytes, " bytes, file has ", avail);

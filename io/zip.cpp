@@ -54,7 +54,7 @@ void ZipReader::parse() {
     GRAFT_CHECK(eocd >= kLocator64Len && rd_u32(d + eocd - kLocator64Len) == kLocator64Sig, name,
                 ": zip64 end of central directory locator missing");
     uint64_t e64 = rd_u64(d + eocd - kLocator64Len + 8);
-    GRAFT_CHECK(e64 <= n - kEocd64Len && rd_u32(d + e64) == kEocd64Sig, name,
+    GRAFT_CHECK(n >= kEocd64Len && e64 <= n - kEocd64Len && rd_u32(d + e64) == kEocd64Sig, name,
                 ": bad zip64 end of central directory record");
     count = rd_u64(d + e64 + 32);
     cd_size = rd_u64(d + e64 + 40);
@@ -111,7 +111,7 @@ void ZipReader::parse() {
     // Deflate cannot expand by more than ~1032:1; a larger claim is a zip bomb or corrupt.
     GRAFT_CHECK(e.method != 8 || e.size / 1032 <= e.compressed_size + 1, name, ": entry '", e.name,
                 "' claims an impossible compression ratio");
-    GRAFT_CHECK(local <= n - kLocalLen && rd_u32(d + local) == kLocalSig, name,
+    GRAFT_CHECK(n >= kLocalLen && local <= n - kLocalLen && rd_u32(d + local) == kLocalSig, name,
                 ": bad local header for entry '", e.name, "'");
     uint64_t data = local + kLocalLen + rd_u16(d + local + 26) + rd_u16(d + local + 28);
     GRAFT_CHECK(data <= n && e.compressed_size <= n - data, name, ": data of entry '", e.name,

@@ -214,7 +214,8 @@ void Optimizer::load_state_dict(const StateDict& sd) {
                   index, " but the optimizer has ", groups_.size(), " groups");
       groups_seen.insert(index);
       ParamGroupOptions& o = options[index];
-      auto scalar = [&]() {
+      // Explicit captures: clang 14 cannot capture structured bindings.
+      auto scalar = [&, &value = value, &key = key]() {
         GRAFT_CHECK(value.numel() == 1, name(), ".load_state_dict: '", key,
                     "' must hold one value, got ", value.meta_str());
         return value.item();
@@ -364,25 +365,25 @@ AdamBase::AdamBase(std::vector<ParamGroup> groups, ParamGroupOptions defaults, b
   init_groups(std::move(groups));
 }
 
+namespace {
+// Adam and AdamW take the same options; AdamW differs in its weight decay
+// default and in decoupling it.
+template <class Options>
+ParamGroupOptions adam_group_defaults(const Options& d) {
+  return {.lr = d.lr,
+          .weight_decay = d.weight_decay,
+          .betas = d.betas,
+          .eps = d.eps,
+          .amsgrad = d.amsgrad,
+          .maximize = d.maximize};
+}
+}  // namespace
+
 Adam::Adam(std::vector<ParamGroup> groups, AdamOptions d)
-    : AdamBase(std::move(groups),
-               ParamGroupOptions{.lr = d.lr,
-                                 .weight_decay = d.weight_decay,
-                                 .betas = d.betas,
-                                 .eps = d.eps,
-                                 .amsgrad = d.amsgrad,
-                                 .maximize = d.maximize},
-               false) {}
+    : AdamBase(std::move(groups), adam_group_defaults(d), false) {}
 
 AdamW::AdamW(std::vector<ParamGroup> groups, AdamWOptions d)
-    : AdamBase(std::move(groups),
-               ParamGroupOptions{.lr = d.lr,
-                                 .weight_decay = d.weight_decay,
-                                 .betas = d.betas,
-                                 .eps = d.eps,
-                                 .amsgrad = d.amsgrad,
-                                 .maximize = d.maximize},
-               true) {}
+    : AdamBase(std::move(groups), adam_group_defaults(d), true) {}
 
 void AdamBase::validate(const ParamGroupOptions& o) const {
   const char* opt = decoupled_ ? "AdamW" : "Adam";

@@ -6,17 +6,26 @@
 #                  GPU its CUDA tests skip here and run in 2.). The whole suite,
 #                  then the float parity tests again on one thread with Eigen's
 #                  blocking forced to other cache sizes (GRAFT_TEST_CACHE_SIZES).
+#   static:        build-static/, a CPU-only -DBUILD_SHARED_LIBS=OFF build at
+#                  -O1 (only the link matters): the CLI and tests/consumer
+#                  linked against libgraft.a, kernel registration intact.
 #   2. build-san/  ASan + UBSan (float-cast-overflow included, halting on the
 #                  first report) with the emulated CUDA device: the whole suite
 #                  again, including every CUDA test on the emulator (none may
 #                  skip) and the fuzz corpus replay.
-# The PyTorch fixtures are generated once and shared by both builds.
-# SKIP_SANITIZE=1 runs only the first configuration.
+#   3. build-race/ racecheck: ThreadSanitizer with the emulated CUDA device
+#                  (-DGRAFT_SANITIZE=thread), only libgraft, test_cuda_ops and
+#                  test_cuda_emu: the cross-backend suite on the hand-written
+#                  kernels and the emulator's racecheck test (ctest -L racecheck).
+# The PyTorch fixtures are generated once and shared by the builds.
+# SKIP_SANITIZE=1 runs only the first configuration; SKIP_RACECHECK=1 skips the third.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 BUILD=${BUILD_DIR:-build}
 SAN=${SAN_BUILD_DIR:-build-san}
+RACE=${RACE_BUILD_DIR:-build-race}
+STATIC=${STATIC_BUILD_DIR:-build-static}
 JOBS=$(nproc)
 step() { printf '\n==== %s (%s)\n' "$*" "$(date +%T)"; }
 
@@ -38,6 +47,9 @@ for t in test_resnet test_nn_ops test_ops test_linalg test_optim test_train_cli;
   OMP_NUM_THREADS=1 GRAFT_TEST_CACHE_SIZES=16384,262144,1048576 "$BUILD/tests/$t" --gtest_brief=1
 done
 
+step "static CPU-only build $STATIC (BUILD_SHARED_LIBS=OFF)"
+scripts/static_check.sh "$STATIC"
+
 if [[ "${SKIP_SANITIZE:-0}" == 1 ]]; then exit 0; fi
 
 step "configure and build $SAN (ASan + UBSan, emulated CUDA device)"
@@ -55,3 +67,16 @@ step "test $SAN"
 export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:strict_string_checks=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 ctest --test-dir "$SAN" --output-on-failure --parallel "$JOBS" --timeout 1800
+
+if [[ "${SKIP_RACECHECK:-0}" == 1 ]]; then exit 0; fi
+
+step "configure and build $RACE (racecheck: ThreadSanitizer, emulated CUDA device)"
+cmake -S . -B "$RACE" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGRAFT_WERROR=ON \
+  -DGRAFT_SANITIZE=thread -DGRAFT_CUDA=EMULATE -DGRAFT_BUILD_BENCHMARKS=OFF ${GRAFT_CMAKE_ARGS:-}
+cmake --build "$RACE" --parallel "$JOBS" --target test_cuda_ops test_cuda_emu
+ctest --test-dir "$RACE" -N -L racecheck | grep -q 'Total Tests: [1-9]' ||
+  { echo "no racecheck tests registered in $RACE" >&2; exit 1; }
+
+step "test $RACE (racecheck)"
+unset ASAN_OPTIONS UBSAN_OPTIONS
+ctest --test-dir "$RACE" --output-on-failure --parallel "$JOBS" --timeout 1800 -L racecheck

@@ -111,6 +111,28 @@ inline std::string metrics_without_timing(const std::string& path) {
   return out;
 }
 
+// `graft train` on the training fixtures of tests/fixtures/gen_train.py (a
+// 10-class resnet18, 8 images at 64x64 with int64 labels), then `extra`.
+inline std::vector<std::string> fixture_train_args(const std::vector<std::string>& extra) {
+  std::vector<std::string> a = {"train",
+                                "--arch",
+                                "resnet18",
+                                "--weights",
+                                fixture("train_init.pth"),
+                                "--train-npy",
+                                fixture("train_X.npy"),
+                                "--train-labels",
+                                fixture("train_Y.npy")};
+  a.insert(a.end(), extra.begin(), extra.end());
+  return a;
+}
+
+inline bool train_fixtures_present() {
+  for (const char* f : {"train_init.pth", "train_X.npy", "train_Y.npy"})
+    if (!fixture_exists(f)) return false;
+  return true;
+}
+
 inline bool folder_empty_or_absent(const std::string& dir) {
   std::error_code ec;
   return !fs::exists(dir, ec) || fs::is_empty(dir, ec);

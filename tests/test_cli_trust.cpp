@@ -33,34 +33,15 @@ using namespace graft::testing;
 namespace fs = std::filesystem;
 using graft::Tensor;
 
-bool have_fixtures() {
-  for (const char* f : {"train_init.pth", "train_X.npy", "train_Y.npy"})
-    if (!fixture_exists(f)) return false;
-  return true;
-}
-#define REQUIRE_FIXTURES() \
-  if (!have_fixtures()) GTEST_SKIP() << "train fixtures missing: run tests/fixtures/generate.sh"
+#define REQUIRE_FIXTURES()                       \
+  if (!graft::testing::train_fixtures_present()) \
+  GTEST_SKIP() << "train fixtures missing: run tests/fixtures/generate.sh"
 
-// 8 images of 32x32 from the fixtures, 3 batches of 3 per epoch (the last one 2).
+// The 8 fixture images, 3 batches of 3 per epoch (the last one 2).
 std::vector<std::string> npy_run(const std::string& out, std::vector<std::string> extra = {}) {
-  std::vector<std::string> a = {"train",
-                                "--arch",
-                                "resnet18",
-                                "--weights",
-                                fixture("train_init.pth"),
-                                "--train-npy",
-                                fixture("train_X.npy"),
-                                "--train-labels",
-                                fixture("train_Y.npy"),
-                                "--batch-size",
-                                "3",
-                                "--seed",
-                                "3",
-                                "--quiet",
-                                "--out",
-                                out};
+  std::vector<std::string> a = {"--batch-size", "3", "--seed", "3", "--quiet", "--out", out};
   a.insert(a.end(), extra.begin(), extra.end());
-  return a;
+  return graft::testing::fixture_train_args(a);
 }
 
 // ------------------------------------------------------------ exact resume

@@ -9,16 +9,22 @@
 //   in kernels (MemcheckOutOfBoundsKernelIsCaughtByAsan, ASan builds only).
 // - synccheck: the block scheduler (kernels/cuda/emu/block.cpp).
 // - initcheck: fresh device allocations hold 0xFF bytes (NaN / -1).
-// - racecheck: not tracked access by access (that needs compiler
-//   instrumentation); instead GRAFT_EMU_SCHEDULE=random:SEED (or
-//   emu::set_schedule_seed) reorders the threads of each barrier interval, so
-//   a shared-memory race shows up as a seed-dependent result.
+// - racecheck: with -DGRAFT_SANITIZE=thread (GRAFT_EMU_RACECHECK), every
+//   access is tracked by ThreadSanitizer and the scheduler orders a block's
+//   threads only at barriers and warp exchanges, so two threads touching one
+//   address in a barrier interval, one writing, are reported naming the kernel
+//   (RacecheckReportsASharedMemoryRaceNamingTheKernel). In every build,
+//   GRAFT_EMU_SCHEDULE=random:SEED (or emu::set_schedule_seed) reorders the
+//   threads of each barrier interval, so a race can also show up as a
+//   seed-dependent result (RandomScheduleExposesASharedMemoryRace).
 #include <gtest/gtest.h>
 
 #ifdef GRAFT_CUDA_EMULATED
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <future>
 #include <set>
 #include <string>
@@ -217,6 +223,7 @@ TEST_F(Emulator, EventsAndStreamsMustShareADevice) {
   EXPECT_EQ(cudaEventDestroy(on1), cudaSuccess);
 }
 
+#ifndef GRAFT_EMU_RACECHECK  // there, racy_shared_kernel is reported (the death test below)
 // racecheck by schedule: the racy kernel's result depends on which thread
 // runs first in its last barrier interval. In thread order thread 0 reads
 // before thread 5 writes; some random orders run thread 5 first. A correct
@@ -233,6 +240,81 @@ TEST_F(Emulator, RandomScheduleExposesASharedMemoryRace) {
   emu::set_schedule_seed(0);
   EXPECT_EQ(outcomes, (std::set<int>{-1, 5})) << "the race did not show as two outcomes";
 }
+#endif
+
+#ifdef GRAFT_EMU_RACECHECK
+// Lane 1 hands a value to lane 0 through shared memory: correct only with the
+// __syncwarp between the write and the read.
+template <bool kSync>
+__global__ void warp_handoff_kernel(int* out) {
+  __shared__ int slot[1];
+  if (threadIdx.x == 1) slot[0] = 7;
+  if (kSync) __syncwarp();
+  if (threadIdx.x == 0) out[0] = slot[0];
+}
+
+// racecheck proper: ThreadSanitizer sees thread 5's write and thread 0's read
+// of slot[0] in one barrier interval, whichever runs first (the report names
+// the thread that came second). halt_on_error makes the report fatal, so the
+// child dies right after it; the emulator's line names kernel, block, thread.
+TEST(EmulatorDeathTest, RacecheckReportsASharedMemoryRaceNamingTheKernel) {
+  ::testing::GTEST_FLAG(death_test_style) = "threadsafe";  // re-executed with this environment
+  setenv("TSAN_OPTIONS", "halt_on_error=1", 1);
+  const auto broken = [] {
+    void* out = nullptr;
+    (void)cudaMalloc(&out, sizeof(int));
+    launch<racy_shared_kernel>(dim3(1), dim3(32), 0, nullptr, static_cast<int*>(out));
+    (void)cudaDeviceSynchronize();
+    std::fprintf(stderr, "no race reported\n");
+    std::exit(0);
+  };
+  EXPECT_DEATH(broken(),
+               "ThreadSanitizer: data race(.|\n)*racecheck: kernel [^\n]*racy_shared_kernel, "
+               "block \\(0,0,0\\), thread \\((0|5),0,0\\)");
+  // Within a warp too: without its __syncwarp the handoff is a race.
+  const auto broken_warp = [] {
+    void* out = nullptr;
+    (void)cudaMalloc(&out, sizeof(int));
+    launch<warp_handoff_kernel<false>>(dim3(1), dim3(32), 0, nullptr, static_cast<int*>(out));
+    (void)cudaDeviceSynchronize();
+    std::fprintf(stderr, "no race reported\n");
+    std::exit(0);
+  };
+  EXPECT_DEATH(broken_warp(),
+               "racecheck: kernel [^\n]*warp_handoff_kernel<false>, block "
+               "\\(0,0,0\\), thread \\((0|1),0,0\\)");
+}
+
+// The same patterns with the barrier (or __syncwarp) in place are silent, as
+// is a block-wide sum through shuffles and shared memory (every kernel of
+// kernels/cuda is checked by the racecheck runs of test_cuda_ops).
+__global__ void fenced_shared_kernel(int* out) {
+  __shared__ int slot[1];
+  if (threadIdx.x == 0) slot[0] = -1;
+  __syncthreads();
+  if (threadIdx.x == 5) slot[0] = 5;
+  __syncthreads();
+  if (threadIdx.x == 0) out[0] = slot[0];
+}
+
+TEST_F(Emulator, RacecheckIsSilentWhenABarrierSeparatesTheAccesses) {
+  const unsigned long before = emu::racecheck_reports();
+  DeviceBuffer out(sizeof(int)), in(sizeof(int) * 256), sums(sizeof(int) * 2);
+  for (unsigned seed = 0; seed < 4; ++seed) {
+    emu::set_schedule_seed(seed);
+    launch<fenced_shared_kernel>(dim3(1), dim3(32), 0, stream_, out.as<int>());
+    EXPECT_EQ(read(out.as<int>(), 1)[0], 5);
+  }
+  emu::set_schedule_seed(0);
+  launch<fill_index_kernel>(dim3(2), dim3(128), 0, stream_, in.as<int>(), 256);
+  launch<block_sum_kernel>(dim3(2), dim3(128), 0, stream_, in.as<int>(), sums.as<int>());
+  EXPECT_EQ(read(sums.as<int>(), 2), (std::vector<int>{127 * 128 / 2, (128 + 255) * 128 / 2}));
+  launch<warp_handoff_kernel<true>>(dim3(1), dim3(32), 0, stream_, out.as<int>());
+  EXPECT_EQ(read(out.as<int>(), 1)[0], 7);
+  ASSERT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
+  EXPECT_EQ(emu::racecheck_reports(), before);  // (with halt_on_error=1 a report ends the run)
+}
+#endif
 
 #if defined(__SANITIZE_ADDRESS__)
 TEST(EmulatorDeathTest, MemcheckOutOfBoundsKernelIsCaughtByAsan) {

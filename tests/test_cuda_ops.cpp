@@ -332,6 +332,12 @@ std::vector<OpCase> op_cases() {
   add_case({"reduce_split_rows", {f32({70000})}, [](const V& x) {
               return V{sum(x[0]), mean(x[0]), amax(x[0], {0}), sum(x[0].view({2, 35000}), {1})};
             }});
+  // > 1M elements: 64 partial blocks of 16449 elements (the last shorter),
+  // then one block. Both devices sum in double, so float32 rounding of the
+  // result is all that differs (tol 1e-5 relative to |sum| ~ 1e3).
+  add_case({"reduce_full_1m", {f32({(1 << 20) + 4097})}, [](const V& x) {
+              return V{sum(x[0]), mean(x[0])};
+            }});
   add_case({"reduce_leading_dims_in_place", {f32({4, 3, 5, 5})}, [](const V& x) {
               return V{sum(x[0], {0, 2, 3}), mean(x[0], {0}), amin(x[0], {0, 1}),
                        sum(x[0].view({4, 75}), {0})};
@@ -426,6 +432,23 @@ std::vector<OpCase> op_cases() {
               return V{F::cross_entropy(x[0], x[1]),
                        F::cross_entropy(x[0], x[1], F::Reduction::Sum, 3, 0.1),
                        F::cross_entropy(x[0], x[1], F::Reduction::None)};
+            }});
+  // Softmax over a middle dim: a block per tile of neighbouring lines. inner
+  // 37 (two tiles of 32 columns, the second mostly idle, len 40 > 8 rows of
+  // threads), inner 3 over dim 0 (one tile, 64 rows of threads for len 300),
+  // inner 8 with len 5 (fewer elements than rows of threads).
+  add_case(
+      {"softmax_middle_dim", {f32({2, 40, 37}), f32({300, 3}), f32({3, 5, 2, 4})}, [](const V& x) {
+         return V{F::softmax(x[0], 1), F::log_softmax(x[0], 1), F::softmax(x[1], 0),
+                  F::log_softmax(x[2], 1), F::softmax(x[2], 2)};
+       }});
+  // The loss reduction over more rows than one block's chunk (4096): two
+  // partial blocks, then one; the mean's count (ignore_index) the same way.
+  add_case({"cross_entropy_many_rows", {f32({5000, 3}), idx({5000}, 3)}, [](const V& x) {
+              return V{F::cross_entropy(x[0], x[1]),
+                       F::cross_entropy(x[0], x[1], F::Reduction::Mean, 1, 0.1),
+                       F::cross_entropy(x[0], x[1], F::Reduction::Sum),
+                       F::nll_loss(F::log_softmax(x[0], 1), x[1], F::Reduction::Mean, 2)};
             }});
   add_case({"cross_entropy_wide_rows", {f32({3, 100}), idx({3}, 100)}, [](const V& x) {
               return V{F::cross_entropy(x[0], x[1], F::Reduction::Mean, -100, 0.2)};

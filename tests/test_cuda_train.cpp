@@ -27,39 +27,15 @@ TEST(CudaTrain, ResNet18StepsOnCudaMatchCpu) {
 #endif
   }
   using graft::testing::fixture;
-  for (const char* f : {"train_init.pth", "train_X.npy", "train_Y.npy"})
-    ASSERT_TRUE(graft::testing::fixture_exists(f)) << "run tests/fixtures/generate.sh: " << f;
+  ASSERT_TRUE(graft::testing::train_fixtures_present()) << "run tests/fixtures/generate.sh";
   const fs::path dir = fs::temp_directory_path() / ("graft_cuda_train_" + std::to_string(getpid()));
   fs::create_directories(dir);
   // Two SGD steps over the fixture's 8 images (the emulated device is slow).
   auto args = [&](const std::string& device) {
-    return std::vector<std::string>{"train",
-                                    "--arch",
-                                    "resnet18",
-                                    "--weights",
-                                    fixture("train_init.pth"),
-                                    "--train-npy",
-                                    fixture("train_X.npy"),
-                                    "--train-labels",
-                                    fixture("train_Y.npy"),
-                                    "--batch-size",
-                                    "8",
-                                    "--max-steps",
-                                    "2",
-                                    "--epochs",
-                                    "2",
-                                    "--no-shuffle",
-                                    "--quiet",
-                                    "--optimizer",
-                                    "sgd",
-                                    "--lr",
-                                    "0.01",
-                                    "--momentum",
-                                    "0.9",
-                                    "--device",
-                                    device,
-                                    "--save",
-                                    (dir / (device + ".pth")).string()};
+    return graft::testing::fixture_train_args(
+        {"--batch-size", "8", "--max-steps", "2", "--epochs", "2", "--no-shuffle", "--quiet",
+         "--optimizer", "sgd", "--lr", "0.01", "--momentum", "0.9", "--device", device, "--save",
+         (dir / (device + ".pth")).string()});
   };
   for (const char* device : {"cpu", "cuda"}) {
     const graft::testing::CliResult r = graft::testing::run_graft(args(device));

@@ -32,24 +32,8 @@ using graft::testing::shell_quote;
 // The flags every run shares: the fixture's weights and data (8 images at
 // 64x64), batches in order, BATCH = 8 images (the whole set) per step, 5 steps.
 std::vector<std::string> base_args(const std::string& save) {
-  using graft::testing::fixture;
-  std::vector<std::string> a = {"train",
-                                "--arch",
-                                "resnet18",
-                                "--weights",
-                                fixture("train_init.pth"),
-                                "--train-npy",
-                                fixture("train_X.npy"),
-                                "--train-labels",
-                                fixture("train_Y.npy"),
-                                "--batch-size",
-                                "8",
-                                "--max-steps",
-                                "5",
-                                "--epochs",
-                                "5",
-                                "--no-shuffle",
-                                "--quiet"};
+  auto a = graft::testing::fixture_train_args(
+      {"--batch-size", "8", "--max-steps", "5", "--epochs", "5", "--no-shuffle", "--quiet"});
   if (!save.empty()) {
     a.push_back("--save");
     a.push_back(save);
@@ -81,9 +65,8 @@ const std::map<std::string, std::vector<std::string>>& cases() {
 }
 
 bool fixtures_present() {
-  for (const char* f : {"train_init.pth", "train_X.npy", "train_Y.npy", "train_noise.txt"})
-    if (!graft::testing::fixture_exists(f)) return false;
-  return true;
+  return graft::testing::train_fixtures_present() &&
+         graft::testing::fixture_exists("train_noise.txt");
 }
 
 #define REQUIRE_TRAIN_FIXTURES()                                                \
@@ -248,27 +231,8 @@ TEST(TrainCli, BnFrozenKeepsRunningStatsOfFrozenLayers) {
 // ------------------------------------------------------------ run folders and resume
 
 std::vector<std::string> run_folder_args(const std::string& out) {
-  using graft::testing::fixture;
-  return {"train",
-          "--arch",
-          "resnet18",
-          "--weights",
-          fixture("train_init.pth"),
-          "--train-npy",
-          fixture("train_X.npy"),
-          "--train-labels",
-          fixture("train_Y.npy"),
-          "--batch-size",
-          "4",
-          "--optimizer",
-          "adam",
-          "--lr",
-          "0.001",
-          "--seed",
-          "7",
-          "--quiet",
-          "--out",
-          out};
+  return graft::testing::fixture_train_args({"--batch-size", "4", "--optimizer", "adam", "--lr",
+                                             "0.001", "--seed", "7", "--quiet", "--out", out});
 }
 
 int csv_rows(const std::string& path) {

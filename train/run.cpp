@@ -544,18 +544,7 @@ Model build_model(const TrainConfig& c, Data& d, const TrainingCheckpoint* resum
 // Freezing, BN policy and optimizer groups; errors for a --bn frozen that
 // would freeze nothing.
 std::unique_ptr<optim::Optimizer> apply_recipe(const TrainConfig& c, nn::ResNet& net) {
-  FinetuneOptions ft;
-  ft.freeze = c.freeze;
-  for (const auto& spec : c.param_groups) ft.groups.push_back(parse_group_spec(spec));
-  ft.backbone_lr_mult = c.backbone_lr_mult;
-  ft.head_lr_mult = c.head_lr_mult;
-  ft.bn = parse_bn_policy(c.bn);
-  if (c.mode == "feature-extract") {
-    net.requires_grad_(false);
-    net.fc->requires_grad_(true);
-    ft.bn = BnPolicy::Frozen;
-  }
-  apply_freeze(net, ft);
+  const FinetuneOptions ft = apply_freeze_flags(c, net);
   if (c.given.count("bn") && ft.bn == BnPolicy::Frozen) {
     bool any_frozen = false;
     for (const auto& [n, p] : net.named_parameters()) any_frozen = any_frozen || !p.requires_grad();
@@ -697,6 +686,22 @@ int64_t resolve_epochs(const TrainConfig& c, int64_t batches_per_epoch) {
 }
 
 }  // namespace
+
+FinetuneOptions apply_freeze_flags(const TrainConfig& c, nn::ResNet& net) {
+  FinetuneOptions ft;
+  ft.freeze = c.freeze;
+  for (const auto& spec : c.param_groups) ft.groups.push_back(parse_group_spec(spec));
+  ft.backbone_lr_mult = c.backbone_lr_mult;
+  ft.head_lr_mult = c.head_lr_mult;
+  ft.bn = parse_bn_policy(c.bn);
+  if (c.mode == "feature-extract") {
+    net.requires_grad_(false);
+    net.fc->requires_grad_(true);
+    ft.bn = BnPolicy::Frozen;
+  }
+  apply_freeze(net, ft);
+  return ft;
+}
 
 bool has_split_layout(const std::string& root) {
   const fs::path train = fs::path(root) / "train";

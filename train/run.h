@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "nn/models/resnet.h"
+#include "train/finetune.h"
 #include "train/fit.h"
 
 namespace graft::dist {
@@ -100,5 +102,12 @@ std::string config_json(const TrainConfig& c);
 TrainSummary run_training(TrainConfig c);
 // One rank of a run: `pg` null for a single process.
 TrainSummary run_training_on(TrainConfig c, dist::ProcessGroup* pg);
+
+// What the flags freeze, as `graft train` applies them (also used by `graft
+// inspect --graph`): --mode feature-extract leaves only the head trainable,
+// then each --freeze GLOB freezes what it matches (an error when it matches
+// nothing). Returns the fine-tuning options the flags give (groups, lr
+// multipliers, BatchNorm policy).
+FinetuneOptions apply_freeze_flags(const TrainConfig& c, nn::ResNet& net);
 
 }  // namespace graft::train

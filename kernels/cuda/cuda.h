@@ -1,7 +1,8 @@
 // Public C++ interface to the CUDA backend (no CUDA types here, so any
-// translation unit can include it). Only available when graft was built with
-// the CUDA backend (GRAFT_HAVE_CUDA is defined); every function throws a
-// graft::Error "CUDA not available: ..." when no device is present.
+// translation unit can include it; installed as <graft/kernels/cuda/cuda.h>).
+// Defined in libgraft_cuda: link graft::cuda (which defines GRAFT_HAVE_CUDA)
+// to call these. Every function throws a graft::Error "CUDA not available:
+// ..." when no device is present.
 #pragma once
 
 #include <cstddef>

@@ -101,7 +101,11 @@ __device__ __forceinline__ void atomic_add(T* p, T v) {
     unsigned int* word = reinterpret_cast<unsigned int*>(addr & ~uintptr_t{3});
     const unsigned shift = static_cast<unsigned>(addr & 3) * 8;
     const unsigned mask = (sizeof(T) == 1 ? 0xffu : 0xffffu) << shift;
-    unsigned int old = *word, assumed;
+    // The loop starts from a guess (0) rather than a plain read of *word: other
+    // threads update the word atomically meanwhile, so a plain read races with
+    // them (racecheck reports it); a wrong guess costs one failed atomicCAS,
+    // which returns the current value.
+    unsigned int old = 0, assumed;
     do {
       assumed = old;
       const T cur = static_cast<T>((assumed & mask) >> shift);

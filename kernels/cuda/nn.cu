@@ -2,6 +2,7 @@
 // fused cross-entropy forward/backward, max pooling with indices, adaptive
 // average pooling, the bias gradient and linear (through the bmm kernel).
 // All nn kernels receive contiguous tensors (core/kernels.h).
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 
@@ -37,44 +38,99 @@ struct Rows {  // a contiguous tensor as [outer, len, inner] around `dim`
   }
 };
 
-// ---- softmax over a middle dim: one thread per (outer, inner) line, three
-// passes in double (neighbouring threads read neighbouring inner elements).
-template <typename T>
-__global__ void softmax_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t outer,
-                                   int64_t len, int64_t inner, bool log) {
-  GRAFT_GRID_STRIDE(line, outer * inner) {
-    const int64_t o = line / inner, in = line % inner;
-    const T* xr = x + o * len * inner + in;
-    T* yr = y + o * len * inner + in;
-    double m = -INFINITY;
-    for (int64_t k = 0; k < len; ++k) m = fmax(m, static_cast<double>(xr[k * inner]));
-    double s = 0;
-    for (int64_t k = 0; k < len; ++k) s += ::exp(static_cast<double>(xr[k * inner]) - m);
-    const double ls = ::log(s);
-    for (int64_t k = 0; k < len; ++k) {
-      const double v = static_cast<double>(xr[k * inner]) - m;
-      yr[k * inner] = static_cast<T>(log ? v - ls : ::exp(v - ls));
+// ---- softmax over a middle dim ([outer, len, inner], inner > 1): a block
+// per tile of `cols` neighbouring lines (same outer index, consecutive inner
+// indices, so a warp reads consecutive addresses). The block is cols x rows
+// threads (cols * rows = kBlock); the rows threads of a column split the
+// line's len elements and combine through shared memory. cols is inner
+// rounded up to a power of two, at most 32. Sums in double, as the CPU.
+struct MidTiles {
+  unsigned cols, rows;
+  int64_t tiles_per_outer, tiles;
+  MidTiles(int64_t outer, int64_t inner) {
+    cols = 1;
+    while (cols < 32 && cols < inner) cols *= 2;
+    rows = static_cast<unsigned>(kBlock) / cols;
+    tiles_per_outer = (inner + cols - 1) / cols;
+    tiles = outer * tiles_per_outer;
+  }
+  dim3 block() const { return dim3(cols, rows); }
+  unsigned grid() const { return static_cast<unsigned>(std::min<int64_t>(tiles, 65535)); }
+};
+
+// Combines v over the rows of each column (blockDim.y threads); every thread
+// gets its column's result. `red` holds kBlock doubles; it is free again when
+// this returns.
+template <bool kMax>
+__device__ __forceinline__ double column_reduce(double v, double* red) {
+  const unsigned c = threadIdx.x, cols = blockDim.x;
+  red[threadIdx.y * cols + c] = v;
+  __syncthreads();
+  for (unsigned d = blockDim.y / 2; d > 0; d /= 2) {
+    if (threadIdx.y < d) {
+      const double o = red[(threadIdx.y + d) * cols + c], a = red[threadIdx.y * cols + c];
+      red[threadIdx.y * cols + c] = kMax ? fmax(a, o) : a + o;
     }
+    __syncthreads();
+  }
+  v = red[c];
+  __syncthreads();  // red is overwritten by the next reduction
+  return v;
+}
+
+template <typename T>
+__global__ void softmax_fwd_mid_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t len,
+                                       int64_t inner, int64_t tiles_per_outer, int64_t tiles,
+                                       bool log) {
+  __shared__ double red[kBlock];
+  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const int64_t o = tile / tiles_per_outer;
+    const int64_t in = tile % tiles_per_outer * blockDim.x + threadIdx.x;
+    const bool live = in < inner;  // every thread takes part in the reductions
+    const T* xr = x + o * len * inner + (live ? in : 0);
+    T* yr = y + o * len * inner + (live ? in : 0);
+    double m = -INFINITY;
+    if (live)
+      for (int64_t k = threadIdx.y; k < len; k += blockDim.y)
+        m = fmax(m, static_cast<double>(xr[k * inner]));
+    m = column_reduce<true>(m, red);
+    double s = 0;
+    if (live)
+      for (int64_t k = threadIdx.y; k < len; k += blockDim.y)
+        s += ::exp(static_cast<double>(xr[k * inner]) - m);
+    const double ls = ::log(column_reduce<false>(s, red));
+    if (live)
+      for (int64_t k = threadIdx.y; k < len; k += blockDim.y) {
+        const double v = static_cast<double>(xr[k * inner]) - m;
+        yr[k * inner] = static_cast<T>(log ? v - ls : ::exp(v - ls));
+      }
   }
 }
 
 // softmax: gi = y * (g - sum(g*y)); log_softmax: gi = g - exp(y) * sum(g)
 template <typename T>
-__global__ void softmax_bwd_kernel(const T* __restrict__ g, const T* __restrict__ y,
-                                   T* __restrict__ gi, int64_t outer, int64_t len, int64_t inner,
-                                   bool log) {
-  GRAFT_GRID_STRIDE(line, outer * inner) {
-    const int64_t base = (line / inner) * len * inner + line % inner;
+__global__ void softmax_bwd_mid_kernel(const T* __restrict__ g, const T* __restrict__ y,
+                                       T* __restrict__ gi, int64_t len, int64_t inner,
+                                       int64_t tiles_per_outer, int64_t tiles, bool log) {
+  __shared__ double red[kBlock];
+  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const int64_t o = tile / tiles_per_outer;
+    const int64_t in = tile % tiles_per_outer * blockDim.x + threadIdx.x;
+    const bool live = in < inner;
+    const int64_t base = o * len * inner + (live ? in : 0);
     double s = 0;
-    for (int64_t k = 0; k < len; ++k) {
-      const int64_t j = base + k * inner;
-      s += log ? static_cast<double>(g[j]) : static_cast<double>(g[j]) * y[j];
-    }
-    for (int64_t k = 0; k < len; ++k) {
-      const int64_t j = base + k * inner;
-      gi[j] = log ? static_cast<T>(g[j] - ::exp(static_cast<double>(y[j])) * s)
-                  : static_cast<T>(y[j] * (g[j] - s));
-    }
+    if (live)
+      for (int64_t k = threadIdx.y; k < len; k += blockDim.y) {
+        const int64_t j = base + k * inner;
+        s += log ? static_cast<double>(g[j]) : static_cast<double>(g[j]) * y[j];
+      }
+    s = column_reduce<false>(s, red);
+    if (live)
+      for (int64_t k = threadIdx.y; k < len; k += blockDim.y) {
+        const int64_t j = base + k * inner;
+        gi[j] = log ? static_cast<T>(g[j] - ::exp(static_cast<double>(y[j])) * s)
+                    : static_cast<T>(y[j] * (g[j] - s));
+      }
   }
 }
 
@@ -149,9 +205,10 @@ void softmax_forward_cuda(const Tensor& x, int64_t dim, bool log, const Tensor& 
       GRAFT_CUDA_CHECK_LAUNCH();
       return;
     }
-    launch<softmax_fwd_kernel<scalar_t>>(grid_for(r.outer * r.inner, kBlock), kBlock, 0,
-                                         current_stream(device), x.data_ptr<scalar_t>(),
-                                         out.data_ptr<scalar_t>(), r.outer, r.len, r.inner, log);
+    const MidTiles t(r.outer, r.inner);
+    launch<softmax_fwd_mid_kernel<scalar_t>>(t.grid(), t.block(), 0, current_stream(device),
+                                             x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+                                             r.len, r.inner, t.tiles_per_outer, t.tiles, log);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
@@ -170,17 +227,18 @@ void softmax_backward_cuda(const Tensor& grad_out, const Tensor& output, int64_t
       GRAFT_CUDA_CHECK_LAUNCH();
       return;
     }
-    launch<softmax_bwd_kernel<scalar_t>>(
-        grid_for(r.outer * r.inner, kBlock), kBlock, 0, current_stream(device),
-        grad_out.data_ptr<scalar_t>(), output.data_ptr<scalar_t>(), grad_input.data_ptr<scalar_t>(),
-        r.outer, r.len, r.inner, log);
+    const MidTiles t(r.outer, r.inner);
+    launch<softmax_bwd_mid_kernel<scalar_t>>(
+        t.grid(), t.block(), 0, current_stream(device), grad_out.data_ptr<scalar_t>(),
+        output.data_ptr<scalar_t>(), grad_input.data_ptr<scalar_t>(), r.len, r.inner,
+        t.tiles_per_outer, t.tiles, log);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
 
 // ---- nll / cross-entropy ----
-// Row kernels write each row's loss (double) and whether it counts; a single
-// block then reduces them in a fixed order (deterministic, like the CPU).
+// Row kernels write each row's loss (double) and whether it counts;
+// reduce_losses then sums them in a fixed order (deterministic, like the CPU).
 __device__ __forceinline__ bool target_counts(int64_t t, int64_t C, int64_t ignore_index,
                                               int* flag) {
   if (t == ignore_index) return false;
@@ -228,17 +286,24 @@ __global__ void ce_rows_kernel(const T* __restrict__ x, const int64_t* __restric
   }
 }
 
-template <typename T>
-__global__ void loss_reduce_kernel(const double* __restrict__ loss, const int* __restrict__ counts,
-                                   int64_t N, int reduction, T* __restrict__ out) {
-  __shared__ double s_sum[kBlock];
-  __shared__ long long s_cnt[kBlock];
-  double s = 0;
-  long long c = 0;
-  for (int64_t i = threadIdx.x; i < N; i += blockDim.x) {
-    s += loss[i];
-    c += counts[i];
+// ---- the loss reduction: sum (or mean over the rows that count) of N
+// per-row losses, in two deterministic passes. Pass 1: block b sums its own
+// contiguous chunk of rows through a shared-memory tree into partial b; pass 2
+// (one block) sums the partials the same way. The chunking depends on N only,
+// so the result is the same on every run and every GPU.
+constexpr int64_t kLossChunk = 4096, kMaxLossPartials = 1024;  // 16 rows per thread
+struct LossSplit {
+  int64_t parts, chunk;
+  explicit LossSplit(int64_t n) {
+    parts = std::min<int64_t>(kMaxLossPartials,
+                              std::max<int64_t>(1, (n + kLossChunk - 1) / kLossChunk));
+    chunk = std::max<int64_t>(1, (n + parts - 1) / parts);
   }
+};
+
+// Sums (s, c) over the block; every thread gets the totals.
+__device__ __forceinline__ void block_sum_count(double& s, long long& c, double* s_sum,
+                                                long long* s_cnt) {
   s_sum[threadIdx.x] = s;
   s_cnt[threadIdx.x] = c;
   __syncthreads();
@@ -249,9 +314,74 @@ __global__ void loss_reduce_kernel(const double* __restrict__ loss, const int* _
     }
     __syncthreads();
   }
-  if (threadIdx.x == 0)
-    out[0] = static_cast<T>(reduction == kReduceMean ? s_sum[0] / static_cast<double>(s_cnt[0])
-                                                     : s_sum[0]);
+  s = s_sum[0];
+  c = s_cnt[0];
+}
+
+// Pass 1. From the row losses and counts (forward), or, with `target` set,
+// counting the rows whose target counts (backward of a mean).
+__global__ void loss_partials_kernel(const double* __restrict__ loss,
+                                     const int* __restrict__ counts,
+                                     const int64_t* __restrict__ target, int64_t C,
+                                     int64_t ignore_index, int64_t N, int64_t chunk,
+                                     double* __restrict__ psum, long long* __restrict__ pcnt) {
+  __shared__ double s_sum[kBlock];
+  __shared__ long long s_cnt[kBlock];
+  const int64_t begin = blockIdx.x * chunk, end = i64min(N, begin + chunk);
+  double s = 0;
+  long long c = 0;
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
+    if (target) {
+      const int64_t t = target[i];
+      c += (t != ignore_index && t >= 0 && t < C) ? 1 : 0;
+    } else {
+      s += loss[i];
+      c += counts[i];
+    }
+  }
+  block_sum_count(s, c, s_sum, s_cnt);
+  if (threadIdx.x == 0) {
+    psum[blockIdx.x] = s;
+    pcnt[blockIdx.x] = c;
+  }
+}
+
+// Pass 2: out[0] = the sum (or mean), and/or *count = the number of rows that count.
+template <typename T>
+__global__ void loss_finish_kernel(const double* __restrict__ psum,
+                                   const long long* __restrict__ pcnt, int64_t parts, int reduction,
+                                   T* __restrict__ out, int* __restrict__ count) {
+  __shared__ double s_sum[kBlock];
+  __shared__ long long s_cnt[kBlock];
+  double s = 0;
+  long long c = 0;
+  for (int64_t i = threadIdx.x; i < parts; i += blockDim.x) {
+    s += psum[i];
+    c += pcnt[i];
+  }
+  block_sum_count(s, c, s_sum, s_cnt);
+  if (threadIdx.x != 0) return;
+  if (out) out[0] = static_cast<T>(reduction == kReduceMean ? s / static_cast<double>(c) : s);
+  if (count) *count = static_cast<int>(c);
+}
+
+// Runs both passes: out[0] from (loss, counts), or *count from target.
+template <typename T>
+void reduce_losses(const double* loss, const int* counts, const int64_t* target, int64_t C,
+                   int64_t ignore_index, int64_t N, int reduction, T* out, int* count, int device,
+                   cudaStream_t stream) {
+  const LossSplit split(N);
+  Workspace psum(sizeof(double) * split.parts, device),
+      pcnt(sizeof(long long) * split.parts, device);
+  double* ps = static_cast<double*>(psum.data());
+  long long* pc = static_cast<long long*>(pcnt.data());
+  launch<loss_partials_kernel>(static_cast<unsigned>(split.parts), kBlock, 0, stream, loss, counts,
+                               target, C, ignore_index, N, split.chunk, ps, pc);
+  GRAFT_CUDA_CHECK_LAUNCH();
+  launch<loss_finish_kernel<T>>(1, kBlock, 0, stream, static_cast<const double*>(ps),
+                                static_cast<const long long*>(pc), split.parts, reduction, out,
+                                count);
+  GRAFT_CUDA_CHECK_LAUNCH();
 }
 
 template <typename T>
@@ -280,10 +410,11 @@ void loss_forward(const Tensor& x, const Tensor& target, int reduction, int64_t 
   if (reduction == kReduceNone) {
     if (N > 0)
       launch<loss_copy_kernel<T>>(grid_for(N, kBlock), kBlock, 0, stream, l, N, out.data_ptr<T>());
+    GRAFT_CUDA_CHECK_LAUNCH();
   } else {
-    launch<loss_reduce_kernel<T>>(1, kBlock, 0, stream, l, cnt, N, reduction, out.data_ptr<T>());
+    reduce_losses<T>(l, cnt, nullptr, C, ignore_index, N, reduction, out.data_ptr<T>(), nullptr,
+                     device, stream);
   }
-  GRAFT_CUDA_CHECK_LAUNCH();
 }
 
 void nll_forward_cuda(const Tensor& log_probs, const Tensor& target, int reduction,
@@ -301,21 +432,8 @@ void ce_forward_cuda(const Tensor& logits, const Tensor& target, int reduction,
 }
 
 // Backward: scale_i = grad_out[i] (none), g (sum) or g / count (mean). The
-// count is recomputed on the device so nothing is read back to the host.
-__global__ void count_kernel(const int64_t* __restrict__ target, int64_t N, int64_t C,
-                             int64_t ignore_index, int* __restrict__ count) {
-  __shared__ int s[kBlock];
-  int c = 0;
-  for (int64_t i = threadIdx.x; i < N; i += blockDim.x)
-    c += (target[i] != ignore_index && target[i] >= 0 && target[i] < C) ? 1 : 0;
-  s[threadIdx.x] = c;
-  __syncthreads();
-  for (unsigned d = blockDim.x / 2; d > 0; d /= 2) {
-    if (threadIdx.x < d) s[threadIdx.x] += s[threadIdx.x + d];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) *count = s[0];
-}
+// count is recomputed on the device (reduce_losses from the targets) so
+// nothing is read back to the host.
 
 // grad[i, c] = scale_i * (p_c - ls/C - (1-ls)[c == t_i]); for nll (from_logits
 // false): grad[i, c] = -scale_i [c == t_i].
@@ -354,9 +472,9 @@ void loss_backward(const Tensor& grad_out, const Tensor& log_probs, const Tensor
   DeviceGuard guard(device);
   cudaStream_t stream = current_stream(device);
   Workspace count(sizeof(int), device);
-  launch<count_kernel>(1, kBlock, 0, stream, target.data_ptr<int64_t>(), N, C, ignore_index,
-                       static_cast<int*>(count.data()));
-  GRAFT_CUDA_CHECK_LAUNCH();
+  if (reduction == kReduceMean)
+    reduce_losses<T>(nullptr, nullptr, target.data_ptr<int64_t>(), C, ignore_index, N, reduction,
+                     nullptr, static_cast<int*>(count.data()), device, stream);
   launch<loss_bwd_kernel<T>>(grid_for(N * C, kBlock), kBlock, 0, stream, grad_out.data_ptr<T>(),
                              from_logits ? log_probs.data_ptr<T>() : nullptr,
                              target.data_ptr<int64_t>(), N, C, reduction, ignore_index, ls,

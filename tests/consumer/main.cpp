@@ -1,12 +1,16 @@
 // Uses the installed graft as a library user would: the umbrella header plus a
 // narrower one, autograd checked numerically, and a ResNet forward pass (which
-// needs the CPU kernels to be registered, also in a static link).
+// needs the CPU kernels to be registered, also in a static link). It prints
+// whether a CUDA device can be used, or why not (check.cmake reads it: a
+// CPU-only consumer of a shared graft built with CUDA loads libgraft_cuda on
+// demand).
 #include <graft/graft.h>
 #include <graft/nn/models/resnet.h>
 
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <string>
 
 #include "io/file.h"  // the consumer's own header, not graft's
 
@@ -29,6 +33,8 @@ int main() {
   std::printf("consumer: resnet18 logits %s\n", logits.meta_str().c_str());
 
   ok = ok && std::strcmp(consumer_file_h(), "consumer io/file.h") == 0;
+  const std::string why = device_unavailable_reason(DeviceType::CUDA);
+  std::printf("consumer: cuda: %s\n", why.empty() ? "available" : why.c_str());
   std::printf("consumer: %s\n", ok ? "ok" : "WRONG");
   return ok ? 0 : 1;
 }

@@ -8,6 +8,31 @@
 //
 // GRAFT_EMU_SCHEDULE=random:SEED runs the runnable fibers of each pass in a
 // random order (default: thread order). GRAFT_EMU_THREADS=N sets the workers.
+//
+// racecheck (-DGRAFT_SANITIZE=thread, which defines GRAFT_EMU_RACECHECK):
+// every fiber is a ThreadSanitizer fiber and every switch is made with
+// __tsan_switch_to_fiber_no_sync, so running one emulated thread after another
+// on the same worker orders nothing. The only happens-before edges are CUDA's:
+//   - block start: the worker releases `block_start`, each fiber acquires it
+//     when it first runs (the launch's arguments and everything the host did
+//     before the launch);
+//   - __syncthreads: each thread releases the barrier's sync object on
+//     arrival and acquires it when the barrier opens, so all accesses before
+//     the barrier happen before all accesses after it, and accesses between
+//     two barriers are unordered. The objects alternate by barrier count: a
+//     thread that passed barrier k may arrive at k+1 before another has
+//     acquired k, and must not publish its new accesses to it;
+//   - warp shuffles, votes and __syncwarp: the same, per warp, alternating by
+//     the warp's exchange generation (the lanes of a warp exchange in lockstep);
+//   - block end: each finished fiber releases `block_end`, the worker acquires
+//     it (so the next block on this worker, which reuses the same
+//     `static thread_local` shared memory, is ordered after this one).
+// ThreadSanitizer then reports two emulated threads of a block that touch the
+// same shared (or global) address, at least one writing, in the same barrier
+// interval, and racecheck_on_report below (called by the __tsan_on_report hook
+// in kernels/cuda/emu/hook/) names the kernel, block and thread. This file
+// itself is compiled without -fsanitize=thread: the scheduler's bookkeeping is
+// shared with the fibers by construction (they never run at the same time).
 #include <sys/mman.h>
 #include <boost/context/detail/fcontext.hpp>
 
@@ -37,6 +62,9 @@
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
+#ifdef GRAFT_EMU_RACECHECK
+#include <sanitizer/tsan_interface.h>
+#endif
 
 namespace graft::cuda::emu {
 
@@ -61,6 +89,7 @@ struct Fiber {
   ThreadContext tc;
   State state = State::Ready;
   unsigned shuffle_mask = 0;
+  unsigned barriers = 0;  // __syncthreads passed (racecheck: which sync object)
 #ifdef GRAFT_EMU_ASAN
   void* fake_stack = nullptr;
 #endif
@@ -97,6 +126,15 @@ struct Worker {
 #endif
 
   unsigned seed_in_use = 0;
+#ifdef GRAFT_EMU_RACECHECK
+  // ThreadSanitizer contexts: the worker's own, and one fiber per stack slot
+  // (reused by the thread of that index in every block this worker runs).
+  void* tsan_scheduler = nullptr;
+  std::vector<void*> tsan_fibers;
+  // Sync objects (their addresses): see the file comment.
+  uint64_t block_start = 0, block_end = 0, barrier[2] = {0, 0};
+  std::vector<uint64_t> warp_sync;  // 2 per warp
+#endif
   ~Worker() {
     for (void* st : stacks) munmap(static_cast<char*>(st) - kGuard, kGuard + kStackSize);
   }
@@ -123,6 +161,9 @@ struct Worker {
     __sanitizer_start_switch_fiber(finished ? nullptr : &f->fake_stack, main_stack_bottom,
                                    main_stack_size);
 #endif
+#ifdef GRAFT_EMU_RACECHECK
+    __tsan_switch_to_fiber(tsan_scheduler, __tsan_switch_to_fiber_no_sync);
+#endif
     ctx::transfer_t t = ctx::jump_fcontext(scheduler, nullptr);
     scheduler = t.fctx;
 #ifdef GRAFT_EMU_ASAN
@@ -140,8 +181,14 @@ struct Worker {
 #endif
     Fiber* f = static_cast<Fiber*>(t.data);
     t_current = &f->tc;
+#ifdef GRAFT_EMU_RACECHECK
+    __tsan_acquire(&w->block_start);
+#endif
     w->launch->body();
     f->state = State::Done;
+#ifdef GRAFT_EMU_RACECHECK
+    __tsan_release(&w->block_end);
+#endif
     w->yield(true);
     std::abort();  // a finished fiber is never resumed
   }
@@ -152,6 +199,10 @@ struct Worker {
 #ifdef GRAFT_EMU_ASAN
     void* save = nullptr;
     __sanitizer_start_switch_fiber(&save, f.stack, kStackSize);
+#endif
+#ifdef GRAFT_EMU_RACECHECK
+    __tsan_switch_to_fiber(tsan_fibers[static_cast<size_t>(&f - fibers.data())],
+                           __tsan_switch_to_fiber_no_sync);
 #endif
     ctx::transfer_t t = ctx::jump_fcontext(f.ctx, &f);
     f.ctx = t.fctx;
@@ -199,6 +250,12 @@ struct Worker {
       f.ctx = ctx::make_fcontext(static_cast<char*>(f.stack) + kStackSize, kStackSize, &entry);
       order[i] = static_cast<int>(i);
     }
+#ifdef GRAFT_EMU_RACECHECK
+    tsan_scheduler = __tsan_get_current_fiber();
+    while (tsan_fibers.size() < n) tsan_fibers.push_back(__tsan_create_fiber(0));
+    warp_sync.assign(warps * 2, 0);
+    __tsan_release(&block_start);
+#endif
     size_t done = 0;
     for (;;) {
       if (random_order) std::shuffle(order.begin(), order.end(), rng);
@@ -209,7 +266,12 @@ struct Worker {
         if (f.state == State::Done) ++done;
         if (!error.empty()) return abandon();
       }
-      if (done == n) return true;
+      if (done == n) {
+#ifdef GRAFT_EMU_RACECHECK
+        __tsan_acquire(&block_end);
+#endif
+        return true;
+      }
       if (!release_warps() && !release_barrier()) return deadlock();
     }
   }
@@ -270,6 +332,20 @@ struct Worker {
 #ifdef GRAFT_EMU_ASAN
     for (const Fiber& f : fibers)
       if (f.state != State::Done) __asan_unpoison_memory_region(f.stack, kStackSize);
+#endif
+#ifdef GRAFT_EMU_RACECHECK
+    // Every fiber released one of these before it last yielded; the next
+    // block on this worker must come after all of them.
+    __tsan_acquire(&block_end);
+    for (uint64_t& b : barrier) __tsan_acquire(&b);
+    for (uint64_t& s : warp_sync) __tsan_acquire(&s);
+    // An abandoned fiber's ThreadSanitizer context still holds its unfinished
+    // call stack: replace it.
+    for (size_t i = 0; i < fibers.size(); ++i)
+      if (fibers[i].state != State::Done) {
+        __tsan_destroy_fiber(tsan_fibers[i]);
+        tsan_fibers[i] = __tsan_create_fiber(0);
+      }
 #endif
     fibers.clear();
     return false;
@@ -374,6 +450,28 @@ Pool& pool() {
 
 void set_schedule_seed(unsigned seed) { g_schedule_seed.store(seed); }
 
+namespace {
+std::atomic<unsigned long> g_racecheck_reports{0};
+}
+unsigned long racecheck_reports() { return g_racecheck_reports.load(); }
+
+// ThreadSanitizer's __tsan_on_report (kernels/cuda/emu/hook/, linked into
+// each program) calls this after printing each report, on the thread that made
+// the second access: when that is an emulated CUDA thread, name its kernel,
+// block and thread (the report's stacks name the kernel's functions). Only
+// one fprintf of fixed fields: nothing is allocated inside the report.
+void racecheck_on_report() {
+  const Worker* w = t_worker;
+  if (!w || !w->running || !w->launch) return;
+  g_racecheck_reports.fetch_add(1);
+  const ThreadContext& tc = w->running->tc;
+  std::fprintf(stderr,
+               "racecheck: kernel %s, block (%u,%u,%u), thread (%u,%u,%u): a data race between "
+               "threads of one launch with no barrier between them (report above)\n",
+               w->launch->kernel_name, w->block_idx.x, w->block_idx.y, w->block_idx.z,
+               tc.thread_idx.x, tc.thread_idx.y, tc.thread_idx.z);
+}
+
 ThreadContext* current_thread() {
   if (!t_current) {
     std::fprintf(stderr, "graft emulator: threadIdx/blockIdx used outside a kernel\n");
@@ -384,8 +482,17 @@ ThreadContext* current_thread() {
 
 void syncthreads() {
   Worker& w = *t_worker;
-  w.running->state = State::AtBarrier;
+  Fiber* f = w.running;
+#ifdef GRAFT_EMU_RACECHECK
+  uint64_t* sync = &w.barrier[f->barriers & 1];
+  __tsan_release(sync);
+#endif
+  f->state = State::AtBarrier;
   w.yield(false);
+#ifdef GRAFT_EMU_RACECHECK
+  __tsan_acquire(sync);
+#endif
+  ++f->barriers;
 }
 
 namespace {
@@ -404,11 +511,21 @@ const uint64_t* exchange(unsigned mask, uint64_t bits, int& lane) {
   if (!(mask >> lane & 1u)) {
     w.error = "synccheck: " + w.where() + ": lane " + std::to_string(lane) +
               " calls a warp shuffle/vote with a mask that excludes it";
+#ifdef GRAFT_EMU_RACECHECK
+    __tsan_release(&w.block_end);
+#endif
     w.yield(false);  // the block is abandoned; never resumed
   }
   const int parity = w.warp_gen[warp] & 1;
   w.warp_bits[parity][warp * 32 + static_cast<size_t>(lane)] = bits;
+#ifdef GRAFT_EMU_RACECHECK
+  uint64_t* sync = &w.warp_sync[warp * 2 + static_cast<size_t>(parity)];
+  __tsan_release(sync);
+#endif
   w.yield(false);
+#ifdef GRAFT_EMU_RACECHECK
+  __tsan_acquire(sync);
+#endif
   return &w.warp_bits[parity][warp * 32];
 }
 }  // namespace

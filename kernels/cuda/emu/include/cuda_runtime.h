@@ -140,6 +140,13 @@ int stream_device(cudaStream_t stream);
 // GRAFT_EMU_SCHEDULE=random:SEED sets it at start-up.
 void set_schedule_seed(unsigned seed);
 
+// racecheck (-DGRAFT_SANITIZE=thread): how many ThreadSanitizer reports came
+// from emulated CUDA threads so far (always 0 in other builds).
+unsigned long racecheck_reports();
+// Called by ThreadSanitizer's report hook (kernels/cuda/emu/hook/): prints
+// which kernel, block and thread made the racing access and counts it.
+void racecheck_on_report();
+
 // Queues host work on a stream, in order with its kernels and copies.
 cudaError_t enqueue(cudaStream_t stream, std::function<void()> work);
 // Reports a checker failure (synccheck, a bad library call) for the kernel
