@@ -4,7 +4,8 @@
 //
 // brings in tensors and ops, autograd, nn modules and models,
 // graft::nn::functional, optimizers and schedulers, checkpoint I/O, data
-// loading, the training loop and its telemetry. Narrower headers (<graft/nn/models/resnet.h>)
+// loading, the training loop and its telemetry, and data-parallel training
+// over MPI (dist/). Narrower headers (<graft/nn/models/resnet.h>)
 // work too. Link with CMake: find_package(graft) and graft::graft.
 #pragma once
 
@@ -20,6 +21,9 @@
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "data/transforms.h"
+#include "dist/ddp.h"
+#include "dist/process_group.h"
+#include "dist/sync_bn.h"
 #include "io/pth.h"
 #include "io/safetensors.h"
 #include "io/state_dict.h"

@@ -4,6 +4,7 @@
 #include "cli/command.h"
 #include "core/device.h"
 #include "core/parallel.h"
+#include "dist/process_group.h"
 
 namespace {
 
@@ -15,6 +16,11 @@ int run_info() {
   std::cout << "CUDA backend: not compiled\n";
 #endif
   std::cout << "CPU threads: " << graft::get_num_threads() << "\n";
+  std::cout << "MPI: " << (graft::dist::mpi_compiled() ? "compiled" : "not compiled") << "\n";
+  const auto launch = graft::dist::launch_info();
+  std::cout << "distributed: rank " << launch.rank << " of world size " << launch.world_size
+            << " (local rank " << launch.local_rank << ", launcher "
+            << (launch.launched ? launch.launcher : "none") << ")\n";
   if (graft::cuda_available()) {
     const auto& b = graft::device_backend(graft::DeviceType::CUDA);
     for (int i = 0; i < b.device_count(); ++i)

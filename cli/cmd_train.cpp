@@ -103,7 +103,21 @@ std::function<int()> setup_train(CLI::App& app) {
                  "mid-epoch (a folder, where torchvision's --resume takes a file; only "
                  "--epochs, --max-steps, --save, --device, --workers, --threads may change)");
   app.add_option("--device", c->device, "cpu | cuda | cuda:N")->capture_default_str();
+  app.add_option("--dtype", c->dtype,
+                 "float32 | float64: the model's parameters and inputs (float64 for checks)")
+      ->check(CLI::IsMember({"float32", "float64"}))
+      ->capture_default_str();
   app.add_option("--threads", c->threads, "CPU threads");
+  // data parallel (dist/)
+  app.add_flag("--distributed", c->distributed,
+               "data-parallel training over MPI; implied when mpirun starts more than one "
+               "rank (mpirun -np N graft train ...). --batch-size is per rank");
+  app.add_flag("--sync-bn", c->sync_bn,
+               "all-reduce BatchNorm statistics across ranks, forward and backward (torch's "
+               "SyncBatchNorm); default: per-rank statistics, as torch DDP");
+  app.add_option("--dist-timeout", c->dist_timeout,
+                 "seconds a collective waits for the other ranks before failing the job")
+      ->capture_default_str();
   app.add_flag("--quiet", c->quiet, "no progress output");
   return [c, betas, &app]() {
     for (const CLI::Option* o : app.get_options())

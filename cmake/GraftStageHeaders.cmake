@@ -5,8 +5,8 @@
 # path, so a consumer's own "core/..." or "io/..." files cannot clash with
 # graft's. Run as a script: cmake -DSOURCE_DIR=... -DDEST_DIR=... -P this.
 cmake_minimum_required(VERSION 3.25)
-set(dirs core nn optim io data train)
-set(regex "#include \"((core|nn|optim|io|data|train)/[^\"]+)\"")
+set(dirs core nn optim io data train dist)
+set(regex "#include \"((core|nn|optim|io|data|train|dist)/[^\"]+)\"")
 
 set(wanted)
 foreach(dir ${dirs})

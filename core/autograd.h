@@ -85,7 +85,13 @@ struct FunctionNode final : Node {
 };
 
 struct AccumulateGrad final : Node {
-  explicit AccumulateGrad(std::shared_ptr<TensorImpl> leaf_impl) : leaf(std::move(leaf_impl)) {}
+  // Runs as soon as it is ready (torch gives AccumulateGrad the highest
+  // sequence number too): a leaf's .grad and its hooks come right after its
+  // last contribution, which is what lets data-parallel training start a
+  // gradient bucket's all-reduce while the rest of backward still runs.
+  explicit AccumulateGrad(std::shared_ptr<TensorImpl> leaf_impl) : leaf(std::move(leaf_impl)) {
+    sequence_nr = UINT64_MAX;
+  }
   std::vector<Tensor> apply(const Tensor& grad_output) override;
   std::string name() const override { return "AccumulateGrad"; }
   std::shared_ptr<TensorImpl> leaf;

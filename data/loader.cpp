@@ -31,6 +31,21 @@ Batch collate(const std::vector<Example>& examples) {
   return {images, labels};
 }
 
+std::vector<int64_t> distributed_shard(const std::vector<int64_t>& order, int64_t world,
+                                       int64_t rank) {
+  GRAFT_CHECK(world >= 1 && rank >= 0 && rank < world, "distributed_shard: rank ", rank,
+              " outside a world of ", world);
+  const auto n = static_cast<int64_t>(order.size());
+  if (n == 0) return {};
+  const int64_t per_rank = (n + world - 1) / world, total = per_rank * world;
+  std::vector<int64_t> shard;
+  shard.reserve(static_cast<size_t>(per_rank));
+  // Position i of the padded order is order[i % n] (torch repeats the list
+  // as often as the padding needs).
+  for (int64_t i = rank; i < total; i += world) shard.push_back(order[static_cast<size_t>(i % n)]);
+  return shard;
+}
+
 DataLoader::DataLoader(DatasetPtr dataset, Options options)
     : dataset_(std::move(dataset)), opts_(options) {
   GRAFT_CHECK(dataset_, "DataLoader: null dataset");
@@ -39,12 +54,15 @@ DataLoader::DataLoader(DatasetPtr dataset, Options options)
   GRAFT_CHECK(opts_.num_workers >= 0, "DataLoader: num_workers must be >= 0, got ",
               opts_.num_workers);
   GRAFT_CHECK(opts_.prefetch >= 1, "DataLoader: prefetch must be >= 1, got ", opts_.prefetch);
+  GRAFT_CHECK(opts_.num_replicas >= 1 && opts_.rank >= 0 && opts_.rank < opts_.num_replicas,
+              "DataLoader: rank ", opts_.rank, " outside num_replicas ", opts_.num_replicas);
 }
 
 DataLoader::~DataLoader() { stop(); }
 
 int64_t DataLoader::size() const {
-  const int64_t n = dataset_->size(), b = opts_.batch_size;
+  const int64_t w = opts_.num_replicas;
+  const int64_t n = (dataset_->size() + w - 1) / w, b = opts_.batch_size;
   return opts_.drop_last ? n / b : (n + b - 1) / b;
 }
 
@@ -58,6 +76,7 @@ std::vector<int64_t> DataLoader::epoch_order(int64_t epoch) const {
     for (int64_t i = n - 1; i > 0; --i)
       std::swap(order[i], order[gen.next_below(static_cast<uint64_t>(i + 1))]);
   }
+  if (opts_.num_replicas > 1) return distributed_shard(order, opts_.num_replicas, opts_.rank);
   return order;
 }
 

@@ -30,6 +30,12 @@ struct Batch {
 // Stacks examples into a Batch; errors name the example whose shape differs.
 Batch collate(const std::vector<Example>& examples);
 
+// torch.utils.data.DistributedSampler's indices (drop_last=False) for an
+// epoch order: padded to ceil(n / world) * world by repeating the order from
+// its start, then every world-th entry from `rank`.
+std::vector<int64_t> distributed_shard(const std::vector<int64_t>& order, int64_t world,
+                                       int64_t rank);
+
 class DataLoader {
  public:
   struct Options {
@@ -39,6 +45,13 @@ class DataLoader {
     int num_workers = 0;  // 0: load on the consumer's thread
     int prefetch = 2;     // batches in flight per worker
     uint64_t seed = 0;
+    // Data-parallel sharding (torch's DistributedSampler): the epoch's order
+    // (shuffled as above, identical on every rank) is padded with its own
+    // first indices to a multiple of num_replicas, and this rank takes
+    // positions rank, rank + num_replicas, ... Every rank gets the same number
+    // of examples and batches.
+    int64_t num_replicas = 1;
+    int64_t rank = 0;
   };
   DataLoader(DatasetPtr dataset, Options options);
   ~DataLoader();
@@ -63,7 +76,8 @@ class DataLoader {
   // Cancels the current epoch and joins the workers (idempotent).
   void stop();
 
-  // The example order of `epoch` (identity when not shuffling).
+  // The example order of `epoch` (identity when not shuffling), this rank's
+  // shard of it when num_replicas > 1.
   std::vector<int64_t> epoch_order(int64_t epoch) const;
 
   // for (Batch& b : loader) runs one epoch (start() + next() until done).

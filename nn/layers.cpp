@@ -141,6 +141,7 @@ Tensor BatchNorm2d::forward(const Tensor& input) {
     }
     if (!momentum) factor = 1.0 / num_batches_tracked.item();
   }
+  if (training && training_forward) return training_forward(*this, input, factor);
   const bool use_batch_stats = training || !track_running_stats;
   // In training mode without tracking, no running stats are passed (nothing is updated).
   const bool pass_running = !training || track_running_stats;

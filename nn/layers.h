@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <optional>
@@ -61,6 +62,11 @@ class BatchNorm2d : public Module {
   // updates them, even while the model is in training mode (a "frozen" BN
   // policy for fine-tuning small batches).
   bool force_eval = false;
+  // Training-mode normalisation with statistics over several processes
+  // (dist::enable_sync_batch_norm, `graft train --sync-bn`): when set, it
+  // replaces the local batch_norm in training mode. `factor` is the running
+  // statistics' momentum for this step.
+  std::function<Tensor(BatchNorm2d& bn, const Tensor& input, double factor)> training_forward;
 
   Tensor weight, bias;               // [C] when affine
   Tensor running_mean, running_var;  // [C] when track_running_stats

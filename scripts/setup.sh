@@ -6,6 +6,7 @@ PACKAGES=(
   libeigen3-dev libstb-dev zlib1g-dev libturbojpeg0-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libfmt-dev
+  libopenmpi-dev openmpi-bin
   python3 python3-numpy python3-torch python3-torchvision
   dataset-fashion-mnist
 )

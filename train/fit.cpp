@@ -92,8 +92,8 @@ std::string format_epoch(const EpochRecord& r, int64_t total_epochs, double eta_
   return buf;
 }
 
-EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int64_t num_classes,
-                    Device device) {
+EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int64_t num_classes, Device device,
+                    DType dtype) {
   GRAFT_CHECK(num_classes > 0, "evaluate: num_classes must be positive");
   const bool was_training = model.is_training();
   model.eval();
@@ -105,7 +105,9 @@ EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int64_t num_cla
   loader.start();
   data::Batch b;
   while (loader.next(b)) {
-    Tensor logits = model(b.images.to(device));
+    Tensor x = b.images.to(device);
+    if (x.dtype() != dtype) x = x.to(dtype);
+    Tensor logits = model(x);
     GRAFT_CHECK(logits.dim() == 2 && logits.size(1) == num_classes, "evaluate: the model gives ",
                 shape_str(logits.sizes()), " logits for ", num_classes, " classes");
     const Tensor labels = b.labels.to(device);
@@ -142,11 +144,13 @@ namespace {
 // One training step on a batch; returns the batch's mean loss.
 double train_step(nn::Module& model, optim::Optimizer& opt, const data::Batch& b,
                   Generator& flip_gen, const FitOptions& o, EpochProgress& p) {
-  const Tensor x = (o.input_fn ? o.input_fn(b.images, flip_gen)
-                    : o.hflip  ? random_hflip(b.images, flip_gen)
-                               : b.images)
-                       .to(o.device);
+  Tensor x = (o.input_fn ? o.input_fn(b.images, flip_gen)
+              : o.hflip  ? random_hflip(b.images, flip_gen)
+                         : b.images)
+                 .to(o.device);
+  if (x.dtype() != o.dtype) x = x.to(o.dtype);
   const Tensor y = b.labels.to(o.device);
+  if (o.before_forward) o.before_forward();
   Tensor logits = model(x);
   Tensor loss = F::cross_entropy(logits, y, F::Reduction::Mean, -100, o.label_smoothing);
   const double lv = loss.item();
@@ -154,7 +158,9 @@ double train_step(nn::Module& model, optim::Optimizer& opt, const data::Batch& b
               ", batch ", p.batch + 1,
               ": the run diverged; lower the learning rate (--lr) or check the inputs");
   opt.zero_grad();
+  if (o.before_backward) o.before_backward();
   loss.backward();
+  if (o.after_backward) o.after_backward();
   if (o.clip_grad_norm) {
     std::vector<Tensor> ps;
     for (const auto& g : opt.param_groups())
@@ -257,14 +263,25 @@ std::vector<EpochRecord> fit(nn::Module& model, optim::Optimizer& opt, optim::Sc
     const bool partial = p.batch < train.size();
     if (scheduler && !partial) scheduler->step();
     rec.seconds = seconds_since(t0);
-    rec.train_loss = p.loss_sum / static_cast<double>(p.seen);
-    rec.train_acc = static_cast<double>(p.correct) / static_cast<double>(p.seen);
-    rec.images_per_sec = static_cast<double>(p.seen - seen0) / std::max(rec.seconds, 1e-9);
+    double loss_sum = p.loss_sum;
+    int64_t correct = p.correct, seen = p.seen, seen_now = p.seen - seen0;
+    if (o.reduce_metrics) {
+      o.reduce_metrics(loss_sum, correct, seen);
+      double unused = 0;
+      int64_t unused_correct = 0;
+      o.reduce_metrics(unused, unused_correct, seen_now);
+    }
+    rec.train_loss = loss_sum / static_cast<double>(seen);
+    rec.train_acc = static_cast<double>(correct) / static_cast<double>(seen);
+    rec.images_per_sec = static_cast<double>(seen_now) / std::max(rec.seconds, 1e-9);
     rec.steps = p.steps;
     const bool last = epoch + 1 == o.epochs || end == EpochEnd::StepLimit;
     if (val && (last || (epoch + 1) % std::max<int64_t>(o.val_every, 1) == 0)) {
-      const EvalResult e =
-          evaluate(o.val_model ? *o.val_model : model, *val, o.num_classes, o.device);
+      Tensor x = (o.input_fn ? o.input_fn(b.images, flip_gen)
+                  : o.hflip  ? random_hflip(b.images, flip_gen)
+                             : b.images)
+                     .to(o.device);
+      if (x.dtype() != o.dtype) x = x.to(o.dtype);
       rec.val_loss = e.loss;
       rec.val_acc = e.top1;
     }
@@ -276,8 +293,14 @@ std::vector<EpochRecord> fit(nn::Module& model, optim::Optimizer& opt, optim::Sc
       std::cerr << format_epoch(rec, o.epochs, eta) << std::endl;
     }
     say_why_stopped(o, end, p);
-    if (o.on_epoch_end)
-      o.on_epoch_end(rec, partial ? p : EpochProgress{epoch + 1, 0, p.steps, 0, 0, 0});
+    if (o.on_epoch_end) {
+      // A part-done epoch's sums are saved as all ranks' (see reduce_metrics).
+      EpochProgress saved = p;
+      saved.loss_sum = loss_sum;
+      saved.correct = correct;
+      saved.seen = seen;
+      o.on_epoch_end(rec, partial ? saved : EpochProgress{epoch + 1, 0, p.steps, 0, 0, 0});
+    }
     if (end == EpochEnd::StepLimit) break;
   }
   return records;

@@ -81,6 +81,8 @@ struct FitOptions {
   // Tests: behave as if `stop` became true after this many steps in total (-1: never).
   int64_t stop_after_steps = -1;
   Device device = Device::cpu();
+  // The model's floating-point dtype: batches (float32) are converted to it.
+  DType dtype = DType::Float32;
   int64_t num_classes = 0;
   double label_smoothing = 0;
   std::optional<double> clip_grad_norm;
@@ -100,6 +102,13 @@ struct FitOptions {
   // current step and fit() returns the completed epochs. A stop after an
   // epoch's last step lets that epoch finish (validation, on_epoch_end).
   const std::atomic<bool>* stop = nullptr;
+  // Data-parallel training (dist/ddp.h): called before each training
+  // forward, right before backward, and after backward (before gradient
+  // clipping and the optimizer step).
+  std::function<void()> before_forward, before_backward, after_backward;
+  // Sums an epoch's loss_sum, correct and seen over all ranks, so the
+  // reported loss and accuracy are the whole world's.
+  std::function<void(double& loss_sum, int64_t& correct, int64_t& seen)> reduce_metrics;
 };
 
 // Trains `model` and returns one record per completed epoch.
@@ -108,7 +117,7 @@ std::vector<EpochRecord> fit(nn::Module& model, optim::Optimizer& opt, optim::Sc
 
 // Eval-mode pass over `loader`; restores the model's training flag after.
 EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int64_t num_classes,
-                    Device device = Device::cpu());
+                    Device device = Device::cpu(), DType dtype = DType::Float32);
 
 // Flips each image of a [B,C,H,W] batch horizontally with probability 0.5:
 // hflip_images(images, one hflip_draw per image in batch order).

@@ -1,6 +1,7 @@
 #include "train/run.h"
 
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <ctime>
@@ -8,9 +9,13 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <thread>
 
+#include "core/ops.h"
 #include "core/parallel.h"
 #include "data/dataset.h"
+#include "dist/ddp.h"
+#include "dist/sync_bn.h"
 #include "io/state_dict.h"
 #include "nn/models/resnet.h"
 #include "optim/params.h"
@@ -37,7 +42,8 @@ using json = nlohmann::ordered_json;
   X(nesterov) X(amsgrad) X(betas) X(freeze) X(param_groups) X(bn) X(backbone_lr_mult)         \
   X(head_lr_mult) X(scheduler) X(step_size) X(gamma) X(milestones) X(warmup_epochs)           \
   X(batch_size) X(epochs) X(max_steps) X(val_every) X(shuffle) X(seed) X(label_smoothing)     \
-  X(clip_grad_norm) X(cache_features) X(save) X(out) X(device) X(threads)
+  X(clip_grad_norm) X(cache_features) X(save) X(out) X(device) X(threads) X(dtype) X(sync_bn) \
+  X(world_size)
 // clang-format on
 
 std::string config_json(const TrainConfig& c) {
@@ -287,6 +293,9 @@ void validate(const TrainConfig& c) {
   GRAFT_CHECK(c.augment == "default" || c.augment == "none", "--augment must be default or none");
   GRAFT_CHECK(c.cache_features == "auto" || c.cache_features == "on" || c.cache_features == "off",
               "--cache-features must be auto, on or off, got '", c.cache_features, "'");
+  GRAFT_CHECK(c.dtype == "float32" || c.dtype == "float64",
+              "--dtype must be float32 or float64, got '", c.dtype, "'");
+  GRAFT_CHECK(c.dist_timeout > 0, "--dist-timeout must be positive, got ", c.dist_timeout);
   GRAFT_CHECK(std::isfinite(c.backbone_lr_mult) && c.backbone_lr_mult >= 0 &&
                   std::isfinite(c.head_lr_mult) && c.head_lr_mult >= 0,
               "--backbone-lr-mult and --head-lr-mult must be >= 0");
@@ -335,9 +344,9 @@ void refuse_idle_flags(const TrainConfig& c) {
 // --resume takes everything from the run folder; only the length of the run
 // and where and how it runs may change, with a note.
 TrainConfig resume_config(const TrainConfig& cli) {
-  static const std::set<std::string> may_change = {"resume", "epochs",  "max-steps",
-                                                   "save",   "workers", "threads",
-                                                   "quiet",  "device",  "cache-features"};
+  static const std::set<std::string> may_change = {
+      "resume", "epochs", "max-steps",   "save",         "workers",       "threads",
+      "quiet",  "device", "distributed", "dist-timeout", "cache-features"};
   for (const auto& f : cli.given)
     GRAFT_CHECK(may_change.count(f), "--", f,
                 " cannot change on --resume: the run's settings come from ", cli.resume,
@@ -366,6 +375,8 @@ TrainConfig resume_config(const TrainConfig& cli) {
   c.threads = cli.threads;
   // The same computation either way (up to the backbone's float rounding).
   if (cli.given.count("cache-features")) c.cache_features = cli.cache_features;
+  c.distributed = cli.distributed;
+  c.dist_timeout = cli.dist_timeout;
   c.quiet = cli.quiet;
   c.resume = c.out = fs::absolute(cli.resume).string();
   return c;
@@ -434,6 +445,12 @@ void write_text(const std::string& path, const std::string& text) {
     GRAFT_CHECK(f.good(), "cannot write '", path, "'");
   }
   fs::rename(tmp, path);
+}
+
+std::string fmt_g17(double v) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
 }
 
 std::string fmt_g(double v) {
@@ -538,12 +555,14 @@ Model build_model(const TrainConfig& c, Data& d, const TrainingCheckpoint* resum
                 ": last.pth holds a ", resumed->arch, " but config.json says ", c.arch);
     m.classes = head_classes(resumed->model);
     m.net = nn::make_resnet(c.arch, m.classes);
+    if (c.dtype == "float64") m.net->to(DType::Float64);  // load without rounding
     load_or_explain(*m.net, resumed->model, c.resume + "/last.pth", c.arch);
   } else if (!c.weights.empty()) {
     const TrainingCheckpoint w = load_checkpoint(c.weights, c.quiet);
     const int64_t ckpt_classes = head_classes(w.model);
     m.classes = choose_classes(c, d, ckpt_classes);
     m.net = nn::make_resnet(c.arch, ckpt_classes > 0 ? ckpt_classes : m.classes);
+    if (c.dtype == "float64") m.net->to(DType::Float64);  // load without rounding
     load_or_explain(*m.net, w.model, c.weights, c.arch);
     if (!c.quiet) std::cerr << "loaded " << w.model.size() << " tensors from " << c.weights << "\n";
     if (ckpt_classes != m.classes) {
@@ -556,6 +575,7 @@ Model build_model(const TrainConfig& c, Data& d, const TrainingCheckpoint* resum
   } else {
     m.classes = choose_classes(c, d, 0);
     m.net = nn::make_resnet(c.arch, m.classes);
+    if (c.dtype == "float64") m.net->to(DType::Float64);  // load without rounding
   }
   if (static_cast<int64_t>(d.classes.size()) != m.classes) {
     d.classes.resize(static_cast<size_t>(m.classes));
@@ -656,6 +676,7 @@ void setup_run(Run& run, const TrainingCheckpoint* resumed) {
   run.opt = apply_recipe(c, *run.m.net);
   if (!c.quiet) std::cerr << optim::params_to_learn(*run.opt);
   run.m.net->to(require_device(c.device));
+  if (c.dtype == "float64") run.m.net->to(DType::Float64);
   run.schedule = make_schedule(c, *run.opt);
   if (resumed) {
     run.opt->load_state_dict(resumed->optimizer);
@@ -693,6 +714,7 @@ FitOptions fit_options(const TrainConfig& c, int64_t classes, const TrainingChec
   fo.max_steps = c.max_steps;
   fo.stop_after_steps = env_int("GRAFT_TEST_STOP_AFTER_STEPS", -1);
   fo.device = require_device(c.device);
+  fo.dtype = c.dtype == "float64" ? DType::Float64 : DType::Float32;
   fo.num_classes = classes;
   fo.label_smoothing = c.label_smoothing;
   if (c.clip_grad_norm > 0) fo.clip_grad_norm = c.clip_grad_norm;
@@ -771,7 +793,66 @@ ImageSplits resolve_image_splits(const std::string& root) {
   return s;
 }
 
+namespace {
+
+// FNV-1a over the text: ranks compare their resolved configurations.
+int64_t config_hash(const std::string& text) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char ch : text) h = (h ^ ch) * 1099511628211ull;
+  return static_cast<int64_t>(h >> 1);
+}
+
+// Every rank must train the same run: the resolved flags (less those that
+// may differ per rank: device, threads, workers, quiet) are hashed and
+// compared across ranks.
+void check_same_config(dist::ProcessGroup& pg, TrainConfig c) {
+  c.device.clear();
+  c.threads = c.workers = 0;
+  const int64_t mine = config_hash(config_json(c));
+  Tensor h = tensor<int64_t>({mine}, {1});
+  const auto all = pg.all_gather(h).to_vector<int64_t>();
+  for (int r = 0; r < pg.size(); ++r)
+    GRAFT_CHECK(all[static_cast<size_t>(r)] == all[0], "rank ", pg.rank(), ": rank ", r,
+                " was started with other graft train flags than rank 0 (config hash ",
+                all[static_cast<size_t>(r)], " vs ", all[0],
+                "): every rank must get the same flags and data");
+}
+
+// Rank 0 alone prints, writes the run folder and --save.
+void quiet_follower(TrainConfig& c) {
+  c.quiet = true;
+  c.out.clear();
+  c.save.clear();
+  c.telemetry = 0;
+}
+
+}  // namespace
+
 TrainSummary run_training(TrainConfig cli) {
+  const dist::LaunchInfo launch = dist::launch_info();
+  const bool distributed = cli.distributed || launch.world_size > 1;
+  if (!distributed) {
+    GRAFT_CHECK(!cli.sync_bn,
+                "--sync-bn needs distributed training (mpirun -np N graft train ...)");
+    return run_training_on(std::move(cli), nullptr);
+  }
+  GRAFT_CHECK(launch.launched,
+              "--distributed: no MPI launcher found (no OMPI_COMM_WORLD_SIZE or "
+              "PMI_SIZE); start graft with mpirun -np N graft train ...");
+  dist::ProcessGroup& pg = dist::ProcessGroup::world();
+  try {
+    TrainSummary s = run_training_on(std::move(cli), &pg);
+    pg.barrier();
+    dist::set_clean_exit(true);
+    return s;
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    if (what.rfind("rank ", 0) == 0) throw;
+    throw Error("rank " + std::to_string(pg.rank()) + ": " + what);
+  }
+}
+
+TrainSummary run_training_on(TrainConfig cli, dist::ProcessGroup* pg) {
   const bool resuming = !cli.resume.empty();
   Run run;
   TrainConfig& c = run.c;
@@ -780,6 +861,15 @@ TrainSummary run_training(TrainConfig cli) {
   if (!resuming) {
     refuse_idle_flags(c);
     make_paths_absolute(c);
+  }
+  std::unique_ptr<dist::DistributedDataParallel> ddp;
+  const int rank = pg ? pg->rank() : 0, world = pg ? pg->size() : 1;
+  if (pg) {
+    pg->set_timeout(c.dist_timeout);
+    check_same_config(*pg, c);
+    // Each rank takes its own GPU: cuda -> cuda:<local rank>.
+    if (c.device == "cuda") c.device = "cuda:" + std::to_string(dist::launch_info().local_rank);
+    if (rank != 0) quiet_follower(c);
   }
   if (c.threads > 0) set_num_threads(c.threads);
   require_device(c.device);
@@ -797,15 +887,46 @@ TrainSummary run_training(TrainConfig cli) {
                 ": the run already completed its ", resumed->epoch,
                 " epochs; pass --epochs N (more) to continue it");
   }
+  if (resumed && pg) {
+    // A saved epoch position counts this rank's batches: it means the same
+    // examples only for the same world size. At an epoch boundary any world
+    // size can take over.
+    GRAFT_CHECK(resumed->progress.batch == 0 || c.world_size == world, "--resume ", c.resume,
+                ": the run stopped part-way through epoch ", resumed->epoch + 1, " on ",
+                c.world_size, " rank(s); resume it with mpirun -np ", c.world_size,
+                " (a different world size can resume only at an epoch boundary)");
+    // The saved loss/accuracy sums of a part-done epoch are all ranks' (rank
+    // 0 saved them reduced): only rank 0 carries them on.
+    if (rank != 0)
+      resumed->progress.loss_sum = 0, resumed->progress.correct = 0, resumed->progress.seen = 0;
+  }
+  if (resumed && !pg)
+    GRAFT_CHECK(resumed->progress.batch == 0 || c.world_size == 1, "--resume ", c.resume,
+                ": the run stopped part-way through epoch ", resumed->epoch + 1, " on ",
+                c.world_size, " ranks; resume it with mpirun -np ", c.world_size,
+                " (a different world size can resume only at an epoch boundary)");
+  if (resumed && c.world_size != world && rank == 0 && !c.quiet)
+    std::cerr << "note: the run was trained on " << c.world_size << " rank(s) and continues on "
+              << world << " (--batch-size " << c.batch_size << " per rank)\n";
+  c.world_size = world;
   data::DataLoader::Options lo;
   lo.batch_size = c.batch_size;
   lo.shuffle = c.shuffle;
   lo.seed = c.seed;
   lo.num_workers = c.workers;
+  if (pg) {
+    const int64_t batches = (run.d.train->size() + c.batch_size - 1) / c.batch_size;
+    GRAFT_CHECK(world <= batches, "world size ", world, " is larger than the ", batches,
+                " batches of the training data at --batch-size ", c.batch_size,
+                ": some ranks would train only on repeated (padding) examples; use fewer ranks "
+                "or a smaller --batch-size");
+    lo.num_replicas = world;
+    lo.rank = rank;
+  }
   data::DataLoader train_loader(run.d.train, lo);
   c.epochs = resolve_epochs(c, train_loader.size());
   setup_run(run, resumed ? &*resumed : nullptr);
-  if (!resuming) prepare_out(c);
+  if (!resuming && rank == 0) prepare_out(c);  // only rank 0 writes the run folder
   std::unique_ptr<data::DataLoader> val_loader;
   if (run.d.val) {
     data::DataLoader::Options vo = lo;
@@ -819,7 +940,8 @@ TrainSummary run_training(TrainConfig cli) {
   // loaders keep the options of the uncached ones (same batches, same order).
   CachedFeatures cached;
   if (c.cache_features != "off") {
-    const std::string why = feature_cache_off_reason(c, run, fo.hflip);
+    std::string why = feature_cache_off_reason(c, run, fo.hflip);
+    if (why.empty() && pg) why = "a data-parallel run does not cache features (not implemented)";
     GRAFT_CHECK(why.empty() || c.cache_features != "on", "--cache-features on: ", why,
                 "; features computed once would not give the run's results");
     if (!why.empty()) {
@@ -853,6 +975,58 @@ TrainSummary run_training(TrainConfig cli) {
                      static_cast<long long>(run.d.train->size()), val_note.c_str(), secs);
       }
     }
+  }
+  std::unique_ptr<std::ofstream> trace;  // $GRAFT_DIST_TRACE: per-bucket timings of rank 0
+  if (pg) {
+    if (c.sync_bn) {
+      const int64_t layers = dist::enable_sync_batch_norm(*pg, *run.m.net);
+      GRAFT_CHECK(layers > 0, "--sync-bn: the model has no BatchNorm layer");
+    }
+    ddp = std::make_unique<dist::DistributedDataParallel>(*pg, *run.m.net);
+    ddp->broadcast_parameters();
+    if (!c.quiet)
+      std::cerr << "distributed: " << world << " ranks, batch " << c.batch_size << " per rank ("
+                << c.batch_size * world << " in all), " << ddp->num_buckets()
+                << " gradient buckets\n";
+    if (const char* path = std::getenv("GRAFT_DIST_TRACE"); path && *path && rank == 0) {
+      trace = std::make_unique<std::ofstream>(path);
+      *trace << "step,bucket,params,bytes,backward_start,allreduce_start,allreduce_end,"
+                "backward_end\n";
+    }
+    fo.before_forward = [&] { ddp->before_forward(); };
+    fo.before_backward = [&] { ddp->before_backward(); };
+    int64_t step = 0;
+    fo.after_backward = [&, step]() mutable {
+      ddp->after_backward();
+      ++step;
+      if (trace) {
+        const auto& t = ddp->timings();
+        for (size_t b = 0; b < t.size(); ++b)
+          *trace << step << "," << b << "," << t[b].params << "," << t[b].bytes << ","
+                 << fmt_g17(ddp->backward_start()) << "," << fmt_g17(t[b].start) << ","
+                 << fmt_g17(t[b].end) << "," << fmt_g17(ddp->backward_end()) << "\n";
+        trace->flush();
+      }
+      if (const char* k = std::getenv("GRAFT_TEST_DIST_FAIL"); k && *k) {
+        // Tests: "RANK:STEP:kill" kills this rank, "RANK:STEP:hang" stops it
+        // from taking part, after that many steps.
+        int fr = -1, fs = -1;
+        char how[8] = {};
+        if (std::sscanf(k, "%d:%d:%7s", &fr, &fs, how) == 3 && fr == rank && fs == step) {
+          if (std::string(how) == "kill") std::raise(SIGKILL);
+          for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+        }
+      }
+    };
+    fo.reduce_metrics = [&](double& loss_sum, int64_t& correct, int64_t& seen) {
+      Tensor v =
+          tensor<double>({loss_sum, static_cast<double>(correct), static_cast<double>(seen)}, {3});
+      pg->all_reduce(v, dist::ReduceOp::Sum);
+      const auto r = v.to_vector<double>();
+      loss_sum = r[0];
+      correct = static_cast<int64_t>(std::llround(r[1]));
+      seen = static_cast<int64_t>(std::llround(r[2]));
+    };
   }
   bool interrupted = false;
   fo.interrupted = &interrupted;

@@ -13,6 +13,10 @@
 #include "train/finetune.h"
 #include "train/fit.h"
 
+namespace graft::dist {
+class ProcessGroup;
+}
+
 namespace graft::train {
 
 struct TrainConfig {
@@ -64,7 +68,14 @@ struct TrainConfig {
   std::string resume;
   bool overwrite = false;  // allow a non-empty --out (its run files are removed first)
   std::string device = "cpu";
-  int threads = 0;  // 0: keep the default
+  std::string dtype = "float32";  // float32 | float64 (the model's parameters and inputs)
+  int threads = 0;                // 0: keep the default
+  // data parallel (dist/): on when an MPI launcher starts more than one
+  // rank, or with --distributed
+  bool distributed = false;
+  bool sync_bn = false;
+  double dist_timeout = 300;  // seconds a collective waits for the other ranks
+  int64_t world_size = 1;     // ranks that trained the run (recorded in config.json)
   bool quiet = false;
   // Option names ("lr", "epochs", ...) the user gave explicitly: a given flag
   // that would have no effect is an error. Empty for C++ callers.
@@ -90,7 +101,11 @@ bool has_split_layout(const std::string& root);
 TrainConfig load_config(const std::string& dir);
 std::string config_json(const TrainConfig& c);
 
+// Under an MPI launcher with more than one rank (or --distributed), every
+// rank runs this and trains one data-parallel model (dist/ddp.h).
 TrainSummary run_training(TrainConfig c);
+// One rank of a run: `pg` null for a single process.
+TrainSummary run_training_on(TrainConfig c, dist::ProcessGroup* pg);
 
 // What the flags freeze, as `graft train` applies them (also used by `graft
 // inspect --graph`): --mode feature-extract leaves only the head trainable,
