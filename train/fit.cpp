@@ -277,11 +277,8 @@ std::vector<EpochRecord> fit(nn::Module& model, optim::Optimizer& opt, optim::Sc
     rec.steps = p.steps;
     const bool last = epoch + 1 == o.epochs || end == EpochEnd::StepLimit;
     if (val && (last || (epoch + 1) % std::max<int64_t>(o.val_every, 1) == 0)) {
-      Tensor x = (o.input_fn ? o.input_fn(b.images, flip_gen)
-                  : o.hflip  ? random_hflip(b.images, flip_gen)
-                             : b.images)
-                     .to(o.device);
-      if (x.dtype() != o.dtype) x = x.to(o.dtype);
+      const EvalResult e =
+          evaluate(o.val_model ? *o.val_model : model, *val, o.num_classes, o.device, o.dtype);
       rec.val_loss = e.loss;
       rec.val_acc = e.top1;
     }
