@@ -1013,6 +1013,10 @@ TrainSummary run_training_on(TrainConfig cli, dist::ProcessGroup* pg) {
         int fr = -1, fs = -1;
         char how[8] = {};
         if (std::sscanf(k, "%d:%d:%7s", &fr, &fs, how) == 3 && fr == rank && fs == step) {
+          // When it stopped (steady clock, shared by the machine's processes):
+          // the test measures the other ranks' reaction from here.
+          std::fprintf(stderr, "graft-test: rank %d stops at %.6f\n", rank, dist::now());
+          std::fflush(stderr);
           if (std::string(how) == "kill") std::raise(SIGKILL);
           for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
         }
