@@ -109,6 +109,7 @@ Tensor parse_idx(std::span<const uint8_t> bytes, const std::string& path) {
   Tensor t = empty(shape, opts(dtype));
   auto* dst = static_cast<uint8_t*>(t.raw_data());
   const uint8_t* src = bytes.data() + header;
+  if (count == 0) return t;  // an empty tensor has no buffer to copy into
   if (isz == 1) {
     std::memcpy(dst, src, count);
   } else {
