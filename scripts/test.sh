@@ -14,7 +14,7 @@
 #                  again, including every CUDA test on the emulator (none may
 #                  skip) and the fuzz corpus replay.
 # The PyTorch fixtures are generated once and shared by both builds.
-# SKIP_SANITIZE=1 runs only the first configuration.
+# SKIP_SANITIZE=1 runs only the first configuration and the static one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
