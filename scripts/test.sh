@@ -18,7 +18,8 @@
 #                  test_cuda_emu: the cross-backend suite on the hand-written
 #                  kernels and the emulator's racecheck test (ctest -L racecheck).
 # The PyTorch fixtures are generated once and shared by the builds.
-# SKIP_SANITIZE=1 runs only the first configuration; SKIP_RACECHECK=1 skips the third.
+# SKIP_SANITIZE=1 runs only the first configuration and the static one;
+# SKIP_RACECHECK=1 skips the third.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
