@@ -320,33 +320,10 @@ void expect_error(const std::vector<std::string>& args, const std::vector<std::s
 
 std::vector<std::string> cache_args(const std::string& out, const std::string& cache) {
   using graft::testing::fixture;
-  return {"train",
-          "--arch",
-          "resnet18",
-          "--weights",
-          fixture("train_init.pth"),
-          "--train-npy",
-          fixture("train_X.npy"),
-          "--train-labels",
-          fixture("train_Y.npy"),
-          "--val-npy",
-          fixture("train_X.npy"),
-          "--val-labels",
-          fixture("train_Y.npy"),
-          "--mode",
-          "feature-extract",
-          "--lr",
-          "0.05",
-          "--batch-size",
-          "3",
-          "--epochs",
-          "3",
-          "--seed",
-          "7",
-          "--out",
-          out,
-          "--cache-features",
-          cache};
+  return graft::testing::fixture_train_args(
+      {"--val-npy", fixture("train_X.npy"), "--val-labels", fixture("train_Y.npy"), "--mode",
+       "feature-extract", "--lr", "0.05", "--batch-size", "3", "--epochs", "3", "--seed", "7",
+       "--out", out, "--cache-features", cache});
 }
 
 // metrics.csv as numbers per row, without the timing columns.
