@@ -57,7 +57,12 @@ bool is_jpeg(const uint8_t* b, size_t n) {
 // including those between the scans of a progressive file, and checks each
 // table the way the later stb does. Anything it cannot follow is left to stb.
 bool jpeg_huffman_tables_fit(const uint8_t* b, size_t n) {
-  size_t p = 2;  // past SOI
+  // stb takes fill bytes (0xFF) before the SOI marker too: FF FF D8 is a JPEG to it.
+  size_t p = 0;
+  if (n < 2 || b[0] != 0xFF) return true;
+  while (p < n && b[p] == 0xFF) ++p;
+  if (p >= n || b[p] != 0xD8) return true;  // not a JPEG to stb either
+  ++p;                                      // past SOI
   while (p + 4 <= n) {
     if (b[p] != 0xFF) {
       ++p;  // entropy-coded data after SOS: scan on to the next marker
@@ -134,9 +139,9 @@ Image decode_stb(const uint8_t* bytes, size_t size, const std::string& name) {
     for (size_t i = size - tail; i + 1 < size; ++i)
       if (bytes[i] == 0xFF && bytes[i + 1] == 0xD9) has_eoi = true;
     GRAFT_CHECK(has_eoi, "decode_image: ", name, ": truncated JPEG (no end-of-image marker)");
-    GRAFT_CHECK(jpeg_huffman_tables_fit(bytes, size), "decode_image: ", name,
-                ": corrupt JPEG (a Huffman table declares more than 256 codes)");
   }
+  GRAFT_CHECK(jpeg_huffman_tables_fit(bytes, size), "decode_image: ", name,
+              ": corrupt JPEG (a Huffman table declares more than 256 codes)");
   int w = 0, h = 0, comp = 0;
   uint8_t* px = stbi_load_from_memory(bytes, static_cast<int>(size), &w, &h, &comp, 3);
   if (!px)
