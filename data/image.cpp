@@ -75,15 +75,18 @@ bool jpeg_huffman_tables_fit(const uint8_t* b, size_t n) {
     }
     if (m == 0xD9) return true;  // EOI
     const size_t len = (size_t(b[p + 2]) << 8) | b[p + 3];
-    if (len < 2 || p + 2 + len > n) return true;  // malformed: stb reports it
     if (m == 0xC4) {
-      for (size_t q = p + 4, end = p + 2 + len; q + 17 <= end;) {
+      // As stb reads it: a table starts wherever the declared length has a
+      // byte left, and bytes past the end of the file read as 0.
+      auto at = [&](size_t i) -> size_t { return i < n ? b[i] : 0; };
+      for (size_t q = p + 4, end = p + 2 + len; q < end && q < n;) {
         size_t codes = 0;
-        for (size_t i = 1; i <= 16; ++i) codes += b[q + i];
+        for (size_t i = 1; i <= 16; ++i) codes += at(q + i);
         if (codes > 256) return false;
         q += 17 + codes;
       }
     }
+    if (len < 2 || p + 2 + len > n) return true;  // malformed or cut short: stb reports it
     p += 2 + len;
   }
   return true;
