@@ -46,6 +46,16 @@ Image::Image(int64_t h, int64_t w, uint8_t fill) : height(h), width(w) {
 namespace {
 
 std::atomic<bool> g_prefer_stb{false};
+std::atomic<int64_t> g_max_pixels{kDefaultMaxImagePixels};
+
+// Refuses a claimed size over the pixel limit, before anything is allocated
+// (w and h come from 32-bit header fields, so w * h cannot overflow).
+void check_pixel_count(int64_t w, int64_t h, const std::string& name) {
+  const int64_t limit = g_max_pixels.load(std::memory_order_relaxed);
+  GRAFT_CHECK(w * h <= limit, "decode_image: ", name, ": the header claims ", w, " x ", h, " = ",
+              w * h, " pixels, more than the limit of ", limit,
+              " (a decompression bomb or a corrupt header; data::set_max_image_pixels raises it)");
+}
 
 bool is_jpeg(const uint8_t* b, size_t n) {
   return n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF;
@@ -112,6 +122,7 @@ Image decode_turbojpeg(const uint8_t* bytes, size_t size, const std::string& nam
   GRAFT_CHECK(colorspace != TJCS_CMYK && colorspace != TJCS_YCCK, "decode_image: ", name,
               ": CMYK/YCCK JPEGs are not supported; convert the image to RGB");
   GRAFT_CHECK(w > 0 && h > 0, "decode_image: ", name, ": JPEG has zero size ", w, "x", h);
+  check_pixel_count(w, h, name);
   Image img(h, w);
   // Flags 0: accurate integer IDCT and fancy chroma upsampling, the libjpeg
   // defaults PIL decodes with, so pixels match torchvision's loader exactly.
@@ -146,6 +157,9 @@ Image decode_stb(const uint8_t* bytes, size_t size, const std::string& name) {
   GRAFT_CHECK(jpeg_huffman_tables_fit(bytes, size), "decode_image: ", name,
               ": corrupt JPEG (a Huffman table declares more than 256 codes)");
   int w = 0, h = 0, comp = 0;
+  // stbi_info reads only the header; when it cannot, stbi_load below reports why.
+  if (stbi_info_from_memory(bytes, static_cast<int>(size), &w, &h, &comp))
+    check_pixel_count(w, h, name);
   uint8_t* px = stbi_load_from_memory(bytes, static_cast<int>(size), &w, &h, &comp, 3);
   if (!px)
     GRAFT_FAIL("decode_image: ", name, ": cannot decode (", stbi_failure_reason(),
@@ -201,5 +215,10 @@ const char* jpeg_decoder_name() {
 }
 
 void set_prefer_stb_jpeg(bool prefer) { g_prefer_stb.store(prefer); }
+
+int64_t set_max_image_pixels(int64_t limit) {
+  GRAFT_CHECK(limit > 0, "set_max_image_pixels: the limit must be positive, got ", limit);
+  return g_max_pixels.exchange(limit);
+}
 
 }  // namespace graft::data

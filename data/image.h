@@ -44,6 +44,15 @@ Image read_image(const std::string& path);
 // Whole-file read with errors naming the path.
 std::vector<uint8_t> read_file_bytes(const std::string& path);
 
+// Images whose header claims more pixels than this are refused before any
+// pixel buffer is allocated ("decompression bomb"): a 500-byte PNG can claim
+// 10 x 16.7M pixels. The default is PIL's limit for an error,
+// 2 * Image.MAX_IMAGE_PIXELS = 178,956,970, so graft refuses exactly the
+// images torchvision's loader refuses for size. Returns the previous limit.
+// Not thread-safe against concurrent decoding.
+inline constexpr int64_t kDefaultMaxImagePixels = 178'956'970;
+int64_t set_max_image_pixels(int64_t limit);
+
 // Which JPEG decoder this build uses: "libjpeg-turbo" or "stb_image".
 const char* jpeg_decoder_name();
 // Forces stb_image for JPEG even when TurboJPEG is available (benchmarks and

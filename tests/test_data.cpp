@@ -176,6 +176,43 @@ TEST(DataDecode, BadFilesNameThePath) {
             std::string::npos);
 }
 
+// A header that claims more pixels than the limit is refused before any pixel
+// buffer exists: this 41-byte PNG header claims 20000 x 10000 RGBA, which stb
+// would allocate 800 MB for (the fuzz find in tests/fuzz/regressions/image
+// claims 10 x 16,713,996). A real JPEG and PNG at a limit one pixel below their
+// size check both decoders' paths; at exactly their size they load.
+TEST(DataDecode, PixelLimitRefusesBeforeAllocating) {
+  std::vector<uint8_t> bomb = {0x89, 'P', 'N',  'G',  0x0d, 0x0a, 0x1a, 0x0a,  // signature
+                               0,    0,   0,    13,   'I',  'H',  'D',  'R',   // IHDR, 13 bytes
+                               0,    0,   0x4e, 0x20, 0,    0,    0x27, 0x10,  // 20000 x 10000
+                               8,    6,   0,    0,    0,    0,    0,    0,
+                               0};  // 8-bit RGBA, CRC
+  const std::string e = error_of([&] { decode_image(bomb, "bomb.png"); });
+  EXPECT_NE(e.find("bomb.png: the header claims 20000 x 10000 = 200000000 pixels"),
+            std::string::npos)
+      << e;
+  GRAFT_REQUIRE_FIXTURE(fx("rgb_500x375.jpg"));
+  const std::pair<const char*, int64_t> files[] = {{"rgb_500x375.jpg", 500 * 375},
+                                                   {"rgb_333x500.png", 333 * 500}};
+  for (const auto& [f, pixels] : files) {
+    SCOPED_TRACE(f);
+    const std::vector<uint8_t> bytes = read_file_bytes(graft::testing::fixture(fx(f)));
+    for (bool stb : {false, true}) {
+      set_prefer_stb_jpeg(stb);
+      const int64_t old = set_max_image_pixels(pixels - 1);
+      const std::string err = error_of([&] { decode_image(bytes, f); });
+      EXPECT_NE(err.find("more than the limit of " + std::to_string(pixels - 1)), std::string::npos)
+          << err;
+      set_max_image_pixels(pixels);
+      const Image img = decode_image(bytes, f);
+      EXPECT_EQ(img.width * img.height, pixels);
+      set_max_image_pixels(old);
+    }
+  }
+  set_prefer_stb_jpeg(false);
+  EXPECT_THROW(set_max_image_pixels(0), Error);
+}
+
 // ---------------- transforms vs torchvision 0.14 (PIL path) ----------------
 
 // Resize, CenterCrop and resized_crop on images reproduce PIL's integer
