@@ -158,8 +158,21 @@ Image decode_stb(const uint8_t* bytes, size_t size, const std::string& name) {
               ": corrupt JPEG (a Huffman table declares more than 256 codes)");
   int w = 0, h = 0, comp = 0;
   // stbi_info reads only the header; when it cannot, stbi_load below reports why.
-  if (stbi_info_from_memory(bytes, static_cast<int>(size), &w, &h, &comp))
+  if (stbi_info_from_memory(bytes, static_cast<int>(size), &w, &h, &comp)) {
     check_pixel_count(w, h, name);
+    // 16-bit grayscale (PNG, PGM) opens in PIL as mode "I", whose
+    // convert("RGB") clips every value above 255 to 255, while stb scales by
+    // 1/256: no answer would match torchvision's loader. stb 2.27 also
+    // converts a 16-bit PGM's channels with its 8-bit routine and reads past
+    // the buffer (fuzz find). 16-bit RGB(A) and gray+alpha PNGs keep the high
+    // byte in both and are decoded.
+    const bool pnm = bytes[0] == 'P';
+    GRAFT_CHECK(!stbi_is_16_bit_from_memory(bytes, static_cast<int>(size)) || (comp > 2 && !pnm),
+                "decode_image: ", name,
+                ": 16-bit grayscale and 16-bit PNM images are not supported (PIL clips their "
+                "values to 255 where stb_image scales them, so neither matches torchvision); "
+                "convert the image to 8 bits per channel");
+  }
   uint8_t* px = stbi_load_from_memory(bytes, static_cast<int>(size), &w, &h, &comp, 3);
   if (!px)
     GRAFT_FAIL("decode_image: ", name, ": cannot decode (", stbi_failure_reason(),

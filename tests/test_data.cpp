@@ -213,6 +213,34 @@ TEST(DataDecode, PixelLimitRefusesBeforeAllocating) {
   EXPECT_THROW(set_max_image_pixels(0), Error);
 }
 
+// 16-bit grayscale has no answer that matches torchvision: PIL clips values
+// above 255 (this 2x2 PNG, written by PIL, reads back as [[0, 255], [255, 255]]
+// there) where stb scales them. It is refused by name, and so is a 16-bit PGM,
+// which stb 2.27 converts past its buffer (fuzz find).
+TEST(DataDecode, SixteenBitGrayIsRefused) {
+  const std::vector<uint8_t> png = {
+      0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44,
+      0x52, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x02, 0x10, 0x00, 0x00, 0x00, 0x00, 0x07,
+      0x4d, 0x8e, 0xbb, 0x00, 0x00, 0x00, 0x12, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x60,
+      0x60, 0x60, 0x7e, 0xc1, 0x30, 0xc7, 0xe1, 0xff, 0x7f, 0x00, 0x0b, 0xbc, 0x03, 0xc6, 0x87,
+      0x92, 0xd8, 0x57, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82};
+  std::vector<uint8_t> pgm = {'P', '5', '\n', '2', ' ', '2', '\n', '6', '5', '5', '3', '5', '\n'};
+  pgm.resize(pgm.size() + 2 * 2 * 2, 0x40);
+  for (const auto& [name, bytes] : {std::pair{"g16.png", png}, std::pair{"g16.pgm", pgm}}) {
+    const std::string e = error_of([&] { decode_image(bytes, name); });
+    EXPECT_NE(e.find(std::string(name) + ": 16-bit grayscale and 16-bit PNM images are not"),
+              std::string::npos)
+        << e;
+  }
+  // The same PGM at 8 bits decodes: gray replicated into RGB.
+  std::vector<uint8_t> pgm8 = {'P', '5', '\n', '2', ' ', '2', '\n', '2',
+                               '5', '5', '\n', 1,   2,   3,   4};
+  const Image img = decode_image(pgm8, "g8.pgm");
+  ASSERT_EQ(img.width * img.height, 4);
+  EXPECT_EQ(img.at(1, 1, 0), 4);
+  EXPECT_EQ(img.at(1, 1, 2), 4);
+}
+
 // ---------------- transforms vs torchvision 0.14 (PIL path) ----------------
 
 // Resize, CenterCrop and resized_crop on images reproduce PIL's integer
