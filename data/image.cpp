@@ -102,6 +102,30 @@ bool jpeg_huffman_tables_fit(const uint8_t* b, size_t n) {
   return true;
 }
 
+// stb_image 2.27 reads a binary PNM's width, height and maxval into an int
+// with no overflow check (signed overflow: undefined behaviour; upstream added
+// the check after 2.27). This reads the three numbers the way stb does
+// (whitespace, '#' comments to the end of the line, then digits) and says
+// whether each fits in an int. Files that are not P5/P6 are left to stb.
+bool pnm_header_fits(const uint8_t* b, size_t n) {
+  if (n < 2 || b[0] != 'P' || (b[1] != '5' && b[1] != '6')) return true;
+  size_t p = 2;
+  auto space = [](uint8_t c) { return c == ' ' || (c >= '\t' && c <= '\r'); };
+  for (int field = 0; field < 3; ++field) {
+    for (;;) {
+      while (p < n && space(b[p])) ++p;
+      if (p >= n || b[p] != '#') break;
+      while (p < n && b[p] != '\n' && b[p] != '\r') ++p;
+    }
+    int64_t value = 0;
+    for (; p < n && b[p] >= '0' && b[p] <= '9'; ++p) {
+      value = value * 10 + (b[p] - '0');
+      if (value > INT32_MAX) return false;
+    }
+  }
+  return true;
+}
+
 #ifdef GRAFT_HAVE_TURBOJPEG
 // One TurboJPEG decompressor per thread (handles are not thread-safe and are
 // cheap to keep; creating one per image costs more than decoding a thumbnail).
@@ -156,6 +180,8 @@ Image decode_stb(const uint8_t* bytes, size_t size, const std::string& name) {
   }
   GRAFT_CHECK(jpeg_huffman_tables_fit(bytes, size), "decode_image: ", name,
               ": corrupt JPEG (a Huffman table declares more than 256 codes)");
+  GRAFT_CHECK(pnm_header_fits(bytes, size), "decode_image: ", name,
+              ": corrupt PNM (a header number does not fit in 32 bits)");
   int w = 0, h = 0, comp = 0;
   // stbi_info reads only the header; when it cannot, stbi_load below reports why.
   if (stbi_info_from_memory(bytes, static_cast<int>(size), &w, &h, &comp)) {

@@ -216,8 +216,9 @@ TEST(DataDecode, PixelLimitRefusesBeforeAllocating) {
 // 16-bit grayscale has no answer that matches torchvision: PIL clips values
 // above 255 (this 2x2 PNG, written by PIL, reads back as [[0, 255], [255, 255]]
 // there) where stb scales them. It is refused by name, and so is a 16-bit PGM,
-// which stb 2.27 converts past its buffer (fuzz find).
-TEST(DataDecode, SixteenBitGrayIsRefused) {
+// which stb 2.27 converts past its buffer (fuzz find), and so is a PGM header
+// number that overflows stb's int (another fuzz find).
+TEST(DataDecode, SixteenBitGrayAndOversizedPnmAreRefused) {
   const std::vector<uint8_t> png = {
       0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44,
       0x52, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x02, 0x10, 0x00, 0x00, 0x00, 0x00, 0x07,
@@ -232,6 +233,13 @@ TEST(DataDecode, SixteenBitGrayIsRefused) {
               std::string::npos)
         << e;
   }
+  // A header number past 32 bits is corrupt, not undefined behaviour in stb.
+  const std::string big = "P5\n# size\n44444444444 10\n255\n";
+  const std::string e =
+      error_of([&] { decode_image(std::vector<uint8_t>(big.begin(), big.end()), "big.pgm"); });
+  EXPECT_NE(e.find("big.pgm: corrupt PNM (a header number does not fit in 32 bits)"),
+            std::string::npos)
+      << e;
   // The same PGM at 8 bits decodes: gray replicated into RGB.
   std::vector<uint8_t> pgm8 = {'P', '5', '\n', '2', ' ', '2', '\n', '2',
                                '5', '5', '\n', 1,   2,   3,   4};
