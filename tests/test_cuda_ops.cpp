@@ -59,6 +59,10 @@
 #include "test_util.h"
 
 namespace graft {
+
+// How gtest prints a device type in test parameters (found by ADL).
+void PrintTo(DeviceType type, std::ostream* os) { *os << Device{type, 0}.str(); }
+
 namespace {
 
 // ---- devices ----
@@ -620,14 +624,16 @@ std::string shapes_of(const OpCase& c) {
   return out;
 }
 
-// support: run forward (+ backward) on the device; record the kernel tables
-// whose call count for that device grew.
+// support: run forward (+ backward of the outputs' sum) on the device; record
+// the kernel tables whose call count for that device grew (the sum and the
+// backward's seed add reduce and fill to every case's list).
 void support_case(const OpCase& c, size_t index, Device device) {
+  const std::vector<Tensor> in = inputs_on(c, device);
   std::vector<uint64_t> before;
   for (const KernelTableBase* t : kernel_tables()) before.push_back(t->calls(device.type));
   CaseRecord& r = records()[{index, device.type}];
   try {
-    const Tensor loss = sum_of_outputs(c.fn(inputs_on(c, device)));
+    const Tensor loss = sum_of_outputs(c.fn(in));
     if (c.backward && loss.defined()) loss.backward();
     sync_device(device);
     r.status = "yes";
@@ -681,14 +687,19 @@ void grad_case(const OpCase& c, Device device) {
   Generator gen(1234);
   std::vector<Tensor> bases;
   for (const InputSpec& s : c.inputs) bases.push_back(make_base(s, gen));
+  // Which outputs are differentiable, from gradcheck's first evaluation (the
+  // one with autograd on; the finite differences run without it).
+  std::vector<bool> differentiable;
   const GradcheckFn fn = [&](const std::vector<Tensor>& xs) {
     std::vector<Tensor> in;
     for (size_t i = 0; i < xs.size(); ++i)
       in.push_back(view_as_spec(xs[i].to(device), c.inputs[i]));
     const std::vector<Tensor> out = c.fn(in);
+    if (differentiable.empty())
+      for (const Tensor& o : out) differentiable.push_back(o.requires_grad());
     Tensor total;
     for (size_t k = 0; k < out.size(); ++k) {
-      if (!out[k].requires_grad()) continue;
+      if (!differentiable[k]) continue;
       Generator wgen(100 + k);  // the same weights on every evaluation
       const Tensor w = randn(out[k].sizes(), opts(DType::Float64), &wgen).to(device);
       const Tensor term = sum(mul(out[k].to(DType::Float64), w));
@@ -1179,11 +1190,16 @@ class HarnessReport : public ::testing::Environment {
         const auto r = records().find({i, type});
         if (r != records().end()) {
           status = r->second.status;
+        } else if (!device_backend_registered(type)) {
+          status = "no backend";
         } else {
           status = "registered";
-          for (const std::string& name : cpu->second.tables)
-            for (const KernelTableBase* t : kernel_tables())
-              if (name == t->name() && !t->has(type)) status = "no kernel: " + name;
+          for (const KernelTableBase* t : kernel_tables()) {
+            const auto& used = cpu->second.tables;
+            if (status == "registered" && !t->has(type) &&
+                std::find(used.begin(), used.end(), t->name()) != used.end())
+              status = std::string("no kernel: ") + t->name();
+          }
         }
         if (status == "yes" || status == "registered") supported += n_dtypes;
         std::printf(" %-12s", status.c_str());
