@@ -10,6 +10,7 @@
 #pragma once
 
 #include "core/autograd.h"
+#include "core/cuda.h"
 #include "core/device.h"
 #include "core/dtype.h"
 #include "core/error.h"

@@ -8,11 +8,9 @@
 #include <string>
 
 #include "core/autograd.h"
+#include "core/cuda.h"
 #include "core/ops.h"
 #include "core/ops_nn.h"
-#ifdef GRAFT_HAVE_CUDA
-#include "kernels/cuda/cuda.h"
-#endif
 
 namespace graft {
 namespace {
@@ -23,11 +21,7 @@ bool skip_without_cuda(benchmark::State& state) {
   return true;
 }
 
-void sync() {
-#ifdef GRAFT_HAVE_CUDA
-  cuda::synchronize();
-#endif
-}
+void sync() { cuda::synchronize(); }
 
 Tensor cuda_randn(const Shape& s, DType t = DType::Float32) {
   return randn(s, opts(DType::Float32)).to(t).to(Device::cuda());

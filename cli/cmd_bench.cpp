@@ -13,6 +13,7 @@
 
 #include "cli/command.h"
 #include "core/autograd.h"
+#include "core/cuda.h"
 #include "core/ops_nn.h"
 #include "core/parallel.h"
 #include "nn/models/resnet.h"
@@ -194,28 +195,20 @@ json environment(const BenchArgs& a) {
   }
   char host[256] = {};
   gethostname(host, sizeof host - 1);
-  return {
-    {"machine",
-     {{"host", host},
-      {"cpu", cpu_model()},
-      {"hardware_threads", std::thread::hardware_concurrency()},
-      {"graft_threads", graft::get_num_threads()},
-      {"device", a.device}}},
-        {"build",
-         {{"graft_version", GRAFT_VERSION},
-          {"compiler", GRAFT_COMPILER},
-          {"build_type", GRAFT_BUILD_TYPE},
-          {"cxx_flags", GRAFT_CXX_FLAGS},
-          {"march", GRAFT_MARCH_FLAG},
-#ifdef GRAFT_HAVE_CUDA
-          {"cuda_backend", true}}},
-#else
-          {"cuda_backend", false}}},
-#endif
-    {
-      "environment", env
-    }
-  };
+  return {{"machine",
+           {{"host", host},
+            {"cpu", cpu_model()},
+            {"hardware_threads", std::thread::hardware_concurrency()},
+            {"graft_threads", graft::get_num_threads()},
+            {"device", a.device}}},
+          {"build",
+           {{"graft_version", GRAFT_VERSION},
+            {"compiler", GRAFT_COMPILER},
+            {"build_type", GRAFT_BUILD_TYPE},
+            {"cxx_flags", GRAFT_CXX_FLAGS},
+            {"march", GRAFT_MARCH_FLAG},
+            {"cuda_backend", graft::cuda::has_backend()}}},
+          {"environment", env}};
 }
 
 int run_bench(const BenchArgs& a) {

@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "cli/command.h"
+#include "core/cuda.h"
 #include "core/device.h"
 #include "core/parallel.h"
 #include "dist/process_group.h"
@@ -10,11 +11,11 @@ namespace {
 
 int run_info() {
   std::cout << "graft " << GRAFT_VERSION << "\n";
-#ifdef GRAFT_HAVE_CUDA
-  std::cout << "CUDA backend: compiled\n";
-#else
-  std::cout << "CUDA backend: not compiled\n";
-#endif
+  std::cout << "CUDA backend: "
+            << (!graft::cuda::has_backend()  ? "none"
+                : graft::cuda::is_emulated() ? "compiled (emulated device)"
+                                             : "compiled")
+            << "\n";
   std::cout << "CPU threads: " << graft::get_num_threads() << "\n";
   std::cout << "MPI: " << (graft::dist::mpi_compiled() ? "compiled" : "not compiled") << "\n";
   const auto launch = graft::dist::launch_info();

@@ -13,8 +13,8 @@ foreach(dir ${dirs})
   file(GLOB_RECURSE headers RELATIVE ${SOURCE_DIR} ${SOURCE_DIR}/${dir}/*.h)
   list(APPEND wanted ${headers})
 endforeach()
-# The CUDA backend's C++ interface (no CUDA types; for graft::cuda users).
-list(APPEND wanted graft.h kernels/cuda/cuda.h)
+# The umbrella header (core/cuda.h, the CUDA interface, is one of core/*.h).
+list(APPEND wanted graft.h)
 
 foreach(rel ${wanted})
   file(READ ${SOURCE_DIR}/${rel} text)

@@ -101,7 +101,8 @@ const std::string& load_cuda_backend() {
       "this program does not link graft's CUDA backend (graft::cuda, libgraft_cuda.a)";
   return why;
 #else
-  static const std::string why = "graft was built without the CUDA backend";
+  static const std::string why =
+      "graft was built without the CUDA backend (rebuild with -DGRAFT_CUDA=ON)";
   return why;
 #endif
 }
@@ -118,6 +119,12 @@ std::string device_unavailable_reason(DeviceType type) {
                                          ? b.unavailable_reason()
                                          : "no CUDA device was found on this machine");
   return "";
+}
+
+bool device_backend_registered(DeviceType type) {
+  if (type == DeviceType::CPU) return true;
+  (void)load_cuda_backend();
+  return g_backends[static_cast<int>(type)].available != nullptr;
 }
 
 const DeviceBackend& device_backend(DeviceType type) {

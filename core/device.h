@@ -59,7 +59,11 @@ void register_device_backend(DeviceType type, const DeviceBackend& backend);
 const DeviceBackend& device_backend(DeviceType type);
 // True when `device` can be used right now.
 bool device_available(Device device);
-// For messages: "CUDA not available: graft was built without CUDA" and similar.
+// True for the CPU, and for a device type whose backend is linked into the
+// program or can be loaded now (this call loads it), with or without a device.
+bool device_backend_registered(DeviceType type);
+// For messages: "CUDA not available: graft was built without the CUDA backend
+// (rebuild with -DGRAFT_CUDA=ON)" and similar.
 std::string device_unavailable_reason(DeviceType type);
 Allocator* cpu_allocator();
 

@@ -1,7 +1,22 @@
-// The one definition of every kernel table declared in core/kernels.h.
+// The one definition of every kernel table declared in core/kernels.h, and
+// the list of all tables (dispatch.h: kernel_tables()).
 #include "core/kernels.h"
 
 namespace graft {
+
+namespace {
+std::vector<const KernelTableBase*>& table_list() {
+  static std::vector<const KernelTableBase*> list;
+  return list;
+}
+}  // namespace
+
+const std::vector<const KernelTableBase*>& kernel_tables() { return table_list(); }
+
+bool list_kernel_table(const KernelTableBase* table) {
+  table_list().push_back(table);
+  return true;
+}
 
 GRAFT_DEFINE_KERNEL(unary, UnaryFn)
 GRAFT_DEFINE_KERNEL(binary, BinaryFn)

@@ -1,4 +1,5 @@
-// The emulated CUDA device's own checks (cmake -DGRAFT_CUDA=EMULATE only),
+// The emulated CUDA device's own checks (built only with cmake
+// -DGRAFT_CUDA=EMULATE: tests/CMakeLists.txt),
 // each proven by a deliberately broken kernel, plus the CUDA runtime rules the
 // emulator keeps. Kernels here are written exactly as in kernels/cuda/*.cu
 // and launched with the same helper (kernels/cuda/launch.cuh).
@@ -19,7 +20,6 @@
 //   seed-dependent result (RandomScheduleExposesASharedMemoryRace).
 #include <gtest/gtest.h>
 
-#ifdef GRAFT_CUDA_EMULATED
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -334,7 +334,3 @@ TEST(EmulatorDeathTest, MemcheckOutOfBoundsKernelIsCaughtByAsan) {
 
 }  // namespace
 }  // namespace graft::cuda
-
-#else
-TEST(Emulator, OnlyInTheEmulatedBuild) { GTEST_SKIP() << "built without -DGRAFT_CUDA=EMULATE"; }
-#endif

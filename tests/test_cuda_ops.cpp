@@ -1,63 +1,118 @@
-// Cross-backend test of the CUDA kernels, in the style of ggml's
-// test-backend-ops: a table of op cases, each run on the CPU and on CUDA from
-// the same seeded random inputs (contiguous, non-contiguous and broadcast
-// layouts), comparing forward outputs and, through autograd on each device,
-// the input gradients. Every new CUDA allocation is poisoned with NaN bytes
+// The cross-backend harness, in the style of ggml's test-backend-ops: ONE
+// table of op cases (op_cases() below), run on every device type graft knows
+// (core/device.h: the CPU against itself as a sanity pass, then CUDA, real or
+// emulated, and any later backend), from the same seeded random inputs
+// (contiguous, non-contiguous and broadcast layouts). The cases hold no
+// per-device code. Every new CUDA allocation is poisoned with NaN bytes
 // (cuda::set_poison_allocations), so an output element a kernel fails to
 // write makes the comparison fail.
 //
-// Without a GPU every CUDA case is skipped with "CUDA not available: ...";
-// the test that asking for CUDA then fails with a clear error runs everywhere.
-// In the emulated build (cmake -DGRAFT_CUDA=EMULATE) a CUDA test that cannot
-// run FAILS instead of skipping, and so does the whole binary when it is run
-// unfiltered and some CUDA kernel-table entry was never called (the coverage
-// list is printed at the end). GRAFT_REQUIRE_CUDA_TESTS=1 makes a GPU
-// machine's run strict in the same way.
+// Modes (environment variable GRAFT_HARNESS_MODE; docs/HARNESS.md):
+//   test     (default; what ctest runs) forward outputs and, through autograd
+//            on each device, the input gradients against the CPU.
+//   grad     finite differences (core/gradcheck.h) through the case on each
+//            device, in float64; cases with more than kGradMaxElements input
+//            elements, or that cannot run in float64, are skipped saying why.
+//   perf     time per case (its input shapes) and device, forward and
+//            forward + backward, printed as a table at the end.
+//   support  runs each case on each device and prints which case (op and
+//            dtypes) runs on which device and which kernel tables it uses,
+//            then the kernel registry (core/dispatch.h: kernel_tables()):
+//            which device has a kernel in each table and how often it ran.
+// The non-default modes are meant for the op table:
+//   GRAFT_HARNESS_MODE=support build/tests/test_cuda_ops --gtest_filter='AllOps/*'
+//
+// A device that is not available skips its cases with the reason ("CUDA not
+// available: ..."); the test that asking for CUDA then fails with a clear
+// error runs everywhere. On the emulated device (cmake -DGRAFT_CUDA=EMULATE)
+// a CUDA test that cannot run FAILS instead of skipping, and so does the
+// whole binary when it is run unfiltered and some kernel-table entry of an
+// available device was never called (the registry's call counts, printed at
+// the end). GRAFT_REQUIRE_CUDA_TESTS=1 makes a GPU machine's run strict in
+// the same way.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <functional>
+#include <iostream>
+#include <map>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "core/autograd.h"
+#include "core/cuda.h"
+#include "core/dispatch.h"
 #include "core/generator.h"
+#include "core/gradcheck.h"
+#include "core/kernels.h"
 #include "core/ops.h"
 #include "core/ops_nn.h"
 #include "nn/models/resnet.h"
+#include "optim/kernels.h"
 #include "optim/optimizer.h"
 #include "test_util.h"
-#ifdef GRAFT_HAVE_CUDA
-#include <cstdlib>
-#include <iostream>
-
-#include "core/kernels.h"
-#include "kernels/cuda/cuda.h"
-#include "kernels/cuda/optim.h"
-#include "optim/kernels.h"
-#endif
 
 namespace graft {
+
+// How gtest prints a device type in test parameters (found by ADL).
+void PrintTo(DeviceType type, std::ostream* os) { *os << Device{type, 0}.str(); }
+
 namespace {
 
-// True where a CUDA test that cannot run must fail rather than skip.
-bool cuda_tests_required() {
-#ifdef GRAFT_CUDA_EMULATED
-  return true;
-#else
-  const char* v = std::getenv("GRAFT_REQUIRE_CUDA_TESTS");
-  return v && std::string(v) == "1";
-#endif
+// ---- devices ----
+
+std::vector<DeviceType> device_types() {
+  std::vector<DeviceType> types;
+  for (int t = 0; t < kNumDeviceTypes; ++t) types.push_back(static_cast<DeviceType>(t));
+  return types;
+}
+// "cpu", "cuda": the device type's name in test names and tables.
+std::string type_name(DeviceType type) {
+  const std::string s = Device{type, 0}.str();
+  return s.substr(0, s.find(':'));
 }
 
-#define GRAFT_REQUIRE_CUDA()                                                                  \
-  do {                                                                                        \
-    if (!cuda_available()) {                                                                  \
-      if (cuda_tests_required()) GTEST_FAIL() << device_unavailable_reason(DeviceType::CUDA); \
-      GTEST_SKIP() << device_unavailable_reason(DeviceType::CUDA);                            \
-    }                                                                                         \
+// True where a test of `type` that cannot run must fail rather than skip: the
+// CPU always; CUDA on the emulated device, or with GRAFT_REQUIRE_CUDA_TESTS=1.
+bool device_tests_required(DeviceType type) {
+  if (type == DeviceType::CPU) return true;
+  if (type == DeviceType::CUDA && cuda::is_emulated()) return true;
+  const char* v = std::getenv("GRAFT_REQUIRE_CUDA_TESTS");
+  return v && std::string(v) == "1";
+}
+
+#define GRAFT_REQUIRE_DEVICE(type)                                                      \
+  do {                                                                                  \
+    if (!device_available(Device{type, 0})) {                                           \
+      if (device_tests_required(type)) GTEST_FAIL() << device_unavailable_reason(type); \
+      GTEST_SKIP() << device_unavailable_reason(type);                                  \
+    }                                                                                   \
   } while (0)
+#define GRAFT_REQUIRE_CUDA() GRAFT_REQUIRE_DEVICE(DeviceType::CUDA)
+
+// Waits for `device`'s queued work (timings).
+void sync_device(Device device) {
+  if (!device.is_cpu()) device_backend(device.type).synchronize(device.index);
+}
+
+// ---- modes ----
+
+enum class Mode { Test, Grad, Perf, Support };
+Mode harness_mode() {
+  const char* v = std::getenv("GRAFT_HARNESS_MODE");
+  const std::string m = v ? v : "";
+  if (m.empty() || m == "test") return Mode::Test;
+  if (m == "grad") return Mode::Grad;
+  if (m == "perf") return Mode::Perf;
+  if (m == "support") return Mode::Support;
+  GRAFT_FAIL("GRAFT_HARNESS_MODE=", m, ": expected test, grad, perf or support");
+}
 
 // ---- runs everywhere ----
 TEST(CudaAvailability, AskingForCudaWithoutGpuThrowsClearError) {
@@ -70,9 +125,9 @@ TEST(CudaAvailability, AskingForCudaWithoutGpuThrowsClearError) {
   }
   const std::string why = device_unavailable_reason(DeviceType::CUDA);
   EXPECT_NE(why.find("CUDA not available"), std::string::npos) << why;
-#ifdef GRAFT_CUDA_EMULATED
-  EXPECT_NE(why.find("GRAFT_EMULATED_DEVICES=0"), std::string::npos) << "says why: " << why;
-#endif
+  if (cuda::is_emulated()) {
+    EXPECT_NE(why.find("GRAFT_EMULATED_DEVICES=0"), std::string::npos) << "says why: " << why;
+  }
   try {
     Tensor t = zeros({2, 3}, opts(DType::Float32, Device::cuda()));
     FAIL() << "allocating on CUDA without a device did not throw";
@@ -83,52 +138,54 @@ TEST(CudaAvailability, AskingForCudaWithoutGpuThrowsClearError) {
   EXPECT_THROW(ones({4}).to(Device::parse("cuda:1")), Error);
 }
 
-#ifdef GRAFT_HAVE_CUDA
-// Runs everywhere: the CUDA backend registered a kernel in every table.
-TEST(CudaAvailability, EveryKernelTableHasACudaEntry) {
-  const std::vector<std::pair<const char*, bool>> tables = {
-#define GRAFT_T(name) {#name, kernel::name.has(DeviceType::CUDA)}
-      GRAFT_T(unary),
-      GRAFT_T(binary),
-      GRAFT_T(binary_scalar),
-      GRAFT_T(copy),
-      GRAFT_T(fill),
-      GRAFT_T(where),
-      GRAFT_T(reduce),
-      GRAFT_T(arg_reduce),
-      GRAFT_T(var),
-      GRAFT_T(bmm),
-      GRAFT_T(index_select),
-      GRAFT_T(index_add),
-      GRAFT_T(gather),
-      GRAFT_T(scatter_add),
-      GRAFT_T(conv2d_forward),
-      GRAFT_T(conv2d_backward_input),
-      GRAFT_T(conv2d_backward_weight),
-      GRAFT_T(batch_norm_forward_train),
-      GRAFT_T(batch_norm_forward_eval),
-      GRAFT_T(batch_norm_backward),
-      GRAFT_T(max_pool2d_forward),
-      GRAFT_T(max_pool2d_backward),
-      GRAFT_T(adaptive_avg_pool2d_forward),
-      GRAFT_T(adaptive_avg_pool2d_backward),
-      GRAFT_T(softmax_forward),
-      GRAFT_T(softmax_backward),
-      GRAFT_T(nll_loss_forward),
-      GRAFT_T(nll_loss_backward),
-      GRAFT_T(cross_entropy_forward),
-      GRAFT_T(cross_entropy_backward),
-      GRAFT_T(linear_forward),
-      GRAFT_T(linear_backward_input),
-      GRAFT_T(linear_backward_weight),
-      GRAFT_T(bias_backward),
-      GRAFT_T(sgd_step),
-      GRAFT_T(adam_step),
-#undef GRAFT_T
+// core/cuda.h in a build without the CUDA backend: the queries answer false /
+// 0, everything else throws an error that says how to get CUDA.
+TEST(CudaAvailability, PublicCudaInterfaceWithoutBackendSaysHowToGetIt) {
+  if (cuda::has_backend()) GTEST_SKIP() << "this build has the CUDA backend";
+  EXPECT_FALSE(cuda::is_available());
+  EXPECT_FALSE(cuda::is_emulated());
+  EXPECT_EQ(cuda::device_count(), 0);
+  EXPECT_FALSE(cuda::tf32_enabled());
+  EXPECT_FALSE(cuda::use_native_gemm());
+  const std::vector<std::pair<const char*, std::function<void()>>> calls = {
+      {"memory_stats", [] { (void)cuda::memory_stats(); }},
+      {"reset_peak_stats", [] { cuda::reset_peak_stats(); }},
+      {"empty_cache", [] { cuda::empty_cache(); }},
+      {"synchronize", [] { cuda::synchronize(); }},
+      {"set_poison_allocations", [] { cuda::set_poison_allocations(true); }},
+      {"device_name", [] { (void)cuda::device_name(); }},
+      {"set_tf32_enabled", [] { cuda::set_tf32_enabled(true); }},
+      {"set_native_gemm", [] { cuda::set_native_gemm(true); }},
   };
-  for (const auto& [name, has] : tables) EXPECT_TRUE(has) << "no CUDA kernel for " << name;
+  for (const auto& [name, call] : calls) {
+    try {
+      call();
+      ADD_FAILURE() << "cuda::" << name << " did not throw without a CUDA backend";
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("CUDA not available: graft was built without the CUDA backend "
+                          "(rebuild with -DGRAFT_CUDA=ON)"),
+                std::string::npos)
+          << name << ": " << what;
+    }
+  }
 }
-#endif
+
+// The kernel tables list themselves (core/dispatch.h), the optimizer's too,
+// and every backend the program has registered a kernel in every table.
+TEST(KernelTables, EveryTableHasAKernelForEveryRegisteredBackend) {
+  std::set<std::string> names;
+  for (const KernelTableBase* t : kernel_tables()) {
+    EXPECT_TRUE(names.insert(t->name()).second) << "listed twice: " << t->name();
+    for (DeviceType type : device_types()) {
+      if (device_backend_registered(type)) {
+        EXPECT_TRUE(t->has(type)) << "no " << type_name(type) << " kernel for " << t->name();
+      }
+    }
+  }
+  for (const char* name : {"unary", "bmm", "bias_backward", "sgd_step", "adam_step"})
+    EXPECT_EQ(names.count(name), 1u) << name << " is not listed";
+}
 
 // ---- the op table ----
 
@@ -153,8 +210,8 @@ struct OpCase {
   bool backward = true;
 };
 
-// The base tensor is generated contiguous on the CPU, then viewed; the CUDA
-// input is the same base copied to the device and viewed the same way.
+// The base tensor is generated contiguous on the CPU, then viewed; the input
+// of the device under test is the same base copied to it and viewed the same way.
 Tensor make_base(const InputSpec& s, Generator& gen) {
   Shape base = s.shape;
   if (s.layout == Layout::Transposed && base.size() >= 2) std::swap(base[0], base[1]);
@@ -170,74 +227,75 @@ Tensor view_as_spec(const Tensor& base, const InputSpec& s) {
     return base.slice(base.dim() - 1, 0, base.size(-1), 2);
   return base;
 }
+// A leaf input: a view is not a leaf, so each device gets its own leaf copy
+// with the same strides (detach keeps the view's layout).
+Tensor as_input(Tensor t, const InputSpec& s, const OpCase& c) {
+  if (s.requires_grad && c.backward && is_floating(s.dtype)) {
+    t = t.detach();
+    t.set_requires_grad(true);
+  }
+  return t;
+}
 
-::testing::AssertionResult all_close(const Tensor& cuda_out, const Tensor& cpu_out, double tol,
+// `actual` (from the device under test) against `expected` (from the CPU).
+::testing::AssertionResult all_close(const Tensor& actual, const Tensor& expected, double tol,
                                      const std::string& what) {
-  if (cuda_out.sizes() != cpu_out.sizes())
-    return ::testing::AssertionFailure() << what << ": shape " << shape_str(cuda_out.sizes())
-                                         << " vs " << shape_str(cpu_out.sizes());
-  if (cuda_out.dtype() != cpu_out.dtype())
-    return ::testing::AssertionFailure() << what << ": dtype " << dtype_name(cuda_out.dtype())
-                                         << " vs " << dtype_name(cpu_out.dtype());
-  const std::vector<double> a = cuda_out.cpu().to_vector<double>();
-  const std::vector<double> e = cpu_out.to_vector<double>();
+  if (actual.sizes() != expected.sizes())
+    return ::testing::AssertionFailure() << what << ": shape " << shape_str(actual.sizes())
+                                         << " vs " << shape_str(expected.sizes());
+  if (actual.dtype() != expected.dtype())
+    return ::testing::AssertionFailure() << what << ": dtype " << dtype_name(actual.dtype())
+                                         << " vs " << dtype_name(expected.dtype());
+  const std::vector<double> a = actual.cpu().to_vector<double>();
+  const std::vector<double> e = expected.cpu().to_vector<double>();
   for (size_t i = 0; i < a.size(); ++i) {
     const bool an = std::isnan(a[i]), en = std::isnan(e[i]);
     // |a - e| <= tol * max(1, |e|): relative for large values, absolute near 0.
     if (an != en || (!an && std::fabs(a[i] - e[i]) > tol * std::max(1.0, std::fabs(e[i]))))
-      return ::testing::AssertionFailure() << what << ": element " << i << " CUDA " << a[i]
-                                           << " vs CPU " << e[i] << " (tol " << tol << ")";
+      return ::testing::AssertionFailure()
+             << what << ": element " << i << " " << actual.device().str() << " " << a[i]
+             << " vs CPU " << e[i] << " (tol " << tol << ")";
   }
   return ::testing::AssertionSuccess();
 }
 
-// Forward on both devices, then backward of sum(out_k * w_k) with the same
-// random weights w_k on both devices, comparing every input gradient.
-void run_case(const OpCase& c) {
-  SCOPED_TRACE(c.name);
+// Forward on the CPU and on `device`, then backward of sum(out_k * w_k) with
+// the same random weights w_k on both, comparing every input gradient.
+void run_case(const OpCase& c, Device device) {
+  SCOPED_TRACE(c.name + " on " + device.str());
   Generator gen(1234);
-  std::vector<Tensor> cpu_in, cuda_in;
+  std::vector<Tensor> cpu_in, dev_in;
   for (const InputSpec& s : c.inputs) {
     const Tensor base = make_base(s, gen);
-    Tensor a = view_as_spec(base, s);
-    Tensor b = view_as_spec(base.to(Device::cuda()), s);
-    if (s.requires_grad && c.backward && is_floating(s.dtype)) {
-      // Leaves: a view is not a leaf, so give each device its own leaf copy
-      // with the same strides (detach keeps the view's layout).
-      a = a.detach();
-      b = b.detach();
-      a.set_requires_grad(true);
-      b.set_requires_grad(true);
-    }
-    cpu_in.push_back(a);
-    cuda_in.push_back(b);
+    cpu_in.push_back(as_input(view_as_spec(base, s), s, c));
+    dev_in.push_back(as_input(view_as_spec(base.to(device), s), s, c));
   }
   const std::vector<Tensor> cpu_out = c.fn(cpu_in);
-  const std::vector<Tensor> cuda_out = c.fn(cuda_in);
-  ASSERT_EQ(cpu_out.size(), cuda_out.size());
+  const std::vector<Tensor> dev_out = c.fn(dev_in);
+  ASSERT_EQ(cpu_out.size(), dev_out.size());
   for (size_t k = 0; k < cpu_out.size(); ++k) {
-    EXPECT_TRUE(cuda_out[k].device().is_cuda()) << "output " << k;
-    EXPECT_TRUE(all_close(cuda_out[k], cpu_out[k], c.tol, "output " + std::to_string(k)));
+    EXPECT_EQ(dev_out[k].device(), device) << "output " << k;
+    EXPECT_TRUE(all_close(dev_out[k], cpu_out[k], c.tol, "output " + std::to_string(k)));
   }
   if (!c.backward) return;
-  Tensor loss_cpu, loss_cuda;
+  Tensor loss_cpu, loss_dev;
   for (size_t k = 0; k < cpu_out.size(); ++k) {
     if (!cpu_out[k].requires_grad()) continue;
     const Tensor w = randn(cpu_out[k].sizes(), opts(cpu_out[k].dtype()), &gen);
     const Tensor lc = sum(mul(cpu_out[k], w));
-    const Tensor lg = sum(mul(cuda_out[k], w.to(Device::cuda())));
+    const Tensor ld = sum(mul(dev_out[k], w.to(device)));
     loss_cpu = loss_cpu.defined() ? add(loss_cpu, lc) : lc;
-    loss_cuda = loss_cuda.defined() ? add(loss_cuda, lg) : lg;
+    loss_dev = loss_dev.defined() ? add(loss_dev, ld) : ld;
   }
   ASSERT_TRUE(loss_cpu.defined()) << "backward requested but no output requires grad";
   loss_cpu.backward();
-  loss_cuda.backward();
+  loss_dev.backward();
   for (size_t i = 0; i < cpu_in.size(); ++i) {
     if (!cpu_in[i].requires_grad()) continue;
-    ASSERT_TRUE(cuda_in[i].grad().defined()) << "no CUDA gradient for input " << i;
-    EXPECT_TRUE(cuda_in[i].grad().device().is_cuda());
-    EXPECT_TRUE(all_close(cuda_in[i].grad(), cpu_in[i].grad(), c.tol,
-                          "grad of input " + std::to_string(i)));
+    ASSERT_TRUE(dev_in[i].grad().defined()) << "no " << device.str() << " gradient for input " << i;
+    EXPECT_EQ(dev_in[i].grad().device(), device);
+    EXPECT_TRUE(
+        all_close(dev_in[i].grad(), cpu_in[i].grad(), c.tol, "grad of input " + std::to_string(i)));
   }
 }
 
@@ -456,7 +514,66 @@ std::vector<OpCase> op_cases() {
   add_case({"nll_loss", {f32({6, 5}), idx({6}, 5)}, [](const V& x) {
               return V{F::nll_loss(F::log_softmax(x[0], 1), x[1])};
             }});
+  // ---- optimizer steps (the fused sgd_step / adam_step kernel tables) ----
+  // Two SGD (momentum, nesterov, weight decay) and two AdamW steps of one
+  // parameter (inputs: its value and its gradient). kernels/cpu/optim.cpp and
+  // kernels/cuda/optim.cu contract no FMA, so float64 steps are bit-identical
+  // on every device (tolerance 0). Finding: float32 AdamW is not: the CPU
+  // kernel takes the square root with Eigen's vectorized sqrt, which under
+  // EIGEN_FAST_MATH (Eigen 3.4's default) is rsqrt plus a Newton step, not
+  // correctly rounded (36% of random floats differ from std::sqrt by an ulp
+  // or two), so the CPU's float32 AdamW differs from CUDA's (and torch's) in
+  // the last bits of elements past the first SIMD-width. 2.5e-7 relative is
+  // two float32 ulps; a wrong update is off by O(lr) = 1e-3.
+  const auto optimizer_steps = [](const V& x) {
+    V out;
+    for (const bool adam : {false, true}) {
+      Tensor p = x[0].clone();
+      p.set_requires_grad(true);
+      p.set_grad(x[1].clone());
+      const std::vector<std::pair<std::string, Tensor>> params = {{"p", p}};
+      if (adam) {
+        optim::AdamW opt(params, optim::AdamWOptions{});
+        opt.step();
+        opt.step();
+      } else {
+        optim::SGD opt(
+            params,
+            optim::SGDOptions{.lr = 0.1, .momentum = 0.9, .weight_decay = 1e-2, .nesterov = true});
+        opt.step();
+        opt.step();
+      }
+      out.push_back(p.detach());
+    }
+    return out;
+  };
+  add_case({"sgd_adamw_steps_f64",
+            {nograd(f64({1000})), nograd(f64({1000}))},
+            optimizer_steps,
+            0,
+            false});
+  add_case({"sgd_adamw_steps_f32",
+            {nograd(f32({1000})), nograd(f32({1000}))},
+            optimizer_steps,
+            2.5e-7,
+            false});
   return cases;
+}
+
+// The case's inputs on `device`, from seed 1234 as in run_case.
+std::vector<Tensor> inputs_on(const OpCase& c, Device device) {
+  Generator gen(1234);
+  std::vector<Tensor> in;
+  for (const InputSpec& s : c.inputs)
+    in.push_back(as_input(view_as_spec(make_base(s, gen).to(device), s), s, c));
+  return in;
+}
+// Sum of every differentiable output: the loss of the checks other than run_case.
+Tensor sum_of_outputs(const std::vector<Tensor>& out) {
+  Tensor loss;
+  for (const Tensor& o : out)
+    if (o.requires_grad()) loss = loss.defined() ? add(loss, sum(o)) : sum(o);
+  return loss;
 }
 
 // Runs on every machine: the CPU half of each case must work (valid shapes,
@@ -465,25 +582,14 @@ std::vector<OpCase> op_cases() {
 TEST(CudaOpTable, EveryCaseRunsOnCpu) {
   for (const OpCase& c : op_cases()) {
     SCOPED_TRACE(c.name);
-    Generator gen(1234);
-    std::vector<Tensor> in;
-    for (const InputSpec& s : c.inputs) {
-      Tensor a = view_as_spec(make_base(s, gen), s);
-      if (s.requires_grad && c.backward && is_floating(s.dtype)) {
-        a = a.detach();
-        a.set_requires_grad(true);
-      }
-      in.push_back(a);
-    }
+    const std::vector<Tensor> in = inputs_on(c, Device::cpu());
     std::vector<Tensor> out;
     ASSERT_NO_THROW(out = c.fn(in));
     ASSERT_FALSE(out.empty());
-    Tensor loss;
-    for (const Tensor& o : out) {
+    for (const Tensor& o : out)
       for (double v : o.to_vector<double>()) ASSERT_TRUE(std::isfinite(v));
-      if (o.requires_grad()) loss = loss.defined() ? add(loss, sum(o)) : sum(o);
-    }
     if (!c.backward) continue;
+    const Tensor loss = sum_of_outputs(out);
     ASSERT_TRUE(loss.defined()) << "no output requires grad";
     ASSERT_NO_THROW(loss.backward());
     for (size_t i = 0; i < in.size(); ++i) {
@@ -494,29 +600,168 @@ TEST(CudaOpTable, EveryCaseRunsOnCpu) {
   }
 }
 
-class CudaOps : public ::testing::TestWithParam<size_t> {
+// ---- the harness: every case on every device type ----
+
+// What the non-default modes collect, printed at the end.
+struct CaseRecord {
+  std::vector<std::string> tables;           // the kernel tables its run on the device used
+  std::string status;                        // support: "yes", or why not
+  double forward_ms = -1, backward_ms = -1;  // perf
+};
+std::map<std::pair<size_t, DeviceType>, CaseRecord>& records() {
+  static std::map<std::pair<size_t, DeviceType>, CaseRecord> r;
+  return r;
+}
+
+// out += sep + item, without a leading separator.
+void append(std::string& out, const char* sep, const std::string& item) {
+  if (!out.empty()) out += sep;
+  out += item;
+}
+std::string dtypes_of(const OpCase& c) {
+  std::set<std::string> names;
+  for (const InputSpec& s : c.inputs)
+    if (is_floating(s.dtype)) names.insert(dtype_name(s.dtype));
+  std::string out;
+  for (const std::string& n : names) append(out, ",", n);
+  return out.empty() ? "-" : out;
+}
+std::string shapes_of(const OpCase& c) {
+  std::string out;
+  for (const InputSpec& s : c.inputs) append(out, " ", shape_str(s.shape));
+  return out;
+}
+
+// support: run forward (+ backward of the outputs' sum) on the device; record
+// the kernel tables whose call count for that device grew (the sum and the
+// backward's seed add reduce and fill to every case's list).
+void support_case(const OpCase& c, size_t index, Device device) {
+  const std::vector<Tensor> in = inputs_on(c, device);
+  std::vector<uint64_t> before;
+  for (const KernelTableBase* t : kernel_tables()) before.push_back(t->calls(device.type));
+  CaseRecord& r = records()[{index, device.type}];
+  try {
+    const Tensor loss = sum_of_outputs(c.fn(in));
+    if (c.backward && loss.defined()) loss.backward();
+    sync_device(device);
+    r.status = "yes";
+  } catch (const Error& e) {
+    r.status = std::string("FAILS: ") + e.what();
+    ADD_FAILURE() << c.name << " on " << device.str() << ": " << e.what();
+  }
+  for (size_t k = 0; k < kernel_tables().size(); ++k)
+    if (kernel_tables()[k]->calls(device.type) > before[k])
+      r.tables.push_back(kernel_tables()[k]->name());
+}
+
+// perf: mean wall time of the forward pass (with the sum of its outputs) and
+// of forward + backward, after one warm-up run; inputs are made untimed.
+void perf_case(const OpCase& c, size_t index, Device device) {
+  constexpr int kWarmup = 1, kRuns = 5;
+  auto mean_ms = [&](bool backward) {
+    double total = 0;
+    for (int i = 0; i < kWarmup + kRuns; ++i) {
+      const std::vector<Tensor> in = inputs_on(c, device);
+      sync_device(device);
+      const auto t0 = std::chrono::steady_clock::now();
+      const Tensor loss = sum_of_outputs(c.fn(in));
+      if (backward) loss.backward();
+      sync_device(device);
+      const auto t1 = std::chrono::steady_clock::now();
+      if (i >= kWarmup) total += std::chrono::duration<double, std::milli>(t1 - t0).count();
+    }
+    return total / kRuns;
+  };
+  CaseRecord& r = records()[{index, device.type}];
+  r.forward_ms = mean_ms(false);
+  if (c.backward) r.backward_ms = mean_ms(true);
+}
+
+// grad: finite differences of sum_k <w_k, out_k> through the case on the
+// device, with the inputs in float64 (gradcheck's copies, moved to the device
+// and viewed as the case specifies).
+constexpr int64_t kGradMaxElements = 2048;  // 2 forward passes per element
+void grad_case(const OpCase& c, Device device) {
+  if (!c.backward) GTEST_SKIP() << c.name << " has no backward";
+  int64_t elements = 0;
+  for (const InputSpec& s : c.inputs) {
+    int64_t n = 1;
+    for (int64_t d : s.shape) n *= d;
+    if (is_floating(s.dtype)) elements += n;
+  }
+  if (elements > kGradMaxElements)
+    GTEST_SKIP() << c.name << ": " << elements << " input elements (more than " << kGradMaxElements
+                 << ") is too slow for finite differences";
+  Generator gen(1234);
+  std::vector<Tensor> bases;
+  for (const InputSpec& s : c.inputs) bases.push_back(make_base(s, gen));
+  // Which outputs are differentiable, from gradcheck's first evaluation (the
+  // one with autograd on; the finite differences run without it).
+  std::vector<bool> differentiable;
+  const GradcheckFn fn = [&](const std::vector<Tensor>& xs) {
+    std::vector<Tensor> in;
+    for (size_t i = 0; i < xs.size(); ++i)
+      in.push_back(view_as_spec(xs[i].to(device), c.inputs[i]));
+    const std::vector<Tensor> out = c.fn(in);
+    if (differentiable.empty())
+      for (const Tensor& o : out) differentiable.push_back(o.requires_grad());
+    Tensor total;
+    for (size_t k = 0; k < out.size(); ++k) {
+      if (!differentiable[k]) continue;
+      Generator wgen(100 + k);  // the same weights on every evaluation
+      const Tensor w = randn(out[k].sizes(), opts(DType::Float64), &wgen).to(device);
+      const Tensor term = sum(mul(out[k].to(DType::Float64), w));
+      total = total.defined() ? add(total, term) : term;
+    }
+    GRAFT_CHECK(total.defined(), "no output requires grad");
+    return total.cpu();
+  };
+  GradcheckResult r;
+  try {
+    r = gradcheck(fn, bases);
+  } catch (const Error& e) {
+    GTEST_SKIP() << c.name << " does not run in float64 on " << device.str() << ": " << e.what();
+  }
+  EXPECT_TRUE(r.ok) << c.name << " on " << device.str() << ": " << r.message << " (max abs error "
+                    << r.max_abs_error << ")";
+}
+
+class BackendOps : public ::testing::TestWithParam<std::tuple<DeviceType, size_t>> {
  protected:
   void SetUp() override {
-    GRAFT_REQUIRE_CUDA();
-#ifdef GRAFT_HAVE_CUDA
-    cuda::set_poison_allocations(true);
-#endif
+    GRAFT_REQUIRE_DEVICE(std::get<0>(GetParam()));
+    if (std::get<0>(GetParam()) == DeviceType::CUDA) cuda::set_poison_allocations(true);
   }
   void TearDown() override {
-#ifdef GRAFT_HAVE_CUDA
-    if (cuda_available()) cuda::set_poison_allocations(false);
-#endif
+    if (std::get<0>(GetParam()) == DeviceType::CUDA && cuda_available())
+      cuda::set_poison_allocations(false);
   }
 };
 
-TEST_P(CudaOps, MatchesCpu) { run_case(op_cases()[GetParam()]); }
+TEST_P(BackendOps, MatchesCpu) {
+  const auto [type, index] = GetParam();
+  const OpCase c = op_cases()[index];
+  const Device device{type, 0};
+  switch (harness_mode()) {
+    case Mode::Test:
+      return run_case(c, device);
+    case Mode::Grad:
+      return grad_case(c, device);
+    case Mode::Perf:
+      return perf_case(c, index, device);
+    case Mode::Support:
+      return support_case(c, index, device);
+  }
+}
 
-INSTANTIATE_TEST_SUITE_P(AllOps, CudaOps, ::testing::Range<size_t>(0, op_cases().size()),
-                         [](const ::testing::TestParamInfo<size_t>& param) {
-                           return op_cases()[param.param].name;
+INSTANTIATE_TEST_SUITE_P(AllOps, BackendOps,
+                         ::testing::Combine(::testing::ValuesIn(device_types()),
+                                            ::testing::Range<size_t>(0, op_cases().size())),
+                         [](const ::testing::TestParamInfo<std::tuple<DeviceType, size_t>>& param) {
+                           return type_name(std::get<0>(param.param)) + "_" +
+                                  op_cases()[std::get<1>(param.param)].name;
                          });
 
-#ifdef GRAFT_HAVE_CUDA
 TEST(CudaRuntime, CachingAllocatorReusesBlocksAndEmptiesCache) {
   GRAFT_REQUIRE_CUDA();
   const char* cache = std::getenv("GRAFT_CUDA_CACHE");
@@ -571,7 +816,8 @@ TEST(CudaRuntime, CopiesRoundTripLargeBuffers) {
   EXPECT_TRUE(all_close(back, x, 0, "round trip"));
 }
 
-// Fused optimizer steps against a direct CPU evaluation of torch's formulas.
+// The CUDA entries of the fused optimizer tables (kernels/cuda/optim.cu)
+// against a direct CPU evaluation of torch's formulas.
 TEST(CudaOptim, FusedSgdAndAdamMatchReference) {
   GRAFT_REQUIRE_CUDA();
   Generator gen(99);
@@ -589,10 +835,10 @@ TEST(CudaOptim, FusedSgdAndAdamMatchReference) {
   {
     std::vector<Tensor> p = to_cuda(p_cpu), g = to_cuda(g_cpu), buf;
     for (const Tensor& t : p) buf.push_back(zeros(t.sizes(), opts(t.dtype(), t.device())));
-    cuda::SgdStepParams h{0.1, 0.9, 0.0, 1e-2, true, false, true};
-    cuda::sgd_step(p, g, buf, h);
+    optim::SGDHyper h{0.1, 0.9, 0.0, 1e-2, true, false, true};
+    kernel::sgd_step(Device::cuda())(p, g, buf, h);
     h.init_buffers = false;
-    cuda::sgd_step(p, g, buf, h);
+    kernel::sgd_step(Device::cuda())(p, g, buf, h);
     for (size_t k = 0; k < p.size(); ++k) {
       const std::vector<double> p0 = p_cpu[k].to_vector<double>(),
                                 gg = g_cpu[k].to_vector<double>();
@@ -614,9 +860,9 @@ TEST(CudaOptim, FusedSgdAndAdamMatchReference) {
       m.push_back(zeros(t.sizes(), opts(t.dtype(), t.device())));
       v.push_back(zeros(t.sizes(), opts(t.dtype(), t.device())));
     }
-    const cuda::AdamStepParams h{1e-3, 0.9, 0.999, 1e-8, 0.01, false, false, true};
+    const optim::AdamHyper h{1e-3, 0.9, 0.999, 1e-8, 0.01, false, false, true};
     for (int64_t step = 1; step <= 3; ++step)
-      cuda::adam_step(p, g, m, v, {}, std::vector<int64_t>(p.size(), step), h);
+      kernel::adam_step(Device::cuda())(p, g, m, v, {}, std::vector<int64_t>(p.size(), step), h);
     for (size_t k = 0; k < p.size(); ++k) {
       std::vector<double> ref = p_cpu[k].to_vector<double>(), gg = g_cpu[k].to_vector<double>();
       std::vector<double> mm(ref.size()), vv(ref.size());
@@ -854,7 +1100,8 @@ TEST(CudaRuntime, CudnnBenchmarkModeKeepsNoLimitSizedWorkspace) {
 TEST(CudaRuntime, TwoDeviceCopiesRoundTrip) {
   GRAFT_REQUIRE_CUDA();
   if (cuda::device_count() < 2) {
-    if (cuda_tests_required()) GTEST_FAIL() << "needs 2 CUDA devices (GRAFT_EMULATED_DEVICES=2)";
+    if (device_tests_required(DeviceType::CUDA))
+      GTEST_FAIL() << "needs 2 CUDA devices (GRAFT_EMULATED_DEVICES=2)";
     GTEST_SKIP() << "needs 2 CUDA devices";
   }
   Generator gen(21);
@@ -876,26 +1123,118 @@ TEST(CudaRuntime, TwoDeviceCopiesRoundTrip) {
   EXPECT_TRUE(all_close(z1.cpu(), x, 0, "host -> cuda:1 (x)"));
 }
 
-// Prints which CUDA kernel-table entries the tests called; an unfiltered run
-// of the emulated build fails when one was never called.
-class CoverageReport : public ::testing::Environment {
+// What the run found, printed at the end. test: the kernel registry's call
+// counts; an unfiltered run fails when a kernel-table entry of an available
+// device whose tests are required (see device_tests_required) was never
+// called. support: which case runs on which device, then the registry. perf:
+// the timings.
+class HarnessReport : public ::testing::Environment {
  public:
-  void TearDown() override {
-    if (!cuda_available()) return;
-    std::cout << "CUDA kernel-table coverage (calls per entry):\n";
-    int missed = 0;
-    for (const cuda::KernelCoverage& c : cuda::kernel_coverage()) {
-      std::cout << "  " << (c.calls ? "covered  " : "MISSED   ") << c.table << "  " << c.calls
-                << "\n";
-      missed += c.calls == 0;
+  void SetUp() override {
+    try {
+      (void)harness_mode();
+    } catch (const Error& e) {
+      FAIL() << e.what();
     }
-    if (cuda_tests_required() && ::testing::GTEST_FLAG(filter) == "*") {
-      EXPECT_EQ(missed, 0) << "CUDA kernel-table entries the harness never called";
+  }
+  void TearDown() override {
+    Mode mode = Mode::Test;
+    try {
+      mode = harness_mode();
+    } catch (const Error&) {
+      return;  // reported by SetUp
+    }
+    if (mode == Mode::Support) print_support();
+    if (mode == Mode::Perf) print_perf();
+    if (mode == Mode::Test || mode == Mode::Support) print_registry(mode == Mode::Test);
+  }
+
+ private:
+  static void print_registry(bool check) {
+    std::printf("kernel tables (calls per device since the process started; '-': no kernel):\n");
+    std::printf("  %-30s", "table");
+    for (DeviceType type : device_types()) std::printf(" %12s", type_name(type).c_str());
+    std::printf("\n");
+    std::vector<std::string> missed;
+    for (const KernelTableBase* t : kernel_tables()) {
+      std::printf("  %-30s", t->name());
+      for (DeviceType type : device_types()) {
+        if (!t->has(type)) {
+          std::printf(" %12s", "-");
+          continue;
+        }
+        std::printf(" %12llu", static_cast<unsigned long long>(t->calls(type)));
+        if (t->calls(type) == 0 && device_available(Device{type, 0}) && device_tests_required(type))
+          missed.push_back(type_name(type) + " " + t->name());
+      }
+      std::printf("\n");
+    }
+    for (const std::string& m : missed) std::printf("  MISSED %s\n", m.c_str());
+    if (check && ::testing::GTEST_FLAG(filter) == "*") {
+      EXPECT_TRUE(missed.empty()) << missed.size()
+                                  << " kernel-table entries the harness never called";
+    }
+  }
+
+  static void print_support() {
+    const std::vector<OpCase> cases = op_cases();
+    std::printf(
+        "op support (case = op and input dtypes; per device: yes = ran here, "
+        "registered = every kernel it used on the CPU is registered but no device "
+        "is here, else why not):\n");
+    std::printf("  %-30s %-16s", "case", "dtypes");
+    for (DeviceType type : device_types()) std::printf(" %-12s", type_name(type).c_str());
+    std::printf(" kernel tables\n");
+    size_t supported = 0, dtype_count = 0;
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const auto cpu = records().find({i, DeviceType::CPU});
+      if (cpu == records().end()) continue;  // filtered out
+      const std::string dtypes = dtypes_of(cases[i]);
+      const size_t n_dtypes = std::count(dtypes.begin(), dtypes.end(), ',') + 1;
+      dtype_count += n_dtypes;
+      std::printf("  %-30s %-16s", cases[i].name.c_str(), dtypes.c_str());
+      for (DeviceType type : device_types()) {
+        std::string status;
+        const auto r = records().find({i, type});
+        if (r != records().end()) {
+          status = r->second.status;
+        } else if (!device_backend_registered(type)) {
+          status = "no backend";
+        } else {
+          status = "registered";
+          for (const KernelTableBase* t : kernel_tables()) {
+            const auto& used = cpu->second.tables;
+            if (status == "registered" && !t->has(type) &&
+                std::find(used.begin(), used.end(), t->name()) != used.end())
+              status = std::string("no kernel: ") + t->name();
+          }
+        }
+        if (status == "yes" || status == "registered") supported += n_dtypes;
+        std::printf(" %-12s", status.c_str());
+      }
+      std::string tables;
+      for (const std::string& name : cpu->second.tables) append(tables, ",", name);
+      std::printf(" %s\n", tables.c_str());
+    }
+    std::printf(
+        "support: %zu (case, dtype, device) entries of %zu cases x dtypes (%zu) x %d devices\n",
+        supported, cases.size(), dtype_count, kNumDeviceTypes);
+  }
+
+  static void print_perf() {
+    const std::vector<OpCase> cases = op_cases();
+    std::printf("op timings (ms, mean of 5 after 1 warm-up; fwd includes summing the outputs):\n");
+    std::printf("  %-30s %-6s %10s %12s  %s\n", "case", "device", "fwd", "fwd+bwd", "input shapes");
+    for (const auto& [key, r] : records()) {
+      const OpCase& c = cases[key.first];
+      char bwd[32] = "-";
+      if (r.backward_ms >= 0) std::snprintf(bwd, sizeof bwd, "%.3f", r.backward_ms);
+      std::printf("  %-30s %-6s %10.3f %12s  %s\n", c.name.c_str(), type_name(key.second).c_str(),
+                  r.forward_ms, bwd, shapes_of(c).c_str());
     }
   }
 };
-const auto* const g_coverage_report = ::testing::AddGlobalTestEnvironment(new CoverageReport);
-#endif
+const auto* const g_harness_report = ::testing::AddGlobalTestEnvironment(new HarnessReport);
 
 }  // namespace
 }  // namespace graft

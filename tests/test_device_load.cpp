@@ -29,7 +29,9 @@ TEST(DeviceLoad, CudaBackendIsLoadedOnDemandOrTheErrorSaysWhy) {
   const std::string why = device_unavailable_reason(DeviceType::CUDA);
   const char* override_path = std::getenv("GRAFT_CUDA_LIBRARY");
   if (backend == "none") {
-    EXPECT_EQ(why, "CUDA not available: graft was built without the CUDA backend");
+    EXPECT_EQ(why,
+              "CUDA not available: graft was built without the CUDA backend (rebuild with "
+              "-DGRAFT_CUDA=ON)");
   } else if (backend == "static") {
     EXPECT_TRUE(contains(why, "does not link graft's CUDA backend (graft::cuda")) << why;
   } else if (override_path && *override_path) {

@@ -23,10 +23,10 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/cuda.h"
 #include "core/device.h"
 #include "core/error.h"
 #include "kernels/cuda/check.cuh"
-#include "kernels/cuda/cuda.h"
 #include "kernels/cuda/runtime.cuh"
 
 namespace graft::cuda {
@@ -577,60 +577,56 @@ Workspace::Workspace(size_t nbytes, int device) : nbytes_(nbytes), device_(devic
 Workspace::~Workspace() { allocator().deallocate(ptr_, nbytes_, device_); }
 
 namespace {
-std::mutex g_coverage_mutex;
-std::vector<std::pair<const char*, const std::atomic<uint64_t>*>>& coverage_entries() {
-  static auto* v = new std::vector<std::pair<const char*, const std::atomic<uint64_t>*>>();
-  return *v;
-}
-}  // namespace
 
-void register_coverage(const char* table, const std::atomic<uint64_t>* calls) {
-  std::lock_guard<std::mutex> lock(g_coverage_mutex);
-  coverage_entries().emplace_back(table, calls);
-}
+// ---- the public interface's hooks (core/cuda.h) ----
 
-std::vector<KernelCoverage> kernel_coverage() {
-  std::lock_guard<std::mutex> lock(g_coverage_mutex);
-  std::vector<KernelCoverage> out;
-  for (const auto& [table, calls] : coverage_entries()) out.push_back({table, calls->load()});
-  return out;
-}
-
-bool tf32_enabled() {
-  read_env();
-  return g_tf32;
-}
-bool use_native_gemm() {
-  read_env();
-  return g_native_gemm;
-}
-
-// ---- public interface (cuda.h) ----
-
-bool is_available() { return available_impl(); }
-int device_count() { return device_count_impl(); }
-MemoryStats memory_stats(int device) {
+MemoryStats memory_stats_impl(int device) {
   require_device(device);
   return allocator().stats(device);
 }
-void reset_peak_stats(int device) {
+void reset_peak_stats_impl(int device) {
   require_device(device);
   allocator().reset_peak(device);
 }
-void empty_cache() {
+void empty_cache_impl() {
   GRAFT_CHECK(available_impl(), device_unavailable_reason(DeviceType::CUDA));
   allocator().empty_cache();
 }
-void synchronize(int device) { check_device_errors(device); }
-void set_poison_allocations(bool on) { allocator().set_poison(on); }
-std::string device_name(int device) { return describe(device); }
-void set_tf32_enabled(bool on) {
+void set_poison_impl(bool on) { allocator().set_poison(on); }
+bool tf32_impl() {
+  read_env();
+  return g_tf32;
+}
+void set_tf32_impl(bool on) {
   read_env();
   g_tf32 = on;
 }
-void set_native_gemm(bool on) {
+bool native_gemm_impl() {
+  read_env();
+  return g_native_gemm;
+}
+void set_native_gemm_impl(bool on) {
   read_env();
   g_native_gemm = on;
 }
+
+const bool hooks_registered = [] {
+  BackendHooks h;
+#ifdef GRAFT_CUDA_EMULATED
+  h.emulated = true;
+#endif
+  h.memory_stats = &memory_stats_impl;
+  h.reset_peak_stats = &reset_peak_stats_impl;
+  h.empty_cache = &empty_cache_impl;
+  h.set_poison_allocations = &set_poison_impl;
+  h.tf32_enabled = &tf32_impl;
+  h.set_tf32_enabled = &set_tf32_impl;
+  h.use_native_gemm = &native_gemm_impl;
+  h.set_native_gemm = &set_native_gemm_impl;
+  register_backend_hooks(h);
+  return true;
+}();
+
+}  // namespace
 
 }  // namespace graft::cuda

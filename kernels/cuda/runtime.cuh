@@ -6,9 +6,9 @@
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
-#include <atomic>
 #include <cstdint>
 
+#include "core/cuda.h"  // tf32_enabled(), use_native_gemm()
 #include "core/tensor.h"
 #include "kernels/cuda/check.cuh"
 
@@ -73,28 +73,7 @@ inline unsigned int grid_for(int64_t n, int block) {
   return static_cast<unsigned int>(blocks < 1 ? 1 : (blocks > 65535 * 8 ? 65535 * 8 : blocks));
 }
 
-// Coverage of the CUDA kernel-table entries (cuda.h: kernel_coverage()):
-// GRAFT_REGISTER_CUDA_KERNEL registers a wrapper that counts calls.
-void register_coverage(const char* table, const std::atomic<uint64_t>* calls);
-template <auto Fn, typename = decltype(Fn)>
-struct Counted;
-template <auto Fn, typename... A>
-struct Counted<Fn, void (*)(A...)> {
-  static inline std::atomic<uint64_t> calls{0};
-  static void call(A... a) {
-    calls.fetch_add(1, std::memory_order_relaxed);
-    Fn(a...);
-  }
-};
-#define GRAFT_REGISTER_CUDA_KERNEL(name, fn)                                     \
-  GRAFT_REGISTER_KERNEL(name, CUDA, ::graft::cuda::Counted<fn>::call);           \
-  static const bool graft_coverage_##name = [] {                                 \
-    ::graft::cuda::register_coverage(#name, &::graft::cuda::Counted<fn>::calls); \
-    return true;                                                                 \
-  }()
-
-// Env switches (cuda.h has the public setters).
-bool tf32_enabled();
-bool use_native_gemm();
+// Registers a CUDA kernel-table entry (dispatch.h counts its calls).
+#define GRAFT_REGISTER_CUDA_KERNEL(name, fn) GRAFT_REGISTER_KERNEL(name, CUDA, fn)
 
 }  // namespace graft::cuda
