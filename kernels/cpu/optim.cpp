@@ -3,7 +3,6 @@
 // mirrors torch 1.13's single-tensor SGD/Adam/AdamW op by op (same operation
 // order, scalars cast to the element type first), so float64 results agree
 // with torch to rounding and float32 results to a few ulps.
-#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 
@@ -106,10 +105,12 @@ void sgd_step_cpu(const std::vector<Tensor>& params, const std::vector<Tensor>& 
 
 enum class Decay { None, L2, Decoupled };
 
-// Flags are template parameters, so the loops are branch-free. std::sqrt keeps
-// errno semantics that stop GCC from vectorizing a loop calling it, so each
-// block runs the moment update, then Eigen's vectorized (correctly rounded,
-// hence identical) sqrt, then the parameter update.
+// Flags are template parameters, so the loops are branch-free. Each block runs
+// the moment update, then the square roots, then the parameter update. The
+// square root is std::sqrt, correctly rounded as torch's and CUDA's are; this
+// file is compiled with -fno-math-errno, so it vectorizes to vsqrtps/vsqrtpd.
+// (Eigen's array sqrt is not an option: under EIGEN_FAST_MATH, its default, it
+// is rsqrt plus a Newton step, 1-2 ulps off, and differs by SIMD width.)
 template <typename T, Decay kDecay, bool kAmsgrad, bool kMaximize>
 void adam_range(T* __restrict p, const T* __restrict g, T* __restrict m, T* __restrict v,
                 T* __restrict vmax, int64_t n, T b1, T one_minus_b1, T b2, T one_minus_b2,
@@ -136,8 +137,7 @@ void adam_range(T* __restrict p, const T* __restrict g, T* __restrict m, T* __re
       }
       root[k] = vi;
     }
-    Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> r(root, len);
-    r = r.sqrt();
+    for (int64_t k = 0; k < len; ++k) root[k] = std::sqrt(root[k]);
     for (int64_t k = 0; k < len; ++k) {
       const int64_t i = i0 + k;
       T pi = p[i];
