@@ -226,8 +226,7 @@ bool holds_tensors(const Value& v) {
 Checkpoint load_pth(MappedFilePtr file) {
   std::string_view head = file->bytes().substr(0, 4);
   if (looks_like_zip(head)) return load_zip(std::move(file));
-  if (head.size() >= 2 && static_cast<uint8_t>(head[0]) == 0x80)
-    return load_legacy(std::move(file));
+  if (looks_like_pickle(head)) return load_legacy(std::move(file));
   GRAFT_FAIL(file->path(), ": not a PyTorch checkpoint (neither a zip archive nor a legacy pickle",
              "; tar-format files from torch < 0.1.10 are not supported)");
 }

@@ -209,7 +209,7 @@ std::string detect_weights_format(const MappedFile& file) {
   if (looks_like_zip(head)) return "pth-zip";
   if (head.size() >= 6 && head.substr(0, 6) == "\x93NUMPY") return "npy";
   if (looks_like_safetensors(head, file.size())) return "safetensors";
-  if (head.size() >= 2 && static_cast<uint8_t>(head[0]) == 0x80) return "pth-legacy";
+  if (looks_like_pickle(head)) return "pth-legacy";
   return "";
 }
 
