@@ -268,6 +268,17 @@ TEST(TrainCli, ResumeGivesIdenticalWeightsAndOneMetricsRowPerEpoch) {
   }
   EXPECT_EQ(csv_rows(straight + "/metrics.csv"), 2);
   EXPECT_EQ(csv_rows(split + "/metrics.csv"), 2);
+  // curves.svg draws every epoch, the one done before the resume included:
+  // one point per epoch and series, at least train loss and train accuracy.
+  auto points = [](const std::string& svg_path) {
+    const std::string svg = graft::testing::read_file(svg_path);
+    int n = 0;
+    for (size_t at = svg.find("<circle"); at != std::string::npos; at = svg.find("<circle", at + 1))
+      ++n;
+    return n;
+  };
+  EXPECT_GE(points(straight + "/curves.svg"), 2 * 2);
+  EXPECT_EQ(points(split + "/curves.svg"), points(straight + "/curves.svg"));
 
   const StateDict s1 = graft::io::load_weights_file(dir / "straight.pth");
   const StateDict s2 = graft::io::load_weights_file(dir / "split.pth");
