@@ -552,7 +552,7 @@ int64_t choose_classes(const TrainConfig& c, const Data& d, int64_t ckpt_classes
 }
 
 // Loads `sd` into `net` (strict), or fails in one line with the likely cause.
-void load_or_explain(nn::ResNet& net, const io::StateDict& sd, const std::string& what,
+void load_or_explain(nn::ResNet& net, const io::NamedTensors& sd, const std::string& what,
                      const std::string& arch) {
   io::LoadOptions dry;
   dry.strict = false;
