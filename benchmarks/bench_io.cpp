@@ -56,7 +56,7 @@ void LoadPth(benchmark::State& state) {
   std::string path;
   if (!have_file(state, path)) return;
   for (auto _ : state) {
-    graft::io::StateDict sd = graft::io::extract_state_dict(graft::io::load_pth(path).root);
+    graft::io::NamedTensors sd = graft::io::extract_state_dict(graft::io::load_pth(path).root);
     benchmark::DoNotOptimize(sd.data());
   }
   state.SetBytesProcessed(
@@ -67,7 +67,7 @@ void LoadPthTouch(benchmark::State& state) {
   std::string path;
   if (!have_file(state, path)) return;
   for (auto _ : state) {
-    graft::io::StateDict sd = graft::io::extract_state_dict(graft::io::load_pth(path).root);
+    graft::io::NamedTensors sd = graft::io::extract_state_dict(graft::io::load_pth(path).root);
     unsigned sum = 0;
     for (const auto& [k, t] : sd) {
       const auto* p = static_cast<const volatile uint8_t*>(t.raw_data());

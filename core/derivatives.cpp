@@ -436,7 +436,6 @@ void scatter_add(const Tensor& self, int64_t dim, const Tensor& index, const Ten
 }
 
 // ============================================================ nn ops
-// NN-DERIVATIVES
 
 namespace {
 // Gradients arrive in any layout; nn kernels take contiguous tensors.

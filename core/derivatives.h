@@ -58,7 +58,6 @@ void scatter_add(const Tensor& self, int64_t dim, const Tensor& index, const Ten
                  const Tensor& out);
 
 // ---- nn ops (core/ops_nn.h) ----
-// NN-DERIVATIVES: declarations go here.
 // The forward front ends pass the original inputs (graph edges) and the
 // contiguous copies the kernels used (saved for backward).
 void conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, const Tensor& input_c,

@@ -121,7 +121,6 @@ GRAFT_DECLARE_KERNEL(gather, GatherFn)
 GRAFT_DECLARE_KERNEL(scatter_add, ScatterAddFn)
 
 // ---- nn kernels (front ends in core/ops_nn.cpp) ----
-// NN-KERNELS: declarations for conv, batch norm, pooling, softmax and losses go here.
 // Tensors named "grad_*" that a caller does not need may be passed undefined
 // (an output mask); kernels skip them. All nn kernels take contiguous tensors.
 namespace F {

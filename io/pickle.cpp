@@ -236,7 +236,7 @@ class Unpickler {
     while (true) {
       size_t op_pos = pos_;
       uint8_t op = u8();
-      if (op == '.') {  // STOP
+      if (op == static_cast<uint8_t>(PickleOp::Stop)) {
         GRAFT_CHECK(stack_.size() == 1 && marks_.empty(), name_, ": pickle ends with ",
                     stack_.size(), " values on the stack");
         if (consumed)
@@ -441,46 +441,46 @@ class Unpickler {
 
   void step(uint8_t op, size_t at) {
     using K = Value::Kind;
-    switch (op) {
-      case 0x80: {  // PROTO
+    switch (static_cast<PickleOp>(op)) {
+      case PickleOp::Proto: {
         uint8_t p = u8();
         if (p > 5) fail_at(at, "unsupported pickle protocol " + std::to_string(p));
         return;
       }
-      case 0x95:
+      case PickleOp::Frame:
         uint_le(8);
-        return;  // FRAME: a hint only
-      case '(':
+        return;  // a hint only
+      case PickleOp::Mark:
         marks_.push_back(stack_.size());
         return;
-      case ')':
+      case PickleOp::EmptyTuple:
         push(Value::tuple());
         return;
-      case 't':
+      case PickleOp::Tuple:
         push(make_seq(K::Tuple, pop_mark()));
         return;
-      case 0x85: {
+      case PickleOp::Tuple1: {
         auto a = pop();
         push(make_seq(K::Tuple, {a}));
         return;
       }
-      case 0x86: {
+      case PickleOp::Tuple2: {
         auto b = pop(), a = pop();
         push(make_seq(K::Tuple, {a, b}));
         return;
       }
-      case 0x87: {
+      case PickleOp::Tuple3: {
         auto c = pop(), b = pop(), a = pop();
         push(make_seq(K::Tuple, {a, b, c}));
         return;
       }
-      case ']':
+      case PickleOp::EmptyList:
         push(Value::list());
         return;
-      case 'l':
+      case PickleOp::List:
         push(make_seq(K::List, pop_mark()));
         return;
-      case 'a': {
+      case PickleOp::Append: {
         auto v = pop();
         v->frozen = true;  // before the check: l.append(l) must fail
         Value& l = mutable_container(K::List, "APPEND");
@@ -488,7 +488,7 @@ class Unpickler {
         l.items.push_back(std::move(v));
         return;
       }
-      case 'e': {
+      case PickleOp::Appends: {
         auto items = pop_mark();
         for (auto& v : items) v->frozen = true;
         Value& l = mutable_container(K::List, "APPENDS");
@@ -496,60 +496,60 @@ class Unpickler {
         l.items.insert(l.items.end(), items.begin(), items.end());
         return;
       }
-      case '}':
+      case PickleOp::EmptyDict:
         push(Value::dict());
         return;
-      case 'd': {
+      case PickleOp::Dict: {
         auto kv = pop_mark();
         push(Value::dict());
         set_items(std::move(kv));
         return;
       }
-      case 's': {
+      case PickleOp::SetItem: {
         auto v = pop(), k = pop();
         set_items({k, v});
         return;
       }
-      case 'u':
+      case PickleOp::SetItems:
         set_items(pop_mark());
         return;
-      case 'N':
+      case PickleOp::None:
         push(Value::none());
         return;
-      case 0x88:
+      case PickleOp::NewTrue:
         push(Value::from_bool(true));
         return;
-      case 0x89:
+      case PickleOp::NewFalse:
         push(Value::from_bool(false));
         return;
-      case 'J':
+      case PickleOp::BinInt:
         push(Value::from_int(static_cast<int32_t>(uint_le(4))));
         return;
-      case 'K':
+      case PickleOp::BinInt1:
         push(Value::from_int(static_cast<int64_t>(uint_le(1))));
         return;
-      case 'M':
+      case PickleOp::BinInt2:
         push(Value::from_int(static_cast<int64_t>(uint_le(2))));
         return;
-      case 0x8a:
+      case PickleOp::Long1:
         push(long_value(uint_le(1), at));
         return;
-      case 0x8b:
+      case PickleOp::Long4:
         push(long_value(uint_le(4), at));
         return;
-      case 'I': {  // text int; "I00\n"/"I01\n" are False/True
+      case PickleOp::Int: {  // text int; "I00\n"/"I01\n" are False/True
         std::string s = line();
         if (s == "00" || s == "01") return push(Value::from_bool(s == "01"));
         push(Value::from_int(parse_int(s, at)));
         return;
       }
-      case 'L': {
+      case PickleOp::Long: {
         std::string s = line();
         if (!s.empty() && s.back() == 'L') s.pop_back();
         push(Value::from_int(parse_int(s, at)));
         return;
       }
-      case 'G': {
+      case PickleOp::BinFloat: {
         uint64_t bits = 0;
         need(8);
         for (int i = 0; i < 8; ++i) bits = (bits << 8) | d_[pos_ + i];  // big-endian
@@ -559,7 +559,7 @@ class Unpickler {
         push(Value::from_float(x));
         return;
       }
-      case 'F': {
+      case PickleOp::Float: {
         std::string s = line();
         char* end = nullptr;
         double x = std::strtod(s.c_str(), &end);
@@ -567,46 +567,46 @@ class Unpickler {
         push(Value::from_float(x));
         return;
       }
-      case 'X':
+      case PickleOp::BinUnicode:
         push(str_value(K::Str, uint_le(4)));
         return;
-      case 0x8c:
+      case PickleOp::ShortBinUnicode:
         push(str_value(K::Str, uint_le(1)));
         return;
-      case 0x8d:
+      case PickleOp::BinUnicode8:
         push(str_value(K::Str, uint_le(8)));
         return;
       // Python 2 str: torch loads these as str (encoding='ascii'/'latin1').
-      case 'T':
+      case PickleOp::BinString:
         push(str_value(K::Str, uint_le(4)));
         return;
-      case 'U':
+      case PickleOp::ShortBinString:
         push(str_value(K::Str, uint_le(1)));
         return;
-      case 'B':
+      case PickleOp::BinBytes:
         push(str_value(K::Bytes, uint_le(4)));
         return;
-      case 'C':
+      case PickleOp::ShortBinBytes:
         push(str_value(K::Bytes, uint_le(1)));
         return;
-      case 0x8e:
+      case PickleOp::BinBytes8:
         push(str_value(K::Bytes, uint_le(8)));
         return;
-      case 0x96:
+      case PickleOp::ByteArray8:
         push(str_value(K::Bytes, uint_le(8)));
-        return;  // BYTEARRAY8
-      case 'c': {
+        return;
+      case PickleOp::Global: {
         std::string module = line(), qual = line();
         push(global(std::move(module), std::move(qual), at));
         return;
       }
-      case 0x93: {  // STACK_GLOBAL
+      case PickleOp::StackGlobal: {
         auto q = pop(), m = pop();
         if (m->kind != K::Str || q->kind != K::Str) fail_at(at, "STACK_GLOBAL needs two strings");
         push(global(m->str, q->str, at));
         return;
       }
-      case 'R': {
+      case PickleOp::Reduce: {
         auto args = pop();
         auto fn = pop();
         if (fn->kind != K::Global) fail_at(at, std::string("REDUCE on a ") + fn->kind_name());
@@ -614,7 +614,7 @@ class Unpickler {
         push(reduce(*fn, args, at));
         return;
       }
-      case 'b': {  // BUILD
+      case PickleOp::Build: {
         auto state = pop();
         state->frozen = true;
         Value& obj = *top();
@@ -630,40 +630,40 @@ class Unpickler {
         }
         fail_at(at, std::string("BUILD on a ") + obj.kind_name() + " is not supported");
       }
-      case 'Q':
+      case PickleOp::BinPersId:
         push(persistent(pop(), at));
         return;
-      case 'P':
+      case PickleOp::PersId:
         push(persistent(Value::from_str(line()), at));
         return;
-      case 'q':
+      case PickleOp::BinPut:
         memo_put(uint_le(1));
         return;
-      case 'r':
+      case PickleOp::LongBinPut:
         memo_put(uint_le(4));
         return;
-      case 'p':
+      case PickleOp::Put:
         memo_put(static_cast<uint64_t>(parse_int(line(), at)));
         return;
-      case 0x94:
+      case PickleOp::Memoize:
         memo_put(memo_.size());
         return;
-      case 'h':
+      case PickleOp::BinGet:
         memo_get(uint_le(1));
         return;
-      case 'j':
+      case PickleOp::LongBinGet:
         memo_get(uint_le(4));
         return;
-      case 'g':
+      case PickleOp::Get:
         memo_get(static_cast<uint64_t>(parse_int(line(), at)));
         return;
-      case '0':
+      case PickleOp::Pop:
         pop();
         return;
-      case '1':
+      case PickleOp::PopMark:
         pop_mark();
         return;
-      case '2':
+      case PickleOp::Dup:
         push(top());
         return;
       default:
@@ -730,6 +730,10 @@ class Unpickler {
 
 }  // namespace
 
+bool looks_like_pickle(std::string_view head) {
+  return head.size() >= 2 && static_cast<uint8_t>(head[0]) == static_cast<uint8_t>(PickleOp::Proto);
+}
+
 ValuePtr unpickle(std::string_view data, const PersistentLoad& persistent_load,
                   const std::string& name, const PickleLimits& limits, size_t* consumed) {
   return Unpickler(data, persistent_load, name, limits).run(consumed);
@@ -743,27 +747,29 @@ class Pickler {
  public:
   explicit Pickler(const std::function<StorageId(const Tensor&)>& sid) : sid_(sid) {}
   std::string finish(const Value& root) {
-    out_ += "\x80\x02";
+    op(PickleOp::Proto);
+    out_ += '\x02';  // protocol 2
     write(root, 0);
-    out_ += '.';
+    op(PickleOp::Stop);
     return std::move(out_);
   }
 
  private:
+  void op(PickleOp o) { out_ += static_cast<char>(o); }
   void str(const std::string& s) {
-    out_ += 'X';
+    op(PickleOp::BinUnicode);
     put_u32(out_, static_cast<uint32_t>(s.size()));
     out_ += s;
   }
   void integer(int64_t v) {
     if (v >= 0 && v < 256) {
-      out_ += 'K';
+      op(PickleOp::BinInt1);
       out_ += static_cast<char>(v);
     } else if (v >= 0 && v < 65536) {
-      out_ += 'M';
+      op(PickleOp::BinInt2);
       put_u16(out_, static_cast<uint16_t>(v));
     } else if (v >= INT32_MIN && v <= INT32_MAX) {
-      out_ += 'J';
+      op(PickleOp::BinInt);
       put_u32(out_, static_cast<uint32_t>(static_cast<int32_t>(v)));
     } else {  // LONG1: minimal little-endian two's complement
       std::string b;
@@ -775,18 +781,18 @@ class Pickler {
         else
           break;
       }
-      out_ += '\x8a';
+      op(PickleOp::Long1);
       out_ += static_cast<char>(b.size());
       out_ += b;
     }
   }
   void shape_tuple(const Shape& s) {
-    out_ += '(';
+    op(PickleOp::Mark);
     for (int64_t x : s) integer(x);
-    out_ += 't';
+    op(PickleOp::Tuple);
   }
   void global(const char* module, const std::string& name) {
-    out_ += 'c';
+    op(PickleOp::Global);
     out_ += module;
     out_ += '\n';
     out_ += name;
@@ -794,43 +800,46 @@ class Pickler {
   }
   void ordered_dict_empty() {
     global("collections", "OrderedDict");
-    out_ += ")R";
+    op(PickleOp::EmptyTuple);
+    op(PickleOp::Reduce);
   }
   void tensor(const Tensor& t) {
     GRAFT_CHECK(t.defined(), "pickle: undefined tensor");
     StorageId id = sid_(t);
     global("torch._utils", "_rebuild_tensor_v2");
-    out_ += '(';
+    op(PickleOp::Mark);
     // persistent id: ('storage', torch.<Type>Storage, key, 'cpu', numel)
-    out_ += '(';
+    op(PickleOp::Mark);
     str("storage");
     global("torch", storage_type_name(t.dtype()));
     str(id.key);
     str("cpu");
     integer(id.numel);
-    out_ += "tQ";
+    op(PickleOp::Tuple);
+    op(PickleOp::BinPersId);
     integer(t.storage_offset());
     shape_tuple(t.sizes());
     shape_tuple(t.strides());
-    out_ += t.requires_grad() ? '\x88' : '\x89';
+    op(t.requires_grad() ? PickleOp::NewTrue : PickleOp::NewFalse);
     ordered_dict_empty();  // backward hooks
-    out_ += "tR";
+    op(PickleOp::Tuple);
+    op(PickleOp::Reduce);
   }
   void write(const Value& v, int depth) {
     GRAFT_CHECK(depth < 512, "pickle: value nested too deeply");
     using K = Value::Kind;
     switch (v.kind) {
       case K::None:
-        out_ += 'N';
+        op(PickleOp::None);
         return;
       case K::Bool:
-        out_ += v.boolean ? '\x88' : '\x89';
+        op(v.boolean ? PickleOp::NewTrue : PickleOp::NewFalse);
         return;
       case K::Int:
         integer(v.integer);
         return;
       case K::Float: {
-        out_ += 'G';
+        op(PickleOp::BinFloat);
         uint64_t bits;
         std::memcpy(&bits, &v.real, 8);
         for (int i = 7; i >= 0; --i) out_ += static_cast<char>((bits >> (8 * i)) & 0xff);
@@ -840,31 +849,31 @@ class Pickler {
         str(v.str);
         return;
       case K::Bytes:
-        out_ += 'B';
+        op(PickleOp::BinBytes);
         put_u32(out_, static_cast<uint32_t>(v.str.size()));
         out_ += v.str;
         return;
       case K::Tuple:
-        out_ += '(';
+        op(PickleOp::Mark);
         for (const auto& x : v.items) write(*x, depth + 1);
-        out_ += 't';
+        op(PickleOp::Tuple);
         return;
       case K::List:
-        out_ += ']';
+        op(PickleOp::EmptyList);
         if (v.items.empty()) return;
-        out_ += '(';
+        op(PickleOp::Mark);
         for (const auto& x : v.items) write(*x, depth + 1);
-        out_ += 'e';
+        op(PickleOp::Appends);
         return;
       case K::Dict:
         ordered_dict_empty();
         if (v.entries.empty()) return;
-        out_ += '(';
+        op(PickleOp::Mark);
         for (const auto& [k, x] : v.entries) {
           write(*k, depth + 1);
           write(*x, depth + 1);
         }
-        out_ += 'u';
+        op(PickleOp::SetItems);
         return;
       case K::Tensor:
         tensor(v.tensor);

@@ -24,6 +24,65 @@
 
 namespace graft::io {
 
+// Pickle opcodes, named as in Python's pickle.py (CamelCased): the ones
+// unpickle() accepts; pickle_dumps() emits a subset of them.
+enum class PickleOp : uint8_t {
+  Mark = '(',
+  Stop = '.',
+  Pop = '0',
+  PopMark = '1',
+  Dup = '2',
+  Float = 'F',
+  Int = 'I',
+  BinInt = 'J',
+  BinInt1 = 'K',
+  Long = 'L',
+  BinInt2 = 'M',
+  None = 'N',
+  PersId = 'P',
+  BinPersId = 'Q',
+  Reduce = 'R',
+  BinString = 'T',
+  ShortBinString = 'U',
+  BinUnicode = 'X',
+  Append = 'a',
+  Build = 'b',
+  Global = 'c',
+  Dict = 'd',
+  EmptyDict = '}',
+  Appends = 'e',
+  Get = 'g',
+  BinGet = 'h',
+  LongBinGet = 'j',
+  List = 'l',
+  EmptyList = ']',
+  Put = 'p',
+  BinPut = 'q',
+  LongBinPut = 'r',
+  SetItem = 's',
+  Tuple = 't',
+  EmptyTuple = ')',
+  SetItems = 'u',
+  BinFloat = 'G',
+  BinBytes = 'B',
+  ShortBinBytes = 'C',
+  Proto = 0x80,
+  Tuple1 = 0x85,
+  Tuple2 = 0x86,
+  Tuple3 = 0x87,
+  NewTrue = 0x88,
+  NewFalse = 0x89,
+  Long1 = 0x8a,
+  Long4 = 0x8b,
+  ShortBinUnicode = 0x8c,
+  BinUnicode8 = 0x8d,
+  BinBytes8 = 0x8e,
+  StackGlobal = 0x93,
+  Memoize = 0x94,
+  Frame = 0x95,
+  ByteArray8 = 0x96,
+};
+
 struct Value;
 using ValuePtr = std::shared_ptr<Value>;
 
@@ -102,6 +161,10 @@ using PersistentLoad = std::function<ValuePtr(const Value& pid)>;
 ValuePtr unpickle(std::string_view data, const PersistentLoad& persistent_load,
                   const std::string& name, const PickleLimits& limits = {},
                   size_t* consumed = nullptr);
+
+// Whether `head` (a file's first bytes) starts like a protocol-2+ pickle (a
+// legacy, non-zip torch.save file).
+bool looks_like_pickle(std::string_view head);
 
 // Storage class name ("FloatStorage") <-> dtype.
 DType storage_type_dtype(std::string_view global_name);  // accepts "torch.FloatStorage"

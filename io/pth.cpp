@@ -10,7 +10,7 @@
 
 namespace graft::io {
 
-const Tensor* find_tensor(const StateDict& sd, const std::string& name) {
+const Tensor* find_tensor(const NamedTensors& sd, const std::string& name) {
   for (const auto& [k, t] : sd)
     if (k == name) return &t;
   return nullptr;
@@ -202,7 +202,7 @@ Checkpoint load_legacy(MappedFilePtr file) {
   return {root, "legacy", file};
 }
 
-void flatten_into(const Value& d, const std::string& prefix, StateDict& out, int depth) {
+void flatten_into(const Value& d, const std::string& prefix, NamedTensors& out, int depth) {
   GRAFT_CHECK(depth < 64, "extract_state_dict: dicts nested too deeply");
   for (const auto& [k, v] : d.entries) {
     if (k->kind != Value::Kind::Str) continue;
@@ -226,15 +226,14 @@ bool holds_tensors(const Value& v) {
 Checkpoint load_pth(MappedFilePtr file) {
   std::string_view head = file->bytes().substr(0, 4);
   if (looks_like_zip(head)) return load_zip(std::move(file));
-  if (head.size() >= 2 && static_cast<uint8_t>(head[0]) == 0x80)
-    return load_legacy(std::move(file));
+  if (looks_like_pickle(head)) return load_legacy(std::move(file));
   GRAFT_FAIL(file->path(), ": not a PyTorch checkpoint (neither a zip archive nor a legacy pickle",
              "; tar-format files from torch < 0.1.10 are not supported)");
 }
 
 Checkpoint load_pth(const std::string& path) { return load_pth(MappedFile::open(path)); }
 
-StateDict extract_state_dict(const ValuePtr& root, const std::string& sub_path) {
+NamedTensors extract_state_dict(const ValuePtr& root, const std::string& sub_path) {
   GRAFT_CHECK(root, "extract_state_dict: null checkpoint");
   const Value* d = root.get();
   if (!sub_path.empty()) {
@@ -264,18 +263,18 @@ StateDict extract_state_dict(const ValuePtr& root, const std::string& sub_path) 
     GRAFT_CHECK(found, "checkpoint holds no state_dict: top level is ", root->repr(300));
     d = found;
   }
-  StateDict out;
+  NamedTensors out;
   flatten_into(*d, "", out, 0);
   return out;
 }
 
-ValuePtr state_dict_value(const StateDict& sd) {
+ValuePtr state_dict_value(const NamedTensors& sd) {
   ValuePtr d = Value::dict();
   for (const auto& [k, t] : sd) d->entries.emplace_back(Value::from_str(k), Value::from_tensor(t));
   return d;
 }
 
-void save_pth(const StateDict& sd, const std::string& path) {
+void save_pth(const NamedTensors& sd, const std::string& path) {
   save_pth(*state_dict_value(sd), path);
 }
 

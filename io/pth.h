@@ -14,9 +14,10 @@
 
 namespace graft::io {
 
-// An ordered name -> tensor map, as torch's state_dict().
-using StateDict = std::vector<std::pair<std::string, Tensor>>;
-const Tensor* find_tensor(const StateDict& sd, const std::string& name);
+// Tensors by name, in order: what a weights file holds (torch's flat
+// state_dict()) and what the writers take. nn::ModuleState is the same type.
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+const Tensor* find_tensor(const NamedTensors& sd, const std::string& name);
 
 struct Checkpoint {
   ValuePtr root;
@@ -36,13 +37,13 @@ Checkpoint load_pth(MappedFilePtr file);
 // root when it holds tensors, else the first of 'state_dict', 'model_state_dict',
 // 'model', 'net', 'module' that does. Nested dicts of tensors flatten to dotted
 // names; non-tensor entries are skipped.
-StateDict extract_state_dict(const ValuePtr& root, const std::string& sub_path = "");
+NamedTensors extract_state_dict(const ValuePtr& root, const std::string& sub_path = "");
 
 // Writes `sd` (an OrderedDict of tensors; tensors sharing a storage stay
 // shared) or any value tree of dicts/lists/tuples/ints/strs/tensors, atomically.
-void save_pth(const StateDict& sd, const std::string& path);
+void save_pth(const NamedTensors& sd, const std::string& path);
 void save_pth(const Value& root, const std::string& path);
 // Wraps a state_dict as an OrderedDict value.
-ValuePtr state_dict_value(const StateDict& sd);
+ValuePtr state_dict_value(const NamedTensors& sd);
 
 }  // namespace graft::io

@@ -113,7 +113,7 @@ SafetensorsFile load_safetensors(MappedFilePtr file) {
   return out;
 }
 
-void save_safetensors(const StateDict& tensors, const std::string& path,
+void save_safetensors(const NamedTensors& tensors, const std::string& path,
                       const std::vector<std::pair<std::string, std::string>>& metadata) {
   json h = json::object();
   if (!metadata.empty()) {

@@ -15,7 +15,7 @@
 namespace graft::io {
 
 struct SafetensorsFile {
-  StateDict tensors;                                          // in header order
+  NamedTensors tensors;                                       // in header order
   std::vector<std::pair<std::string, std::string>> metadata;  // "__metadata__"
   MappedFilePtr file;
 };
@@ -25,7 +25,7 @@ SafetensorsFile load_safetensors(MappedFilePtr file);
 
 // Writes contiguous copies of the tensors (safetensors has no strides or
 // shared storage), atomically.
-void save_safetensors(const StateDict& tensors, const std::string& path,
+void save_safetensors(const NamedTensors& tensors, const std::string& path,
                       const std::vector<std::pair<std::string, std::string>>& metadata = {});
 
 // True when the bytes look like a safetensors header ("<u64 length>{").

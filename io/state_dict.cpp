@@ -84,7 +84,8 @@ bool skipped_name(const std::string& n, const std::vector<std::string>& globs) {
 
 }  // namespace
 
-LoadReport load_state_dict(const StateDict& target, const StateDict& src, const LoadOptions& opts) {
+LoadReport load_state_dict(const NamedTensors& target, const NamedTensors& src,
+                           const LoadOptions& opts) {
   LoadReport rep;
   rep.dry_run = opts.dry_run;
   std::vector<std::regex> regexes;
@@ -149,7 +150,7 @@ LoadReport load_state_dict(const StateDict& target, const StateDict& src, const 
   return rep;
 }
 
-bool strip_data_parallel(StateDict& sd) {
+bool strip_data_parallel(NamedTensors& sd) {
   const std::string prefix = "module.";
   const bool all = !sd.empty() && std::all_of(sd.begin(), sd.end(), [&](const auto& kv) {
     return kv.first.rfind(prefix, 0) == 0;
@@ -209,11 +210,11 @@ std::string detect_weights_format(const MappedFile& file) {
   if (looks_like_zip(head)) return "pth-zip";
   if (head.size() >= 6 && head.substr(0, 6) == "\x93NUMPY") return "npy";
   if (looks_like_safetensors(head, file.size())) return "safetensors";
-  if (head.size() >= 2 && static_cast<uint8_t>(head[0]) == 0x80) return "pth-legacy";
+  if (looks_like_pickle(head)) return "pth-legacy";
   return "";
 }
 
-StateDict load_weights_file(const std::string& path, const std::string& sub_path) {
+NamedTensors load_weights_file(const std::string& path, const std::string& sub_path) {
   namespace fs = std::filesystem;
   std::error_code ec;
   if (fs::is_directory(path, ec)) {
@@ -222,7 +223,7 @@ StateDict load_weights_file(const std::string& path, const std::string& sub_path
       if (e.is_regular_file() && e.path().extension() == ".npy") files.push_back(e.path());
     std::sort(files.begin(), files.end());
     GRAFT_CHECK(!files.empty(), path, ": directory holds no .npy files");
-    StateDict sd;
+    NamedTensors sd;
     for (const auto& f : files) sd.emplace_back(f.stem().string(), load_npy(f.string()));
     return sd;
   }

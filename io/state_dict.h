@@ -71,12 +71,12 @@ struct LoadOptions {
   }
 };
 
-LoadReport load_state_dict(const StateDict& target, const StateDict& src,
+LoadReport load_state_dict(const NamedTensors& target, const NamedTensors& src,
                            const LoadOptions& opts = {});
 
 // Strips the 'module.' prefix that DataParallel puts on every key; returns
 // whether it did (then every key had it).
-bool strip_data_parallel(StateDict& sd);
+bool strip_data_parallel(NamedTensors& sd);
 
 // When a load does not fit: the likely cause, in one phrase ("" when the
 // report is ok): a prefix on the file's keys, a different head size, or
@@ -90,7 +90,7 @@ bool glob_match(std::string_view pattern, std::string_view name);
 // zip or legacy .pth (state_dict found as in extract_state_dict, or `sub_path`),
 // .safetensors, a single .npy (one tensor named after the file stem), or a
 // directory of .npy files (one tensor per file, named by stem, sorted).
-StateDict load_weights_file(const std::string& path, const std::string& sub_path = "");
+NamedTensors load_weights_file(const std::string& path, const std::string& sub_path = "");
 
 // "pth-zip", "pth-legacy", "safetensors", "npy" or "" (unknown), from the first bytes.
 std::string detect_weights_format(const MappedFile& file);

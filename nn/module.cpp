@@ -115,8 +115,8 @@ std::vector<Tensor> Module::buffers(bool recurse) const {
   return out;
 }
 
-StateDict Module::state_dict() const {
-  StateDict out;
+ModuleState Module::state_dict() const {
+  ModuleState out;
   collect("", true, true, out, true);
   return out;
 }

@@ -32,8 +32,10 @@ using ModulePtr = std::shared_ptr<Module>;
 
 template <typename T>
 using Named = std::vector<std::pair<std::string, T>>;
-// Ordered name -> tensor list; what state_dict() returns and load_state_dict takes.
-using StateDict = Named<Tensor>;
+// A module's parameters and buffers by dotted name, in registration order:
+// the module's own tensors, not copies (io::load_state_dict writes into them).
+// What Module::state_dict() returns; the same type as io::NamedTensors.
+using ModuleState = Named<Tensor>;
 
 class Module : public std::enable_shared_from_this<Module> {
  public:
@@ -87,7 +89,7 @@ class Module : public std::enable_shared_from_this<Module> {
   void apply(const std::function<void(Module&)>& fn);
 
   // Parameters then buffers per module, in registration order, recursively.
-  StateDict state_dict() const;
+  ModuleState state_dict() const;
 
   // Direct child by name (throws when absent) and dotted-path lookup
   // ("layer1.0.bn2"); null when absent.

@@ -52,7 +52,30 @@ Bucket& bucket_for(std::vector<Bucket>& buckets, Device device, bool init) {
   return buckets.back();
 }
 
-Tensor scalar_f64(double v) { return scalar_tensor(v, opts(DType::Float64)); }
+// A group option as state_dict() saves it: 0-d float64, 0-d bool, or betas
+// as float64 [2].
+Tensor option_tensor(double v) { return scalar_tensor(v, opts(DType::Float64)); }
+Tensor option_tensor(bool v) { return scalar_tensor(v ? 1 : 0, opts(DType::Bool)); }
+Tensor option_tensor(const Betas& b) { return tensor<double>({b[0], b[1]}); }
+
+// The option of type T that load_state_dict() reads from `value` (saved as
+// option_tensor() writes it); `key` names it in errors.
+template <class T>
+T option_value(const Tensor& value, const char* opt, const std::string& key) {
+  if constexpr (std::is_same_v<T, Betas>) {
+    GRAFT_CHECK(value.numel() == 2, opt, ".load_state_dict: '", key, "' must hold two values, got ",
+                value.meta_str());
+    const auto b = value.to(DType::Float64).to_vector<double>();
+    return Betas{b[0], b[1]};
+  } else {
+    GRAFT_CHECK(value.numel() == 1, opt, ".load_state_dict: '", key, "' must hold one value, got ",
+                value.meta_str());
+    if constexpr (std::is_same_v<T, bool>)
+      return value.item() != 0;
+    else
+      return value.item();
+  }
+}
 
 }  // namespace
 
@@ -86,15 +109,7 @@ void Optimizer::add_param_group(ParamGroup group) {
   GRAFT_CHECK(!group.params.empty(), name(), ": parameter group ", groups_.size(),
               " has no parameters");
   ParamGroupOptions& o = group.options;
-  fill_default(o.lr, defaults_.lr);
-  fill_default(o.momentum, defaults_.momentum);
-  fill_default(o.dampening, defaults_.dampening);
-  fill_default(o.nesterov, defaults_.nesterov);
-  fill_default(o.weight_decay, defaults_.weight_decay);
-  fill_default(o.betas, defaults_.betas);
-  fill_default(o.eps, defaults_.eps);
-  fill_default(o.amsgrad, defaults_.amsgrad);
-  fill_default(o.maximize, defaults_.maximize);
+  for_each_group_option([&](const char*, auto field) { fill_default(o.*field, defaults_.*field); });
   validate(o);
 
   std::set<const TensorImpl*> seen;
@@ -134,31 +149,17 @@ const ParamState& Optimizer::state(size_t group, size_t index) const {
   return state_[group][index];
 }
 
-StateDict Optimizer::state_dict() const {
-  StateDict sd;
+FlatState Optimizer::state_dict() const {
+  FlatState sd;
   int64_t global = 0;
   for (size_t gi = 0; gi < groups_.size(); ++gi) {
     const ParamGroup& g = groups_[gi];
     const std::string gp = "param_groups." + std::to_string(gi) + ".";
     const ParamGroupOptions& o = g.options;
-    auto put = [&](const char* key, const auto& field) {
-      if (!field) return;
-      if constexpr (std::is_same_v<std::decay_t<decltype(*field)>, bool>) {
-        sd[gp + key] = scalar_tensor(*field ? 1 : 0, opts(DType::Bool));
-      } else {
-        sd[gp + key] = scalar_f64(*field);
-      }
-    };
-    put("lr", o.lr);
-    put("momentum", o.momentum);
-    put("dampening", o.dampening);
-    put("nesterov", o.nesterov);
-    put("weight_decay", o.weight_decay);
-    put("eps", o.eps);
-    put("amsgrad", o.amsgrad);
-    put("maximize", o.maximize);
-    put("initial_lr", g.initial_lr);
-    if (o.betas) sd[gp + "betas"] = tensor<double>({(*o.betas)[0], (*o.betas)[1]});
+    for_each_group_option([&](const char* key, auto field) {
+      if (o.*field) sd[gp + key] = option_tensor(*(o.*field));
+    });
+    if (g.initial_lr) sd[gp + "initial_lr"] = option_tensor(*g.initial_lr);
     std::vector<int64_t> idx;
     for (size_t k = 0; k < g.params.size(); ++k, ++global) {
       idx.push_back(global);
@@ -178,7 +179,7 @@ StateDict Optimizer::state_dict() const {
   return sd;
 }
 
-void Optimizer::load_state_dict(const StateDict& sd) {
+void Optimizer::load_state_dict(const FlatState& sd) {
   // Everything is parsed and checked into copies first, so a bad dict leaves
   // the optimizer unchanged.
   std::vector<ParamGroupOptions> options;
@@ -214,12 +215,14 @@ void Optimizer::load_state_dict(const StateDict& sd) {
                   index, " but the optimizer has ", groups_.size(), " groups");
       groups_seen.insert(index);
       ParamGroupOptions& o = options[index];
+      bool is_option = false;
       // Explicit captures: clang 14 cannot capture structured bindings.
-      auto scalar = [&, &value = value, &key = key]() {
-        GRAFT_CHECK(value.numel() == 1, name(), ".load_state_dict: '", key,
-                    "' must hold one value, got ", value.meta_str());
-        return value.item();
-      };
+      for_each_group_option([&, &value = value, &key = key](const char* option, auto member) {
+        if (field != option) return;
+        o.*member = option_value<GroupOptionType<decltype(member)>>(value, name(), key);
+        is_option = true;
+      });
+      if (is_option) continue;
       if (field == "params") {
         const auto ids = value.to(DType::Int64).to_vector<int64_t>();
         GRAFT_CHECK(ids.size() == groups_[index].params.size(), name(),
@@ -230,29 +233,8 @@ void Optimizer::load_state_dict(const StateDict& sd) {
                           where[ids[k]] == std::make_pair(index, k),
                       name(), ".load_state_dict: group ", index,
                       " parameter indices do not match this optimizer's layout");
-      } else if (field == "lr") {
-        o.lr = scalar();
-      } else if (field == "momentum") {
-        o.momentum = scalar();
-      } else if (field == "dampening") {
-        o.dampening = scalar();
-      } else if (field == "nesterov") {
-        o.nesterov = scalar() != 0;
-      } else if (field == "weight_decay") {
-        o.weight_decay = scalar();
-      } else if (field == "eps") {
-        o.eps = scalar();
-      } else if (field == "amsgrad") {
-        o.amsgrad = scalar() != 0;
-      } else if (field == "maximize") {
-        o.maximize = scalar() != 0;
       } else if (field == "initial_lr") {
-        initial_lrs[index] = scalar();
-      } else if (field == "betas") {
-        GRAFT_CHECK(value.numel() == 2, name(), ".load_state_dict: '", key,
-                    "' must hold two values, got ", value.meta_str());
-        const auto b = value.to(DType::Float64).to_vector<double>();
-        o.betas = std::array<double, 2>{b[0], b[1]};
+        initial_lrs[index] = option_value<double>(value, name(), key);
       } else {
         GRAFT_FAIL(name(), ".load_state_dict: unknown key '", key, "'");
       }

@@ -16,6 +16,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -25,20 +26,45 @@ namespace graft::optim {
 
 using NamedParams = std::vector<std::pair<std::string, Tensor>>;
 
+using Betas = std::array<double, 2>;
+
+// Every per-group hyperparameter, once, under torch's name: X(type, name).
+// ParamGroupOptions' fields, the defaults a group takes, the param_groups
+// entries of Optimizer::state_dict()/load_state_dict() and the keys of
+// train::parse_group_spec (the double-valued ones) all come from this list.
+#define GRAFT_PARAM_GROUP_OPTIONS(X) \
+  X(double, lr)                      \
+  X(double, momentum)                \
+  X(double, dampening)               \
+  X(bool, nesterov)                  \
+  X(double, weight_decay)            \
+  X(Betas, betas)                    \
+  X(double, eps)                     \
+  X(bool, amsgrad)                   \
+  X(bool, maximize)
+
 // Hyperparameters of one group. Unset fields take the optimizer's defaults;
 // fields an optimizer does not use stay unset (SGD has no betas, Adam no momentum).
 // (Default member initializers keep `{.lr = 0.01}` free of -Wmissing-field-initializers.)
 struct ParamGroupOptions {
-  std::optional<double> lr = std::nullopt;
-  std::optional<double> momentum = std::nullopt;
-  std::optional<double> dampening = std::nullopt;
-  std::optional<bool> nesterov = std::nullopt;
-  std::optional<double> weight_decay = std::nullopt;
-  std::optional<std::array<double, 2>> betas = std::nullopt;
-  std::optional<double> eps = std::nullopt;
-  std::optional<bool> amsgrad = std::nullopt;
-  std::optional<bool> maximize = std::nullopt;
+#define GRAFT_OPTION_FIELD(type, name) std::optional<type> name = std::nullopt;
+  GRAFT_PARAM_GROUP_OPTIONS(GRAFT_OPTION_FIELD)
+#undef GRAFT_OPTION_FIELD
 };
+
+// The type of the option behind a `&ParamGroupOptions::name` (double for lr).
+template <class Member>
+using GroupOptionType =
+    typename std::remove_reference_t<decltype(std::declval<ParamGroupOptions&>().*
+                                              std::declval<Member>())>::value_type;
+
+// Calls f("name", &ParamGroupOptions::name) for every option, in list order.
+template <class F>
+void for_each_group_option(F&& f) {
+#define GRAFT_OPTION_VISIT(type, name) f(#name, &ParamGroupOptions::name);
+  GRAFT_PARAM_GROUP_OPTIONS(GRAFT_OPTION_VISIT)
+#undef GRAFT_OPTION_VISIT
+}
 
 struct ParamGroup {
   NamedParams params;
@@ -65,14 +91,15 @@ struct ParamState {
   int64_t step = 0;       // Adam/AdamW steps taken (torch keeps a float32 tensor)
 };
 
-// Flat, ordered form of torch's optimizer.state_dict() that a .pth writer can
+// Flat, ordered form of torch's optimizer.state_dict() (and, in
+// optim/scheduler.h, of a scheduler's) that a .pth writer can
 // emit as nested dicts:
 //   "state.<i>.momentum_buffer" / ".exp_avg" / ".exp_avg_sq" / ".max_exp_avg_sq"
 //       tensors like the parameter; "state.<i>.step" 0-d float32 (as torch)
 //   "param_groups.<g>.<option>" 0-d float64 (bool options: 0-d bool),
 //   "param_groups.<g>.betas" float64 [2], "param_groups.<g>.params" int64 [n]
 // where <i> numbers parameters across groups in order, as torch does.
-using StateDict = std::map<std::string, Tensor>;
+using FlatState = std::map<std::string, Tensor>;
 
 class Optimizer {
  public:
@@ -97,11 +124,11 @@ class Optimizer {
   const ParamState& state(size_t group, size_t index) const;
   virtual const char* name() const = 0;
 
-  StateDict state_dict() const;
+  FlatState state_dict() const;
   // Restores state and group hyperparameters saved by state_dict() of an
   // optimizer built over the same parameter layout (same group sizes and
   // shapes); the continuation is bit-identical to an uninterrupted run.
-  void load_state_dict(const StateDict& sd);
+  void load_state_dict(const FlatState& sd);
 
  protected:
   explicit Optimizer(ParamGroupOptions defaults) : defaults_(std::move(defaults)) {}

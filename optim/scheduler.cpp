@@ -21,20 +21,20 @@ namespace graft::optim {
 namespace {
 constexpr double kPi = std::numbers::pi;
 
-const Tensor& entry(const StateDict& sd, const std::string& key) {
+const Tensor& entry(const FlatState& sd, const std::string& key) {
   auto it = sd.find(key);
   GRAFT_CHECK(it != sd.end(), "scheduler state: no entry '", key, "' (saved by another schedule?)");
   return it->second;
 }
 
-int64_t int_entry(const StateDict& sd, const std::string& key) {
+int64_t int_entry(const FlatState& sd, const std::string& key) {
   const Tensor& t = entry(sd, key);
   GRAFT_CHECK(t.numel() == 1, "scheduler state: '", key, "' must hold one value, got ",
               t.meta_str());
   return static_cast<int64_t>(t.to(DType::Int64).to_vector<int64_t>()[0]);
 }
 
-std::vector<double> lrs_entry(const StateDict& sd, const std::string& key, size_t groups) {
+std::vector<double> lrs_entry(const FlatState& sd, const std::string& key, size_t groups) {
   const Tensor& t = entry(sd, key);
   GRAFT_CHECK(t.dim() == 1 && static_cast<size_t>(t.numel()) == groups, "scheduler state: '", key,
               "' holds ", t.meta_str(), " but the optimizer has ", groups, " parameter groups");
@@ -44,12 +44,12 @@ std::vector<double> lrs_entry(const StateDict& sd, const std::string& key, size_
 Tensor int_tensor(int64_t v) { return tensor<int64_t>(std::vector<int64_t>{v}, Shape{}); }
 
 // Prefixes every key of `child` with "<index>." into `out`, and back.
-void put_child(StateDict& out, size_t index, const StateDict& child) {
+void put_child(FlatState& out, size_t index, const FlatState& child) {
   for (const auto& [k, t] : child) out[std::to_string(index) + "." + k] = t;
 }
-StateDict get_child(const StateDict& sd, size_t index) {
+FlatState get_child(const FlatState& sd, size_t index) {
   const std::string prefix = std::to_string(index) + ".";
-  StateDict child;
+  FlatState child;
   for (const auto& [k, t] : sd)
     if (k.rfind(prefix, 0) == 0) child[k.substr(prefix.size())] = t;
   return child;
@@ -91,8 +91,8 @@ void LRScheduler::step() {
   apply(get_lr());
 }
 
-StateDict LRScheduler::state_dict() const {
-  StateDict sd;
+FlatState LRScheduler::state_dict() const {
+  FlatState sd;
   sd["last_epoch"] = int_tensor(last_epoch_);
   sd["step_count"] = int_tensor(step_count_);
   sd["base_lrs"] = tensor<double>(base_lrs_);
@@ -100,7 +100,7 @@ StateDict LRScheduler::state_dict() const {
   return sd;
 }
 
-void LRScheduler::load_state_dict(const StateDict& sd) {
+void LRScheduler::load_state_dict(const FlatState& sd) {
   const size_t groups = opt_.param_groups().size();
   // Parsed into locals first: a bad dict leaves the scheduler unchanged.
   const int64_t last_epoch = int_entry(sd, "last_epoch"), step_count = int_entry(sd, "step_count");
@@ -362,19 +362,19 @@ SequentialLR::SequentialLR(Optimizer& opt, std::vector<std::shared_ptr<LRSchedul
   last_lr_ = schedulers_[0]->last_lr();
 }
 
-StateDict SequentialLR::state_dict() const {
-  StateDict sd;
+FlatState SequentialLR::state_dict() const {
+  FlatState sd;
   sd["last_epoch"] = int_tensor(last_epoch_);
   sd["last_lr"] = tensor<double>(last_lr_);
   for (size_t i = 0; i < schedulers_.size(); ++i) put_child(sd, i, schedulers_[i]->state_dict());
   return sd;
 }
 
-void SequentialLR::load_state_dict(const StateDict& sd) {
+void SequentialLR::load_state_dict(const FlatState& sd) {
   const int64_t last_epoch = int_entry(sd, "last_epoch");
   std::vector<double> last = lrs_entry(sd, "last_lr", last_lr_.size());
   // A child that rejects its entries leaves every child as it was.
-  std::vector<StateDict> before;
+  std::vector<FlatState> before;
   for (const auto& s : schedulers_) before.push_back(s->state_dict());
   try {
     for (size_t i = 0; i < schedulers_.size(); ++i)

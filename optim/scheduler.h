@@ -27,12 +27,12 @@ class Schedule {
  public:
   virtual ~Schedule() = default;
   virtual void step() = 0;
-  // Flat, like optim::StateDict: "last_epoch" int64 0-d, "base_lrs" and
+  // Flat, like optim::FlatState: "last_epoch" int64 0-d, "base_lrs" and
   // "last_lr" float64 [groups], ...; composite schedules prefix each child's
   // keys with "<index>.".
-  virtual StateDict state_dict() const = 0;
+  virtual FlatState state_dict() const = 0;
   // Errors (naming the key) on a dict from another schedule or group count.
-  virtual void load_state_dict(const StateDict& sd) = 0;
+  virtual void load_state_dict(const FlatState& sd) = 0;
 };
 
 class LRScheduler : public Schedule {
@@ -52,8 +52,8 @@ class LRScheduler : public Schedule {
   const std::vector<double>& base_lrs() const { return base_lrs_; }
   Optimizer& optimizer() const { return opt_; }
 
-  StateDict state_dict() const override;
-  void load_state_dict(const StateDict& sd) override;
+  FlatState state_dict() const override;
+  void load_state_dict(const FlatState& sd) override;
 
  protected:
   explicit LRScheduler(Optimizer& opt) : opt_(opt) {}
@@ -191,8 +191,8 @@ class SequentialLR final : public Schedule {
                std::vector<int64_t> milestones);
   void step() override;
   const std::vector<double>& last_lr() const { return last_lr_; }
-  StateDict state_dict() const override;
-  void load_state_dict(const StateDict& sd) override;
+  FlatState state_dict() const override;
+  void load_state_dict(const FlatState& sd) override;
 
  private:
   std::vector<std::shared_ptr<LRScheduler>> schedulers_;

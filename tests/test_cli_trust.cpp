@@ -219,7 +219,7 @@ TEST(CliTrust, FlagsChangeTheRunAsTheySay) {
     EXPECT_EQ(r.rc, 0) << name << "\n" << r.output;
     return graft::train::load_checkpoint(dir / (name + "/last.pth"), true).model;
   };
-  auto same = [](const graft::io::StateDict& a, const graft::io::StateDict& b) {
+  auto same = [](const graft::io::NamedTensors& a, const graft::io::NamedTensors& b) {
     if (a.size() != b.size()) return false;
     for (size_t i = 0; i < a.size(); ++i) {
       const Tensor x = a[i].second.contiguous(), y = b[i].second.contiguous();
@@ -489,9 +489,9 @@ TEST(CliTrust, EvalOutputFitsTheClassCount) {
 TEST(CliTrust, EverySubcommandReadsTheSameWeights) {
   REQUIRE_FIXTURES();
   CliTempDir dir("loader");
-  const graft::io::StateDict sd = graft::io::load_weights_file(fixture("train_init.pth"));
+  const graft::io::NamedTensors sd = graft::io::load_weights_file(fixture("train_init.pth"));
   auto prefixed = [&](const std::string& p) {
-    graft::io::StateDict out;
+    graft::io::NamedTensors out;
     for (const auto& [k, t] : sd) out.emplace_back(p + k, t);
     return out;
   };

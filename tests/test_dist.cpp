@@ -144,7 +144,7 @@ std::vector<std::string> plus(std::vector<std::string> a, const std::vector<std:
   return a;
 }
 
-double max_abs_diff(const io::StateDict& a, const io::StateDict& b, std::string* worst) {
+double max_abs_diff(const io::NamedTensors& a, const io::NamedTensors& b, std::string* worst) {
   std::map<std::string, Tensor> bm(b.begin(), b.end());
   double m = 0;
   for (const auto& [name, t] : a) {
@@ -259,8 +259,8 @@ TEST(DistTrain, TwoRanksOfEightEqualOneProcessOfSixteen) {
   EXPECT_EQ(epochs, 1u) << two.r.output;
   EXPECT_TRUE(fs::exists(dir / "run/metrics.csv"));
 
-  const io::StateDict a = io::load_weights_file(dir / "one.pth");
-  const io::StateDict b = io::load_weights_file(dir / "two.pth");
+  const io::NamedTensors a = io::load_weights_file(dir / "one.pth");
+  const io::NamedTensors b = io::load_weights_file(dir / "two.pth");
   std::string worst;
   const double d = max_abs_diff(a, b, &worst);
   std::cout << "max difference " << d << " (" << worst << ")\n";
@@ -269,7 +269,7 @@ TEST(DistTrain, TwoRanksOfEightEqualOneProcessOfSixteen) {
   const Timed init = run_shell(
       graft_args(plus(recipe(dir, 16, "1", "0"), {"--save", dir / "init.pth", "--quiet"})));
   ASSERT_EQ(init.r.rc, 0) << init.r.output;
-  const io::StateDict z = io::load_weights_file(dir / "init.pth");
+  const io::NamedTensors z = io::load_weights_file(dir / "init.pth");
   EXPECT_GT(max_abs_diff(z, b, nullptr), 1e-3) << "the distributed run did not train";
   // Metrics are the world's: one process's epoch 1 loss and accuracy.
   const std::string ref_dir = dir / "ref";
@@ -300,7 +300,7 @@ TEST(DistTrain, TwoRanksOfEightEqualOneProcessOfSixteen) {
 
 // max |a - b| / max(1, |a|) over every tensor of two state dicts.
 double max_rel_diff(const std::string& pa, const std::string& pb, std::string* worst) {
-  const io::StateDict a = io::load_weights_file(pa), b = io::load_weights_file(pb);
+  const io::NamedTensors a = io::load_weights_file(pa), b = io::load_weights_file(pb);
   std::map<std::string, Tensor> bm(b.begin(), b.end());
   double m = 0;
   EXPECT_EQ(a.size(), b.size());

@@ -41,7 +41,7 @@ namespace {
 }
 
 // Compares every tensor of `sd` with the flat float32 reference written by the generator.
-void expect_matches_flat_ref(const io::StateDict& sd, const std::string& ref_name) {
+void expect_matches_flat_ref(const io::NamedTensors& sd, const std::string& ref_name) {
   Tensor ref = io::load_npy(fixture(ref_name));
   int64_t off = 0;
   for (const auto& [name, t] : sd) {
@@ -80,7 +80,7 @@ TEST(IoPth, ResNet18ZipMatchesTorchAndIsZeroCopy) {
   GRAFT_REQUIRE_FIXTURE("io_resnet18.pth");
   io::Checkpoint c = io::load_pth(fixture("io_resnet18.pth"));
   EXPECT_EQ(c.format, "zip");
-  io::StateDict sd = io::extract_state_dict(c.root);
+  io::NamedTensors sd = io::extract_state_dict(c.root);
   ASSERT_EQ(sd.size(), 122u);
   EXPECT_EQ(sd.front().first, "conv1.weight");
   EXPECT_EQ(sd.front().second.sizes(), (Shape{64, 3, 7, 7}));
@@ -99,7 +99,7 @@ TEST(IoPth, ResNet18ZipMatchesTorchAndIsZeroCopy) {
 
 TEST(IoPth, ResNet50ZipMatchesTorch) {
   GRAFT_REQUIRE_FIXTURE("io_resnet50.pth");
-  io::StateDict sd = io::extract_state_dict(io::load_pth(fixture("io_resnet50.pth")).root);
+  io::NamedTensors sd = io::extract_state_dict(io::load_pth(fixture("io_resnet50.pth")).root);
   EXPECT_EQ(sd.size(), 320u);
   expect_matches_flat_ref(sd, "io_resnet50_ref.npy");
 }
@@ -115,7 +115,7 @@ class IoPthMixed : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(IoPthMixed, EveryDtypeLayoutAndSharedStorage) {
   GRAFT_REQUIRE_FIXTURE(GetParam());
-  io::StateDict sd = io::extract_state_dict(io::load_pth(fixture(GetParam())).root);
+  io::NamedTensors sd = io::extract_state_dict(io::load_pth(fixture(GetParam())).root);
   ASSERT_EQ(sd.size(), 17u);
   const std::pair<const char*, DType> dtypes[] = {
       {"f32", DType::Float32},   {"f64", DType::Float64}, {"f16", DType::Float16},
@@ -159,7 +159,7 @@ TEST(IoPth, NestedCheckpointWithPrefixesAndMetadata) {
   EXPECT_EQ(c.root->get("best_acc")->real, 0.75);
   EXPECT_EQ(c.root->get("history")->repr(), "[1, 2, (3, 'x')]");
   EXPECT_TRUE(c.root->get("flag")->is(io::Value::Kind::None));
-  io::StateDict sd = io::extract_state_dict(c.root);  // finds 'state_dict'
+  io::NamedTensors sd = io::extract_state_dict(c.root);  // finds 'state_dict'
   EXPECT_EQ(sd.size(), 9u);
   for (const auto& [name, t] : sd) {
     EXPECT_EQ(name.rfind("module.", 0), 0u) << name;
@@ -234,7 +234,7 @@ TEST(IoPth, HostilePickles) {
 
 TEST(IoPth, GraftRoundTripKeepsDtypesLayoutAndSharing) {
   Tensor base = randn({10});
-  io::StateDict sd = {
+  io::NamedTensors sd = {
       {"w", randn({3, 4})},
       {"t", randn({4, 6}).t()},
       {"a", base.narrow(0, 0, 6).view({2, 3})},
@@ -245,7 +245,7 @@ TEST(IoPth, GraftRoundTripKeepsDtypesLayoutAndSharing) {
   };
   std::string p = temp_path("rt.pth");
   io::save_pth(sd, p);
-  io::StateDict back = io::extract_state_dict(io::load_pth(p).root);
+  io::NamedTensors back = io::extract_state_dict(io::load_pth(p).root);
   ASSERT_EQ(back.size(), sd.size());
   for (size_t i = 0; i < sd.size(); ++i) {
     EXPECT_EQ(back[i].first, sd[i].first);
@@ -264,7 +264,7 @@ TEST(IoPth, GraftToTorchToGraftBitExact) {
   if (py.empty()) GTEST_SKIP() << "python3 with torch not available";
   GRAFT_REQUIRE_FIXTURE("io_resnet18.pth");
   // resnet18 as graft reads it, plus awkward layouts, written by graft.
-  io::StateDict sd = io::extract_state_dict(io::load_pth(fixture("io_resnet18.pth")).root);
+  io::NamedTensors sd = io::extract_state_dict(io::load_pth(fixture("io_resnet18.pth")).root);
   Tensor base = randn({10});
   sd.emplace_back("x.transposed", randn({4, 6}).t());
   sd.emplace_back("x.shared_a", base.narrow(0, 0, 6));
@@ -290,7 +290,7 @@ TEST(IoPth, GraftToTorchToGraftBitExact) {
   std::ofstream(sp) << script;
   std::string cmd = py + " " + sp + " " + p + " " + p2 + " " + fixture("io_resnet18.pth");
   ASSERT_EQ(std::system(cmd.c_str()), 0) << "torch rejected or misread graft's file";
-  io::StateDict back = io::extract_state_dict(io::load_pth(p2).root);
+  io::NamedTensors back = io::extract_state_dict(io::load_pth(p2).root);
   ASSERT_EQ(back.size(), sd.size());
   for (size_t i = 0; i < sd.size(); ++i) {
     EXPECT_EQ(back[i].first, sd[i].first);

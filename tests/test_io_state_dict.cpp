@@ -29,8 +29,8 @@ std::string temp_path(const std::string& stem) {
 }
 
 // A destination like a model's parameters: fresh zero tensors with the given shapes.
-io::StateDict zeros_like_sd(const io::StateDict& sd) {
-  io::StateDict out;
+io::NamedTensors zeros_like_sd(const io::NamedTensors& sd) {
+  io::NamedTensors out;
   for (const auto& [k, t] : sd) out.emplace_back(k, zeros_like(t));
   return out;
 }
@@ -44,7 +44,7 @@ TEST(IoSafetensors, ReadsTorchValuesZeroCopy) {
   EXPECT_EQ(f.tensors.front().first, "f32");  // header order kept
   ASSERT_EQ(f.metadata.size(), 2u);
   EXPECT_EQ(f.metadata[1], (std::pair<std::string, std::string>{"epoch", "3"}));
-  io::StateDict pth = io::extract_state_dict(io::load_pth(fixture("io_mixed.pth")).root);
+  io::NamedTensors pth = io::extract_state_dict(io::load_pth(fixture("io_mixed.pth")).root);
   for (const auto& [name, t] : f.tensors) {
     EXPECT_TRUE(bit_equal(t, *io::find_tensor(pth, name))) << name;
     // f32 and f64 start at aligned offsets (0 and 48), so they view the mapping;
@@ -58,9 +58,9 @@ TEST(IoSafetensors, ReadsTorchValuesZeroCopy) {
 
 TEST(IoSafetensors, RoundTripAndBadHeaders) {
   GRAFT_REQUIRE_FIXTURE("io_bad_offsets.safetensors");
-  io::StateDict sd = {{"a", randn({3, 4}).t()},
-                      {"b", randn({5}).to(DType::BFloat16)},
-                      {"c", scalar_tensor(9, opts(DType::Int64))}};
+  io::NamedTensors sd = {{"a", randn({3, 4}).t()},
+                         {"b", randn({5}).to(DType::BFloat16)},
+                         {"c", scalar_tensor(9, opts(DType::Int64))}};
   std::string p = temp_path("rt.safetensors");
   io::save_safetensors(sd, p, {{"format", "pt"}});
   io::SafetensorsFile back = io::load_safetensors(p);
@@ -86,23 +86,23 @@ TEST(IoStateDict, GlobMatching) {
 
 TEST(IoStateDict, StrictLoadCopiesEverythingInPlace) {
   GRAFT_REQUIRE_FIXTURE("io_resnet18.pth");
-  io::StateDict src = io::load_weights_file(fixture("io_resnet18.pth"));
-  io::StateDict dst = zeros_like_sd(src);
+  io::NamedTensors src = io::load_weights_file(fixture("io_resnet18.pth"));
+  io::NamedTensors dst = zeros_like_sd(src);
   io::LoadReport r = io::load_state_dict(dst, src);
   EXPECT_TRUE(r.ok()) << r.str();
   EXPECT_EQ(r.loaded.size(), src.size());
   for (size_t i = 0; i < src.size(); ++i)
     EXPECT_TRUE(bit_equal(dst[i].second, src[i].second)) << src[i].first;
   // The same tensors through safetensors, dispatched on content.
-  io::StateDict st = io::load_weights_file(fixture("io_resnet18.safetensors"));
+  io::NamedTensors st = io::load_weights_file(fixture("io_resnet18.safetensors"));
   ASSERT_EQ(st.size(), src.size());
   for (size_t i = 0; i < src.size(); ++i) EXPECT_TRUE(bit_equal(st[i].second, src[i].second));
 }
 
 TEST(IoStateDict, PrefixRemapSkipAndFineTuneHead) {
   GRAFT_REQUIRE_FIXTURE("io_nested.pth");
-  io::StateDict src = io::load_weights_file(fixture("io_nested.pth"));  // 'module.' names
-  io::StateDict dst;
+  io::NamedTensors src = io::load_weights_file(fixture("io_nested.pth"));  // 'module.' names
+  io::NamedTensors dst;
   for (const auto& [k, t] : src) dst.emplace_back(k.substr(7), zeros_like(t));
   // A new head with a different shape, as when fine-tuning on fewer classes.
   for (auto& [k, t] : dst)
@@ -135,7 +135,7 @@ TEST(IoStateDict, PrefixRemapSkipAndFineTuneHead) {
 
   io::LoadOptions o3;
   o3.rename("^module\\.(\\d+)\\.", "$1.").skip("2.*").dry_run = true;
-  io::StateDict fresh;
+  io::NamedTensors fresh;
   for (const auto& [k, t] : dst) fresh.emplace_back(k, zeros_like(t));
   io::LoadReport r3 = io::load_state_dict(fresh, src, o3);
   EXPECT_TRUE(r3.ok()) << r3.str();
@@ -144,14 +144,14 @@ TEST(IoStateDict, PrefixRemapSkipAndFineTuneHead) {
 
 TEST(IoStateDict, WeightsFileDispatchNpyAndErrors) {
   GRAFT_REQUIRE_FIXTURE("io_f32.npy");
-  io::StateDict one = io::load_weights_file(fixture("io_f32.npy"));
+  io::NamedTensors one = io::load_weights_file(fixture("io_f32.npy"));
   ASSERT_EQ(one.size(), 1u);
   EXPECT_EQ(one[0].first, "io_f32");
   std::string dir = temp_path("npydir");
   std::filesystem::create_directories(dir);
   io::save_npy(dir + "/b.npy", ones({2}));
   io::save_npy(dir + "/a.npy", zeros({3}));
-  io::StateDict d = io::load_weights_file(dir);
+  io::NamedTensors d = io::load_weights_file(dir);
   ASSERT_EQ(d.size(), 2u);
   EXPECT_EQ(d[0].first, "a");
   std::filesystem::remove_all(dir);

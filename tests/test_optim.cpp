@@ -12,6 +12,7 @@
 #include "core/autograd.h"
 #include "optim/optim.h"
 #include "tests/test_util.h"
+#include "train/finetune.h"
 
 namespace graft::optim {
 namespace {
@@ -108,7 +109,7 @@ NamedParams run_case(const std::string& name, const MakeOpt& make, const RunSpec
     EXPECT_TRUE(testing::close_to(params[i].second, f["final." + std::to_string(i)], tol))
         << name << " param " << i;
   // Every state entry torch has, we have (and vice versa), with torch's values.
-  const StateDict sd = opt->state_dict();
+  const FlatState sd = opt->state_dict();
   size_t n_state = 0;
   for (const auto& key : f.keys()) {
     if (key.rfind("state.", 0) != 0) continue;
@@ -410,7 +411,7 @@ void check_resume(Options options) {
     Opt opt_a = make(a);
     Generator ga(11);
     train(opt_a, a, 3, ga);
-    const StateDict saved = opt_a.state_dict();
+    const FlatState saved = opt_a.state_dict();
     std::vector<Tensor> saved_params;
     for (const auto& [n, p] : a) saved_params.push_back(p.clone());
     Generator gb = ga;  // the same gradients for the continuation
@@ -427,7 +428,7 @@ void check_resume(Options options) {
     train(opt_b, b, 3, gb);
     for (size_t i = 0; i < a.size(); ++i)
       EXPECT_TRUE(bit_equal(a[i].second, b[i].second)) << a[i].first;
-    const StateDict sa = opt_a.state_dict(), sb = opt_b.state_dict();
+    const FlatState sa = opt_a.state_dict(), sb = opt_b.state_dict();
     ASSERT_EQ(sa.size(), sb.size());
     for (const auto& [key, v] : sa) {
       ASSERT_TRUE(sb.count(key)) << key;
@@ -452,7 +453,7 @@ TEST(StateDict, LayoutAndGroupHyperparameters) {
   AdamW opt({ParamGroup{select_range(p, 0, 2)}, ParamGroup{select_range(p, 2, 3), {.lr = 0.5}}});
   Generator g(1);
   train(opt, p, 2, g);
-  StateDict sd = opt.state_dict();
+  FlatState sd = opt.state_dict();
   EXPECT_EQ(sd.at("param_groups.1.params").to_vector<int64_t>(), std::vector<int64_t>{2});
   EXPECT_EQ(sd.at("param_groups.1.lr").item(), 0.5);
   EXPECT_EQ(sd.at("param_groups.0.betas").to_vector<double>(), (std::vector<double>{0.9, 0.999}));
@@ -469,27 +470,83 @@ TEST(StateDict, LayoutAndGroupHyperparameters) {
   EXPECT_EQ(opt.state(0, 0).step, 2);
 }
 
+// param_groups holds exactly the options the optimizer uses, under torch's
+// names and dtypes (what torch.load and optimizer.load_state_dict expect).
+TEST(StateDict, GroupOptionKeysAndDtypes) {
+  const NamedParams p = fresh_params(DType::Float32);
+  auto group_entries = [](const Optimizer& opt) {
+    std::map<std::string, std::pair<DType, int64_t>> out;  // key -> (dtype, numel)
+    for (const auto& [key, value] : opt.state_dict())
+      if (key.rfind("param_groups.0.", 0) == 0)
+        out[key.substr(15)] = {value.dtype(), value.numel()};
+    return out;
+  };
+  const auto f64 = std::pair{DType::Float64, int64_t{1}}, flag = std::pair{DType::Bool, int64_t{1}};
+  const auto params = std::pair{DType::Int64, int64_t{3}};
+  SGD sgd(p, {.lr = 0.1, .momentum = 0.9, .nesterov = true});
+  EXPECT_EQ(group_entries(sgd),
+            (std::map<std::string, std::pair<DType, int64_t>>{{"dampening", f64},
+                                                              {"lr", f64},
+                                                              {"maximize", flag},
+                                                              {"momentum", f64},
+                                                              {"nesterov", flag},
+                                                              {"params", params},
+                                                              {"weight_decay", f64}}));
+  Adam adam(p, {});
+  EXPECT_EQ(group_entries(adam),
+            (std::map<std::string, std::pair<DType, int64_t>>{{"amsgrad", flag},
+                                                              {"betas", {DType::Float64, 2}},
+                                                              {"eps", f64},
+                                                              {"lr", f64},
+                                                              {"maximize", flag},
+                                                              {"params", params},
+                                                              {"weight_decay", f64}}));
+}
+
+// --param-group takes the double-valued group options by their names and
+// refuses any other key, listing the valid ones.
+TEST(ParamGroupOptions, GroupSpecKeysAreTheNumericOptions) {
+  const auto g =
+      train::parse_group_spec("layer4.*:lr=0.5,momentum=0.25,dampening=0.125,weight_decay=2,eps=3");
+  EXPECT_EQ(g.glob, "layer4.*");
+  EXPECT_EQ(g.options.lr, 0.5);
+  EXPECT_EQ(g.options.momentum, 0.25);
+  EXPECT_EQ(g.options.dampening, 0.125);
+  EXPECT_EQ(g.options.weight_decay, 2.0);
+  EXPECT_EQ(g.options.eps, 3.0);
+  EXPECT_FALSE(g.options.nesterov || g.options.betas || g.options.amsgrad || g.options.maximize);
+  try {
+    train::parse_group_spec("fc.*:nesterov=1");
+    FAIL() << "nesterov is not a numeric group option";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("unknown option 'nesterov' (expected lr, momentum, "
+                                         "dampening, weight_decay or eps)"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(StateDict, RejectsMismatchedLayoutAndLeavesOptimizerUnchanged) {
   NamedParams p = fresh_params(DType::Float32);
   SGD opt(p, SGDOptions{.lr = 0.1, .momentum = 0.9});
   Generator g(1);
   train(opt, p, 1, g);
-  StateDict good = opt.state_dict();
+  FlatState good = opt.state_dict();
 
-  StateDict bad_shape = good;
+  FlatState bad_shape = good;
   bad_shape["state.0.momentum_buffer"] = zeros({5});
   EXPECT_THROW(opt.load_state_dict(bad_shape), Error);
-  StateDict extra_group = good;
+  FlatState extra_group = good;
   extra_group["param_groups.1.lr"] = scalar_tensor(0.1, opts(DType::Float64));
   EXPECT_THROW(opt.load_state_dict(extra_group), Error);
-  StateDict unknown = good;
+  FlatState unknown = good;
   unknown["state.0.bogus"] = zeros({1});
   EXPECT_THROW(opt.load_state_dict(unknown), Error);
-  StateDict bad_lr = good;
+  FlatState bad_lr = good;
   bad_lr["param_groups.0.lr"] = scalar_tensor(-1.0, opts(DType::Float64));
   EXPECT_THROW(opt.load_state_dict(bad_lr), Error);
   // Still the original state.
-  const StateDict now = opt.state_dict();
+  const FlatState now = opt.state_dict();
   for (const auto& [key, v] : good) EXPECT_TRUE(bit_equal(v, now.at(key))) << key;
 }
 

@@ -368,7 +368,7 @@ TEST(ResNetParity, ForceEvalBatchNormIgnoresTrainMode) {
 // count from fc.weight, strict loading, eval-mode logits.
 TEST(ResNetCheckpoint, TorchSavedStateDictRunsLikeTorch) {
   GRAFT_REQUIRE_FIXTURE("resnet18_c10_logits.npy");
-  const io::StateDict sd = io::load_weights_file(testing::fixture("resnet18_c10.pth"));
+  const io::NamedTensors sd = io::load_weights_file(testing::fixture("resnet18_c10.pth"));
   const Tensor* fc = io::find_tensor(sd, "fc.weight");
   ASSERT_NE(fc, nullptr);
   auto model = nn::make_resnet("resnet18", fc->size(0));

@@ -39,7 +39,7 @@ void expect_exact_continuation(const Factory& make, int before, int after) {
   auto opt = two_groups();
   auto sched = make(*opt);
   for (int i = 0; i < before; ++i) sched->step();
-  const StateDict opt_state = opt->state_dict(), sched_state = sched->state_dict();
+  const FlatState opt_state = opt->state_dict(), sched_state = sched->state_dict();
   auto opt2 = two_groups();
   auto sched2 = make(*opt2);  // its initial step changes the lrs; the loads undo that
   opt2->load_state_dict(opt_state);
@@ -81,16 +81,16 @@ TEST(ScheduleState, ForeignStateIsRejectedAndLeavesTheScheduleUnchanged) {
   auto opt = two_groups();
   StepLR step(*opt, 2, 0.5);
   step.step();
-  const StateDict before = step.state_dict();
+  const FlatState before = step.state_dict();
   EXPECT_THROW(step.load_state_dict({}), Error);
-  StateDict one_group = before;
+  FlatState one_group = before;
   one_group["base_lrs"] = tensor<double>({0.1});
   EXPECT_THROW(step.load_state_dict(one_group), Error);
   EXPECT_EQ(step.last_epoch(), 1);
   auto warm = std::make_shared<LinearLR>(*opt, 1.0 / 3, 1.0, 2);
   auto cos = std::make_shared<CosineAnnealingLR>(*opt, 6);
   SequentialLR seq(*opt, {warm, cos}, {2});
-  StateDict partial = seq.state_dict();
+  FlatState partial = seq.state_dict();
   partial.erase("1.last_epoch");
   const int64_t warm_epoch = warm->last_epoch();
   EXPECT_THROW(seq.load_state_dict(partial), Error);

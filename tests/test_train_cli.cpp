@@ -20,7 +20,7 @@
 
 namespace fs = std::filesystem;
 using graft::Tensor;
-using graft::io::StateDict;
+using graft::io::NamedTensors;
 
 namespace {
 
@@ -86,8 +86,8 @@ double torch_noise(const std::string& name) {
 }
 
 // Runs one case once per process (each run trains a resnet18 for 5 steps).
-const StateDict& trained(const std::string& name, std::vector<std::string> extra = {}) {
-  static std::map<std::string, StateDict> cache;
+const NamedTensors& trained(const std::string& name, std::vector<std::string> extra = {}) {
+  static std::map<std::string, NamedTensors> cache;
   static CliTempDir dir("train_cli");
   std::string key = name;
   for (const auto& e : extra) key += " " + e;
@@ -100,7 +100,7 @@ const StateDict& trained(const std::string& name, std::vector<std::string> extra
   args.insert(args.end(), extra.begin(), extra.end());
   const CliResult r = run_graft(args);
   EXPECT_EQ(r.rc, 0) << r.output;
-  StateDict sd;
+  NamedTensors sd;
   if (r.rc == 0) sd = graft::io::load_weights_file(out);
   return cache.emplace(key, std::move(sd)).first->second;
 }
@@ -139,9 +139,9 @@ TEST_P(TrainParity, FinalStateDictMatchesTorch) {
   REQUIRE_TRAIN_FIXTURES();
   const std::string name = GetParam();
   GRAFT_REQUIRE_FIXTURE("train_ref_" + name + ".pth");
-  const StateDict ref =
+  const NamedTensors ref =
       graft::io::load_weights_file(graft::testing::fixture("train_ref_" + name + ".pth"));
-  const StateDict& got = trained(name);
+  const NamedTensors& got = trained(name);
   ASSERT_EQ(got.size(), ref.size()) << "the saved state_dict has another number of entries";
   // The reference is torch in float64. A float32 engine can only be held to
   // the float32 rounding floor, and in these 5 train-mode steps that floor is
@@ -181,8 +181,8 @@ INSTANTIATE_TEST_SUITE_P(Cases, TrainParity,
 
 TEST(TrainCli, FrozenParametersAreBitIdentical) {
   REQUIRE_TRAIN_FIXTURES();
-  const StateDict init = graft::io::load_weights_file(graft::testing::fixture("train_init.pth"));
-  const StateDict& got = trained("freeze");
+  const NamedTensors init = graft::io::load_weights_file(graft::testing::fixture("train_init.pth"));
+  const NamedTensors& got = trained("freeze");
   ASSERT_FALSE(got.empty());
   int frozen = 0, moved = 0;
   for (const auto& [k, t] : init) {
@@ -204,9 +204,9 @@ TEST(TrainCli, FrozenParametersAreBitIdentical) {
 
 TEST(TrainCli, BnFrozenKeepsRunningStatsOfFrozenLayers) {
   REQUIRE_TRAIN_FIXTURES();
-  const StateDict init = graft::io::load_weights_file(graft::testing::fixture("train_init.pth"));
-  const StateDict& policy_train = trained("freeze");
-  const StateDict& policy_frozen = trained("freeze", {"--bn", "frozen"});
+  const NamedTensors init = graft::io::load_weights_file(graft::testing::fixture("train_init.pth"));
+  const NamedTensors& policy_train = trained("freeze");
+  const NamedTensors& policy_frozen = trained("freeze", {"--bn", "frozen"});
   ASSERT_FALSE(policy_frozen.empty());
   int checked = 0;
   for (const auto& [k, t] : init) {
@@ -268,11 +268,22 @@ TEST(TrainCli, ResumeGivesIdenticalWeightsAndOneMetricsRowPerEpoch) {
   }
   EXPECT_EQ(csv_rows(straight + "/metrics.csv"), 2);
   EXPECT_EQ(csv_rows(split + "/metrics.csv"), 2);
+  // curves.svg draws every epoch, the one done before the resume included:
+  // one point per epoch and series, at least train loss and train accuracy.
+  auto points = [](const std::string& svg_path) {
+    const std::string svg = graft::testing::read_file(svg_path);
+    int n = 0;
+    for (size_t at = svg.find("<circle"); at != std::string::npos; at = svg.find("<circle", at + 1))
+      ++n;
+    return n;
+  };
+  EXPECT_GE(points(straight + "/curves.svg"), 2 * 2);
+  EXPECT_EQ(points(split + "/curves.svg"), points(straight + "/curves.svg"));
 
-  const StateDict s1 = graft::io::load_weights_file(dir / "straight.pth");
-  const StateDict s2 = graft::io::load_weights_file(dir / "split.pth");
-  const StateDict l1 = graft::io::load_weights_file(straight + "/last.pth");
-  const StateDict init = graft::io::load_weights_file(graft::testing::fixture("train_init.pth"));
+  const NamedTensors s1 = graft::io::load_weights_file(dir / "straight.pth");
+  const NamedTensors s2 = graft::io::load_weights_file(dir / "split.pth");
+  const NamedTensors l1 = graft::io::load_weights_file(straight + "/last.pth");
+  const NamedTensors init = graft::io::load_weights_file(graft::testing::fixture("train_init.pth"));
   ASSERT_EQ(s1.size(), s2.size());
   ASSERT_EQ(s1.size(), l1.size());
   int moved = 0;
@@ -376,10 +387,10 @@ TEST(TrainCli, CacheFeaturesGivesTheUncachedRunsMetricsAndCheckpoints) {
           << "epoch " << e + 1 << ", column " << i;
   }
 
-  const StateDict init = graft::io::load_weights_file(graft::testing::fixture("train_init.pth"));
+  const NamedTensors init = graft::io::load_weights_file(graft::testing::fixture("train_init.pth"));
   for (const char* f : {"last.pth", "best.pth"}) {
-    const StateDict a = graft::io::load_weights_file(on + "/" + f);
-    const StateDict b = graft::io::load_weights_file(off + "/" + f);
+    const NamedTensors a = graft::io::load_weights_file(on + "/" + f);
+    const NamedTensors b = graft::io::load_weights_file(off + "/" + f);
     ASSERT_EQ(a.size(), b.size()) << f;
     ASSERT_EQ(a.size(), init.size()) << f << ": not the full model";
     int head = 0;

@@ -21,7 +21,7 @@ void put(const ValuePtr& dict, const std::string& key, ValuePtr value) {
 ValuePtr f64(double v) { return Value::from_tensor(scalar_tensor(v, opts(DType::Float64))); }
 ValuePtr f64s(const std::vector<double>& v) { return Value::from_tensor(tensor<double>(v)); }
 
-ValuePtr flat_dict(const optim::StateDict& sd) {
+ValuePtr flat_dict(const optim::FlatState& sd) {
   ValuePtr d = Value::dict();
   for (const auto& [k, t] : sd) put(d, k, Value::from_tensor(t));
   return d;
@@ -57,8 +57,8 @@ struct Reader {
     const auto v = doubles(d, key);
     if (v.size() == 1) out = v[0];
   }
-  optim::StateDict flat(const ValuePtr& d, const char* key) const {
-    optim::StateDict out;
+  optim::FlatState flat(const ValuePtr& d, const char* key) const {
+    optim::FlatState out;
     if (auto v = get(d, key, Value::Kind::Dict, "a dict of tensors"))
       for (const auto& [k, t] : v->entries) {
         GRAFT_CHECK(k->is(Value::Kind::Str) && t->is(Value::Kind::Tensor), "checkpoint '", path,
@@ -178,12 +178,12 @@ TrainingCheckpoint load_checkpoint(const std::string& path, bool quiet) {
   return ck;
 }
 
-int64_t head_classes(const io::StateDict& sd) {
+int64_t head_classes(const io::NamedTensors& sd) {
   const Tensor* w = io::find_tensor(sd, "fc.weight");
   return w && w->dim() == 2 ? w->size(0) : 0;
 }
 
-std::string infer_arch(const io::StateDict& sd) {
+std::string infer_arch(const io::NamedTensors& sd) {
   std::array<int64_t, 4> blocks{};
   bool bottleneck = false;
   for (const auto& [k, t] : sd) {
@@ -206,7 +206,7 @@ std::string infer_arch(const io::StateDict& sd) {
   return "";
 }
 
-io::LoadReport plan_load(const io::StateDict& sd, const std::string& arch, int64_t num_classes) {
+io::LoadReport plan_load(const io::NamedTensors& sd, const std::string& arch, int64_t num_classes) {
   auto model = nn::make_resnet(arch, num_classes);
   io::LoadOptions o;
   o.strict = false;

@@ -11,7 +11,7 @@
 //    'best': {'metric': 'val_acc'|'train_acc', 'score': f64, 'epoch': int},
 //    'progress': {'epoch', 'batch', 'steps', 'correct', 'seen': int, 'loss_sum': f64},
 //    'state_dict': OrderedDict (model parameters and buffers),
-//    'optimizer': {flat optimizer state, see optim::StateDict},   # last.pth only
+//    'optimizer': {flat optimizer state, see optim::FlatState},   # last.pth only
 //    'scheduler': {flat schedule state, see optim::Schedule}}     # last.pth, when scheduled
 // so `model.load_state_dict(ckpt['state_dict'])` works in PyTorch.
 #pragma once
@@ -55,9 +55,9 @@ struct TrainingCheckpoint {
   int64_t epoch = 0;       // completed epochs
   EpochProgress progress;  // progress.batch > 0: saved part-way through epoch `epoch`
   BestScore best;
-  io::StateDict model;
-  optim::StateDict optimizer;  // empty: not saved
-  optim::StateDict scheduler;  // empty: none
+  io::NamedTensors model;
+  optim::FlatState optimizer;  // empty: not saved
+  optim::FlatState scheduler;  // empty: none
 };
 
 // Atomic: written to a temporary file and renamed, so a crash or a full
@@ -71,9 +71,9 @@ void save_checkpoint(const std::string& path, const TrainingCheckpoint& ckpt);
 TrainingCheckpoint load_checkpoint(const std::string& path, bool quiet = false);
 
 // The ResNet depth whose block layout the keys have ("" when none fits).
-std::string infer_arch(const io::StateDict& sd);
+std::string infer_arch(const io::NamedTensors& sd);
 // Rows of fc.weight (0 when absent).
-int64_t head_classes(const io::StateDict& sd);
+int64_t head_classes(const io::NamedTensors& sd);
 
 // What a subcommand's flags ask of the model; empty / 0: take it from the file.
 struct ModelRequest {
@@ -98,6 +98,6 @@ LoadedModel load_model(const ModelRequest& req);
 
 // The dry-run load report of `sd` into `arch` with `num_classes`, with the
 // likely cause when it does not fit (graft inspect --plan).
-io::LoadReport plan_load(const io::StateDict& sd, const std::string& arch, int64_t num_classes);
+io::LoadReport plan_load(const io::NamedTensors& sd, const std::string& arch, int64_t num_classes);
 
 }  // namespace graft::train

@@ -108,9 +108,7 @@ std::shared_ptr<nn::ResNet> pretrain_source(const DemoOptions& o, const std::str
   return model;
 }
 
-}  // namespace
-
-std::vector<DemoResult> run_demo(const DemoOptions& o) {
+void check_demo_options(const DemoOptions& o) {
   for (const auto& m : o.modes) mode_title(m);  // validate names up front
   GRAFT_CHECK(o.cache_features == "auto" || o.cache_features == "on" || o.cache_features == "off",
               "--cache-features must be auto, on or off, got '", o.cache_features, "'");
@@ -120,127 +118,162 @@ std::vector<DemoResult> run_demo(const DemoOptions& o) {
                   " trains the backbone, whose features then change every step (only "
                   "feature-extract can train on cached features; use --modes feature-extract or "
                   "--cache-features auto)");
-  std::filesystem::create_directories(o.out);
-  const auto source = pretrain_source(o, o.out + "/source.pth");
-  const io::StateDict source_sd = source->state_dict();
+}
 
-  const data::DatasetPtr target_train = load_task(o, true, {5, 6, 7, 8, 9});
-  const data::DatasetPtr target_test = load_task(o, false, {5, 6, 7, 8, 9});
+// The target task (Fashion-MNIST classes 5-9) that every K and mode shares.
+struct Target {
+  data::DatasetPtr train, test;
   // Curve points use a fixed 1,000-image slice of the target test set.
   std::vector<int64_t> curve_idx;
-  for (int64_t i = 0; i < std::min<int64_t>(1000, target_test->size()); ++i)
-    curve_idx.push_back(i * target_test->size() / 1000);
-  const data::DatasetPtr curve_set = std::make_shared<data::Subset>(target_test, curve_idx);
-
+  data::DatasetPtr curve_set;
   // Backbone features of the target test set, shared by every K: each
   // cached mode's backbone is the source model's, unchanged (frozen).
   std::shared_ptr<FeatureCache> test_features;
-  std::vector<DemoResult> results;
-  for (const int64_t k : o.ks) {
-    const int64_t epochs = o.epochs > 0 ? o.epochs : (k <= 30 ? 30 : 15);
-    const int64_t batch = o.batch > 0 ? o.batch : (k <= 30 ? 32 : 128);
-    const auto subset =
-        data::per_class_subset(target_train, k, o.seed + static_cast<uint64_t>(k), true);
-    std::cerr << "\ntarget task: K=" << k << " images per class (" << subset->size() << " images), "
-              << epochs << " epochs, batch " << batch << "\n";
-    std::vector<Chart> charts(2);
-    charts[0].title = "train loss, K=" + std::to_string(k);
-    charts[0].y_label = "loss";
-    charts[1].title = "target test accuracy (1,000 images), K=" + std::to_string(k);
-    charts[1].y_label = "accuracy";
-    for (const auto& mode : o.modes) {
-      manual_seed(o.seed + 1000 + static_cast<uint64_t>(k));  // same head init for every mode
-      auto model = nn::make_resnet(o.arch, 5);
-      FinetuneOptions ft;
-      if (mode != "scratch") {
-        io::LoadOptions lo;
-        lo.skip("fc.*");
-        lo.strict = false;
-        io::load_state_dict(model->state_dict(), source_sd, lo);
-        model->replace_head(5);
-      }
-      if (mode == "feature-extract") {
-        // Only the new head learns; BN layers of the frozen backbone keep the
-        // source statistics (a fully frozen feature extractor).
-        model->requires_grad_(false);
-        model->fc->requires_grad_(true);
-        ft.bn = BnPolicy::Frozen;
-      } else if (mode == "lr0") {
-        ft.backbone_lr_mult = 0;
-      } else if (mode == "lr0.1x") {
-        ft.backbone_lr_mult = 0.1;
-      }
-      apply_freeze(*model, ft);
-      apply_bn_policy(*model, ft.bn);
-      optim::SGD opt(build_param_groups(*model, ft, o.lr), sgd(o));
-      FitOptions fo;
-      fo.epochs = epochs;
-      fo.hflip = true;
-      fo.seed = o.seed;
-      fo.num_classes = 5;
-      fo.val_every = o.val_every;
-      fo.quiet = true;
-      const std::string why =
-          o.cache_features == "off" ? "" : FeatureCache::inexact_reason(*model, subset.get());
-      GRAFT_CHECK(why.empty() || o.cache_features != "on", "--cache-features on: mode ", mode, ": ",
-                  why);
-      const bool cache = o.cache_features != "off" && why.empty();
-      if (!why.empty() && k == o.ks.front())
-        std::fprintf(stderr, "  (%s: features not cached: %s)\n", mode_title(mode), why.c_str());
-      const auto t0 = Clock::now();
-      std::vector<EpochRecord> records;
-      EvalResult e;
-      if (cache) {
-        // The same batches, flips and head steps as below, on features
-        // computed once (train/feature_cache.h).
-        FeatureCacheOptions co;
-        co.hflip = fo.hflip;
-        co.batch_size = batch;
-        co.num_workers = o.workers;
-        const FeatureCache train_features(*model, subset, co);
-        if (!test_features) {
-          co.hflip = false;
-          co.train_mode = false;
-          co.batch_size = 256;
-          test_features = std::make_shared<FeatureCache>(*model, target_test, co);
-        }
-        data::DataLoader train_loader(train_features.dataset(),
-                                      loader_opts(batch, true, o.seed, o.workers));
-        data::DataLoader curve_loader(
-            std::make_shared<data::Subset>(test_features->dataset(), curve_idx),
-            loader_opts(256, false, 0, 0));
-        data::DataLoader test_loader(test_features->dataset(), loader_opts(256, false, 0, 0));
-        fo.input_fn = train_features.input_fn();
-        records = fit(*model->fc, opt, nullptr, train_loader, &curve_loader, fo);
-        e = evaluate(*model->fc, test_loader, 5);
-      } else {
-        data::DataLoader train_loader(subset, loader_opts(batch, true, o.seed, o.workers));
-        data::DataLoader curve_loader(curve_set, loader_opts(256, false, 0, o.workers));
-        data::DataLoader test_loader(target_test, loader_opts(256, false, 0, o.workers));
-        records = fit(*model, opt, nullptr, train_loader, &curve_loader, fo);
-        e = evaluate(*model, test_loader, 5);
-      }
-      const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-      results.push_back({k, mode, e.top1, secs});
-      std::fprintf(stderr, "  %-18s test accuracy %.4f  (%5.1f s, final train loss %.4f%s)\n",
-                   mode_title(mode), e.top1, secs, records.back().train_loss,
-                   cache ? ", cached features" : "");
-      Series loss{mode_title(mode), {}, {}, false}, acc{mode_title(mode), {}, {}, false};
-      for (const auto& r : records) {
-        loss.x.push_back(static_cast<double>(r.epoch));
-        loss.y.push_back(r.train_loss);
-        if (r.val_acc) {
-          acc.x.push_back(static_cast<double>(r.epoch));
-          acc.y.push_back(*r.val_acc);
-        }
-      }
-      charts[0].series.push_back(loss);
-      charts[1].series.push_back(acc);
-    }
-    write_svg(o.out + "/curves_k" + std::to_string(k) + ".svg", charts);
-  }
+};
 
-  // Table: rows K, columns modes.
+Target load_target(const DemoOptions& o) {
+  Target t;
+  t.train = load_task(o, true, {5, 6, 7, 8, 9});
+  t.test = load_task(o, false, {5, 6, 7, 8, 9});
+  for (int64_t i = 0; i < std::min<int64_t>(1000, t.test->size()); ++i)
+    t.curve_idx.push_back(i * t.test->size() / 1000);
+  t.curve_set = std::make_shared<data::Subset>(t.test, t.curve_idx);
+  return t;
+}
+
+// The model of one mode before training: the source's backbone (except
+// scratch) under a new 5-class head, frozen as the mode says; `ft` gets the
+// mode's fine-tuning options.
+std::shared_ptr<nn::ResNet> mode_model(const DemoOptions& o, const std::string& mode, int64_t k,
+                                       const io::NamedTensors& source_sd, FinetuneOptions& ft) {
+  manual_seed(o.seed + 1000 + static_cast<uint64_t>(k));  // same head init for every mode
+  auto model = nn::make_resnet(o.arch, 5);
+  if (mode != "scratch") {
+    io::LoadOptions lo;
+    lo.skip("fc.*");
+    lo.strict = false;
+    io::load_state_dict(model->state_dict(), source_sd, lo);
+    model->replace_head(5);
+  }
+  if (mode == "feature-extract") {
+    // Only the new head learns; BN layers of the frozen backbone keep the
+    // source statistics (a fully frozen feature extractor).
+    model->requires_grad_(false);
+    model->fc->requires_grad_(true);
+    ft.bn = BnPolicy::Frozen;
+  } else if (mode == "lr0") {
+    ft.backbone_lr_mult = 0;
+  } else if (mode == "lr0.1x") {
+    ft.backbone_lr_mult = 0.1;
+  }
+  apply_freeze(*model, ft);
+  apply_bn_policy(*model, ft.bn);
+  return model;
+}
+
+struct ModeRun {
+  std::vector<EpochRecord> records;
+  EvalResult test;
+  bool cached = false;
+};
+
+// Trains one mode's model on `subset` (curve points on the target's slice)
+// and evaluates it on the whole target test set: on the full model, or, where
+// that is exact and allowed, on backbone features computed once.
+ModeRun train_mode(const DemoOptions& o, const std::string& mode, int64_t k,
+                   const data::DatasetPtr& subset, int64_t batch, nn::ResNet& model,
+                   optim::Optimizer& opt, FitOptions fo, Target& target) {
+  const std::string why =
+      o.cache_features == "off" ? "" : FeatureCache::inexact_reason(model, subset.get());
+  GRAFT_CHECK(why.empty() || o.cache_features != "on", "--cache-features on: mode ", mode, ": ",
+              why);
+  ModeRun run;
+  run.cached = o.cache_features != "off" && why.empty();
+  if (!why.empty() && k == o.ks.front())
+    std::fprintf(stderr, "  (%s: features not cached: %s)\n", mode_title(mode), why.c_str());
+  if (!run.cached) {
+    data::DataLoader train_loader(subset, loader_opts(batch, true, o.seed, o.workers));
+    data::DataLoader curve_loader(target.curve_set, loader_opts(256, false, 0, o.workers));
+    data::DataLoader test_loader(target.test, loader_opts(256, false, 0, o.workers));
+    run.records = fit(model, opt, nullptr, train_loader, &curve_loader, fo);
+    run.test = evaluate(model, test_loader, 5);
+    return run;
+  }
+  // The same batches, flips and head steps as above, on features computed
+  // once (train/feature_cache.h).
+  FeatureCacheOptions co;
+  co.hflip = fo.hflip;
+  co.batch_size = batch;
+  co.num_workers = o.workers;
+  const FeatureCache train_features(model, subset, co);
+  if (!target.test_features) {
+    co.hflip = false;
+    co.train_mode = false;
+    co.batch_size = 256;
+    target.test_features = std::make_shared<FeatureCache>(model, target.test, co);
+  }
+  data::DataLoader train_loader(train_features.dataset(),
+                                loader_opts(batch, true, o.seed, o.workers));
+  data::DataLoader curve_loader(
+      std::make_shared<data::Subset>(target.test_features->dataset(), target.curve_idx),
+      loader_opts(256, false, 0, 0));
+  data::DataLoader test_loader(target.test_features->dataset(), loader_opts(256, false, 0, 0));
+  fo.input_fn = train_features.input_fn();
+  run.records = fit(*model.fc, opt, nullptr, train_loader, &curve_loader, fo);
+  run.test = evaluate(*model.fc, test_loader, 5);
+  return run;
+}
+
+// One K: every mode trained on the same K-per-class subset; their curves go
+// to curves_k<K>.svg.
+void run_k(const DemoOptions& o, int64_t k, const io::NamedTensors& source_sd, Target& target,
+           std::vector<DemoResult>& results) {
+  const int64_t epochs = o.epochs > 0 ? o.epochs : (k <= 30 ? 30 : 15);
+  const int64_t batch = o.batch > 0 ? o.batch : (k <= 30 ? 32 : 128);
+  const auto subset =
+      data::per_class_subset(target.train, k, o.seed + static_cast<uint64_t>(k), true);
+  std::cerr << "\ntarget task: K=" << k << " images per class (" << subset->size() << " images), "
+            << epochs << " epochs, batch " << batch << "\n";
+  std::vector<Chart> charts(2);
+  charts[0].title = "train loss, K=" + std::to_string(k);
+  charts[0].y_label = "loss";
+  charts[1].title = "target test accuracy (1,000 images), K=" + std::to_string(k);
+  charts[1].y_label = "accuracy";
+  for (const auto& mode : o.modes) {
+    FinetuneOptions ft;
+    const auto model = mode_model(o, mode, k, source_sd, ft);
+    optim::SGD opt(build_param_groups(*model, ft, o.lr), sgd(o));
+    FitOptions fo;
+    fo.epochs = epochs;
+    fo.hflip = true;
+    fo.seed = o.seed;
+    fo.num_classes = 5;
+    fo.val_every = o.val_every;
+    fo.quiet = true;
+    const auto t0 = Clock::now();
+    const ModeRun run = train_mode(o, mode, k, subset, batch, *model, opt, fo, target);
+    const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    results.push_back({k, mode, run.test.top1, secs});
+    std::fprintf(stderr, "  %-18s test accuracy %.4f  (%5.1f s, final train loss %.4f%s)\n",
+                 mode_title(mode), run.test.top1, secs, run.records.back().train_loss,
+                 run.cached ? ", cached features" : "");
+    Series loss{mode_title(mode), {}, {}, false}, acc{mode_title(mode), {}, {}, false};
+    for (const auto& r : run.records) {
+      loss.x.push_back(static_cast<double>(r.epoch));
+      loss.y.push_back(r.train_loss);
+      if (r.val_acc) {
+        acc.x.push_back(static_cast<double>(r.epoch));
+        acc.y.push_back(*r.val_acc);
+      }
+    }
+    charts[0].series.push_back(loss);
+    charts[1].series.push_back(acc);
+  }
+  write_svg(o.out + "/curves_k" + std::to_string(k) + ".svg", charts);
+}
+
+// results.md (rows K, columns modes) and results.csv, and the table on stdout.
+void write_results(const DemoOptions& o, const std::vector<DemoResult>& results) {
   std::ostringstream md, csv;
   md << "| K per class |";
   for (const auto& m : o.modes) md << " " << mode_title(m) << " |";
@@ -265,6 +298,19 @@ std::vector<DemoResult> run_demo(const DemoOptions& o) {
       << "\nTarget test accuracy (5,000 images of Fashion-MNIST classes 5-9), time per mode:\n\n"
       << md.str() << "\nWritten to " << o.out
       << "/ (results.md, results.csv, curves_k*.svg, source.pth)\n";
+}
+
+}  // namespace
+
+std::vector<DemoResult> run_demo(const DemoOptions& o) {
+  check_demo_options(o);
+  std::filesystem::create_directories(o.out);
+  const auto source = pretrain_source(o, o.out + "/source.pth");
+  const io::NamedTensors source_sd = source->state_dict();
+  Target target = load_target(o);
+  std::vector<DemoResult> results;
+  for (const int64_t k : o.ks) run_k(o, k, source_sd, target, results);
+  write_results(o, results);
   return results;
 }
 

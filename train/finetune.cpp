@@ -48,19 +48,21 @@ GroupSpec parse_group_spec(const std::string& spec) {
                 "' is not key=value");
     const std::string key = item.substr(0, eq), value = item.substr(eq + 1);
     const double v = parse_number(key, value, spec);
-    if (key == "lr") {
-      g.options.lr = v;
-    } else if (key == "momentum") {
-      g.options.momentum = v;
-    } else if (key == "weight_decay") {
-      g.options.weight_decay = v;
-    } else if (key == "dampening") {
-      g.options.dampening = v;
-    } else if (key == "eps") {
-      g.options.eps = v;
-    } else {
-      GRAFT_FAIL("--param-group '", spec, "': unknown option '", key,
-                 "' (expected lr, momentum, weight_decay, dampening or eps)");
+    // The optimizer's numeric group options (optim::GRAFT_PARAM_GROUP_OPTIONS).
+    bool known = false;
+    std::vector<std::string> names;
+    optim::for_each_group_option([&](const char* option, auto member) {
+      if constexpr (std::is_same_v<optim::GroupOptionType<decltype(member)>, double>) {
+        names.emplace_back(option);
+        if (key == option) g.options.*member = v, known = true;
+      }
+    });
+    if (!known) {
+      std::string expected = names.front();
+      for (size_t i = 1; i < names.size(); ++i)
+        expected += (i + 1 < names.size() ? ", " : " or ") + names[i];
+      GRAFT_FAIL("--param-group '", spec, "': unknown option '", key, "' (expected ", expected,
+                 ")");
     }
     any = true;
   }

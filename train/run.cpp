@@ -469,11 +469,36 @@ std::string metrics_row(const EpochRecord& r) {
   return row.str();
 }
 
-// The curves of the whole run, from metrics.csv's text.
-void write_curves(const std::string& path, const std::string& metrics_csv) {
+// The curves of the whole run: loss and accuracy per epoch, training and
+// validation.
+void write_curves(const std::string& path, const std::vector<EpochRecord>& history) {
   Chart loss{"loss", "epoch", "loss", {}}, acc{"accuracy", "epoch", "accuracy", {}};
   Series tl{"train", {}, {}, false}, vl{"validation", {}, {}, true};
   Series ta{"train", {}, {}, false}, va{"validation", {}, {}, true};
+  for (const EpochRecord& r : history) {
+    const auto e = static_cast<double>(r.epoch);
+    tl.x.push_back(e);
+    tl.y.push_back(r.train_loss);
+    ta.x.push_back(e);
+    ta.y.push_back(r.train_acc);
+    if (r.val_loss) {
+      vl.x.push_back(e);
+      vl.y.push_back(*r.val_loss);
+    }
+    if (r.val_acc) {
+      va.x.push_back(e);
+      va.y.push_back(*r.val_acc);
+    }
+  }
+  loss.series = {tl, vl};
+  acc.series = {ta, va};
+  write_svg(path, {loss, acc});
+}
+
+// The epochs a resumed run has already done, as far as the curves need them,
+// from the rows of metrics.csv it keeps (read once, at resume).
+std::vector<EpochRecord> curve_history(const std::string& metrics_csv) {
+  std::vector<EpochRecord> history;
   std::istringstream rows(metrics_csv);
   std::string line;
   std::getline(rows, line);  // header
@@ -483,21 +508,15 @@ void write_curves(const std::string& path, const std::string& metrics_csv) {
     std::string cell;
     while (std::getline(ss, cell, ',')) f.push_back(cell);
     if (f.size() < 5) continue;
-    const double e = std::stod(f[0]);
-    tl.x.push_back(e);
-    tl.y.push_back(std::stod(f[1]));
-    ta.x.push_back(e);
-    ta.y.push_back(std::stod(f[2]));
-    if (!f[3].empty()) {
-      vl.x.push_back(e);
-      vl.y.push_back(std::stod(f[3]));
-      va.x.push_back(e);
-      va.y.push_back(std::stod(f[4]));
-    }
+    EpochRecord r;
+    r.epoch = std::stoll(f[0]);
+    r.train_loss = std::stod(f[1]);
+    r.train_acc = std::stod(f[2]);
+    if (!f[3].empty()) r.val_loss = std::stod(f[3]);
+    if (!f[4].empty()) r.val_acc = std::stod(f[4]);
+    history.push_back(std::move(r));
   }
-  loss.series = {tl, vl};
-  acc.series = {ta, va};
-  write_svg(path, {loss, acc});
+  return history;
 }
 
 // The rows of metrics.csv (header included) for the first `epochs` epochs.
@@ -533,7 +552,7 @@ int64_t choose_classes(const TrainConfig& c, const Data& d, int64_t ckpt_classes
 }
 
 // Loads `sd` into `net` (strict), or fails in one line with the likely cause.
-void load_or_explain(nn::ResNet& net, const io::StateDict& sd, const std::string& what,
+void load_or_explain(nn::ResNet& net, const io::NamedTensors& sd, const std::string& what,
                      const std::string& arch) {
   io::LoadOptions dry;
   dry.strict = false;
@@ -612,6 +631,7 @@ struct Run {
   std::shared_ptr<optim::Schedule> schedule;
   BestScore best;
   std::string metrics_csv;
+  std::vector<EpochRecord> history;  // metrics.csv's epochs, for the curves
   bool folder_started = false;
 
   TrainingCheckpoint checkpoint(int64_t epochs_done, const EpochProgress& p) const {
@@ -649,6 +669,7 @@ struct Run {
     if (c.out.empty()) return;
     start_folder();
     metrics_csv += metrics_row(r);
+    history.push_back(r);
     write_text(c.out + "/metrics.csv", metrics_csv);
     // Only a validated epoch competes when there is validation data.
     const std::string metric = d.val ? "val_acc" : "train_acc";
@@ -661,7 +682,7 @@ struct Run {
       save_checkpoint(c.out + "/best.pth", checkpoint(done, {}));
     }
     save_last(done, p);
-    write_curves(c.out + "/curves.svg", metrics_csv);
+    write_curves(c.out + "/curves.svg", history);
   }
 };
 
@@ -686,6 +707,7 @@ void setup_run(Run& run, const TrainingCheckpoint* resumed) {
     run.best = resumed->best;
   }
   run.metrics_csv = resumed ? kept_metrics(c.out + "/metrics.csv", resumed->epoch) : "";
+  run.history = curve_history(run.metrics_csv);
   if (run.metrics_csv.empty()) {
     run.metrics_csv = "epoch,train_loss,train_acc,val_loss,val_acc,seconds,images_per_sec";
     for (size_t g = 0; g < run.opt->param_groups().size(); ++g)
@@ -826,6 +848,245 @@ void quiet_follower(TrainConfig& c) {
   c.telemetry = 0;
 }
 
+// ---------------------------------------------------------------- the steps of a run
+
+// The run's settings: the flags, or on --resume the run folder's; checked.
+TrainConfig resolve_config(const TrainConfig& cli) {
+  const bool resuming = !cli.resume.empty();
+  TrainConfig c = resuming ? resume_config(cli) : cli;
+  validate(c);
+  if (!resuming) {
+    refuse_idle_flags(c);
+    make_paths_absolute(c);
+  }
+  return c;
+}
+
+// One rank of a data-parallel run: the same flags as every other rank, its
+// own GPU; only rank 0 prints and writes.
+void join_process_group(dist::ProcessGroup& pg, TrainConfig& c) {
+  pg.set_timeout(c.dist_timeout);
+  check_same_config(pg, c);
+  // Each rank takes its own GPU: cuda -> cuda:<local rank>.
+  if (c.device == "cuda") c.device = "cuda:" + std::to_string(dist::launch_info().local_rank);
+  if (pg.rank() != 0) quiet_follower(c);
+}
+
+// --resume: last.pth, which must leave something to train; a part-done epoch
+// only the world size that started it can continue.
+TrainingCheckpoint load_resumed(const TrainConfig& c, dist::ProcessGroup* pg) {
+  TrainingCheckpoint resumed = load_checkpoint(c.resume + "/last.pth", c.quiet);
+  GRAFT_CHECK(resumed.epoch < c.epochs || resumed.progress.batch > 0, "--resume ", c.resume,
+              ": the run already completed its ", resumed.epoch,
+              " epochs; pass --epochs N (more) to continue it");
+  const int rank = pg ? pg->rank() : 0, world = pg ? pg->size() : 1;
+  // A saved epoch position counts this rank's batches: it means the same
+  // examples only for the same world size. At an epoch boundary any world
+  // size can take over.
+  GRAFT_CHECK(resumed.progress.batch == 0 || c.world_size == world, "--resume ", c.resume,
+              ": the run stopped part-way through epoch ", resumed.epoch + 1, " on ", c.world_size,
+              " rank(s); resume it with mpirun -np ", c.world_size,
+              " (a different world size can resume only at an epoch boundary)");
+  // The saved loss/accuracy sums of a part-done epoch are all ranks' (rank
+  // 0 saved them reduced): only rank 0 carries them on.
+  if (rank != 0)
+    resumed.progress.loss_sum = 0, resumed.progress.correct = 0, resumed.progress.seen = 0;
+  if (c.world_size != world && rank == 0 && !c.quiet)
+    std::cerr << "note: the run was trained on " << c.world_size << " rank(s) and continues on "
+              << world << " (--batch-size " << c.batch_size << " per rank)\n";
+  return resumed;
+}
+
+// The training batches; in a data-parallel run, this rank's share of them.
+data::DataLoader::Options loader_options(const TrainConfig& c, dist::ProcessGroup* pg,
+                                         int64_t examples) {
+  data::DataLoader::Options lo;
+  lo.batch_size = c.batch_size;
+  lo.shuffle = c.shuffle;
+  lo.seed = c.seed;
+  lo.num_workers = c.workers;
+  if (pg) {
+    const int world = pg->size();
+    const int64_t batches = (examples + c.batch_size - 1) / c.batch_size;
+    GRAFT_CHECK(world <= batches, "world size ", world, " is larger than the ", batches,
+                " batches of the training data at --batch-size ", c.batch_size,
+                ": some ranks would train only on repeated (padding) examples; use fewer ranks "
+                "or a smaller --batch-size");
+    lo.num_replicas = world;
+    lo.rank = pg->rank();
+  }
+  return lo;
+}
+
+// --cache-features: the backbone runs once over the data and the head trains
+// on its features (`fo` takes them as its inputs). The cached loaders keep
+// the options of the uncached ones (same batches, same order). Empty when
+// the run does not cache.
+CachedFeatures cache_features(const Run& run, const data::DataLoader::Options& lo,
+                              const data::DataLoader* val_loader, bool distributed,
+                              FitOptions& fo) {
+  const TrainConfig& c = run.c;
+  CachedFeatures cached;
+  if (c.cache_features == "off") return cached;
+  std::string why = feature_cache_off_reason(c, run, fo.hflip);
+  if (why.empty() && distributed)
+    why = "a data-parallel run does not cache features (not implemented)";
+  GRAFT_CHECK(why.empty() || c.cache_features != "on", "--cache-features on: ", why,
+              "; features computed once would not give the run's results");
+  if (!why.empty()) {
+    if (!c.quiet) std::cerr << "features not cached: " << why << "\n";
+    return cached;
+  }
+  FeatureCacheOptions co;
+  co.hflip = fo.hflip;
+  co.batch_size = c.batch_size;
+  co.num_workers = c.workers;
+  co.device = fo.device;
+  cached.train = std::make_unique<FeatureCache>(*run.m.net, run.d.train, co);
+  cached.train_loader = std::make_unique<data::DataLoader>(cached.train->dataset(), lo);
+  fo.input_fn = cached.train->input_fn();
+  std::string val_note;
+  if (val_loader && run.d.val->deterministic()) {
+    co.hflip = false;
+    co.train_mode = false;
+    cached.val = std::make_unique<FeatureCache>(*run.m.net, run.d.val, co);
+    cached.val_loader =
+        std::make_unique<data::DataLoader>(cached.val->dataset(), val_loader->options());
+    val_note = " and " + std::to_string(run.d.val->size()) + " validation";
+  } else if (val_loader) {
+    fo.val_model = run.m.net.get();  // random validation examples: the full model
+    val_note = " (validation runs the full model: its examples are random)";
+  }
+  if (!c.quiet) {
+    const double secs = cached.train->seconds() + (cached.val ? cached.val->seconds() : 0);
+    std::fprintf(stderr,
+                 "features cached: the backbone ran once over %lld training%s images "
+                 "(%.1f s); the head trains on them\n",
+                 static_cast<long long>(run.d.train->size()), val_note.c_str(), secs);
+  }
+  return cached;
+}
+
+// The data-parallel side of a run: the model's DDP wrapper, and
+// $GRAFT_DIST_TRACE, rank 0's per-bucket timings.
+struct DataParallel {
+  std::unique_ptr<dist::DistributedDataParallel> ddp;
+  std::unique_ptr<std::ofstream> trace;
+};
+
+// One row per gradient bucket of optimizer step `step`.
+void write_trace(std::ofstream& trace, const dist::DistributedDataParallel& ddp, int64_t step) {
+  const auto& t = ddp.timings();
+  for (size_t b = 0; b < t.size(); ++b)
+    trace << step << "," << b << "," << t[b].params << "," << t[b].bytes << ","
+          << fmt_g17(ddp.backward_start()) << "," << fmt_g17(t[b].start) << "," << fmt_g17(t[b].end)
+          << "," << fmt_g17(ddp.backward_end()) << "\n";
+  trace.flush();
+}
+
+// Tests: $GRAFT_TEST_DIST_FAIL "RANK:STEP:kill" kills this rank, "RANK:STEP:hang"
+// stops it from taking part, after that many steps.
+void fail_for_test(int rank, int64_t step) {
+  const char* k = std::getenv("GRAFT_TEST_DIST_FAIL");
+  if (!k || !*k) return;
+  int fr = -1, fs = -1;
+  char how[8] = {};
+  if (std::sscanf(k, "%d:%d:%7s", &fr, &fs, how) != 3 || fr != rank || fs != step) return;
+  // When it stopped (steady clock, shared by the machine's processes): the
+  // test measures the other ranks' reaction from here.
+  std::fprintf(stderr, "graft-test: rank %d stops at %.6f\n", rank, dist::now());
+  std::fflush(stderr);
+  if (std::string(how) == "kill") std::raise(SIGKILL);
+  for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+}
+
+// Wraps the model in DDP (after --sync-bn) and hooks it into the loop: `dp`
+// and `pg` must outlive the fit() that runs with `fo`.
+void attach_data_parallel(dist::ProcessGroup& pg, Run& run, DataParallel& dp, FitOptions& fo) {
+  const TrainConfig& c = run.c;
+  const int rank = pg.rank(), world = pg.size();
+  if (c.sync_bn) {
+    const int64_t layers = dist::enable_sync_batch_norm(pg, *run.m.net);
+    GRAFT_CHECK(layers > 0, "--sync-bn: the model has no BatchNorm layer");
+  }
+  dp.ddp = std::make_unique<dist::DistributedDataParallel>(pg, *run.m.net);
+  dp.ddp->broadcast_parameters();
+  if (!c.quiet)
+    std::cerr << "distributed: " << world << " ranks, batch " << c.batch_size << " per rank ("
+              << c.batch_size * world << " in all), " << dp.ddp->num_buckets()
+              << " gradient buckets\n";
+  if (const char* path = std::getenv("GRAFT_DIST_TRACE"); path && *path && rank == 0) {
+    dp.trace = std::make_unique<std::ofstream>(path);
+    *dp.trace << "step,bucket,params,bytes,backward_start,allreduce_start,allreduce_end,"
+                 "backward_end\n";
+  }
+  fo.before_forward = [&dp] { dp.ddp->before_forward(); };
+  fo.before_backward = [&dp] { dp.ddp->before_backward(); };
+  fo.after_backward = [&dp, rank, step = int64_t{0}]() mutable {
+    dp.ddp->after_backward();
+    ++step;
+    if (dp.trace) write_trace(*dp.trace, *dp.ddp, step);
+    fail_for_test(rank, step);
+  };
+  fo.reduce_metrics = [&pg](double& loss_sum, int64_t& correct, int64_t& seen) {
+    Tensor v =
+        tensor<double>({loss_sum, static_cast<double>(correct), static_cast<double>(seen)}, {3});
+    pg.all_reduce(v, dist::ReduceOp::Sum);
+    const auto r = v.to_vector<double>();
+    loss_sum = r[0];
+    correct = static_cast<int64_t>(std::llround(r[1]));
+    seen = static_cast<int64_t>(std::llround(r[2]));
+  };
+}
+
+// The run folder's updates: after each epoch (metrics, curves, checkpoints)
+// and on Ctrl-C (last.pth), which also sets `interrupted`.
+void attach_run_folder(Run& run, FitOptions& fo, bool& interrupted) {
+  fo.interrupted = &interrupted;
+  fo.on_epoch_end = [&run](const EpochRecord& r, const EpochProgress& p) {
+    run.on_epoch_end(r, p);
+  };
+  fo.on_interrupt = [&run](const EpochProgress& p) {
+    if (!run.c.out.empty()) run.save_last(p.epoch, p);
+  };
+}
+
+// --telemetry N: samples every N steps, written into the run folder at the end.
+std::unique_ptr<Telemetry> attach_telemetry(Run& run, FitOptions& fo) {
+  const TrainConfig& c = run.c;
+  if (c.telemetry <= 0) return nullptr;
+  GRAFT_CHECK(!c.out.empty(), "--telemetry needs --out: telemetry.csv goes into the run folder");
+  auto telemetry =
+      std::make_unique<Telemetry>(*run.m.net, *run.opt, TelemetryOptions{.every = c.telemetry});
+  fo.on_step = [t = telemetry.get()](const StepRecord& s) { t->on_step(s); };
+  return telemetry;
+}
+
+// After the loop: telemetry files, the summary, the note on how to continue an
+// interrupted run, and --save.
+TrainSummary finish(Run& run, std::vector<EpochRecord> epochs, bool interrupted,
+                    const Telemetry* telemetry) {
+  const TrainConfig& c = run.c;
+  if (telemetry) {
+    telemetry->write_csv(c.out + "/telemetry.csv");
+    telemetry->write_svg(c.out + "/telemetry.svg");
+  }
+  TrainSummary summary;
+  summary.epochs = std::move(epochs);
+  summary.interrupted = interrupted;
+  summary.best_val_acc = run.best.score;
+  if (summary.interrupted && !c.quiet) {
+    std::cerr << "\ninterrupted";
+    if (!c.out.empty()) std::cerr << "; continue with: graft train --resume " << c.out;
+    std::cerr << "\n";
+  }
+  if (!c.save.empty()) {
+    run.m.net->to(Device::cpu());
+    io::save_pth(run.m.net->state_dict(), c.save);
+  }
+  return summary;
+}
+
 }  // namespace
 
 TrainSummary run_training(TrainConfig cli) {
@@ -856,21 +1117,8 @@ TrainSummary run_training_on(TrainConfig cli, dist::ProcessGroup* pg) {
   const bool resuming = !cli.resume.empty();
   Run run;
   TrainConfig& c = run.c;
-  c = resuming ? resume_config(cli) : cli;
-  validate(c);
-  if (!resuming) {
-    refuse_idle_flags(c);
-    make_paths_absolute(c);
-  }
-  std::unique_ptr<dist::DistributedDataParallel> ddp;
-  const int rank = pg ? pg->rank() : 0, world = pg ? pg->size() : 1;
-  if (pg) {
-    pg->set_timeout(c.dist_timeout);
-    check_same_config(*pg, c);
-    // Each rank takes its own GPU: cuda -> cuda:<local rank>.
-    if (c.device == "cuda") c.device = "cuda:" + std::to_string(dist::launch_info().local_rank);
-    if (rank != 0) quiet_follower(c);
-  }
+  c = resolve_config(cli);
+  if (pg) join_process_group(*pg, c);
   if (c.threads > 0) set_num_threads(c.threads);
   require_device(c.device);
   manual_seed(c.seed);
@@ -879,54 +1127,15 @@ TrainSummary run_training_on(TrainConfig cli, dist::ProcessGroup* pg) {
     GRAFT_CHECK(run.d.val,
                 "--val-every has no effect without validation data (--val-npy, "
                 "--val-data, or a val/ or test/ folder beside train/)");
-
   std::optional<TrainingCheckpoint> resumed;
-  if (resuming) {
-    resumed = load_checkpoint(c.resume + "/last.pth", c.quiet);
-    GRAFT_CHECK(resumed->epoch < c.epochs || resumed->progress.batch > 0, "--resume ", c.resume,
-                ": the run already completed its ", resumed->epoch,
-                " epochs; pass --epochs N (more) to continue it");
-  }
-  if (resumed && pg) {
-    // A saved epoch position counts this rank's batches: it means the same
-    // examples only for the same world size. At an epoch boundary any world
-    // size can take over.
-    GRAFT_CHECK(resumed->progress.batch == 0 || c.world_size == world, "--resume ", c.resume,
-                ": the run stopped part-way through epoch ", resumed->epoch + 1, " on ",
-                c.world_size, " rank(s); resume it with mpirun -np ", c.world_size,
-                " (a different world size can resume only at an epoch boundary)");
-    // The saved loss/accuracy sums of a part-done epoch are all ranks' (rank
-    // 0 saved them reduced): only rank 0 carries them on.
-    if (rank != 0)
-      resumed->progress.loss_sum = 0, resumed->progress.correct = 0, resumed->progress.seen = 0;
-  }
-  if (resumed && !pg)
-    GRAFT_CHECK(resumed->progress.batch == 0 || c.world_size == 1, "--resume ", c.resume,
-                ": the run stopped part-way through epoch ", resumed->epoch + 1, " on ",
-                c.world_size, " ranks; resume it with mpirun -np ", c.world_size,
-                " (a different world size can resume only at an epoch boundary)");
-  if (resumed && c.world_size != world && rank == 0 && !c.quiet)
-    std::cerr << "note: the run was trained on " << c.world_size << " rank(s) and continues on "
-              << world << " (--batch-size " << c.batch_size << " per rank)\n";
-  c.world_size = world;
-  data::DataLoader::Options lo;
-  lo.batch_size = c.batch_size;
-  lo.shuffle = c.shuffle;
-  lo.seed = c.seed;
-  lo.num_workers = c.workers;
-  if (pg) {
-    const int64_t batches = (run.d.train->size() + c.batch_size - 1) / c.batch_size;
-    GRAFT_CHECK(world <= batches, "world size ", world, " is larger than the ", batches,
-                " batches of the training data at --batch-size ", c.batch_size,
-                ": some ranks would train only on repeated (padding) examples; use fewer ranks "
-                "or a smaller --batch-size");
-    lo.num_replicas = world;
-    lo.rank = rank;
-  }
+  if (resuming) resumed = load_resumed(c, pg);
+  const TrainingCheckpoint* from = resumed ? &*resumed : nullptr;
+  c.world_size = pg ? pg->size() : 1;
+  const data::DataLoader::Options lo = loader_options(c, pg, run.d.train->size());
   data::DataLoader train_loader(run.d.train, lo);
   c.epochs = resolve_epochs(c, train_loader.size());
-  setup_run(run, resumed ? &*resumed : nullptr);
-  if (!resuming && rank == 0) prepare_out(c);  // only rank 0 writes the run folder
+  setup_run(run, from);
+  if (!resuming && (!pg || pg->rank() == 0)) prepare_out(c);  // only rank 0 writes the run folder
   std::unique_ptr<data::DataLoader> val_loader;
   if (run.d.val) {
     data::DataLoader::Options vo = lo;
@@ -934,145 +1143,23 @@ TrainSummary run_training_on(TrainConfig cli, dist::ProcessGroup* pg) {
     val_loader = std::make_unique<data::DataLoader>(run.d.val, vo);
   }
 
-  FitOptions fo = fit_options(c, run.m.classes, resumed ? &*resumed : nullptr);
-
-  // --cache-features: train the head on features computed once. The cached
-  // loaders keep the options of the uncached ones (same batches, same order).
-  CachedFeatures cached;
-  if (c.cache_features != "off") {
-    std::string why = feature_cache_off_reason(c, run, fo.hflip);
-    if (why.empty() && pg) why = "a data-parallel run does not cache features (not implemented)";
-    GRAFT_CHECK(why.empty() || c.cache_features != "on", "--cache-features on: ", why,
-                "; features computed once would not give the run's results");
-    if (!why.empty()) {
-      if (!c.quiet) std::cerr << "features not cached: " << why << "\n";
-    } else {
-      FeatureCacheOptions co;
-      co.hflip = fo.hflip;
-      co.batch_size = c.batch_size;
-      co.num_workers = c.workers;
-      co.device = fo.device;
-      cached.train = std::make_unique<FeatureCache>(*run.m.net, run.d.train, co);
-      cached.train_loader = std::make_unique<data::DataLoader>(cached.train->dataset(), lo);
-      fo.input_fn = cached.train->input_fn();
-      std::string val_note;
-      if (val_loader && run.d.val->deterministic()) {
-        co.hflip = false;
-        co.train_mode = false;
-        cached.val = std::make_unique<FeatureCache>(*run.m.net, run.d.val, co);
-        cached.val_loader =
-            std::make_unique<data::DataLoader>(cached.val->dataset(), val_loader->options());
-        val_note = " and " + std::to_string(run.d.val->size()) + " validation";
-      } else if (val_loader) {
-        fo.val_model = run.m.net.get();  // random validation examples: the full model
-        val_note = " (validation runs the full model: its examples are random)";
-      }
-      if (!c.quiet) {
-        const double secs = cached.train->seconds() + (cached.val ? cached.val->seconds() : 0);
-        std::fprintf(stderr,
-                     "features cached: the backbone ran once over %lld training%s images "
-                     "(%.1f s); the head trains on them\n",
-                     static_cast<long long>(run.d.train->size()), val_note.c_str(), secs);
-      }
-    }
-  }
-  std::unique_ptr<std::ofstream> trace;  // $GRAFT_DIST_TRACE: per-bucket timings of rank 0
-  if (pg) {
-    if (c.sync_bn) {
-      const int64_t layers = dist::enable_sync_batch_norm(*pg, *run.m.net);
-      GRAFT_CHECK(layers > 0, "--sync-bn: the model has no BatchNorm layer");
-    }
-    ddp = std::make_unique<dist::DistributedDataParallel>(*pg, *run.m.net);
-    ddp->broadcast_parameters();
-    if (!c.quiet)
-      std::cerr << "distributed: " << world << " ranks, batch " << c.batch_size << " per rank ("
-                << c.batch_size * world << " in all), " << ddp->num_buckets()
-                << " gradient buckets\n";
-    if (const char* path = std::getenv("GRAFT_DIST_TRACE"); path && *path && rank == 0) {
-      trace = std::make_unique<std::ofstream>(path);
-      *trace << "step,bucket,params,bytes,backward_start,allreduce_start,allreduce_end,"
-                "backward_end\n";
-    }
-    fo.before_forward = [&] { ddp->before_forward(); };
-    fo.before_backward = [&] { ddp->before_backward(); };
-    int64_t step = 0;
-    fo.after_backward = [&, step]() mutable {
-      ddp->after_backward();
-      ++step;
-      if (trace) {
-        const auto& t = ddp->timings();
-        for (size_t b = 0; b < t.size(); ++b)
-          *trace << step << "," << b << "," << t[b].params << "," << t[b].bytes << ","
-                 << fmt_g17(ddp->backward_start()) << "," << fmt_g17(t[b].start) << ","
-                 << fmt_g17(t[b].end) << "," << fmt_g17(ddp->backward_end()) << "\n";
-        trace->flush();
-      }
-      if (const char* k = std::getenv("GRAFT_TEST_DIST_FAIL"); k && *k) {
-        // Tests: "RANK:STEP:kill" kills this rank, "RANK:STEP:hang" stops it
-        // from taking part, after that many steps.
-        int fr = -1, fs = -1;
-        char how[8] = {};
-        if (std::sscanf(k, "%d:%d:%7s", &fr, &fs, how) == 3 && fr == rank && fs == step) {
-          // When it stopped (steady clock, shared by the machine's processes):
-          // the test measures the other ranks' reaction from here.
-          std::fprintf(stderr, "graft-test: rank %d stops at %.6f\n", rank, dist::now());
-          std::fflush(stderr);
-          if (std::string(how) == "kill") std::raise(SIGKILL);
-          for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
-        }
-      }
-    };
-    fo.reduce_metrics = [&](double& loss_sum, int64_t& correct, int64_t& seen) {
-      Tensor v =
-          tensor<double>({loss_sum, static_cast<double>(correct), static_cast<double>(seen)}, {3});
-      pg->all_reduce(v, dist::ReduceOp::Sum);
-      const auto r = v.to_vector<double>();
-      loss_sum = r[0];
-      correct = static_cast<int64_t>(std::llround(r[1]));
-      seen = static_cast<int64_t>(std::llround(r[2]));
-    };
-  }
+  FitOptions fo = fit_options(c, run.m.classes, from);
+  const CachedFeatures cached = cache_features(run, lo, val_loader.get(), pg != nullptr, fo);
+  DataParallel dp;
+  if (pg) attach_data_parallel(*pg, run, dp, fo);
   bool interrupted = false;
-  fo.interrupted = &interrupted;
-  fo.on_epoch_end = [&](const EpochRecord& r, const EpochProgress& p) { run.on_epoch_end(r, p); };
-  fo.on_interrupt = [&](const EpochProgress& p) {
-    if (!c.out.empty()) run.save_last(p.epoch, p);
-  };
+  attach_run_folder(run, fo, interrupted);
+  const std::unique_ptr<Telemetry> telemetry = attach_telemetry(run, fo);
 
-  std::unique_ptr<Telemetry> telemetry;  // --telemetry N
-  if (c.telemetry > 0) {
-    GRAFT_CHECK(!c.out.empty(), "--telemetry needs --out: telemetry.csv goes into the run folder");
-    telemetry =
-        std::make_unique<Telemetry>(*run.m.net, *run.opt, TelemetryOptions{.every = c.telemetry});
-    fo.on_step = [&](const StepRecord& s) { telemetry->on_step(s); };
-  }
-
-  TrainSummary summary;
+  std::vector<EpochRecord> epochs;
   SigintScope sigint;
   if (cached.train) {
     data::DataLoader* val = cached.val_loader ? cached.val_loader.get() : val_loader.get();
-    summary.epochs =
-        fit(*run.m.net->fc, *run.opt, run.schedule.get(), *cached.train_loader, val, fo);
+    epochs = fit(*run.m.net->fc, *run.opt, run.schedule.get(), *cached.train_loader, val, fo);
   } else {
-    summary.epochs =
-        fit(*run.m.net, *run.opt, run.schedule.get(), train_loader, val_loader.get(), fo);
+    epochs = fit(*run.m.net, *run.opt, run.schedule.get(), train_loader, val_loader.get(), fo);
   }
-  if (telemetry) {
-    telemetry->write_csv(c.out + "/telemetry.csv");
-    telemetry->write_svg(c.out + "/telemetry.svg");
-  }
-  summary.interrupted = interrupted;
-  summary.best_val_acc = run.best.score;
-  if (summary.interrupted && !c.quiet) {
-    std::cerr << "\ninterrupted";
-    if (!c.out.empty()) std::cerr << "; continue with: graft train --resume " << c.out;
-    std::cerr << "\n";
-  }
-  if (!c.save.empty()) {
-    run.m.net->to(Device::cpu());
-    io::save_pth(run.m.net->state_dict(), c.save);
-  }
-  return summary;
+  return finish(run, std::move(epochs), interrupted, telemetry.get());
 }
 
 }  // namespace graft::train
