@@ -32,7 +32,7 @@ GRAFT_DEFINE_KERNEL(index_select, IndexSelectFn)
 GRAFT_DEFINE_KERNEL(index_add, IndexAddFn)
 GRAFT_DEFINE_KERNEL(gather, GatherFn)
 GRAFT_DEFINE_KERNEL(scatter_add, ScatterAddFn)
-// NN-KERNEL-DEFINITIONS
+// nn kernels (front ends in core/ops_nn.cpp)
 GRAFT_DEFINE_KERNEL(conv2d_forward, Conv2dForwardFn)
 GRAFT_DEFINE_KERNEL(conv2d_backward_input, Conv2dBackwardInputFn)
 GRAFT_DEFINE_KERNEL(conv2d_backward_weight, Conv2dBackwardWeightFn)
