@@ -12,7 +12,7 @@
 #include "data/loader.h"
 #include "io/state_dict.h"
 #include "nn/layers.h"
-#include "nn/models/resnet.h"
+#include "nn/models/registry.h"
 #include "optim/optimizer.h"
 #include "train/checkpoint.h"
 #include "train/feature_cache.h"
@@ -68,8 +68,8 @@ optim::SGDOptions sgd(const DemoOptions& o) {
   return s;
 }
 
-std::shared_ptr<nn::ResNet> pretrain_source(const DemoOptions& o, const std::string& path) {
-  auto model = nn::make_resnet(o.arch, 5);
+std::shared_ptr<nn::Classifier> pretrain_source(const DemoOptions& o, const std::string& path) {
+  auto model = nn::build_model(o.arch, 5);
   if (!o.source_weights.empty()) {
     std::cerr << "source: loading " << o.source_weights << "\n";
     io::load_state_dict(model->state_dict(), io::load_weights_file(o.source_weights));
@@ -150,20 +150,21 @@ std::vector<DemoResult> run_demo(const DemoOptions& o) {
     charts[1].y_label = "accuracy";
     for (const auto& mode : o.modes) {
       manual_seed(o.seed + 1000 + static_cast<uint64_t>(k));  // same head init for every mode
-      auto model = nn::make_resnet(o.arch, 5);
+      auto model = nn::build_model(o.arch, 5);
       FinetuneOptions ft;
+      ft.head_glob = model->head_glob();
       if (mode != "scratch") {
         io::LoadOptions lo;
-        lo.skip("fc.*");
+        lo.skip(model->head_glob());
         lo.strict = false;
         io::load_state_dict(model->state_dict(), source_sd, lo);
-        model->replace_head(5);
+        model->replace_classifier(5);
       }
       if (mode == "feature-extract") {
         // Only the new head learns; BN layers of the frozen backbone keep the
         // source statistics (a fully frozen feature extractor).
         model->requires_grad_(false);
-        model->fc->requires_grad_(true);
+        model->classifier()->requires_grad_(true);
         ft.bn = BnPolicy::Frozen;
       } else if (mode == "lr0") {
         ft.backbone_lr_mult = 0;
@@ -211,8 +212,8 @@ std::vector<DemoResult> run_demo(const DemoOptions& o) {
             loader_opts(256, false, 0, 0));
         data::DataLoader test_loader(test_features->dataset(), loader_opts(256, false, 0, 0));
         fo.input_fn = train_features.input_fn();
-        records = fit(*model->fc, opt, nullptr, train_loader, &curve_loader, fo);
-        e = evaluate(*model->fc, test_loader, 5);
+        records = fit(*model->classifier(), opt, nullptr, train_loader, &curve_loader, fo);
+        e = evaluate(*model->classifier(), test_loader, 5);
       } else {
         data::DataLoader train_loader(subset, loader_opts(batch, true, o.seed, o.workers));
         data::DataLoader curve_loader(curve_set, loader_opts(256, false, 0, o.workers));
