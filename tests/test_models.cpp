@@ -33,6 +33,8 @@
 #include "nn/models/registry.h"
 #include "nn/models/resnet.h"
 #include "train/checkpoint.h"
+#include "train/feature_cache.h"
+#include "train/finetune.h"
 
 namespace {
 
@@ -102,6 +104,28 @@ TEST(ModelRegistry, EveryModelHasTheUniformInterface) {
   // A ResNet's keys are not a MobileNetV2's, and the other way round.
   EXPECT_EQ(nn::head_classes(nn::resnet18(4)->state_dict(), "mobilenet_v2"), 0);
   EXPECT_EQ(nn::infer_arch({}), "");
+}
+
+// A frozen MobileNetV2 backbone with frozen BN is cacheable (its blocks are
+// registered as deterministic); a trainable one or a subclass is not.
+TEST(ModelRegistry, FeatureCacheKnowsMobileNetV2) {
+  auto m = nn::mobilenet_v2(3);
+  m->requires_grad_(false);
+  m->classifier()->requires_grad_(true);
+  train::apply_bn_policy(*m, train::BnPolicy::Frozen);
+  EXPECT_EQ(train::FeatureCache::inexact_reason(*m, nullptr), "");
+  m->find_tensor("features.3.conv.1.0.weight").set_requires_grad(true);
+  EXPECT_NE(train::FeatureCache::inexact_reason(*m, nullptr)
+                .find("'features.3.conv.1.0.weight' is trainable (only the head 'classifier'"),
+            std::string::npos);
+  struct Custom : nn::MobileNetV2 {
+    Custom() : nn::MobileNetV2(3) {}
+  };
+  Custom c;
+  EXPECT_NE(train::FeatureCache::inexact_reason(c, nullptr)
+                .find("may differ from features() + "
+                      "classifier"),
+            std::string::npos);
 }
 
 // ---------------------------------------------------------------- ReLU6

@@ -8,8 +8,6 @@
 #include "core/ops.h"
 #include "data/loader.h"
 #include "nn/layers.h"
-#include "nn/models/mobilenet_v2.h"
-#include "nn/models/resnet.h"
 #include "train/fit.h"
 
 namespace graft::train {
@@ -47,23 +45,22 @@ class FeatureSet : public data::Dataset {
 };
 
 // Module types whose forward pass is a function of its input and state alone
-// (given the BatchNorm and Dropout conditions checked separately). Exact
-// types: a subclass may override forward().
+// (given the BatchNorm and Dropout conditions checked separately): these
+// layers, and the registered models and their blocks (nn::ModelSpec::types).
+// Exact types: a subclass may override forward().
 bool known_deterministic(const nn::Module& m) {
   const std::type_info& t = typeid(m);
-  return t == typeid(nn::BasicBlock) || t == typeid(nn::Bottleneck) ||
-         t == typeid(nn::InvertedResidual) || t == typeid(nn::Conv2dNormActivation) ||
-         t == typeid(nn::ReLU6) || t == typeid(nn::Sequential) || t == typeid(nn::Conv2d) ||
-         t == typeid(nn::BatchNorm2d) || t == typeid(nn::ReLU) || t == typeid(nn::MaxPool2d) ||
-         t == typeid(nn::AdaptiveAvgPool2d) || t == typeid(nn::Identity) ||
-         t == typeid(nn::Flatten) || t == typeid(nn::Dropout);
+  return nn::is_model_or_block_type(t) || t == typeid(nn::ReLU6) || t == typeid(nn::Sequential) ||
+         t == typeid(nn::Conv2d) || t == typeid(nn::BatchNorm2d) || t == typeid(nn::ReLU) ||
+         t == typeid(nn::MaxPool2d) || t == typeid(nn::AdaptiveAvgPool2d) ||
+         t == typeid(nn::Identity) || t == typeid(nn::Flatten) || t == typeid(nn::Dropout);
 }
 
 }  // namespace
 
 std::string FeatureCache::inexact_reason(const nn::Classifier& model,
                                          const data::Dataset* train_data) {
-  if (typeid(model) != typeid(nn::ResNet) && typeid(model) != typeid(nn::MobileNetV2))
+  if (!nn::is_model_type(typeid(model)))
     return "the model is a " + model.type_name() + " of C++ type " + typeid(model).name() +
            ", whose forward pass may differ from features() + " + model.classifier_name();
   if (model.has_hooks()) return "the model has a forward hook, which cached features would skip";

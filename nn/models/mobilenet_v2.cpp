@@ -137,7 +137,9 @@ GRAFT_MODEL({.name = "mobilenet_v2",
              .family = "MobileNetV2",
              .head_linear = "classifier.1",
              .build = [](int64_t n) { return mobilenet_v2(n); },
-             .matches = is_mobilenet_v2});
+             .matches = is_mobilenet_v2,
+             .types = {typeid(MobileNetV2), typeid(InvertedResidual),
+                       typeid(Conv2dNormActivation)}});
 
 }  // namespace
 

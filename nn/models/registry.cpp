@@ -50,8 +50,9 @@ bool Classifier::in_head(const std::string& name) const {
 }
 
 ModelRegistrar::ModelRegistrar(ModelSpec spec) {
-  GRAFT_CHECK(!spec.name.empty() && spec.build && spec.matches && !spec.head_linear.empty(),
-              "GRAFT_MODEL: '", spec.name, "' needs a name, head_linear, build and matches");
+  GRAFT_CHECK(!spec.name.empty() && spec.build && spec.matches && !spec.head_linear.empty() &&
+                  !spec.types.empty(),
+              "GRAFT_MODEL: '", spec.name, "' needs a name, head_linear, build, matches and types");
   const std::string name = spec.name;
   GRAFT_CHECK(registry().emplace(name, std::move(spec)).second, "GRAFT_MODEL: '", name,
               "' is registered twice");
@@ -91,6 +92,19 @@ int64_t head_classes(const StateDict& sd, const std::string& arch) {
   for (const auto& [k, t] : sd)
     if (k == key) return t.dim() == 2 ? t.size(0) : 0;
   return 0;
+}
+
+bool is_model_type(const std::type_info& t) {
+  for (const auto& [name, spec] : registry())
+    if (spec.types.front() == std::type_index(t)) return true;
+  return false;
+}
+
+bool is_model_or_block_type(const std::type_info& t) {
+  for (const auto& [name, spec] : registry())
+    if (std::find(spec.types.begin(), spec.types.end(), std::type_index(t)) != spec.types.end())
+      return true;
+  return false;
 }
 
 }  // namespace graft::nn

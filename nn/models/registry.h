@@ -15,6 +15,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <typeindex>
+#include <typeinfo>
 #include <vector>
 
 #include "core/generator.h"
@@ -56,6 +58,10 @@ struct ModelSpec {
   // Whether a state_dict's keys have exactly this architecture's layout
   // (which block counts, which block kind): infer_arch's test.
   std::function<bool(const StateDict& sd)> matches;
+  // The C++ types the family builds, the model class first, then its own
+  // blocks. Each one's forward() is a fixed function of its input, its state
+  // and its children's outputs: train::FeatureCache relies on that.
+  std::vector<std::type_index> types;
 };
 
 // Every registered model, in name order with digit runs compared as numbers
@@ -71,6 +77,10 @@ std::shared_ptr<Classifier> build_model(const std::string& arch, int64_t num_cla
 std::string infer_arch(const StateDict& sd);
 // Rows of `arch`'s head weight in `sd` (0 when absent or not 2-D).
 int64_t head_classes(const StateDict& sd, const std::string& arch);
+// Whether `t` is a registered model class (exactly: a subclass may override
+// forward()), and whether it is a registered model's or block's class.
+bool is_model_type(const std::type_info& t);
+bool is_model_or_block_type(const std::type_info& t);
 
 struct ModelRegistrar {
   explicit ModelRegistrar(ModelSpec spec);

@@ -216,12 +216,13 @@ bool has_layout(const StateDict& sd, const Layout& l) {
   return blocks == l.layers && bottleneck == (l.block == BlockKind::Bottleneck);
 }
 
-#define GRAFT_RESNET(I)                                                         \
-  GRAFT_MODEL({.name = kLayouts[I].name,                                        \
-               .family = "ResNet",                                              \
-               .head_linear = "fc",                                             \
-               .build = [](int64_t n) { return build(kLayouts[I], n, false); }, \
-               .matches = [](const StateDict& sd) { return has_layout(sd, kLayouts[I]); }})
+#define GRAFT_RESNET(I)                                                                    \
+  GRAFT_MODEL({.name = kLayouts[I].name,                                                   \
+               .family = "ResNet",                                                         \
+               .head_linear = "fc",                                                        \
+               .build = [](int64_t n) { return build(kLayouts[I], n, false); },            \
+               .matches = [](const StateDict& sd) { return has_layout(sd, kLayouts[I]); }, \
+               .types = {typeid(ResNet), typeid(BasicBlock), typeid(Bottleneck)}})
 GRAFT_RESNET(0);
 GRAFT_RESNET(1);
 GRAFT_RESNET(2);
