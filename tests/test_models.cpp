@@ -25,7 +25,9 @@
 
 #include "cli_util.h"
 #include "core/autograd.h"
+#include "core/device.h"
 #include "core/ops.h"
+#include "io/npy.h"
 #include "io/state_dict.h"
 #include "nn/layers.h"
 #include "nn/loss.h"
@@ -256,7 +258,7 @@ struct Reference {
   }
 };
 
-void check_parity(DType dtype) {
+void check_parity(DType dtype, Device device = Device::cpu()) {
   GRAFT_REQUIRE_FIXTURE("mobilenet_v2_ref.pth");
   const Reference ref{io::load_weights_file(fixture("mobilenet_v2_ref.pth"))};
   const double torch_f32 = ref.get("torch_f32_error").item();
@@ -271,7 +273,8 @@ void check_parity(DType dtype) {
   ASSERT_TRUE(rep.ok()) << rep.str();
   EXPECT_EQ(rep.loaded.size(), model->state_dict().size());
   model->to(dtype);
-  const Tensor x = ref.get("input").to(dtype);
+  model->to(device);
+  const Tensor x = ref.get("input").to(dtype).to(device);
   const Tensor target = ref.get("target");
 
   double worst = 0;
@@ -279,7 +282,7 @@ void check_parity(DType dtype) {
   auto check = [&](const Tensor& actual, const Tensor& expected, const std::string& what,
                    double bound, double scale = 0) {
     ASSERT_EQ(actual.sizes(), expected.sizes()) << what;
-    const Tensor a = actual.to(DType::Float64), e = expected.to(DType::Float64);
+    const Tensor a = actual.cpu().to(DType::Float64), e = expected.to(DType::Float64);
     const double err = scale > 0 ? amax(abs(sub(a, e))).item() / scale : max_rel_error(a, e);
     if (err > worst) {
       worst = err;
@@ -292,11 +295,11 @@ void check_parity(DType dtype) {
     NoGradGuard g;
     check(model->forward(x), ref.get("f64/eval_logits"), "eval logits", fwd_tol);
   }
-  EXPECT_EQ(model->find_tensor("features.0.1.num_batches_tracked").item(), 3);
+  EXPECT_EQ(model->find_tensor("features.0.1.num_batches_tracked").cpu().item(), 3);
   model->train();
   Tensor logits = model->forward(x);
   check(logits, ref.get("f64/train_logits"), "train logits", fwd_tol);
-  Tensor loss = nn::CrossEntropyLoss()(logits, target);
+  Tensor loss = nn::CrossEntropyLoss()(logits, target.to(device));
   check(loss, ref.get("f64/loss"), "loss", fwd_tol);
   loss.backward();
   double largest = 0;
@@ -314,16 +317,24 @@ void check_parity(DType dtype) {
   for (auto& [name, b] : model->named_buffers()) {
     const Tensor expected = ref.get("f64/updated/" + name);
     if (b.dtype() == DType::Int64)
-      EXPECT_EQ(b.item(), expected.item()) << name;
+      EXPECT_EQ(b.cpu().item(), expected.item()) << name;
     else
       check(b, expected, "updated " + name, fwd_tol);
   }
-  std::cout << "[ mobilenet_v2 " << dtype_name(dtype) << " ] worst relative error " << worst << " ("
-            << worst_what << "), bound " << tol << ", torch float32 " << torch_f32 << "\n";
+  std::cout << "[ mobilenet_v2 " << device.str() << " " << dtype_name(dtype)
+            << " ] worst relative error " << worst << " (" << worst_what << "), bound " << tol
+            << ", torch float32 " << torch_f32 << "\n";
 }
 
 TEST(MobileNetV2Parity, Float32) { check_parity(DType::Float32); }
 TEST(MobileNetV2Parity, Float64) { check_parity(DType::Float64); }
+
+// The same float32 bounds on a CUDA device (cuDNN or graft's native kernels
+// run the depthwise convolutions); on the emulated device in an EMULATE build.
+TEST(MobileNetV2Parity, Float32OnCuda) {
+  if (!cuda_available()) GTEST_SKIP() << device_unavailable_reason(DeviceType::CUDA);
+  check_parity(DType::Float32, Device::cuda());
+}
 
 // torch's own float32 run, for the record: graft's float32 logits are as
 // close to it as to the float64 references (both within 1e-4).
@@ -468,6 +479,36 @@ TEST(MobileNetV2Cli, TrainEvalPredictWithEveryRecipe) {
       "m.load_state_dict(c['state_dict'], strict=True); m.eval(); "
       "assert m(torch.zeros(1, 3, 32, 32)).shape == (1, 3)\" ";
   EXPECT_EQ(std::system((py + shell_quote(dir / "run-finetune/best.pth") + " 2>&1").c_str()), 0);
+}
+
+// forward and inspect take the model from the file's keys (a bare torchvision
+// state_dict says nothing of its arch).
+TEST(MobileNetV2Cli, ForwardAndInspectInferTheArch) {
+  GRAFT_REQUIRE_FIXTURE("mobilenet_v2_ref.pth");
+  CliTempDir dir("mnv2fwd");
+  const std::string weights = fixture("mobilenet_v2_c10.pth");
+  const Reference ref{io::load_weights_file(fixture("mobilenet_v2_ref.pth"))};
+  io::save_npy(dir / "x.npy", ref.get("input"));
+  CliResult r = run_graft(
+      {"forward", "--weights", weights, "--input", dir / "x.npy", "--output", dir / "y.npy"});
+  ASSERT_EQ(r.rc, 0) << r.output;
+  // Eval-mode float32 against torch's float64 logits: the forward bound above.
+  EXPECT_TRUE(close_to(io::load_npy(dir / "y.npy"), ref.get("f64/eval_logits").to(DType::Float32),
+                       kFloat32ForwardTol));
+
+  r = run_graft({"inspect", "--plan", weights});
+  EXPECT_EQ(r.rc, 0) << r.output;
+  EXPECT_TRUE(r.has("into mobilenet_v2 with 10 classes")) << r.output;
+  r = run_graft({"inspect", "--plan", weights, "--num-classes", "3"});
+  EXPECT_EQ(r.rc, 1) << r.output;
+  EXPECT_TRUE(
+      r.has("likely cause: a different head size: the file's classifier.1 has 10 classes, the "
+            "model's 3"))
+      << r.output;
+  r = run_graft({"inspect", "--graph", "--arch", "mobilenet_v2", "--num-classes", "3",
+                 "--image-size", "32", "--mode", "feature-extract"});
+  EXPECT_EQ(r.rc, 0) << r.output;
+  EXPECT_TRUE(r.has("trainable tensors: classifier.1.weight, classifier.1.bias\n")) << r.output;
 }
 
 // `graft demo --arch mobilenet_v2`, shrunk: 64 source images, K=2, one epoch.
