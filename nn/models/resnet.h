@@ -64,6 +64,7 @@ class ResNet : public Classifier {
   // A fresh Linear(feature_width(), num_classes) with PyTorch's default
   // initialisation; parameter names stay "fc.weight"/"fc.bias".
   void replace_classifier(int64_t num_classes, Generator* gen = nullptr) override;
+  // The name ResNet's callers knew before the registry (tests, user code).
   void replace_head(int64_t num_classes, Generator* gen = nullptr) {
     replace_classifier(num_classes, gen);
   }
