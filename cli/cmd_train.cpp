@@ -59,7 +59,7 @@ std::function<int()> setup_train(CLI::App& app) {
                  "parameters are all frozen stay in eval mode)")
       ->check(CLI::IsMember({"train", "frozen"}));
   app.add_option("--backbone-lr-mult", c->backbone_lr_mult, "backbone lr = lr * F");
-  app.add_option("--head-lr-mult", c->head_lr_mult, "head (fc) lr = lr * F");
+  app.add_option("--head-lr-mult", c->head_lr_mult, "head (fc, classifier) lr = lr * F");
   // schedule and loop
   app.add_option("--scheduler", c->scheduler,
                  "none | step | multistep | cosine | warmup | onecycle; stepped once per "
