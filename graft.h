@@ -32,6 +32,8 @@
 #include "nn/init.h"
 #include "nn/layers.h"
 #include "nn/loss.h"
+#include "nn/models/mobilenet_v2.h"
+#include "nn/models/registry.h"
 #include "nn/models/resnet.h"
 #include "nn/module.h"
 #include "optim/clip.h"

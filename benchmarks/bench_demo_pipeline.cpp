@@ -21,7 +21,7 @@
 #include "core/generator.h"
 #include "data/dataset.h"
 #include "data/loader.h"
-#include "nn/models/resnet.h"
+#include "nn/models/registry.h"
 #include "optim/optimizer.h"
 #include "train/fit.h"
 
@@ -77,7 +77,7 @@ double loader_epoch(const data::DatasetPtr& ds, int workers, int64_t epoch) {
 
 double train_epoch(const data::DatasetPtr& ds, int workers) {
   manual_seed(0);
-  auto model = nn::make_resnet("resnet18", 5);
+  auto model = nn::build_model("resnet18", 5);
   optim::SGDOptions so;
   so.lr = 0.01;
   so.momentum = 0.9;

@@ -17,7 +17,7 @@
 #include "core/ops.h"
 #include "core/parallel.h"
 #include "nn/loss.h"
-#include "nn/models/resnet.h"
+#include "nn/models/registry.h"
 
 namespace {
 
@@ -66,7 +66,7 @@ void train_steps(benchmark::State& state, nn::Module& model) {
 void BM_TrainStep(benchmark::State& state) {
   setup_threads();
   manual_seed(0);
-  auto model = nn::make_resnet(arch(), 1000);
+  auto model = nn::build_model(arch(), 1000);
   model->train();
   train_steps(state, *model);
 }
@@ -76,10 +76,10 @@ BENCHMARK(BM_TrainStep)->Unit(benchmark::kMillisecond)->UseRealTime();
 void BM_FeatureExtractStep(benchmark::State& state) {
   setup_threads();
   manual_seed(0);
-  auto model = nn::make_resnet(arch(), 1000);
+  auto model = nn::build_model(arch(), 1000);
   model->eval();
   for (auto& [name, p] : model->named_parameters())
-    if (name.rfind("fc.", 0) != 0) p.set_requires_grad(false);
+    if (!model->in_head(name)) p.set_requires_grad(false);
   train_steps(state, *model);
 }
 BENCHMARK(BM_FeatureExtractStep)->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -87,7 +87,7 @@ BENCHMARK(BM_FeatureExtractStep)->Unit(benchmark::kMillisecond)->UseRealTime();
 void BM_Inference(benchmark::State& state) {
   setup_threads();
   manual_seed(0);
-  auto model = nn::make_resnet(arch(), 1000);
+  auto model = nn::build_model(arch(), 1000);
   model->eval();
   const Tensor x = randn({kBatch, 3, kSize, kSize});
   NoGradGuard g;

@@ -1,4 +1,4 @@
-// `graft bench`: training-step and inference throughput of a ResNet, with
+// `graft bench`: training-step and inference throughput of a model, with
 // warmup, repetitions and median/min/max; --json writes the numbers with the
 // machine, build and versions; --profile adds per-layer forward and backward
 // time (benchmarks/README.md documents both).
@@ -16,7 +16,7 @@
 #include "core/cuda.h"
 #include "core/ops_nn.h"
 #include "core/parallel.h"
-#include "nn/models/resnet.h"
+#include "nn/models/registry.h"
 #include "optim/optimizer.h"
 #include "optim/params.h"
 
@@ -216,10 +216,10 @@ int run_bench(const BenchArgs& a) {
   if (a.threads > 0) set_num_threads(a.threads);
   const Device device = require_device(a.device);
   manual_seed(0);
-  auto model = nn::make_resnet(a.arch, a.classes);
+  auto model = nn::build_model(a.arch, a.classes);
   if (a.freeze_backbone) {
     model->requires_grad_(false);
-    model->fc->requires_grad_(true);
+    model->classifier()->requires_grad_(true);
   }
   model->to(device);
   const Tensor x = randn({a.batch, 3, a.size, a.size}).to(device);
@@ -300,7 +300,8 @@ CLI::Validator at_least(int64_t min) {
 
 std::function<int()> setup_bench(CLI::App& app) {
   auto a = std::make_shared<BenchArgs>();
-  app.add_option("--arch", a->arch, "architecture")->capture_default_str();
+  app.add_option("--arch", a->arch, "the model: " + graft::nn::model_names())
+      ->capture_default_str();
   app.add_option("--batch-size", a->batch, "batch size")->check(at_least(1))->capture_default_str();
   app.add_option("--image-size", a->size, "input size")->check(at_least(1))->capture_default_str();
   app.add_option("--steps", a->steps, "timed steps per repetition")
@@ -315,7 +316,7 @@ std::function<int()> setup_bench(CLI::App& app) {
   app.add_option("--what", a->what, "train | infer | both")
       ->check(CLI::IsMember({"train", "infer", "both"}))
       ->capture_default_str();
-  app.add_flag("--freeze-backbone", a->freeze_backbone, "train only fc (feature extraction)");
+  app.add_flag("--freeze-backbone", a->freeze_backbone, "train only the head (feature extraction)");
   app.add_flag("--profile", a->profile, "per-layer forward and backward time (table; JSON too)");
   app.add_option("--json", a->json_path, "write results, machine, build and versions here");
   app.add_option("--device", a->device, "cpu | cuda")->capture_default_str();
@@ -323,7 +324,7 @@ std::function<int()> setup_bench(CLI::App& app) {
   return [a]() { return run_bench(*a); };
 }
 
-GRAFT_COMMAND("bench", "Training-step and inference images/s of a ResNet (median of repetitions)",
+GRAFT_COMMAND("bench", "Training-step and inference images/s of a model (median of repetitions)",
               setup_bench);
 
 }  // namespace

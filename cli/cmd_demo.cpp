@@ -1,6 +1,7 @@
 // `graft demo`: the built-in transfer-learning experiment (train/demo.h).
 #include "cli/command.h"
 #include "core/parallel.h"
+#include "nn/models/registry.h"
 #include "train/demo.h"
 
 namespace {
@@ -9,7 +10,8 @@ std::function<int()> setup_demo(CLI::App& app) {
   auto o = std::make_shared<graft::train::DemoOptions>();
   auto threads = std::make_shared<int>(0);
   app.add_option("--out", o->out, "output folder")->capture_default_str();
-  app.add_option("--arch", o->arch, "ResNet depth")->capture_default_str();
+  app.add_option("--arch", o->arch, "the model: " + graft::nn::model_names())
+      ->capture_default_str();
   app.add_option("--k", o->ks, "target images per class, e.g. --k 10,30,100")
       ->delimiter(',')
       ->capture_default_str();

@@ -13,6 +13,7 @@
 #include "core/parallel.h"
 #include "data/dataset.h"
 #include "io/npy.h"
+#include "nn/models/registry.h"
 #include "train/checkpoint.h"
 #include "train/fit.h"
 #include "train/run.h"
@@ -236,7 +237,8 @@ int run_eval(const EvalArgs& a) {
 std::function<int()> setup_eval(CLI::App& app) {
   auto a = std::make_shared<EvalArgs>();
   app.add_option("--weights", a->weights, "weights or a graft checkpoint (best.pth)")->required();
-  app.add_option("--arch", a->arch, "architecture (default: from the checkpoint or its keys)");
+  app.add_option("--arch", a->arch,
+                 graft::nn::model_names() + " (default: from the checkpoint or its keys)");
   app.add_option("--data", a->data_dir,
                  "ImageFolder; classes matched to the checkpoint's by name (a root with "
                  "train/ and val/ or test/ means its evaluation split)");

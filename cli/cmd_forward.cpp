@@ -1,4 +1,4 @@
-// `graft forward`: eval-mode ResNet inference on an NCHW float batch (.npy),
+// `graft forward`: eval-mode model inference on an NCHW float batch (.npy),
 // writing float32 logits as .npy.
 //
 //   graft forward --arch resnet18 --weights w.pth --input x.npy --output y.npy
@@ -14,6 +14,7 @@
 #include "core/autograd.h"
 #include "core/parallel.h"
 #include "io/npy.h"
+#include "nn/models/registry.h"
 #include "train/checkpoint.h"
 
 namespace {
@@ -64,16 +65,16 @@ int run_forward(const ForwardArgs& a) {
   return 0;
 }
 
-GRAFT_COMMAND("forward", "Run eval-mode ResNet inference on an NCHW .npy batch", [](CLI::App& sub) {
+GRAFT_COMMAND("forward", "Run eval-mode model inference on an NCHW .npy batch", [](CLI::App& sub) {
   auto args = std::make_shared<ForwardArgs>();
   sub.add_option("--arch", args->arch,
-                 "resnet18 ... resnet152 (default: from the checkpoint or its keys)");
+                 graft::nn::model_names() + " (default: from the checkpoint or its keys)");
   sub.add_option("--weights", args->weights, "weights (.pth, .safetensors, a graft checkpoint)")
       ->required();
   sub.add_option("--input", args->input, "NCHW float32 .npy batch")->required();
   sub.add_option("--output", args->output, "where to write the float32 logits (.npy)")->required();
   sub.add_option("--num-classes", args->num_classes,
-                 "classifier width (default: rows of fc.weight in the file)");
+                 "classifier width (default: rows of the head's weight in the file)");
   sub.add_option("--threads", args->threads, "CPU threads (default: all)");
   sub.add_flag("--override", args->override_meta,
                "let --arch contradict the checkpoint's metadata");

@@ -2,7 +2,7 @@
 // dtype, shape, bytes), the non-tensor entries (epoch, arch, ...) and totals —
 // for PyTorch .pth (zip or legacy), .safetensors and .npy files. Nothing in the
 // file is executed (see io/pickle.h).
-// `graft inspect --plan FILE`: the dry-run load report of FILE into a ResNet.
+// `graft inspect --plan FILE`: the dry-run load report of FILE into a model.
 // `graft inspect --graph [FILE]`: the module tree with output shapes (from a
 // forward pass on a dummy image) and parameter counts, and which parameters
 // train under `graft train`'s freeze flags.
@@ -133,20 +133,23 @@ struct PlanArgs {
   int64_t num_classes = 0;
 };
 
-// The dry-run load report of a weights file into a ResNet: what
+// The dry-run load report of a weights file into a model: what
 // train/eval/predict/forward would load, miss or reject, and why.
 int run_plan(const PlanArgs& a) {
   using namespace graft;
   const train::TrainingCheckpoint ck = train::load_checkpoint(a.weights);
   const std::string arch =
-      !a.arch.empty() ? a.arch : (!ck.arch.empty() ? ck.arch : train::infer_arch(ck.model));
+      !a.arch.empty() ? a.arch : (!ck.arch.empty() ? ck.arch : nn::infer_arch(ck.model));
   GRAFT_CHECK(!arch.empty(), "--plan ", a.weights,
-              ": the file does not say which ResNet it is and its keys fit none; pass --arch");
-  const int64_t rows = train::head_classes(ck.model);
+              ": the file does not say which model it is and its keys fit none; pass --arch (",
+              nn::model_names(), ")");
+  const int64_t rows = nn::head_classes(ck.model, arch);
   const int64_t classes = a.num_classes > 0 ? a.num_classes : (rows > 0 ? rows : 1000);
   const io::LoadReport rep = train::plan_load(ck.model, arch, classes);
   std::cout << a.weights << " into " << arch << " with " << classes << " classes\n" << rep.str();
-  if (!rep.ok()) std::cout << "likely cause: " << io::diagnose_load(rep) << "\n";
+  if (!rep.ok())
+    std::cout << "likely cause: " << io::diagnose_load(rep, nn::model_spec(arch).head_linear)
+              << "\n";
   return rep.ok() ? 0 : 1;
 }
 
@@ -166,7 +169,7 @@ struct GraphArgs {
   graft::train::TrainConfig flags;  // --mode, --freeze as `graft train` takes them
 };
 
-// The module tree of the ResNet that FILE (or --arch/--num-classes) describes:
+// The module tree of the model that FILE (or --arch/--num-classes) describes:
 // each module's type, output shape for one dummy image of --image-size (the
 // checkpoint's eval crop, else 224), parameters and how many of them train
 // under the freeze flags.
@@ -176,10 +179,12 @@ int run_graph(const std::string& file, const PlanArgs& p, GraphArgs& g) {
   int64_t classes = p.num_classes, size = g.image_size;
   if (!file.empty()) {
     const train::TrainingCheckpoint ck = train::load_checkpoint(file, /*quiet=*/true);
-    if (arch.empty()) arch = !ck.arch.empty() ? ck.arch : train::infer_arch(ck.model);
+    if (arch.empty()) arch = !ck.arch.empty() ? ck.arch : nn::infer_arch(ck.model);
     GRAFT_CHECK(!arch.empty(), "--graph ", file,
-                ": the file does not say which ResNet it is and its keys fit none; pass --arch");
-    if (classes <= 0) classes = ck.num_classes > 0 ? ck.num_classes : train::head_classes(ck.model);
+                ": the file does not say which model it is and its keys fit none; pass --arch (",
+                nn::model_names(), ")");
+    if (classes <= 0)
+      classes = ck.num_classes > 0 ? ck.num_classes : nn::head_classes(ck.model, arch);
     if (size <= 0 && ck.transform && ck.transform->crop > 0) size = ck.transform->crop;
   }
   if (arch.empty()) arch = "resnet18";
@@ -187,7 +192,7 @@ int run_graph(const std::string& file, const PlanArgs& p, GraphArgs& g) {
   if (size <= 0) size = 224;
   GRAFT_CHECK(size >= 1, "--image-size must be positive, got ", size);
 
-  auto model = nn::make_resnet(arch, classes);
+  auto model = nn::build_model(arch, classes);
   g.flags.arch = arch;
   train::apply_freeze_flags(g.flags, *model);
 
@@ -256,7 +261,7 @@ int run_graph(const std::string& file, const PlanArgs& p, GraphArgs& g) {
 GRAFT_COMMAND(
     "inspect",
     "List the tensors and other entries of a .pth, .safetensors or .npy file, (--plan) "
-    "dry-run loading it into a ResNet, or (--graph) show the model's module tree with "
+    "dry-run loading it into a model, or (--graph) show the model's module tree with "
     "shapes, parameter counts and what trains",
     [](CLI::App& sub) {
       auto path = std::make_shared<std::string>();
@@ -268,12 +273,12 @@ GRAFT_COMMAND(
       sub.add_option("--plan", plan->weights,
                      "print the load report of this file into --arch with --num-classes");
       sub.add_flag("--graph", graph->on,
-                   "print the module tree of FILE's ResNet (or --arch, default resnet18) with "
+                   "print the module tree of FILE's model (or --arch, default resnet18) with "
                    "each module's output shape, parameters and trainable parameters under "
                    "--mode/--freeze");
       sub.add_option("--arch", plan->arch, "with --plan or --graph (default: from the file)");
       sub.add_option("--num-classes", plan->num_classes,
-                     "with --plan or --graph (default: rows of the file's fc.weight; 1000)");
+                     "with --plan or --graph (default: rows of the file's head weight; 1000)");
       sub.add_option("--image-size", graph->image_size,
                      "with --graph: the dummy input's size (default: the checkpoint's, else 224)");
       graft::cli::add_freeze_flags(sub, graph->flags);  // --mode, --freeze

@@ -8,6 +8,7 @@
 #include "core/ops_nn.h"
 #include "data/image.h"
 #include "data/transforms.h"
+#include "nn/models/registry.h"
 #include "train/checkpoint.h"
 
 namespace {
@@ -68,7 +69,8 @@ std::function<int()> setup_predict(CLI::App& app) {
   app.add_option("--weights", a->weights,
                  "graft checkpoint (best.pth / last.pth) or any weights file")
       ->required();
-  app.add_option("--arch", a->arch, "architecture (default: from the checkpoint or its keys)");
+  app.add_option("--arch", a->arch,
+                 graft::nn::model_names() + " (default: from the checkpoint or its keys)");
   app.add_option("--topk", a->topk, "classes to show")->capture_default_str();
   app.add_option("--image-size", a->image_size,
                  "center-crop size (default: the checkpoint's, else 224)");

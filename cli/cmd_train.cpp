@@ -1,9 +1,11 @@
-// `graft train`: fine-tune or train a ResNet on .npy tensors, an ImageFolder
-// tree or Fashion-MNIST, with the seed tutorials' recipes as flags.
+// `graft train`: fine-tune or train a registered model (--arch) on .npy
+// tensors, an ImageFolder tree or Fashion-MNIST, with the seed tutorials'
+// recipes as flags.
 #include <iostream>
 
 #include "cli/command.h"
 #include "cli/freeze_flags.h"
+#include "nn/models/registry.h"
 #include "train/run.h"
 
 namespace {
@@ -11,11 +13,11 @@ namespace {
 std::function<int()> setup_train(CLI::App& app) {
   auto c = std::make_shared<graft::train::TrainConfig>();
   auto betas = std::make_shared<std::string>("0.9,0.999");
-  app.add_option("--arch", c->arch, "resnet18, resnet34, resnet50, resnet101 or resnet152")
+  app.add_option("--arch", c->arch, "the model: " + graft::nn::model_names())
       ->capture_default_str();
   app.add_option("--weights", c->weights, "pretrained weights (.pth, .safetensors)");
   app.add_option("--num-classes", c->num_classes,
-                 "classes of the head (default: the data's; for .npy labels the weights' fc "
+                 "classes of the head (default: the data's; for .npy labels the weights' head "
                  "when it covers them). A head other than the weights' is replaced");
   graft::cli::add_freeze_flags(app, *c);  // --mode, --freeze
   // data
@@ -57,7 +59,7 @@ std::function<int()> setup_train(CLI::App& app) {
                  "parameters are all frozen stay in eval mode)")
       ->check(CLI::IsMember({"train", "frozen"}));
   app.add_option("--backbone-lr-mult", c->backbone_lr_mult, "backbone lr = lr * F");
-  app.add_option("--head-lr-mult", c->head_lr_mult, "head (fc) lr = lr * F");
+  app.add_option("--head-lr-mult", c->head_lr_mult, "head (fc, classifier) lr = lr * F");
   // schedule and loop
   app.add_option("--scheduler", c->scheduler,
                  "none | step | multistep | cosine | warmup | onecycle; stepped once per "
@@ -130,7 +132,7 @@ std::function<int()> setup_train(CLI::App& app) {
   };
 }
 
-GRAFT_COMMAND("train", "Train or fine-tune a ResNet (the seed tutorials' recipes as flags)",
+GRAFT_COMMAND("train", "Train or fine-tune a model (the seed tutorials' recipes as flags)",
               setup_train);
 
 }  // namespace

@@ -28,13 +28,13 @@ int main(int argc, char** argv) try {
   const int64_t num_classes = train->num_classes();
   std::cout << num_classes << " classes, " << train->size() << " training images\n";
 
-  auto model = nn::make_resnet("resnet18", 1000);
+  auto model = nn::build_model("resnet18", 1000);
   if (pretrained) io::load_state_dict(model->state_dict(), io::load_weights_file(argv[2]));
-  model->replace_head(num_classes);  // new fc: Linear(512, num_classes)
+  model->replace_classifier(num_classes);  // new fc: Linear(512, num_classes)
   auto named = model->named_parameters();
   if (pretrained) {  // feature extraction: train only the new head
     optim::freeze_all(named);
-    optim::unfreeze_by_glob(named, "fc.*");
+    optim::unfreeze_by_glob(named, model->head_glob());
   }
   optim::SGD opt(optim::trainable(named), {.lr = 0.01, .momentum = 0.9});
   std::cout << optim::params_to_learn(opt);

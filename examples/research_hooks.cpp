@@ -10,7 +10,7 @@ using namespace graft;
 
 int main() {
   manual_seed(0);
-  auto model = nn::make_resnet("resnet18", 3);
+  auto model = nn::resnet18(3);
   const Tensor x = randn({4, 3, 32, 32}), labels = tensor<int64_t>({0, 1, 2, 1});
 
   // Forward hooks: statistics of one layer's output, and the stem's output
@@ -30,7 +30,8 @@ int main() {
       });
   const Tensor loss = F::cross_entropy((*model)(x), labels);
   // Gradients w.r.t. any tensors of the graph (no .grad is touched); then backward.
-  const auto g = autograd::grad({loss}, {stem, model->find_tensor("fc.weight")}, {}, true);
+  const auto g = autograd::grad(
+      {loss}, {stem, model->find_tensor(model->classifier_name() + ".weight")}, {}, true);
   loss.backward();
   std::printf("layer3.1.conv2 output std %.4f\n", conv_std);
   std::printf("|d loss/d stem| %.4g (retained: %.4g)  |d loss/d fc.weight| %.4g\n",

@@ -160,17 +160,18 @@ bool strip_data_parallel(NamedTensors& sd) {
   return all;
 }
 
-std::string diagnose_load(const LoadReport& r) {
+std::string diagnose_load(const LoadReport& r, const std::string& head) {
   if (r.ok()) return "";
   std::ostringstream os;
   if (r.missing.empty() && r.unexpected.empty()) {
     const bool head_only =
+        !head.empty() &&
         std::all_of(r.shape_mismatch.begin(), r.shape_mismatch.end(),
-                    [](const ShapeMismatch& m) { return m.name.rfind("fc.", 0) == 0; });
+                    [&](const ShapeMismatch& m) { return m.name.rfind(head + ".", 0) == 0; });
     const ShapeMismatch& m = r.shape_mismatch.front();
     if (head_only && m.got.size() == 2 && m.expected.size() == 2) {
-      os << "a different head size: the file's fc has " << m.got[0] << " classes, the model's "
-         << m.expected[0];
+      os << "a different head size: the file's " << head << " has " << m.got[0]
+         << " classes, the model's " << m.expected[0];
       return os.str();
     }
     os << "mis-shaped tensors, e.g. " << m.name << ": " << shape_str(m.got) << " in the file, "

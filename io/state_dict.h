@@ -80,8 +80,10 @@ bool strip_data_parallel(NamedTensors& sd);
 
 // When a load does not fit: the likely cause, in one phrase ("" when the
 // report is ok): a prefix on the file's keys, a different head size, or
-// another architecture (most keys missing and unexpected).
-std::string diagnose_load(const LoadReport& r);
+// another architecture (most keys missing and unexpected). `head` names the
+// model's classifier Linear ("fc", "classifier.1"; "" when it has none): when
+// only its tensors are mis-shaped, the cause is a different number of classes.
+std::string diagnose_load(const LoadReport& r, const std::string& head = "");
 
 // '*' matches any run of characters (dots included), '?' any one character.
 bool glob_match(std::string_view pattern, std::string_view name);

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/autograd.h"
+#include "core/derivatives.h"
 #include "core/ops.h"
 #include "core/ops_nn.h"
 #include "nn/init.h"
@@ -12,6 +13,11 @@ namespace graft::nn {
 // ---------------------------------------------------------------- Sequential
 
 Sequential::Sequential(std::initializer_list<ModulePtr> modules) : Sequential() {
+  for (const auto& m : modules) push_back(m);
+}
+
+Sequential::Sequential(std::string type_name, std::initializer_list<ModulePtr> modules)
+    : Module(std::move(type_name)) {
   for (const auto& m : modules) push_back(m);
 }
 
@@ -193,6 +199,29 @@ Tensor ReLU::forward(const Tensor& input) {
     return x;
   }
   return relu(input);
+}
+
+Tensor ReLU6::forward(const Tensor& input) {
+  if (!autograd::any_requires_grad({&input})) {
+    if (!inplace) return clamp(input, 0.0, 6.0);
+    Tensor x = input;
+    clamp_(x, 0.0, 6.0);
+    return x;
+  }
+  Tensor out;
+  {
+    NoGradGuard no_grad;
+    out = clamp(input, 0.0, 6.0);
+  }
+  // torch's HardtanhBackward: the mask is strict, so an input exactly at 0 or
+  // 6 gets no gradient (clamp's backward would pass it there).
+  derivatives::record("HardtanhBackward", out, {input}, {input},
+                      [](autograd::FunctionNode& n, const Tensor& g) {
+                        const Tensor x = n.saved(0);
+                        const Tensor pass = logical_and(gt(x, 0.0), lt(x, 6.0));
+                        return std::vector<Tensor>{where(pass, g, zeros_like(g))};
+                      });
+  return out;
 }
 
 MaxPool2d::MaxPool2d(int64_t k, int64_t s, int64_t pad, int64_t dil, bool ceil)

@@ -24,6 +24,11 @@ class Sequential : public Module {
   size_t size() const { return size_; }
   Tensor forward(const Tensor& input) override;
 
+ protected:
+  // For subclasses that print under their own name (torchvision's
+  // Conv2dNormActivation is a Sequential).
+  Sequential(std::string type_name, std::initializer_list<ModulePtr> modules);
+
  private:
   size_t size_ = 0;
 };
@@ -88,6 +93,17 @@ class Linear : public Module {
 class ReLU : public Module {
  public:
   explicit ReLU(bool in_place = false) : Module("ReLU"), inplace(in_place) {}
+  Tensor forward(const Tensor& input) override;
+  std::string extra_repr() const override { return inplace ? "inplace=True" : ""; }
+  bool inplace;
+};
+
+// min(max(x, 0), 6) (torch.nn.ReLU6). The gradient passes where 0 < x < 6
+// and is zero at and beyond both bounds, as torch's hardtanh_backward (clamp's
+// own gradient passes at the bounds).
+class ReLU6 : public Module {
+ public:
+  explicit ReLU6(bool in_place = false) : Module("ReLU6"), inplace(in_place) {}
   Tensor forward(const Tensor& input) override;
   std::string extra_repr() const override { return inplace ? "inplace=True" : ""; }
   bool inplace;

@@ -5,18 +5,6 @@
 // (ImageFolder -> train --weights -> eval -> predict) rerun end to end.
 #include <gtest/gtest.h>
 
-#if defined(__GNUC__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wshadow"
-#endif
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#include <stb/stb_image_write.h>
-#if defined(__GNUC__)
-#pragma GCC diagnostic pop
-#endif
-
 #include <algorithm>
 #include <array>
 #include <map>
@@ -25,6 +13,7 @@
 #include "io/safetensors.h"
 #include "io/state_dict.h"
 #include "nn/models/resnet.h"
+#include "png_util.h"
 #include "train/checkpoint.h"
 
 namespace {
@@ -312,26 +301,6 @@ TEST(CliTrust, BestIsAValidatedEpochAndSurvivesResume) {
 }
 
 // ------------------------------------------------------------ the README walkthrough
-
-// A 24x24 PNG of one colour with a little noise.
-void write_png(const fs::path& p, std::array<int, 3> rgb, unsigned seed) {
-  fs::create_directories(p.parent_path());
-  std::vector<uint8_t> px(24 * 24 * 3);
-  for (size_t i = 0; i < px.size(); ++i) {
-    seed = seed * 1103515245u + 12345u;
-    px[i] = static_cast<uint8_t>(std::clamp(rgb[i % 3] + static_cast<int>(seed >> 28) - 8, 0, 255));
-  }
-  ASSERT_TRUE(stbi_write_png(p.string().c_str(), 24, 24, 3, px.data(), 24 * 3));
-}
-
-const std::map<std::string, std::array<int, 3>> kColours = {
-    {"apple", {220, 30, 30}}, {"banana", {30, 220, 30}}, {"cherry", {30, 30, 220}}};
-
-void write_split(const fs::path& root, int per_class, unsigned seed) {
-  for (const auto& [name, rgb] : kColours)
-    for (int i = 0; i < per_class; ++i)
-      write_png(root / name / (std::to_string(i) + ".png"), rgb, seed + static_cast<unsigned>(i));
-}
 
 double parse_after(const std::string& text, const std::string& key) {
   const size_t at = text.find(key);

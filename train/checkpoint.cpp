@@ -178,36 +178,8 @@ TrainingCheckpoint load_checkpoint(const std::string& path, bool quiet) {
   return ck;
 }
 
-int64_t head_classes(const io::NamedTensors& sd) {
-  const Tensor* w = io::find_tensor(sd, "fc.weight");
-  return w && w->dim() == 2 ? w->size(0) : 0;
-}
-
-std::string infer_arch(const io::NamedTensors& sd) {
-  std::array<int64_t, 4> blocks{};
-  bool bottleneck = false;
-  for (const auto& [k, t] : sd) {
-    if (k.size() < 8 || k.rfind("layer", 0) != 0 || k[6] != '.') continue;
-    const int layer = k[5] - '1';
-    if (layer < 0 || layer > 3) continue;
-    const int64_t block = std::atoll(k.c_str() + 7);
-    blocks[static_cast<size_t>(layer)] = std::max(blocks[static_cast<size_t>(layer)], block + 1);
-    bottleneck = bottleneck || k.find(".conv3.") != std::string::npos;
-  }
-  using Layout = std::array<int64_t, 4>;
-  const std::vector<std::tuple<std::string, Layout, bool>> known = {
-      {"resnet18", {2, 2, 2, 2}, false},
-      {"resnet34", {3, 4, 6, 3}, false},
-      {"resnet50", {3, 4, 6, 3}, true},
-      {"resnet101", {3, 4, 23, 3}, true},
-      {"resnet152", {3, 8, 36, 3}, true}};
-  for (const auto& [name, layout, bn] : known)
-    if (layout == blocks && bn == bottleneck) return name;
-  return "";
-}
-
 io::LoadReport plan_load(const io::NamedTensors& sd, const std::string& arch, int64_t num_classes) {
-  auto model = nn::make_resnet(arch, num_classes);
+  auto model = nn::build_model(arch, num_classes);
   io::LoadOptions o;
   o.strict = false;
   o.dry_run = true;
@@ -218,12 +190,7 @@ LoadedModel load_model(const ModelRequest& req) {
   LoadedModel m;
   m.ckpt = load_checkpoint(req.weights, req.quiet);
   const TrainingCheckpoint& ck = m.ckpt;
-  int64_t rows = head_classes(ck.model);
-  for (const auto& [k, t] : ck.model)  // under a prefix: the load plan below names it
-    if (rows == 0 && t.dim() == 2 && k.size() > 10 && k.ends_with(".fc.weight")) rows = t.size(0);
-  GRAFT_CHECK(rows > 0, "'", req.weights,
-              "' has no 2-D fc.weight: not a ResNet classifier's weights");
-  const std::string inferred = infer_arch(ck.model);
+  const std::string inferred = nn::infer_arch(ck.model);
   m.arch = !ck.arch.empty() ? ck.arch : inferred;
   if (!req.arch.empty() && req.arch != m.arch) {
     GRAFT_CHECK(m.arch.empty() || req.override_meta, "--arch ", req.arch, " contradicts '",
@@ -232,20 +199,27 @@ LoadedModel load_model(const ModelRequest& req) {
     m.arch = req.arch;
   }
   GRAFT_CHECK(!m.arch.empty(), "'", req.weights,
-              "' does not say which ResNet it is and its keys fit none; pass --arch");
+              "' does not say which model it is and its keys fit none; pass --arch (",
+              nn::model_names(), ")");
+  const std::string head = nn::model_spec(m.arch).head_linear + ".weight";
+  int64_t rows = nn::head_classes(ck.model, m.arch);
+  for (const auto& [k, t] : ck.model)  // under a prefix: the load plan below names it
+    if (rows == 0 && t.dim() == 2 && k.ends_with("." + head)) rows = t.size(0);
+  GRAFT_CHECK(rows > 0, "'", req.weights, "' has no 2-D ", head, ": not a ", m.arch,
+              " classifier's weights");
   GRAFT_CHECK(req.num_classes <= 0 || req.num_classes == rows, "--num-classes ", req.num_classes,
-              " contradicts '", req.weights, "', whose fc.weight has ", rows,
+              " contradicts '", req.weights, "', whose ", head, " has ", rows,
               " rows (classes); drop --num-classes");
   m.num_classes = rows;
   const io::LoadReport rep = plan_load(ck.model, m.arch, m.num_classes);
   if (!rep.ok()) {
-    std::string hint = io::diagnose_load(rep);
+    std::string hint = io::diagnose_load(rep, nn::model_spec(m.arch).head_linear);
     if (!inferred.empty() && inferred != m.arch) hint += "; the file looks like a " + inferred;
     GRAFT_FAIL("'", req.weights, "' does not fit ", m.arch, " with ", m.num_classes,
                " classes: ", hint, " (full report: graft inspect --plan ", req.weights, " --arch ",
                m.arch, ")");
   }
-  m.model = nn::make_resnet(m.arch, m.num_classes);
+  m.model = nn::build_model(m.arch, m.num_classes);
   io::load_state_dict(m.model->state_dict(), ck.model);
   return m;
 }

@@ -23,7 +23,7 @@
 
 #include "io/pth.h"
 #include "io/state_dict.h"
-#include "nn/models/resnet.h"
+#include "nn/models/registry.h"
 #include "optim/optimizer.h"
 #include "train/fit.h"
 
@@ -70,11 +70,6 @@ void save_checkpoint(const std::string& path, const TrainingCheckpoint& ckpt);
 // goes to `notes` (stderr when null and !quiet).
 TrainingCheckpoint load_checkpoint(const std::string& path, bool quiet = false);
 
-// The ResNet depth whose block layout the keys have ("" when none fits).
-std::string infer_arch(const io::NamedTensors& sd);
-// Rows of fc.weight (0 when absent).
-int64_t head_classes(const io::NamedTensors& sd);
-
 // What a subcommand's flags ask of the model; empty / 0: take it from the file.
 struct ModelRequest {
   std::string weights;         // the file (named in every message)
@@ -85,7 +80,7 @@ struct ModelRequest {
 };
 
 struct LoadedModel {
-  std::shared_ptr<nn::ResNet> model;
+  std::shared_ptr<nn::Classifier> model;
   TrainingCheckpoint ckpt;
   std::string arch;
   int64_t num_classes = 0;

@@ -12,7 +12,7 @@
 #include "data/loader.h"
 #include "io/state_dict.h"
 #include "nn/layers.h"
-#include "nn/models/resnet.h"
+#include "nn/models/registry.h"
 #include "optim/optimizer.h"
 #include "train/checkpoint.h"
 #include "train/feature_cache.h"
@@ -68,8 +68,8 @@ optim::SGDOptions sgd(const DemoOptions& o) {
   return s;
 }
 
-std::shared_ptr<nn::ResNet> pretrain_source(const DemoOptions& o, const std::string& path) {
-  auto model = nn::make_resnet(o.arch, 5);
+std::shared_ptr<nn::Classifier> pretrain_source(const DemoOptions& o, const std::string& path) {
+  auto model = nn::build_model(o.arch, 5);
   if (!o.source_weights.empty()) {
     std::cerr << "source: loading " << o.source_weights << "\n";
     io::load_state_dict(model->state_dict(), io::load_weights_file(o.source_weights));
@@ -144,22 +144,23 @@ Target load_target(const DemoOptions& o) {
 // The model of one mode before training: the source's backbone (except
 // scratch) under a new 5-class head, frozen as the mode says; `ft` gets the
 // mode's fine-tuning options.
-std::shared_ptr<nn::ResNet> mode_model(const DemoOptions& o, const std::string& mode, int64_t k,
-                                       const io::NamedTensors& source_sd, FinetuneOptions& ft) {
+std::shared_ptr<nn::Classifier> mode_model(const DemoOptions& o, const std::string& mode, int64_t k,
+                                           const io::NamedTensors& source_sd, FinetuneOptions& ft) {
   manual_seed(o.seed + 1000 + static_cast<uint64_t>(k));  // same head init for every mode
-  auto model = nn::make_resnet(o.arch, 5);
+  auto model = nn::build_model(o.arch, 5);
+  ft.head_glob = model->head_glob();
   if (mode != "scratch") {
     io::LoadOptions lo;
-    lo.skip("fc.*");
+    lo.skip(model->head_glob());
     lo.strict = false;
     io::load_state_dict(model->state_dict(), source_sd, lo);
-    model->replace_head(5);
+    model->replace_classifier(5);
   }
   if (mode == "feature-extract") {
     // Only the new head learns; BN layers of the frozen backbone keep the
     // source statistics (a fully frozen feature extractor).
     model->requires_grad_(false);
-    model->fc->requires_grad_(true);
+    model->classifier()->requires_grad_(true);
     ft.bn = BnPolicy::Frozen;
   } else if (mode == "lr0") {
     ft.backbone_lr_mult = 0;
@@ -181,7 +182,7 @@ struct ModeRun {
 // and evaluates it on the whole target test set: on the full model, or, where
 // that is exact and allowed, on backbone features computed once.
 ModeRun train_mode(const DemoOptions& o, const std::string& mode, int64_t k,
-                   const data::DatasetPtr& subset, int64_t batch, nn::ResNet& model,
+                   const data::DatasetPtr& subset, int64_t batch, nn::Classifier& model,
                    optim::Optimizer& opt, FitOptions fo, Target& target) {
   const std::string why =
       o.cache_features == "off" ? "" : FeatureCache::inexact_reason(model, subset.get());
@@ -219,8 +220,8 @@ ModeRun train_mode(const DemoOptions& o, const std::string& mode, int64_t k,
       loader_opts(256, false, 0, 0));
   data::DataLoader test_loader(target.test_features->dataset(), loader_opts(256, false, 0, 0));
   fo.input_fn = train_features.input_fn();
-  run.records = fit(*model.fc, opt, nullptr, train_loader, &curve_loader, fo);
-  run.test = evaluate(*model.fc, test_loader, 5);
+  run.records = fit(*model.classifier(), opt, nullptr, train_loader, &curve_loader, fo);
+  run.test = evaluate(*model.classifier(), test_loader, 5);
   return run;
 }
 

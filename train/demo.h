@@ -1,6 +1,7 @@
 // The built-in transfer-learning experiment (`graft demo`), the seed
 // tutorials' comparison on data that ships with Debian:
-//   1. pretrain ResNet18 on Fashion-MNIST classes 0-4 (the source task);
+//   1. pretrain the model (--arch, ResNet18 by default) on Fashion-MNIST
+//      classes 0-4 (the source task);
 //   2. transfer to classes 5-9 (relabelled 0-4) with K images per class;
 //   3. compare scratch, fine-tune, feature-extract, backbone lr=0 and
 //      backbone 0.1x lr on all 5,000 target test images.

@@ -44,32 +44,32 @@ class FeatureSet : public data::Dataset {
   int64_t classes_;
 };
 
-bool is_head(const std::string& name) { return name == "fc" || name.rfind("fc.", 0) == 0; }
-
 // Module types whose forward pass is a function of its input and state alone
-// (given the BatchNorm and Dropout conditions checked separately). Exact
-// types: a subclass may override forward().
+// (given the BatchNorm and Dropout conditions checked separately): these
+// layers, and the registered models and their blocks (nn::ModelSpec::types).
+// Exact types: a subclass may override forward().
 bool known_deterministic(const nn::Module& m) {
   const std::type_info& t = typeid(m);
-  return t == typeid(nn::BasicBlock) || t == typeid(nn::Bottleneck) ||
-         t == typeid(nn::Sequential) || t == typeid(nn::Conv2d) || t == typeid(nn::BatchNorm2d) ||
-         t == typeid(nn::ReLU) || t == typeid(nn::MaxPool2d) ||
-         t == typeid(nn::AdaptiveAvgPool2d) || t == typeid(nn::Identity) ||
-         t == typeid(nn::Flatten) || t == typeid(nn::Dropout);
+  return nn::is_model_or_block_type(t) || t == typeid(nn::ReLU6) || t == typeid(nn::Sequential) ||
+         t == typeid(nn::Conv2d) || t == typeid(nn::BatchNorm2d) || t == typeid(nn::ReLU) ||
+         t == typeid(nn::MaxPool2d) || t == typeid(nn::AdaptiveAvgPool2d) ||
+         t == typeid(nn::Identity) || t == typeid(nn::Flatten) || t == typeid(nn::Dropout);
 }
 
 }  // namespace
 
-std::string FeatureCache::inexact_reason(const nn::ResNet& model, const data::Dataset* train_data) {
-  if (typeid(model) != typeid(nn::ResNet))
-    return "the model is a subclass of ResNet (" + std::string(typeid(model).name()) +
-           "), whose forward pass may differ from features() + fc";
+std::string FeatureCache::inexact_reason(const nn::Classifier& model,
+                                         const data::Dataset* train_data) {
+  if (!nn::is_model_type(typeid(model)))
+    return "the model is a " + model.type_name() + " of C++ type " + typeid(model).name() +
+           ", whose forward pass may differ from features() + " + model.classifier_name();
   if (model.has_hooks()) return "the model has a forward hook, which cached features would skip";
   for (const auto& [name, p] : model.named_parameters())
-    if (!is_head(name) && p.requires_grad())
-      return "backbone parameter '" + name + "' is trainable (only the head 'fc' may train)";
+    if (!model.in_head(name) && p.requires_grad())
+      return "backbone parameter '" + name + "' is trainable (only the head '" +
+             model.classifier_name() + "' may train)";
   for (const auto& [name, m] : model.named_modules()) {
-    if (name.empty() || is_head(name)) continue;
+    if (name.empty() || model.in_head(name)) continue;
     if (m->has_hooks())
       return "backbone module '" + name + "' has a forward hook, which cached features would skip";
     if (!known_deterministic(*m))
@@ -93,9 +93,8 @@ std::string FeatureCache::inexact_reason(const nn::ResNet& model, const data::Da
   return {};
 }
 
-int64_t FeatureCache::bytes_needed(const nn::ResNet& model, int64_t examples, bool hflip) {
-  return examples * (hflip ? 2 : 1) * model.head_in_features() *
-         static_cast<int64_t>(sizeof(float));
+int64_t FeatureCache::bytes_needed(const nn::Classifier& model, int64_t examples, bool hflip) {
+  return examples * (hflip ? 2 : 1) * model.feature_width() * static_cast<int64_t>(sizeof(float));
 }
 
 int64_t FeatureCache::bytes() const {
@@ -103,8 +102,8 @@ int64_t FeatureCache::bytes() const {
          static_cast<int64_t>(sizeof(float));
 }
 
-FeatureCache::FeatureCache(nn::ResNet& model, data::DatasetPtr data, FeatureCacheOptions o)
-    : features_(model.head_in_features()), hflip_(o.hflip) {
+FeatureCache::FeatureCache(nn::Classifier& model, data::DatasetPtr data, FeatureCacheOptions o)
+    : features_(model.feature_width()), hflip_(o.hflip) {
   GRAFT_CHECK(data, "FeatureCache: null data set");
   GRAFT_CHECK(data->deterministic(),
               "FeatureCache: the data set's examples are random (a random transform); cached "

@@ -1,12 +1,13 @@
-// Cached backbone features for training a frozen ResNet's head.
+// Cached backbone features for training a frozen classifier's head.
 //
 // When every backbone parameter is frozen, every BatchNorm of the backbone
 // normalises with its running statistics (BnPolicy::Frozen), no backbone
 // module is random or hooked, and the training examples are deterministic, an
 // epoch's backbone forward pass recomputes the features of the epoch before.
-// FeatureCache runs the backbone (ResNet::features: everything up to the
-// avgpool+flatten that feeds `fc`) once per example and keeps the result as a
-// data set; fit() then trains only the head on it:
+// FeatureCache runs the backbone (nn::Classifier::features: everything up to
+// the pooled, flattened features that feed the head, e.g. ResNet's `fc`) once
+// per example and keeps the result as a data set; fit() then trains only the
+// head on it:
 //
 //   std::string why = FeatureCache::inexact_reason(*net, train_data.get(), true);
 //   if (why.empty()) {
@@ -15,7 +16,7 @@
 //     DataLoader train_loader(train_f.dataset(), same_options_as_uncached);
 //     DataLoader val_loader(val_f.dataset(), val_options);
 //     fo.input_fn = train_f.input_fn();                            // picks flips
-//     fit(*net->fc, opt, sched, train_loader, &val_loader, fo);
+//     fit(*net->classifier(), opt, sched, train_loader, &val_loader, fo);
 //   }
 //
 // Why it is exact: the cached data set has the same size as the original, so
@@ -36,7 +37,7 @@
 
 #include "core/generator.h"
 #include "data/dataset.h"
-#include "nn/models/resnet.h"
+#include "nn/models/registry.h"
 
 namespace graft::train {
 
@@ -59,7 +60,7 @@ class FeatureCache {
  public:
   // Why training `model`'s head on cached features would not be the same
   // computation as running the model ("" when it would be):
-  //   a trainable backbone parameter (anything outside `fc`);
+  //   a trainable backbone parameter (anything outside the head);
   //   a backbone BatchNorm that uses batch statistics in training mode
   //   (BnPolicy::Train, or track_running_stats off);
   //   a Dropout with p > 0, a forward hook, or a module of a type not known to
@@ -67,16 +68,16 @@ class FeatureCache {
   //   random examples (a random transform) in `train_data` (when given).
   // fit()'s own random flip (FitOptions::hflip) does not make it inexact:
   // FeatureCacheOptions::hflip caches both orientations.
-  static std::string inexact_reason(const nn::ResNet& model, const data::Dataset* train_data);
+  static std::string inexact_reason(const nn::Classifier& model, const data::Dataset* train_data);
 
   // Bytes the features of `examples` examples would take.
-  static int64_t bytes_needed(const nn::ResNet& model, int64_t examples, bool hflip);
+  static int64_t bytes_needed(const nn::Classifier& model, int64_t examples, bool hflip);
 
   // Runs the backbone over every example of `data` once (no autograd) and
   // keeps the features on the CPU. Errors when `data` is not deterministic or
   // the features exceed options.max_bytes. Does not check the model: call
   // inexact_reason first.
-  FeatureCache(nn::ResNet& model, data::DatasetPtr data, FeatureCacheOptions options = {});
+  FeatureCache(nn::Classifier& model, data::DatasetPtr data, FeatureCacheOptions options = {});
 
   // The features as a data set of the same size and labels as the source:
   // example i is float32 [F], or [2, F] (unflipped, flipped) with hflip.

@@ -108,6 +108,8 @@ std::vector<optim::ParamGroup> build_param_groups(const nn::Module& model, const
     groups.emplace_back(params);
     return groups;
   }
+  GRAFT_CHECK(!o.head_glob.empty(),
+              "build_param_groups: a backbone or head lr multiplier needs head_glob");
   optim::NamedParams backbone, head;
   for (const auto& p : params)
     (optim::glob_match(o.head_glob, p.first) ? head : backbone).push_back(p);

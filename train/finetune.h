@@ -40,7 +40,9 @@ struct FinetuneOptions {
   // (backbone first, then the head) unless explicit groups are given.
   double backbone_lr_mult = 1.0;
   double head_lr_mult = 1.0;
-  std::string head_glob = "fc.*";
+  // The head's parameters (nn::Classifier::head_glob(), e.g. "fc.*"); needed
+  // when the multipliers split the groups.
+  std::string head_glob;
   BnPolicy bn = BnPolicy::Train;
 };
 

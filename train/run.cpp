@@ -17,7 +17,7 @@
 #include "dist/ddp.h"
 #include "dist/sync_bn.h"
 #include "io/state_dict.h"
-#include "nn/models/resnet.h"
+#include "nn/models/registry.h"
 #include "optim/params.h"
 #include "optim/scheduler.h"
 #include "train/checkpoint.h"
@@ -530,7 +530,7 @@ std::string kept_metrics(const std::string& path, int64_t epochs) {
 // ---------------------------------------------------------------- model
 
 struct Model {
-  std::shared_ptr<nn::ResNet> net;
+  std::shared_ptr<nn::Classifier> net;
   int64_t classes = 0;
 };
 
@@ -552,15 +552,15 @@ int64_t choose_classes(const TrainConfig& c, const Data& d, int64_t ckpt_classes
 }
 
 // Loads `sd` into `net` (strict), or fails in one line with the likely cause.
-void load_or_explain(nn::ResNet& net, const io::NamedTensors& sd, const std::string& what,
+void load_or_explain(nn::Classifier& net, const io::NamedTensors& sd, const std::string& what,
                      const std::string& arch) {
   io::LoadOptions dry;
   dry.strict = false;
   dry.dry_run = true;
   const io::LoadReport rep = io::load_state_dict(net.state_dict(), sd, dry);
   if (!rep.ok()) {
-    std::string hint = io::diagnose_load(rep);
-    const std::string looks = infer_arch(sd);
+    std::string hint = io::diagnose_load(rep, nn::model_spec(arch).head_linear);
+    const std::string looks = nn::infer_arch(sd);
     if (!looks.empty() && looks != arch) hint += "; the file looks like a " + looks;
     GRAFT_FAIL("'", what, "' does not fit --arch ", arch, ": ", hint);
   }
@@ -572,28 +572,29 @@ Model build_model(const TrainConfig& c, Data& d, const TrainingCheckpoint* resum
   if (resumed) {
     GRAFT_CHECK(resumed->arch.empty() || resumed->arch == c.arch, "--resume ", c.resume,
                 ": last.pth holds a ", resumed->arch, " but config.json says ", c.arch);
-    m.classes = head_classes(resumed->model);
-    m.net = nn::make_resnet(c.arch, m.classes);
+    m.classes = nn::head_classes(resumed->model, c.arch);
+    m.net = nn::build_model(c.arch, m.classes);
     if (c.dtype == "float64") m.net->to(DType::Float64);  // load without rounding
     load_or_explain(*m.net, resumed->model, c.resume + "/last.pth", c.arch);
   } else if (!c.weights.empty()) {
     const TrainingCheckpoint w = load_checkpoint(c.weights, c.quiet);
-    const int64_t ckpt_classes = head_classes(w.model);
+    const int64_t ckpt_classes = nn::head_classes(w.model, c.arch);
     m.classes = choose_classes(c, d, ckpt_classes);
-    m.net = nn::make_resnet(c.arch, ckpt_classes > 0 ? ckpt_classes : m.classes);
+    m.net = nn::build_model(c.arch, ckpt_classes > 0 ? ckpt_classes : m.classes);
     if (c.dtype == "float64") m.net->to(DType::Float64);  // load without rounding
     load_or_explain(*m.net, w.model, c.weights, c.arch);
     if (!c.quiet) std::cerr << "loaded " << w.model.size() << " tensors from " << c.weights << "\n";
     if (ckpt_classes != m.classes) {
-      m.net->replace_head(m.classes);
+      m.net->replace_classifier(m.classes);
+      const std::string& head = nn::model_spec(c.arch).head_linear;
       if (!c.quiet)
-        std::cerr << "replaced the head: fc " << ckpt_classes << " -> " << m.classes << " classes ("
-                  << (c.num_classes > 0 ? "--num-classes" : "the data's")
-                  << "); fc.weight and fc.bias freshly initialised\n";
+        std::cerr << "replaced the head: " << head << " " << ckpt_classes << " -> " << m.classes
+                  << " classes (" << (c.num_classes > 0 ? "--num-classes" : "the data's") << "); "
+                  << head << ".weight and " << head << ".bias freshly initialised\n";
     }
   } else {
     m.classes = choose_classes(c, d, 0);
-    m.net = nn::make_resnet(c.arch, m.classes);
+    m.net = nn::build_model(c.arch, m.classes);
     if (c.dtype == "float64") m.net->to(DType::Float64);  // load without rounding
   }
   if (static_cast<int64_t>(d.classes.size()) != m.classes) {
@@ -607,7 +608,7 @@ Model build_model(const TrainConfig& c, Data& d, const TrainingCheckpoint* resum
 
 // Freezing, BN policy and optimizer groups; errors for a --bn frozen that
 // would freeze nothing.
-std::unique_ptr<optim::Optimizer> apply_recipe(const TrainConfig& c, nn::ResNet& net) {
+std::unique_ptr<optim::Optimizer> apply_recipe(const TrainConfig& c, nn::Classifier& net) {
   const FinetuneOptions ft = apply_freeze_flags(c, net);
   if (c.given.count("bn") && ft.bn == BnPolicy::Frozen) {
     bool any_frozen = false;
@@ -782,8 +783,9 @@ struct CachedFeatures {
 
 }  // namespace
 
-FinetuneOptions apply_freeze_flags(const TrainConfig& c, nn::ResNet& net) {
+FinetuneOptions apply_freeze_flags(const TrainConfig& c, nn::Classifier& net) {
   FinetuneOptions ft;
+  ft.head_glob = net.head_glob();
   ft.freeze = c.freeze;
   for (const auto& spec : c.param_groups) ft.groups.push_back(parse_group_spec(spec));
   ft.backbone_lr_mult = c.backbone_lr_mult;
@@ -791,7 +793,7 @@ FinetuneOptions apply_freeze_flags(const TrainConfig& c, nn::ResNet& net) {
   ft.bn = parse_bn_policy(c.bn);
   if (c.mode == "feature-extract") {
     net.requires_grad_(false);
-    net.fc->requires_grad_(true);
+    net.classifier()->requires_grad_(true);
     ft.bn = BnPolicy::Frozen;
   }
   apply_freeze(net, ft);
@@ -1155,7 +1157,8 @@ TrainSummary run_training_on(TrainConfig cli, dist::ProcessGroup* pg) {
   SigintScope sigint;
   if (cached.train) {
     data::DataLoader* val = cached.val_loader ? cached.val_loader.get() : val_loader.get();
-    epochs = fit(*run.m.net->fc, *run.opt, run.schedule.get(), *cached.train_loader, val, fo);
+    epochs =
+        fit(*run.m.net->classifier(), *run.opt, run.schedule.get(), *cached.train_loader, val, fo);
   } else {
     epochs = fit(*run.m.net, *run.opt, run.schedule.get(), train_loader, val_loader.get(), fo);
   }

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "nn/models/resnet.h"
+#include "nn/models/registry.h"
 #include "train/finetune.h"
 #include "train/fit.h"
 
@@ -24,7 +24,7 @@ struct TrainConfig {
   std::string arch = "resnet18";
   std::string weights;  // .pth / .safetensors / .npy dir; empty: random init
   // 0: the data's classes (ImageFolder, fashion-mnist); for .npy labels,
-  // whose class count is unknown, the weights' fc when it covers the labels.
+  // whose class count is unknown, the weights' head when it covers the labels.
   int64_t num_classes = 0;
   std::string mode;  // "", scratch, finetune, feature-extract (presets)
   // data (one source)
@@ -112,6 +112,6 @@ TrainSummary run_training_on(TrainConfig c, dist::ProcessGroup* pg);
 // then each --freeze GLOB freezes what it matches (an error when it matches
 // nothing). Returns the fine-tuning options the flags give (groups, lr
 // multipliers, BatchNorm policy).
-FinetuneOptions apply_freeze_flags(const TrainConfig& c, nn::ResNet& net);
+FinetuneOptions apply_freeze_flags(const TrainConfig& c, nn::Classifier& net);
 
 }  // namespace graft::train

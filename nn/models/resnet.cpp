@@ -1,5 +1,9 @@
 #include "nn/models/resnet.h"
 
+#include <algorithm>
+#include <array>
+#include <cstdlib>
+
 #include "core/autograd.h"
 #include "core/ops.h"
 #include "nn/init.h"
@@ -87,7 +91,7 @@ Tensor Bottleneck::forward(const Tensor& x) {
 
 ResNet::ResNet(BlockKind block, std::vector<int64_t> layers, int64_t num_classes,
                bool zero_init_residual)
-    : Module("ResNet"),
+    : Classifier("ResNet"),
       block_(block),
       expansion_(block == BlockKind::Basic ? BasicBlock::expansion : Bottleneck::expansion) {
   GRAFT_CHECK(layers.size() == 4, "ResNet: expected 4 stage sizes, got ", layers.size());
@@ -168,47 +172,88 @@ Tensor ResNet::forward(const Tensor& x) {
   return (*fc)(features(x));
 }
 
-void ResNet::replace_head(int64_t num_classes, Generator* gen) {
+void ResNet::replace_classifier(int64_t num_classes, Generator* gen) {
   GRAFT_CHECK(num_classes > 0, "ResNet::replace_head: num_classes must be positive, got ",
               num_classes);
-  fc = std::make_shared<Linear>(head_in_features(), num_classes, true, gen);
+  fc = std::make_shared<Linear>(feature_width(), num_classes, true, gen);
   fc->train(is_training());
 }
 
 // ---------------------------------------------------------------- factories
 
-std::shared_ptr<ResNet> resnet18(int64_t n, bool z) {
-  return std::make_shared<ResNet>(BlockKind::Basic, std::vector<int64_t>{2, 2, 2, 2}, n, z);
-}
-std::shared_ptr<ResNet> resnet34(int64_t n, bool z) {
-  return std::make_shared<ResNet>(BlockKind::Basic, std::vector<int64_t>{3, 4, 6, 3}, n, z);
-}
-std::shared_ptr<ResNet> resnet50(int64_t n, bool z) {
-  return std::make_shared<ResNet>(BlockKind::Bottleneck, std::vector<int64_t>{3, 4, 6, 3}, n, z);
-}
-std::shared_ptr<ResNet> resnet101(int64_t n, bool z) {
-  return std::make_shared<ResNet>(BlockKind::Bottleneck, std::vector<int64_t>{3, 4, 23, 3}, n, z);
-}
-std::shared_ptr<ResNet> resnet152(int64_t n, bool z) {
-  return std::make_shared<ResNet>(BlockKind::Bottleneck, std::vector<int64_t>{3, 8, 36, 3}, n, z);
+namespace {
+
+struct Layout {
+  const char* name;
+  BlockKind block;
+  std::array<int64_t, 4> layers;
+};
+constexpr std::array<Layout, 5> kLayouts = {{
+    {"resnet18", BlockKind::Basic, {2, 2, 2, 2}},
+    {"resnet34", BlockKind::Basic, {3, 4, 6, 3}},
+    {"resnet50", BlockKind::Bottleneck, {3, 4, 6, 3}},
+    {"resnet101", BlockKind::Bottleneck, {3, 4, 23, 3}},
+    {"resnet152", BlockKind::Bottleneck, {3, 8, 36, 3}},
+}};
+
+std::shared_ptr<ResNet> build(const Layout& l, int64_t num_classes, bool zero_init_residual) {
+  return std::make_shared<ResNet>(l.block, std::vector<int64_t>(l.layers.begin(), l.layers.end()),
+                                  num_classes, zero_init_residual);
 }
 
+// Blocks per stage and block kind of a state_dict's "layerS.B...." keys.
+bool has_layout(const Named<Tensor>& sd, const Layout& l) {
+  std::array<int64_t, 4> blocks{};
+  bool bottleneck = false;
+  for (const auto& [k, t] : sd) {
+    if (k.size() < 8 || k.rfind("layer", 0) != 0 || k[6] != '.') continue;
+    const int layer = k[5] - '1';
+    if (layer < 0 || layer > 3) continue;
+    const int64_t block = std::atoll(k.c_str() + 7);
+    blocks[static_cast<size_t>(layer)] = std::max(blocks[static_cast<size_t>(layer)], block + 1);
+    bottleneck = bottleneck || k.find(".conv3.") != std::string::npos;
+  }
+  return blocks == l.layers && bottleneck == (l.block == BlockKind::Bottleneck);
+}
+
+#define GRAFT_RESNET(I)                                                                        \
+  GRAFT_MODEL({.name = kLayouts[I].name,                                                       \
+               .family = "ResNet",                                                             \
+               .head_linear = "fc",                                                            \
+               .build = [](int64_t n) { return build(kLayouts[I], n, false); },                \
+               .matches = [](const Named<Tensor>& sd) { return has_layout(sd, kLayouts[I]); }, \
+               .types = {typeid(ResNet), typeid(BasicBlock), typeid(Bottleneck)}})
+GRAFT_RESNET(0);
+GRAFT_RESNET(1);
+GRAFT_RESNET(2);
+GRAFT_RESNET(3);
+GRAFT_RESNET(4);
+#undef GRAFT_RESNET
+
+}  // namespace
+
+std::shared_ptr<ResNet> resnet18(int64_t n, bool z) { return build(kLayouts[0], n, z); }
+std::shared_ptr<ResNet> resnet34(int64_t n, bool z) { return build(kLayouts[1], n, z); }
+std::shared_ptr<ResNet> resnet50(int64_t n, bool z) { return build(kLayouts[2], n, z); }
+std::shared_ptr<ResNet> resnet101(int64_t n, bool z) { return build(kLayouts[3], n, z); }
+std::shared_ptr<ResNet> resnet152(int64_t n, bool z) { return build(kLayouts[4], n, z); }
+
 const std::vector<std::string>& resnet_archs() {
-  static const std::vector<std::string> names = {"resnet18", "resnet34", "resnet50", "resnet101",
-                                                 "resnet152"};
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> v;
+    for (const Layout& l : kLayouts) v.emplace_back(l.name);
+    return v;
+  }();
   return names;
 }
 
 std::shared_ptr<ResNet> make_resnet(const std::string& arch, int64_t num_classes,
                                     bool zero_init_residual) {
-  if (arch == "resnet18") return resnet18(num_classes, zero_init_residual);
-  if (arch == "resnet34") return resnet34(num_classes, zero_init_residual);
-  if (arch == "resnet50") return resnet50(num_classes, zero_init_residual);
-  if (arch == "resnet101") return resnet101(num_classes, zero_init_residual);
-  if (arch == "resnet152") return resnet152(num_classes, zero_init_residual);
+  for (const Layout& l : kLayouts)
+    if (arch == l.name) return build(l, num_classes, zero_init_residual);
   std::string known;
   for (const auto& n : resnet_archs()) known += (known.empty() ? "" : ", ") + n;
-  GRAFT_FAIL("unknown architecture '", arch, "' (known: ", known, ")");
+  GRAFT_FAIL("unknown ResNet '", arch, "' (known: ", known, ")");
 }
 
 }  // namespace graft::nn

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "nn/layers.h"
+#include "nn/models/registry.h"
 
 namespace graft::nn {
 
@@ -47,7 +48,7 @@ class Bottleneck : public Module {
 
 enum class BlockKind { Basic, Bottleneck };
 
-class ResNet : public Module {
+class ResNet : public Classifier {
  public:
   // layers: blocks per stage (resnet18 = {2, 2, 2, 2}).
   ResNet(BlockKind block, std::vector<int64_t> layers, int64_t num_classes = 1000,
@@ -55,12 +56,18 @@ class ResNet : public Module {
   Tensor forward(const Tensor& x) override;
 
   // Features before the classifier: [N, 512 * expansion].
-  Tensor features(const Tensor& x);
-  // Swaps the classifier for a fresh Linear(in_features, num_classes) with
-  // PyTorch's default initialisation; parameter names stay "fc.weight"/"fc.bias".
-  void replace_head(int64_t num_classes, Generator* gen = nullptr);
-  // Input width of the classifier (512 for resnet18/34, 2048 for 50/101/152).
-  int64_t head_in_features() const { return 512 * expansion_; }
+  Tensor features(const Tensor& x) override;
+  // 512 for resnet18/34, 2048 for 50/101/152.
+  int64_t feature_width() const override { return 512 * expansion_; }
+  ModulePtr classifier() const override { return fc; }
+  std::string classifier_name() const override { return "fc"; }
+  // A fresh Linear(feature_width(), num_classes) with PyTorch's default
+  // initialisation; parameter names stay "fc.weight"/"fc.bias".
+  void replace_classifier(int64_t num_classes, Generator* gen = nullptr) override;
+  // The name ResNet's callers knew before the registry (tests, user code).
+  void replace_head(int64_t num_classes, Generator* gen = nullptr) {
+    replace_classifier(num_classes, gen);
+  }
 
   std::shared_ptr<Conv2d> conv1;
   std::shared_ptr<BatchNorm2d> bn1;
@@ -68,7 +75,7 @@ class ResNet : public Module {
   std::shared_ptr<Module> maxpool;
   std::shared_ptr<Sequential> layer1, layer2, layer3, layer4;
   std::shared_ptr<Module> avgpool;
-  // Any module mapping [N, head_in_features()] to logits (assignable:
+  // Any module mapping [N, feature_width()] to logits (assignable:
   // `model->fc = std::make_shared<Linear>(512, 10)`).
   std::shared_ptr<Module> fc;
 
@@ -85,7 +92,8 @@ std::shared_ptr<ResNet> resnet50(int64_t num_classes = 1000, bool zero_init_resi
 std::shared_ptr<ResNet> resnet101(int64_t num_classes = 1000, bool zero_init_residual = false);
 std::shared_ptr<ResNet> resnet152(int64_t num_classes = 1000, bool zero_init_residual = false);
 
-// "resnet18" ... "resnet152"; an unknown name is an error listing the known ones.
+// "resnet18" ... "resnet152" with zero_init_residual (nn::build_model builds
+// every registered model); another name is an error listing these.
 std::shared_ptr<ResNet> make_resnet(const std::string& arch, int64_t num_classes = 1000,
                                     bool zero_init_residual = false);
 const std::vector<std::string>& resnet_archs();
