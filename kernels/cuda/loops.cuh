@@ -22,6 +22,13 @@ namespace graft::cuda {
 constexpr int kMaxDims = 8;
 constexpr int kBlock = 256;
 
+// for (int64_t i ...) over [0, n) in a grid-stride loop.
+#define GRAFT_GRID_STRIDE(i, n)                                                          \
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); \
+       i += static_cast<int64_t>(blockDim.x) * gridDim.x)
+
+__device__ __forceinline__ int64_t i64min(int64_t a, int64_t b) { return a < b ? a : b; }
+
 // Sizes shared by N operands plus each operand's strides (in elements), with
 // dims merged wherever every operand is contiguous across the boundary.
 template <int N>
