@@ -1,6 +1,8 @@
 // CUDA pooling, written by hand: max pooling with int64 argmax indices and
 // adaptive average pooling, forward and backward. The CPU twin is
 // kernels/cpu/pool.cpp. All nn kernels receive contiguous tensors (core/kernels.h).
+#include <cmath>
+
 #include "core/kernels.h"
 #include "kernels/cuda/loops.cuh"
 
