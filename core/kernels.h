@@ -193,6 +193,7 @@ using SoftmaxForwardFn = void (*)(const Tensor& input, int64_t dim, bool log, co
 using SoftmaxBackwardFn = void (*)(const Tensor& grad_out, const Tensor& output, int64_t dim,
                                    bool log, const Tensor& grad_input);
 // reduction: 0 none, 1 mean, 2 sum (F::Reduction's order).
+constexpr int kReduceNone = 0, kReduceMean = 1, kReduceSum = 2;
 // nll_loss on log_probs [N,C], target [N] int64. out is [N] (none) or [] scalar.
 using NllLossForwardFn = void (*)(const Tensor& log_probs, const Tensor& target, int reduction,
                                   int64_t ignore_index, const Tensor& out);

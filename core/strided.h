@@ -1,6 +1,7 @@
-// Dimension coalescing for strided loops over N operands of one shape, shared
-// by the backends' element-wise loops (kernels/cpu/loops.h,
-// kernels/cuda/loops.cuh): the device-neutral half of their offset math.
+// Device-neutral shape arithmetic shared by the backends: dimension
+// coalescing for the element-wise loops (kernels/cpu/loops.h,
+// kernels/cuda/loops.cuh: the host half of their offset math) and a tensor
+// split around one dim.
 #pragma once
 
 #include <array>
@@ -39,5 +40,21 @@ CoalescedDims<N> coalesce_dims(const Shape& shape, const std::array<const Tensor
   }
   return c;
 }
+
+// A contiguous tensor of `shape` seen as [outer, len, inner] around `dim`
+// (softmax lines, index_select blocks).
+struct DimSplit {
+  int64_t outer = 1, len = 1, inner = 1;
+  DimSplit(const Shape& shape, int64_t dim) {
+    for (int64_t d = 0; d < static_cast<int64_t>(shape.size()); ++d) {
+      if (d < dim)
+        outer *= shape[d];
+      else if (d == dim)
+        len = shape[d];
+      else
+        inner *= shape[d];
+    }
+  }
+};
 
 }  // namespace graft

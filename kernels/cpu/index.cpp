@@ -12,21 +12,11 @@
 
 #include "core/kernels.h"
 #include "core/parallel.h"
+#include "core/strided.h"
 
 namespace graft::cpu {
 
 namespace {
-
-struct Blocks {
-  int64_t outer = 1, inner = 1;
-};
-
-Blocks blocks_of(const Shape& shape, int64_t dim) {
-  Blocks b;
-  for (int64_t d = 0; d < dim; ++d) b.outer *= shape[d];
-  for (size_t d = static_cast<size_t>(dim) + 1; d < shape.size(); ++d) b.inner *= shape[d];
-  return b;
-}
 
 inline int64_t checked_index(int64_t idx, int64_t size, const char* op, int64_t dim) {
   GRAFT_CHECK(idx >= -size && idx < size, op, ": index ", idx, " is out of bounds for dim ", dim,
@@ -37,7 +27,7 @@ inline int64_t checked_index(int64_t idx, int64_t size, const char* op, int64_t 
 void index_select_cpu(const Tensor& in, int64_t dim, const Tensor& index, const Tensor& out) {
   const Tensor src = in.detach().contiguous();
   GRAFT_CHECK(out.is_contiguous(), "index_select kernel: output must be contiguous");
-  const Blocks b = blocks_of(src.sizes(), dim);
+  const DimSplit b(src.sizes(), dim);
   const int64_t n_src = src.dim() == 0 ? 1 : src.size(dim);
   const int64_t n_idx = index.numel();
   const int64_t* idx = index.data_ptr<int64_t>();
@@ -60,7 +50,7 @@ void index_select_cpu(const Tensor& in, int64_t dim, const Tensor& index, const 
 void index_add_cpu(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src_in) {
   GRAFT_CHECK(out.is_contiguous(), "index_add kernel: output must be contiguous");
   const Tensor src = src_in.detach().contiguous();
-  const Blocks b = blocks_of(out.sizes(), dim);
+  const DimSplit b(out.sizes(), dim);
   const int64_t n_out = out.dim() == 0 ? 1 : out.size(dim);
   const int64_t n_idx = index.numel();
   const int64_t* idx = index.data_ptr<int64_t>();

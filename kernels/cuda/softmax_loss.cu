@@ -13,22 +13,6 @@ namespace graft::cuda {
 
 namespace {
 
-constexpr int kReduceNone = 0, kReduceMean = 1;
-
-struct Rows {  // a contiguous tensor as [outer, len, inner] around `dim`
-  int64_t outer = 1, len = 1, inner = 1;
-  Rows(const Tensor& t, int64_t dim) {
-    for (int64_t d = 0; d < t.dim(); ++d) {
-      if (d < dim)
-        outer *= t.sizes()[d];
-      else if (d == dim)
-        len = t.sizes()[d];
-      else
-        inner *= t.sizes()[d];
-    }
-  }
-};
-
 // ---- softmax over a middle dim ([outer, len, inner], inner > 1): a block
 // per tile of `cols` neighbouring lines (same outer index, consecutive inner
 // indices, so a warp reads consecutive addresses). The block is cols x rows
@@ -185,7 +169,7 @@ __global__ void softmax_bwd_rows_kernel(const T* __restrict__ g, const T* __rest
 unsigned warp_rows_grid(int64_t rows) { return grid_for(rows, kBlock / kWarp); }
 
 void softmax_forward_cuda(const Tensor& x, int64_t dim, bool log, const Tensor& out) {
-  const Rows r(x, dim);
+  const DimSplit r(x.sizes(), dim);
   const int device = x.device().index;
   DeviceGuard guard(device);
   GRAFT_DISPATCH_FLOAT(x.dtype(), "softmax", [&] {
@@ -206,7 +190,7 @@ void softmax_forward_cuda(const Tensor& x, int64_t dim, bool log, const Tensor& 
 
 void softmax_backward_cuda(const Tensor& grad_out, const Tensor& output, int64_t dim, bool log,
                            const Tensor& grad_input) {
-  const Rows r(output, dim);
+  const DimSplit r(output.sizes(), dim);
   if (output.numel() == 0) return;
   const int device = output.device().index;
   DeviceGuard guard(device);
