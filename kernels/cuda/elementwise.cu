@@ -6,7 +6,6 @@
 #include <type_traits>
 
 #include "core/kernels.h"
-#include "core/alloc.h"
 #include "kernels/cuda/loops.cuh"
 
 namespace graft::cuda {
