@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/alloc.h"
+#include "core/conv_params.h"
 #include "core/dispatch.h"
 #include "core/tensor.h"
 
@@ -79,16 +81,31 @@ using CopyFn = void (*)(const Tensor& src, const Tensor& dst);
 using FillFn = void (*)(const Tensor& out, double value);
 // out = cond ? a : b, all expanded to out's shape; cond is bool.
 using WhereFn = void (*)(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out);
-// Reduces `in` over `dims` (sorted, unique, non-empty) into `out`, which has
-// in's shape with the reduced dims set to 1 (keepdim form).
-using ReduceFn = void (*)(ReduceOp op, const Tensor& in, const std::vector<int64_t>& dims,
-                          const Tensor& out);
-// Index of the max/min along `dim` (first occurrence); outputs in keepdim form.
-// `values` may be undefined.
-using ArgReduceFn = void (*)(ArgReduceOp op, const Tensor& in, int64_t dim, const Tensor& values,
-                             const Tensor& indices);
-// Variance over dims with Bessel-style `correction` (1 = unbiased); keepdim form.
-using VarFn = void (*)(const Tensor& in, const std::vector<int64_t>& dims, double correction,
+// The reduction kernels reduce rows. The front end (core/ops_reduce.cpp) lays
+// the input out: `in` is contiguous, viewed as [len / inner, rows, inner], and
+// row r holds the `len` elements in[a, r, b], taken in the order i = a * inner + b.
+// inner == len gives plain rows ([rows, len], the reduced dims last); a
+// smaller inner lets a contiguous [A, K, B] input reduced over A and B be read
+// in place (inner = B). Output element r (contiguous, `rows` elements) is row
+// r's result.
+struct ReduceRows {
+  int64_t rows = 0, len = 0, inner = 0;
+};
+// The kernels' check of that contract (`plain`: inner == len is required).
+inline void check_reduce_rows(const Tensor& in, const ReduceRows& rr, bool plain,
+                              const char* what) {
+  GRAFT_CHECK(
+      in.is_contiguous() && in.numel() == rr.rows * rr.len &&
+          (plain ? rr.inner == rr.len : rr.len == 0 || (rr.inner > 0 && rr.len % rr.inner == 0)),
+      what, ": the input is not laid out as ", plain ? "plain " : "", "reduction rows");
+}
+using ReduceFn = void (*)(ReduceOp op, const Tensor& in, const ReduceRows& rows, const Tensor& out);
+// Index of each row's max/min (first occurrence); `values` may be undefined.
+// Plain rows only (inner == len).
+using ArgReduceFn = void (*)(ArgReduceOp op, const Tensor& in, const ReduceRows& rows,
+                             const Tensor& values, const Tensor& indices);
+// Variance of each row with Bessel-style `correction` (1 = unbiased). Plain rows only.
+using VarFn = void (*)(const Tensor& in, const ReduceRows& rows, double correction,
                        const Tensor& out);
 // Batched matrix product out[b] = a[b] @ b[b] (+ out[b] when accumulate).
 // a: [B,M,K], b: [B,K,N], out: [B,M,N] contiguous. In each matrix of a and b
@@ -123,9 +140,6 @@ GRAFT_DECLARE_KERNEL(scatter_add, ScatterAddFn)
 // ---- nn kernels (front ends in core/ops_nn.cpp) ----
 // Tensors named "grad_*" that a caller does not need may be passed undefined
 // (an output mask); kernels skip them. All nn kernels take contiguous tensors.
-namespace F {
-struct Conv2dParams;
-}
 struct Pool2dParams {
   int64_t kernel_h = 1, kernel_w = 1;
   int64_t stride_h = 1, stride_w = 1;
@@ -178,6 +192,7 @@ using SoftmaxForwardFn = void (*)(const Tensor& input, int64_t dim, bool log, co
 using SoftmaxBackwardFn = void (*)(const Tensor& grad_out, const Tensor& output, int64_t dim,
                                    bool log, const Tensor& grad_input);
 // reduction: 0 none, 1 mean, 2 sum (F::Reduction's order).
+constexpr int kReduceNone = 0, kReduceMean = 1, kReduceSum = 2;
 // nll_loss on log_probs [N,C], target [N] int64. out is [N] (none) or [] scalar.
 using NllLossForwardFn = void (*)(const Tensor& log_probs, const Tensor& target, int reduction,
                                   int64_t ignore_index, const Tensor& out);

@@ -9,30 +9,13 @@
 #include <optional>
 #include <vector>
 
+#include "core/alloc.h"
 #include "core/generator.h"
 #include "core/tensor.h"
 
 namespace graft {
 
-struct TensorOptions {
-  DType dtype = DType::Float32;
-  Device device = Device::cpu();
-  bool requires_grad = false;
-  TensorOptions& with_dtype(DType d) {
-    dtype = d;
-    return *this;
-  }
-  TensorOptions& with_device(Device d) {
-    device = d;
-    return *this;
-  }
-};
-inline TensorOptions opts(DType dtype, Device device = Device::cpu()) {
-  return {dtype, device, false};
-}
-
-// ---- factories ----
-Tensor empty(const Shape& shape, TensorOptions o = {});
+// ---- factories (empty() and TensorOptions are in core/alloc.h) ----
 Tensor zeros(const Shape& shape, TensorOptions o = {});
 Tensor ones(const Shape& shape, TensorOptions o = {});
 Tensor full(const Shape& shape, double value, TensorOptions o = {});

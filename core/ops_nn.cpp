@@ -52,13 +52,13 @@ int64_t pooled_size(int64_t in, int64_t k, int64_t pad, int64_t stride, int64_t 
 int reduction_code(Reduction r) {
   switch (r) {
     case Reduction::None:
-      return 0;
+      return kReduceNone;
     case Reduction::Mean:
-      return 1;
+      return kReduceMean;
     case Reduction::Sum:
-      return 2;
+      return kReduceSum;
   }
-  return 1;
+  return kReduceMean;
 }
 
 void check_target(const Tensor& input, const Tensor& target, const char* op) {

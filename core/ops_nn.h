@@ -6,16 +6,10 @@
 #include <cstdint>
 #include <optional>
 
+#include "core/conv_params.h"
 #include "core/ops.h"
 
 namespace graft::F {
-
-struct Conv2dParams {
-  int64_t stride_h = 1, stride_w = 1;
-  int64_t pad_h = 0, pad_w = 0;
-  int64_t dilation_h = 1, dilation_w = 1;
-  int64_t groups = 1;
-};
 
 // input [N,C,H,W], weight [O,C/groups,kh,kw], bias [O] or undefined.
 Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, const Conv2dParams& p);

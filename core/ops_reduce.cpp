@@ -38,6 +38,45 @@ Shape squeezed_shape(const Tensor& a, const std::vector<int64_t>& dims) {
   return s;
 }
 
+// Lays `in` out for the reduction kernels (core/kernels.h, ReduceRows) over
+// `dims` (sorted, unique). A contiguous input whose kept dims are adjacent
+// ([A, K, B] reduced over A and B, e.g. a conv bias gradient) is read in place
+// with inner = B, unless `plain` rows are asked for; any other input becomes a
+// contiguous copy with the kept dims first and the reduced dims last (no copy
+// when it already is). Either way row r takes its elements in the order of
+// the permuted copy, so the result does not depend on which layout is used.
+Tensor reduce_rows_input(const Tensor& in, const std::vector<int64_t>& dims, bool plain,
+                         ReduceRows& rr) {
+  std::vector<bool> reduced(in.dim(), false);
+  for (int64_t d : dims) reduced[d] = true;
+  Shape perm;
+  int64_t first = -1, last = -1;
+  bool adjacent = true;
+  rr = ReduceRows{1, 1, 1};
+  for (int64_t d = 0; d < in.dim(); ++d)
+    if (!reduced[d]) {
+      perm.push_back(d);
+      rr.rows *= in.sizes()[d];
+      if (last >= 0 && last != d - 1) adjacent = false;
+      if (first < 0) first = d;
+      last = d;
+    }
+  for (int64_t d : dims) {
+    perm.push_back(d);
+    rr.len *= in.sizes()[d];
+  }
+  rr.inner = rr.len;
+  if (!plain && adjacent && in.is_contiguous()) {
+    if (first >= 0) {
+      rr.inner = 1;
+      for (int64_t d = last + 1; d < in.dim(); ++d) rr.inner *= in.sizes()[d];
+    }
+    return in;
+  }
+  NoGradGuard g;
+  return in.permute(perm).contiguous();
+}
+
 DType reduce_dtype(const Tensor& a, ReduceOp op) {
   DType t = a.dtype();
   if (t == DType::Float16 || t == DType::BFloat16) return DType::Float32;
@@ -54,7 +93,9 @@ Tensor reduce_op(ReduceOp op, const Tensor& a, const std::vector<int64_t>& dims,
   if (in.dim() == 0 || dims.empty()) {
     kernel::copy(a.device())(in, out);
   } else {
-    kernel::reduce(a.device())(op, in, dims, out);
+    ReduceRows rr;
+    const Tensor src = reduce_rows_input(in, dims, false, rr);
+    kernel::reduce(a.device())(op, src, rr, out);
   }
   if (!keepdim) out = out.view(squeezed_shape(in, dims));
   return out;
@@ -113,7 +154,9 @@ Tensor var(const Tensor& a, std::vector<int64_t> dims, double correction, bool k
     // A 0-d tensor reduces over its single element.
     const Tensor in = a.dim() == 0 ? a.reshape({1}) : a;
     const std::vector<int64_t> kdims = a.dim() == 0 ? std::vector<int64_t>{0} : dims;
-    kernel::var(a.device())(in, kdims, correction, a.dim() == 0 ? out.reshape({1}) : out);
+    ReduceRows rr;
+    const Tensor src = reduce_rows_input(in, kdims, true, rr);
+    kernel::var(a.device())(src, rr, correction, a.dim() == 0 ? out.reshape({1}) : out);
   }
   if (!keepdim) out = out.view(squeezed_shape(a, dims));
   if (autograd::any_requires_grad({&a})) derivatives::var(a, dims, correction, keepdim, out);
@@ -143,7 +186,9 @@ ValuesIndices arg_reduce_op(ArgReduceOp op, const Tensor& a, int64_t dim, bool k
   if (want_values) r.values = empty(kshape, opts(ct, a.device()));
   {
     NoGradGuard g;
-    kernel::arg_reduce(a.device())(op, inc.detach(), dim, r.values, r.indices);
+    ReduceRows rr;
+    const Tensor src = reduce_rows_input(inc.detach(), {dim}, true, rr);
+    kernel::arg_reduce(a.device())(op, src, rr, r.values, r.indices);
   }
   const Shape final_shape = a.dim() == 0 ? Shape{} : (keepdim ? kshape : squeezed_shape(in, {dim}));
   r.indices = r.indices.view(final_shape);

@@ -24,7 +24,6 @@
 #include <mutex>
 
 #include "core/kernels.h"
-#include "core/ops_nn.h"
 #include "core/parallel.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/workspace.h"

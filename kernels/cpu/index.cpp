@@ -2,31 +2,21 @@
 // gather / scatter_add (its adjoint).
 //
 // index_select and index_add view their operands as [outer, dim, inner]
-// blocks (the data operand is made contiguous first), so each selected slice
+// blocks (the data operand is made contiguous first, detached so that the copy
+// records no autograd history), so each selected slice
 // is a contiguous run of `inner` elements. gather and scatter_add walk the
 // index tensor element by element with full strides. Out-of-range indices
 // throw instead of reading or writing out of bounds.
 #include <algorithm>
 #include <cstring>
 
-#include "core/autograd.h"
 #include "core/kernels.h"
 #include "core/parallel.h"
+#include "core/strided.h"
 
 namespace graft::cpu {
 
 namespace {
-
-struct Blocks {
-  int64_t outer = 1, inner = 1;
-};
-
-Blocks blocks_of(const Shape& shape, int64_t dim) {
-  Blocks b;
-  for (int64_t d = 0; d < dim; ++d) b.outer *= shape[d];
-  for (size_t d = static_cast<size_t>(dim) + 1; d < shape.size(); ++d) b.inner *= shape[d];
-  return b;
-}
 
 inline int64_t checked_index(int64_t idx, int64_t size, const char* op, int64_t dim) {
   GRAFT_CHECK(idx >= -size && idx < size, op, ": index ", idx, " is out of bounds for dim ", dim,
@@ -35,10 +25,9 @@ inline int64_t checked_index(int64_t idx, int64_t size, const char* op, int64_t 
 }
 
 void index_select_cpu(const Tensor& in, int64_t dim, const Tensor& index, const Tensor& out) {
-  NoGradGuard g;
-  const Tensor src = in.contiguous();
+  const Tensor src = in.detach().contiguous();
   GRAFT_CHECK(out.is_contiguous(), "index_select kernel: output must be contiguous");
-  const Blocks b = blocks_of(src.sizes(), dim);
+  const DimSplit b(src.sizes(), dim);
   const int64_t n_src = src.dim() == 0 ? 1 : src.size(dim);
   const int64_t n_idx = index.numel();
   const int64_t* idx = index.data_ptr<int64_t>();
@@ -59,10 +48,9 @@ void index_select_cpu(const Tensor& in, int64_t dim, const Tensor& index, const 
 }
 
 void index_add_cpu(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src_in) {
-  NoGradGuard g;
   GRAFT_CHECK(out.is_contiguous(), "index_add kernel: output must be contiguous");
-  const Tensor src = src_in.contiguous();
-  const Blocks b = blocks_of(out.sizes(), dim);
+  const Tensor src = src_in.detach().contiguous();
+  const DimSplit b(out.sizes(), dim);
   const int64_t n_out = out.dim() == 0 ? 1 : out.size(dim);
   const int64_t n_idx = index.numel();
   const int64_t* idx = index.data_ptr<int64_t>();
@@ -103,9 +91,8 @@ void for_each_index(const Shape& shape, Fn&& fn) {
 }
 
 void gather_cpu(const Tensor& in, int64_t dim, const Tensor& index_in, const Tensor& out) {
-  NoGradGuard g;
   GRAFT_CHECK(out.is_contiguous(), "gather kernel: output must be contiguous");
-  const Tensor index = index_in.contiguous();
+  const Tensor index = index_in.detach().contiguous();
   const int64_t* idx = index.data_ptr<int64_t>();
   const int64_t n_in = in.dim() == 0 ? 1 : in.size(dim);
   const Shape& st = in.strides();
@@ -123,8 +110,7 @@ void gather_cpu(const Tensor& in, int64_t dim, const Tensor& index_in, const Ten
 }
 
 void scatter_add_cpu(const Tensor& out, int64_t dim, const Tensor& index_in, const Tensor& src) {
-  NoGradGuard g;
-  const Tensor index = index_in.contiguous();
+  const Tensor index = index_in.detach().contiguous();
   const int64_t* idx = index.data_ptr<int64_t>();
   const int64_t n_out = out.dim() == 0 ? 1 : out.size(dim);
   const Shape& so = out.strides();

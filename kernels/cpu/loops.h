@@ -1,16 +1,19 @@
 // Strided N-ary loops for CPU element-wise kernels.
 //
 // StridedLoop walks a shape over N operands (operand 0 is usually the output),
-// merges dimensions that are contiguous in every operand, and hands the
-// innermost runs to a callback: inner(ptrs, byte_strides, n). Element ranges
-// are split across threads with parallel_for.
+// merges dimensions that are contiguous in every operand (coalesce_dims,
+// core/strided.h), and hands the innermost runs to a callback:
+// inner(ptrs, byte_strides, n). Element ranges are split across threads with
+// parallel_for.
 #pragma once
 
 #include <array>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "core/parallel.h"
+#include "core/strided.h"
 #include "core/tensor.h"
 
 namespace graft::cpu {
@@ -19,21 +22,14 @@ template <size_t N>
 class StridedLoop {
  public:
   StridedLoop(const Shape& shape, const std::array<const Tensor*, N>& operands) {
-    const size_t nd = shape.size();
-    // Build (size, byte strides) per dim, skipping size-1 dims.
-    for (size_t d = 0; d < nd; ++d) {
-      if (shape[d] == 1) continue;
-      sizes_.push_back(shape[d]);
-      for (size_t k = 0; k < N; ++k) {
-        strides_[k].push_back(operands[k]->strides()[d] *
-                              static_cast<int64_t>(operands[k]->itemsize()));
-      }
+    CoalescedDims<N> m = coalesce_dims<N>(shape, operands);  // core/strided.h
+    sizes_ = std::move(m.sizes);
+    for (size_t k = 0; k < N; ++k) {
+      strides_[k] = std::move(m.strides[k]);
+      for (int64_t& st : strides_[k]) st *= static_cast<int64_t>(operands[k]->itemsize());
+      base_[k] = static_cast<char*>(operands[k]->raw_data());
     }
-    for (size_t k = 0; k < N; ++k) base_[k] = static_cast<char*>(operands[k]->raw_data());
-    coalesce();
-    numel_ = 1;
-    for (int64_t s : sizes_) numel_ *= s;
-    if (shape_numel(shape) == 0) numel_ = 0;
+    numel_ = shape_numel(shape);
   }
 
   int64_t numel() const { return numel_; }
@@ -62,27 +58,6 @@ class StridedLoop {
   }
 
  private:
-  void coalesce() {
-    // Merge dim d into d-1 when, for every operand, stride[d-1] == stride[d]*size[d].
-    if (sizes_.size() < 2) return;
-    std::vector<int64_t> sz{sizes_.back()};
-    std::array<std::vector<int64_t>, N> st;
-    for (size_t k = 0; k < N; ++k) st[k] = {strides_[k].back()};
-    for (size_t d = sizes_.size() - 1; d-- > 0;) {
-      bool merge = true;
-      for (size_t k = 0; k < N; ++k)
-        if (strides_[k][d] != st[k].front() * sz.front()) merge = false;
-      if (merge) {
-        sz.front() *= sizes_[d];
-      } else {
-        sz.insert(sz.begin(), sizes_[d]);
-        for (size_t k = 0; k < N; ++k) st[k].insert(st[k].begin(), strides_[k][d]);
-      }
-    }
-    sizes_ = sz;
-    strides_ = st;
-  }
-
   template <typename Inner>
   void run_range(int64_t begin, int64_t end, Inner& inner) const {
     const size_t nd = sizes_.size();

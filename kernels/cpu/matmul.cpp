@@ -8,7 +8,6 @@
 #include <Eigen/Core>
 #include <algorithm>
 
-#include "core/autograd.h"
 #include "core/kernels.h"
 #include "core/parallel.h"
 

@@ -6,27 +6,11 @@
 
 #include "core/kernels.h"
 #include "core/parallel.h"
+#include "core/strided.h"
 
 namespace graft::cpu {
 
 namespace {
-
-constexpr int kReduceNone = 0, kReduceMean = 1;
-
-// A contiguous tensor seen as [outer, len, inner] around `dim`.
-struct Rows {
-  int64_t outer = 1, len = 1, inner = 1;
-  Rows(const Tensor& t, int64_t dim) {
-    for (int64_t d = 0; d < t.dim(); ++d) {
-      if (d < dim)
-        outer *= t.size(d);
-      else if (d == dim)
-        len = t.size(d);
-      else
-        inner *= t.size(d);
-    }
-  }
-};
 
 template <typename T>
 void softmax_row(const T* x, T* y, int64_t len, int64_t stride, bool log) {
@@ -45,7 +29,7 @@ void softmax_row(const T* x, T* y, int64_t len, int64_t stride, bool log) {
 
 template <typename T>
 void softmax_forward(const Tensor& input, int64_t dim, bool log, const Tensor& out) {
-  const Rows r(input, dim);
+  const DimSplit r(input.sizes(), dim);
   const T* x = input.data_ptr<T>();
   T* y = out.data_ptr<T>();
   parallel_for(0, r.outer * r.inner, std::max<int64_t>(1, 4096 / std::max<int64_t>(r.len, 1)),
@@ -61,7 +45,7 @@ void softmax_forward(const Tensor& input, int64_t dim, bool log, const Tensor& o
 template <typename T>
 void softmax_backward(const Tensor& grad_out, const Tensor& output, int64_t dim, bool log,
                       const Tensor& grad_input) {
-  const Rows r(output, dim);
+  const DimSplit r(output.sizes(), dim);
   const T* g = grad_out.data_ptr<T>();
   const T* y = output.data_ptr<T>();
   T* gi = grad_input.data_ptr<T>();

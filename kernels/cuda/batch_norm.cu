@@ -7,9 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "core/autograd.h"
 #include "core/kernels.h"
-#include "core/ops.h"
 #include "kernels/cuda/loops.cuh"
 
 namespace graft::cuda {
@@ -170,8 +168,10 @@ bool cudnn_ok(const Tensor& x, double eps) {
 }
 
 Tensor or_filled(const Tensor& t, int64_t C, const Tensor& like, double v) {
-  NoGradGuard no_grad;
-  return t.defined() ? t : full({C}, v, opts(like.dtype(), like.device()));
+  if (t.defined()) return t;
+  Tensor f = empty({C}, opts(like.dtype(), like.device()));
+  kernel::fill(like.device())(f, v);
+  return f;
 }
 
 void alpha_beta(DType t, const void*& one, const void*& zero) {

@@ -13,10 +13,7 @@
 #include <tuple>
 #include <vector>
 
-#include "core/autograd.h"
 #include "core/kernels.h"
-#include "core/ops.h"
-#include "core/ops_nn.h"
 #include "kernels/cuda/loops.cuh"
 
 namespace graft::cuda {
@@ -446,8 +443,7 @@ void conv_forward_cuda(const Tensor& x, const Tensor& w, const Tensor& b, const 
   }
   native_conv<0>(shape_of(x, w, out, p), w, x, out);
   if (b.defined()) {
-    NoGradGuard no_grad;
-    const Tensor bb = b.view({1, b.numel(), 1, 1}).expand(out.sizes());
+    const Tensor bb = b.detach().view({1, b.numel(), 1, 1}).expand(out.sizes());
     kernel::binary(out.device())(BinaryOp::Add, out, bb, out);
   }
 }

@@ -6,7 +6,6 @@
 #include <type_traits>
 
 #include "core/kernels.h"
-#include "core/ops.h"
 #include "kernels/cuda/loops.cuh"
 
 namespace graft::cuda {

@@ -13,6 +13,7 @@
 
 #include "core/convert.h"
 #include "core/dtype.h"
+#include "core/strided.h"
 #include "core/tensor.h"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/runtime.cuh"
@@ -22,8 +23,16 @@ namespace graft::cuda {
 constexpr int kMaxDims = 8;
 constexpr int kBlock = 256;
 
+// for (int64_t i ...) over [0, n) in a grid-stride loop.
+#define GRAFT_GRID_STRIDE(i, n)                                                          \
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); \
+       i += static_cast<int64_t>(blockDim.x) * gridDim.x)
+
+__device__ __forceinline__ int64_t i64min(int64_t a, int64_t b) { return a < b ? a : b; }
+
 // Sizes shared by N operands plus each operand's strides (in elements), with
-// dims merged wherever every operand is contiguous across the boundary.
+// dims merged wherever every operand is contiguous across the boundary
+// (coalesce_dims, core/strided.h); offsets() is the device-side index math.
 template <int N>
 struct OffsetCalc {
   int ndim = 0;
@@ -46,35 +55,14 @@ struct OffsetCalc {
 // after merging.
 template <int N>
 OffsetCalc<N> make_offset_calc(const Shape& shape, const std::array<const Tensor*, N>& ts) {
-  // Drop size-1 dims, then merge dim d into d+1 when stride[d] == stride[d+1]*size[d+1]
-  // for every operand.
-  Shape sizes;
-  std::array<Shape, N> strides;
-  for (size_t d = 0; d < shape.size(); ++d) {
-    if (shape[d] == 1) continue;
-    sizes.push_back(shape[d]);
-    for (int k = 0; k < N; ++k) strides[k].push_back(ts[k]->strides()[d]);
-  }
-  Shape ms;
-  std::array<Shape, N> mst;
-  for (size_t d = 0; d < sizes.size(); ++d) {
-    bool merge = !ms.empty();
-    for (int k = 0; k < N && merge; ++k) merge = mst[k].back() == strides[k][d] * sizes[d];
-    if (merge) {
-      ms.back() *= sizes[d];
-      for (int k = 0; k < N; ++k) mst[k].back() = strides[k][d];
-    } else {
-      ms.push_back(sizes[d]);
-      for (int k = 0; k < N; ++k) mst[k].push_back(strides[k][d]);
-    }
-  }
-  GRAFT_CHECK(ms.size() <= static_cast<size_t>(kMaxDims), "CUDA kernels support at most ", kMaxDims,
-              " non-mergeable dims, got shape ", shape_str(shape));
+  const CoalescedDims<N> m = coalesce_dims<N>(shape, ts);  // core/strided.h
+  GRAFT_CHECK(m.sizes.size() <= static_cast<size_t>(kMaxDims), "CUDA kernels support at most ",
+              kMaxDims, " non-mergeable dims, got shape ", shape_str(shape));
   OffsetCalc<N> c;
-  c.ndim = static_cast<int>(ms.size());
+  c.ndim = static_cast<int>(m.sizes.size());
   for (int d = 0; d < c.ndim; ++d) {
-    c.sizes[d] = ms[d];
-    for (int k = 0; k < N; ++k) c.strides[k][d] = mst[k][d];
+    c.sizes[d] = m.sizes[d];
+    for (int k = 0; k < N; ++k) c.strides[k][d] = m.strides[k][d];
   }
   return c;
 }

@@ -1,21 +1,18 @@
-// CUDA reductions: sum/mean/prod/max/min over dims, argmax/argmin along a dim
-// and variance. sum/mean/prod/max/min read a contiguous input in place when
-// the kept dims are adjacent ([A, K, B] reduced over A and B: conv bias
-// gradients); otherwise, like argmax and var, the reduced dims are permuted
-// to the end and made contiguous, so each output element reduces one row.
-// A row is reduced by a group of G threads: a warp (G = 32) when rows are many
-// or short, a whole block (G = 256) when rows are few and long. Floating-point
-// sums accumulate in double, like the CPU backend, so results agree to rounding.
+// CUDA reductions: sum/mean/prod/max/min, argmax/argmin and variance of rows
+// laid out by the front end (core/ops_reduce.cpp; core/kernels.h's
+// ReduceRows). sum/mean/prod/max/min also read interleaved rows in place
+// ([A, K, B] reduced over A and B: conv bias gradients); argmax and var take
+// plain rows. A row is reduced by a group of G threads: a warp (G = 32) when
+// rows are many or short, a whole block (G = 256) when rows are few and long.
+// Floating-point sums accumulate in double, like the CPU backend, so results
+// agree to rounding.
 #include <algorithm>
 #include <cfloat>
 #include <climits>
 #include <cmath>
-#include <optional>
 #include <type_traits>
 
-#include "core/autograd.h"
 #include "core/kernels.h"
-#include "core/ops.h"
 #include "kernels/cuda/loops.cuh"
 
 namespace graft::cuda {
@@ -23,27 +20,6 @@ namespace graft::cuda {
 namespace {
 
 constexpr int kWarp = 32;
-
-// [kept..., reduced...] contiguous (copies only when needed).
-Tensor rows_last(const Tensor& in, const std::vector<int64_t>& dims, int64_t& rows,
-                 int64_t& row_len) {
-  Shape perm;
-  std::vector<bool> reduced(in.dim(), false);
-  for (int64_t d : dims) reduced[d] = true;
-  rows = 1;
-  row_len = 1;
-  for (int64_t d = 0; d < in.dim(); ++d)
-    if (!reduced[d]) {
-      perm.push_back(d);
-      rows *= in.sizes()[d];
-    }
-  for (int64_t d : dims) {
-    perm.push_back(d);
-    row_len *= in.sizes()[d];
-  }
-  NoGradGuard g;
-  return in.permute(perm).contiguous();
-}
 
 // Block-wide mode when rows are few and long; otherwise a warp per row.
 bool use_block_mode(int64_t rows, int64_t len) { return len >= 2048 && rows < 2048; }
@@ -202,46 +178,18 @@ void launch_reduce(ReduceOp op, const T* src, T* dst, int64_t rows, int64_t len,
   launch_rows<Acc, Acc, T>(op, p, dst, rows, chunks, RowLayout{chunks, 0}, 1, len, stream);
 }
 
-// Reduced dims around one contiguous run of kept dims of a contiguous input
-// ([A, K, B] over A and B): the layout that reads it in place, else nullopt.
-std::optional<RowLayout> in_place_layout(const Tensor& in, const std::vector<int64_t>& dims) {
-  if (!in.is_contiguous()) return std::nullopt;
-  std::vector<bool> reduced(in.dim(), false);
-  for (int64_t d : dims) reduced[d] = true;
-  int64_t first = -1, last = -1;
-  for (int64_t d = 0; d < in.dim(); ++d)
-    if (!reduced[d]) {
-      if (first < 0) first = d;
-      if (last >= 0 && last != d - 1) return std::nullopt;  // kept dims not adjacent
-      last = d;
-    }
-  int64_t K = 1, B = 1;
-  for (int64_t d = 0; d < in.dim(); ++d) {
-    if (first >= 0 && d >= first && d <= last) K *= in.sizes()[d];
-    if (d > last) B *= in.sizes()[d];
-  }
-  if (first < 0) B = in.numel();  // full reduction: one row
-  return RowLayout{B, K * B};
-}
-
-void reduce_cuda(ReduceOp op, const Tensor& in, const std::vector<int64_t>& dims,
-                 const Tensor& out) {
+void reduce_cuda(ReduceOp op, const Tensor& in, const ReduceRows& rr, const Tensor& out) {
   DeviceGuard guard(in.device().index);
-  int64_t rows = 1, len = 1;
-  for (int64_t d = 0; d < in.dim(); ++d) {
-    const bool r = std::find(dims.begin(), dims.end(), d) != dims.end();
-    (r ? len : rows) *= in.sizes()[d];
-  }
-  const std::optional<RowLayout> lay = in_place_layout(in, dims);
-  Tensor src = lay ? in : rows_last(in, dims, rows, len);
-  GRAFT_CHECK(out.is_contiguous() && out.numel() == rows, "reduce: bad output");
-  GRAFT_CHECK(len > 0 || (op != ReduceOp::Max && op != ReduceOp::Min),
+  check_reduce_rows(in, rr, false, "reduce");
+  GRAFT_CHECK(out.is_contiguous() && out.numel() == rr.rows, "reduce: bad output");
+  GRAFT_CHECK(rr.len > 0 || (op != ReduceOp::Max && op != ReduceOp::Min),
               "max/min: cannot reduce over an empty dimension");
-  if (rows == 0) return;
+  if (rr.rows == 0) return;
   GRAFT_DISPATCH_NUMERIC(in.dtype(), "reduce", [&] {
     using Acc = std::conditional_t<std::is_floating_point_v<scalar_t>, double, int64_t>;
-    launch_reduce<scalar_t, Acc>(op, src.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), rows, len,
-                                 lay ? *lay : RowLayout{len, 0}, in.device().index);
+    launch_reduce<scalar_t, Acc>(op, in.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), rr.rows,
+                                 rr.len, RowLayout{rr.inner, rr.rows * rr.inner},
+                                 in.device().index);
   });
 }
 
@@ -295,11 +243,11 @@ __global__ void arg_reduce_kernel(bool is_max, const T* __restrict__ src, T* val
   }
 }
 
-void arg_reduce_cuda(ArgReduceOp op, const Tensor& in, int64_t dim, const Tensor& values,
+void arg_reduce_cuda(ArgReduceOp op, const Tensor& src, const ReduceRows& rr, const Tensor& values,
                      const Tensor& indices) {
-  DeviceGuard guard(in.device().index);
-  int64_t rows = 0, len = 0;
-  Tensor src = rows_last(in, {dim}, rows, len);
+  DeviceGuard guard(src.device().index);
+  check_reduce_rows(src, rr, true, "arg_reduce");
+  const int64_t rows = rr.rows, len = rr.len;
   GRAFT_CHECK(len > 0, "argmax/argmin: cannot reduce over an empty dimension");
   GRAFT_CHECK(indices.is_contiguous() && indices.numel() == rows && indices.dtype() == DType::Int64,
               "arg_reduce: bad indices output");
@@ -307,8 +255,8 @@ void arg_reduce_cuda(ArgReduceOp op, const Tensor& in, int64_t dim, const Tensor
               "arg_reduce: bad values output");
   if (rows == 0) return;
   const bool is_max = op == ArgReduceOp::Max;
-  cudaStream_t stream = current_stream(in.device().index);
-  GRAFT_DISPATCH_NUMERIC(in.dtype(), "arg_reduce", [&] {
+  cudaStream_t stream = current_stream(src.device().index);
+  GRAFT_DISPATCH_NUMERIC(src.dtype(), "arg_reduce", [&] {
     using Acc = std::conditional_t<std::is_floating_point_v<scalar_t>, double, int64_t>;
     scalar_t* v = values.defined() ? values.data_ptr<scalar_t>() : nullptr;
     if (use_block_mode(rows, len)) {
@@ -360,15 +308,14 @@ __global__ void var_kernel(const T* __restrict__ src, T* __restrict__ dst, int64
   }
 }
 
-void var_cuda(const Tensor& in, const std::vector<int64_t>& dims, double correction,
-              const Tensor& out) {
-  DeviceGuard guard(in.device().index);
-  int64_t rows = 0, len = 0;
-  Tensor src = rows_last(in, dims, rows, len);
+void var_cuda(const Tensor& src, const ReduceRows& rr, double correction, const Tensor& out) {
+  DeviceGuard guard(src.device().index);
+  check_reduce_rows(src, rr, true, "var");
+  const int64_t rows = rr.rows, len = rr.len;
   GRAFT_CHECK(out.is_contiguous() && out.numel() == rows, "var: bad output");
   if (rows == 0) return;
-  cudaStream_t stream = current_stream(in.device().index);
-  GRAFT_DISPATCH_FLOAT(in.dtype(), "var", [&] {
+  cudaStream_t stream = current_stream(src.device().index);
+  GRAFT_DISPATCH_FLOAT(src.dtype(), "var", [&] {
     if (use_block_mode(rows, len)) {
       launch<var_kernel<kBlock, scalar_t>>(grid_for(rows, 1), kBlock, 0, stream,
                                            src.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), rows,

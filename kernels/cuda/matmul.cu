@@ -8,9 +8,7 @@
 #include <algorithm>
 #include <climits>
 
-#include "core/autograd.h"
 #include "core/kernels.h"
-#include "core/ops.h"
 #include "kernels/cuda/loops.cuh"
 
 namespace graft::cuda {
@@ -171,15 +169,15 @@ void bmm_cuda(const Tensor& a, const Tensor& b, const Tensor& out, bool accumula
               "bmm on CUDA: unsupported dtype ", dtype_name(out.dtype()), " (float32 or float64)");
   GRAFT_CHECK(a.dtype() == out.dtype() && b.dtype() == out.dtype(), "bmm: dtype mismatch");
   if (out.numel() == 0) return;
-  NoGradGuard no_grad;      // internal views/copies must not record autograd nodes
   if (a.sizes()[2] == 0) {  // empty inner dimension: the product is zero
     if (!accumulate) kernel::fill(out.device())(out, 0.0);
     return;
   }
+  // Detached: the contiguous copies bmm_cublas may make record no autograd nodes.
   if (use_native_gemm()) {
     bmm_native(a, b, out, accumulate);
   } else {
-    bmm_cublas(a, b, out, accumulate);
+    bmm_cublas(a.detach(), b.detach(), out, accumulate);
   }
 }
 

@@ -1,42 +1,17 @@
-// CUDA nn kernels written by hand: (log_)softmax forward/backward, nll and
-// fused cross-entropy forward/backward, max pooling with indices, adaptive
-// average pooling, the bias gradient and linear (through the bmm kernel).
+// CUDA (log_)softmax forward/backward and the classification losses: nll and
+// the fused cross-entropy forward/backward (log_softmax + nll + label
+// smoothing), written by hand. The CPU twin is kernels/cpu/softmax_loss.cpp.
 // All nn kernels receive contiguous tensors (core/kernels.h).
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
 
-#include "core/autograd.h"
 #include "core/kernels.h"
-#include "core/ops.h"
-#include "core/ops_nn.h"
 #include "kernels/cuda/loops.cuh"
 
 namespace graft::cuda {
 
 namespace {
-
-constexpr int kReduceNone = 0, kReduceMean = 1;
-
-#define GRAFT_GRID_STRIDE(i, n)                                                          \
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); \
-       i += static_cast<int64_t>(blockDim.x) * gridDim.x)
-
-__device__ __forceinline__ int64_t i64min(int64_t a, int64_t b) { return a < b ? a : b; }
-
-struct Rows {  // a contiguous tensor as [outer, len, inner] around `dim`
-  int64_t outer = 1, len = 1, inner = 1;
-  Rows(const Tensor& t, int64_t dim) {
-    for (int64_t d = 0; d < t.dim(); ++d) {
-      if (d < dim)
-        outer *= t.sizes()[d];
-      else if (d == dim)
-        len = t.sizes()[d];
-      else
-        inner *= t.sizes()[d];
-    }
-  }
-};
 
 // ---- softmax over a middle dim ([outer, len, inner], inner > 1): a block
 // per tile of `cols` neighbouring lines (same outer index, consecutive inner
@@ -194,7 +169,7 @@ __global__ void softmax_bwd_rows_kernel(const T* __restrict__ g, const T* __rest
 unsigned warp_rows_grid(int64_t rows) { return grid_for(rows, kBlock / kWarp); }
 
 void softmax_forward_cuda(const Tensor& x, int64_t dim, bool log, const Tensor& out) {
-  const Rows r(x, dim);
+  const DimSplit r(x.sizes(), dim);
   const int device = x.device().index;
   DeviceGuard guard(device);
   GRAFT_DISPATCH_FLOAT(x.dtype(), "softmax", [&] {
@@ -215,7 +190,7 @@ void softmax_forward_cuda(const Tensor& x, int64_t dim, bool log, const Tensor& 
 
 void softmax_backward_cuda(const Tensor& grad_out, const Tensor& output, int64_t dim, bool log,
                            const Tensor& grad_input) {
-  const Rows r(output, dim);
+  const DimSplit r(output.sizes(), dim);
   if (output.numel() == 0) return;
   const int device = output.device().index;
   DeviceGuard guard(device);
@@ -499,200 +474,6 @@ void ce_backward_cuda(const Tensor& grad_out, const Tensor& log_probs, const Ten
   });
 }
 
-// ---- max pooling ----
-template <typename T>
-__global__ void max_pool_fwd_kernel(const T* __restrict__ x, T* __restrict__ y,
-                                    int64_t* __restrict__ idx, int64_t planes, int64_t H, int64_t W,
-                                    int64_t OH, int64_t OW, Pool2dParams p) {
-  GRAFT_GRID_STRIDE(j, planes * OH * OW) {
-    const int64_t ow = j % OW, oh = (j / OW) % OH, plane = j / (OW * OH);
-    const T* xp = x + plane * H * W;
-    // As the CPU backend and torch: start from -inf at the first in-bounds
-    // window position; a NaN wins and ends the scan.
-    int64_t hs = oh * p.stride_h - p.pad_h;
-    const int64_t he = i64min(hs + (p.kernel_h - 1) * p.dilation_h + 1, H);
-    while (hs < 0) hs += p.dilation_h;
-    int64_t ws = ow * p.stride_w - p.pad_w;
-    const int64_t we = i64min(ws + (p.kernel_w - 1) * p.dilation_w + 1, W);
-    while (ws < 0) ws += p.dilation_w;
-    T best = static_cast<T>(-INFINITY);
-    int64_t best_i = hs * W + ws;
-    bool stop = false;
-    for (int64_t h = hs; h < he && !stop; h += p.dilation_h) {
-      for (int64_t w = ws; w < we; w += p.dilation_w) {
-        const T v = xp[h * W + w];
-        if (v > best || ::isnan(v)) {
-          best = v;
-          best_i = h * W + w;
-          if (::isnan(v)) {
-            stop = true;
-            break;
-          }
-        }
-      }
-    }
-    y[j] = best;
-    idx[j] = best_i;
-  }
-}
-
-// Scatter through the argmax indices. Windows overlap when stride < kernel,
-// so several outputs may add into one input: atomicAdd (order-dependent in
-// the last bits, like torch's CUDA max_pool backward).
-template <typename T>
-__global__ void scatter_plane_kernel(const T* __restrict__ g, const int64_t* __restrict__ idx,
-                                     T* __restrict__ gi, int64_t planes, int64_t HW, int64_t OHW,
-                                     int* flag) {
-  GRAFT_GRID_STRIDE(j, planes * OHW) {
-    const int64_t plane = j / OHW, k = idx[j];
-    if (k < 0 || k >= HW) {
-      raise_device_error(flag, kIndexOutOfRange);
-      continue;
-    }
-    atomicAdd(gi + plane * HW + k, g[j]);
-  }
-}
-
-void max_pool_forward_cuda(const Tensor& x, const Pool2dParams& p, const Tensor& out,
-                           const Tensor& indices) {
-  const int64_t N = x.sizes()[0], C = x.sizes()[1], H = x.sizes()[2], W = x.sizes()[3];
-  const int64_t OH = out.sizes()[2], OW = out.sizes()[3];
-  const int device = x.device().index;
-  DeviceGuard guard(device);
-  GRAFT_DISPATCH_FLOAT(x.dtype(), "max_pool2d", [&] {
-    launch<max_pool_fwd_kernel<scalar_t>>(
-        grid_for(out.numel(), kBlock), kBlock, 0, current_stream(device), x.data_ptr<scalar_t>(),
-        out.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(), N * C, H, W, OH, OW, p);
-    GRAFT_CUDA_CHECK_LAUNCH();
-  });
-}
-
-void max_pool_backward_cuda(const Tensor& grad_out, const Tensor& indices,
-                            const Tensor& grad_input) {
-  kernel::fill(grad_input.device())(grad_input, 0.0);
-  const int64_t planes = grad_input.sizes()[0] * grad_input.sizes()[1];
-  const int64_t HW = grad_input.sizes()[2] * grad_input.sizes()[3];
-  const int64_t OHW = grad_out.sizes()[2] * grad_out.sizes()[3];
-  if (grad_out.numel() == 0) return;
-  const int device = grad_input.device().index;
-  DeviceGuard guard(device);
-  GRAFT_DISPATCH_FLOAT(grad_input.dtype(), "max_pool2d_backward", [&] {
-    launch<scatter_plane_kernel<scalar_t>>(
-        grid_for(grad_out.numel(), kBlock), kBlock, 0, current_stream(device),
-        grad_out.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(), grad_input.data_ptr<scalar_t>(),
-        planes, HW, OHW, device_error_flag(device));
-    GRAFT_CUDA_CHECK_LAUNCH();
-  });
-}
-
-// ---- adaptive average pooling (torch bins: [floor(o*in/out), ceil((o+1)*in/out))) ----
-__device__ __forceinline__ int64_t bin_start(int64_t o, int64_t in, int64_t out) {
-  return (o * in) / out;
-}
-__device__ __forceinline__ int64_t bin_end(int64_t o, int64_t in, int64_t out) {
-  return ((o + 1) * in + out - 1) / out;
-}
-
-template <typename T>
-__global__ void adaptive_avg_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t planes,
-                                        int64_t H, int64_t W, int64_t OH, int64_t OW) {
-  GRAFT_GRID_STRIDE(j, planes * OH * OW) {
-    const int64_t ow = j % OW, oh = (j / OW) % OH, plane = j / (OW * OH);
-    const int64_t h0 = bin_start(oh, H, OH), h1 = bin_end(oh, H, OH);
-    const int64_t w0 = bin_start(ow, W, OW), w1 = bin_end(ow, W, OW);
-    const T* xp = x + plane * H * W;
-    double s = 0;
-    for (int64_t h = h0; h < h1; ++h)
-      for (int64_t w = w0; w < w1; ++w) s += static_cast<double>(xp[h * W + w]);
-    y[j] = static_cast<T>(s / static_cast<double>((h1 - h0) * (w1 - w0)));
-  }
-}
-
-// Each input element sums grad/area over the output bins that contain it.
-template <typename T>
-__global__ void adaptive_avg_bwd_kernel(const T* __restrict__ g, T* __restrict__ gi, int64_t planes,
-                                        int64_t H, int64_t W, int64_t OH, int64_t OW) {
-  GRAFT_GRID_STRIDE(j, planes * H * W) {
-    const int64_t w = j % W, h = (j / W) % H, plane = j / (W * H);
-    const T* gp = g + plane * OH * OW;
-    double s = 0;
-    // Bins containing h: those with start <= h < end. Bins are monotone, so
-    // scan from the first bin whose end exceeds h until the start passes h.
-    for (int64_t oh = (h * OH) / H; oh < OH && bin_start(oh, H, OH) <= h; ++oh) {
-      if (bin_end(oh, H, OH) <= h) continue;
-      const int64_t ah = bin_end(oh, H, OH) - bin_start(oh, H, OH);
-      for (int64_t ow = (w * OW) / W; ow < OW && bin_start(ow, W, OW) <= w; ++ow) {
-        if (bin_end(ow, W, OW) <= w) continue;
-        const int64_t aw = bin_end(ow, W, OW) - bin_start(ow, W, OW);
-        s += static_cast<double>(gp[oh * OW + ow]) / static_cast<double>(ah * aw);
-      }
-    }
-    gi[j] = static_cast<T>(s);
-  }
-}
-
-void adaptive_avg_forward_cuda(const Tensor& x, const Tensor& out) {
-  if (out.numel() == 0) return;
-  const int64_t planes = x.sizes()[0] * x.sizes()[1];
-  const int device = x.device().index;
-  DeviceGuard guard(device);
-  GRAFT_DISPATCH_FLOAT(x.dtype(), "adaptive_avg_pool2d", [&] {
-    launch<adaptive_avg_fwd_kernel<scalar_t>>(grid_for(out.numel(), kBlock), kBlock, 0,
-                                              current_stream(device), x.data_ptr<scalar_t>(),
-                                              out.data_ptr<scalar_t>(), planes, x.sizes()[2],
-                                              x.sizes()[3], out.sizes()[2], out.sizes()[3]);
-    GRAFT_CUDA_CHECK_LAUNCH();
-  });
-}
-
-void adaptive_avg_backward_cuda(const Tensor& grad_out, const Tensor& grad_input) {
-  if (grad_input.numel() == 0) return;
-  const int64_t planes = grad_input.sizes()[0] * grad_input.sizes()[1];
-  const int device = grad_input.device().index;
-  DeviceGuard guard(device);
-  GRAFT_DISPATCH_FLOAT(grad_input.dtype(), "adaptive_avg_pool2d_backward", [&] {
-    launch<adaptive_avg_bwd_kernel<scalar_t>>(
-        grid_for(grad_input.numel(), kBlock), kBlock, 0, current_stream(device),
-        grad_out.data_ptr<scalar_t>(), grad_input.data_ptr<scalar_t>(), planes,
-        grad_input.sizes()[2], grad_input.sizes()[3], grad_out.sizes()[2], grad_out.sizes()[3]);
-    GRAFT_CUDA_CHECK_LAUNCH();
-  });
-}
-
-// ---- bias gradient and linear (through the reduce and bmm kernels) ----
-void bias_backward_cuda(const Tensor& grad_out, const Tensor& grad_bias) {
-  NoGradGuard no_grad;
-  std::vector<int64_t> dims;
-  Shape keep(grad_out.dim(), 1);
-  for (int64_t d = 0; d < grad_out.dim(); ++d)
-    if (d != 1) dims.push_back(d);
-  keep[1] = grad_bias.numel();
-  const Tensor out = grad_bias.view(keep);
-  if (dims.empty()) {
-    kernel::copy(grad_out.device())(grad_out.view(keep), out);
-  } else {
-    kernel::reduce(grad_out.device())(ReduceOp::Sum, grad_out, dims, out);
-  }
-}
-
-// The views below must not record autograd nodes, hence the guards.
-void linear_forward_cuda(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& out) {
-  NoGradGuard no_grad;
-  kernel::bmm(x.device())(x.unsqueeze(0), w.t().unsqueeze(0), out.unsqueeze(0), false);
-  if (b.defined()) {
-    const Tensor bb = b.unsqueeze(0).expand(out.sizes());
-    kernel::binary(x.device())(BinaryOp::Add, out, bb, out);
-  }
-}
-void linear_backward_input_cuda(const Tensor& g, const Tensor& w, const Tensor& gi) {
-  NoGradGuard no_grad;
-  kernel::bmm(g.device())(g.unsqueeze(0), w.unsqueeze(0), gi.unsqueeze(0), false);
-}
-void linear_backward_weight_cuda(const Tensor& g, const Tensor& x, const Tensor& gw) {
-  NoGradGuard no_grad;
-  kernel::bmm(g.device())(g.t().unsqueeze(0), x.unsqueeze(0), gw.unsqueeze(0), false);
-}
-
 }  // namespace
 
 GRAFT_REGISTER_CUDA_KERNEL(softmax_forward, softmax_forward_cuda);
@@ -701,13 +482,5 @@ GRAFT_REGISTER_CUDA_KERNEL(nll_loss_forward, nll_forward_cuda);
 GRAFT_REGISTER_CUDA_KERNEL(nll_loss_backward, nll_backward_cuda);
 GRAFT_REGISTER_CUDA_KERNEL(cross_entropy_forward, ce_forward_cuda);
 GRAFT_REGISTER_CUDA_KERNEL(cross_entropy_backward, ce_backward_cuda);
-GRAFT_REGISTER_CUDA_KERNEL(max_pool2d_forward, max_pool_forward_cuda);
-GRAFT_REGISTER_CUDA_KERNEL(max_pool2d_backward, max_pool_backward_cuda);
-GRAFT_REGISTER_CUDA_KERNEL(adaptive_avg_pool2d_forward, adaptive_avg_forward_cuda);
-GRAFT_REGISTER_CUDA_KERNEL(adaptive_avg_pool2d_backward, adaptive_avg_backward_cuda);
-GRAFT_REGISTER_CUDA_KERNEL(bias_backward, bias_backward_cuda);
-GRAFT_REGISTER_CUDA_KERNEL(linear_forward, linear_forward_cuda);
-GRAFT_REGISTER_CUDA_KERNEL(linear_backward_input, linear_backward_input_cuda);
-GRAFT_REGISTER_CUDA_KERNEL(linear_backward_weight, linear_backward_weight_cuda);
 
 }  // namespace graft::cuda
