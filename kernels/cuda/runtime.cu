@@ -564,8 +564,6 @@ void check_device_errors(int device) {
       GRAFT_FAIL("CUDA kernel error on cuda:", device,
                  ": an index was out of range (index_select, index_add, gather or "
                  "scatter_add); the affected outputs are invalid");
-    case kIntegerDivisionByZero:
-      GRAFT_FAIL("CUDA kernel error on cuda:", device, ": integer division by zero");
     default:
       GRAFT_FAIL("CUDA kernel error on cuda:", device, ": code ", code);
   }
