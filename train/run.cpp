@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "core/env.h"
 #include "core/ops.h"
 #include "core/parallel.h"
 #include "data/dataset.h"
@@ -665,11 +666,6 @@ struct Run {
   }
 };
 
-int64_t env_int(const char* name, int64_t fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::atoll(v) : fallback;
-}
-
 void setup_run(Run& run, const TrainingCheckpoint* resumed) {
   TrainConfig& c = run.c;
   run.m = build_model(c, run.d, resumed);
@@ -988,8 +984,8 @@ TrainSummary run_training_on(TrainConfig cli, dist::ProcessGroup* pg) {
       std::cerr << "distributed: " << world << " ranks, batch " << c.batch_size << " per rank ("
                 << c.batch_size * world << " in all), " << ddp->num_buckets()
                 << " gradient buckets\n";
-    if (const char* path = std::getenv("GRAFT_DIST_TRACE"); path && *path && rank == 0) {
-      trace = std::make_unique<std::ofstream>(path);
+    if (const auto path = env_string("GRAFT_DIST_TRACE"); path && rank == 0) {
+      trace = std::make_unique<std::ofstream>(*path);
       *trace << "step,bucket,params,bytes,backward_start,allreduce_start,allreduce_end,"
                 "backward_end\n";
     }
@@ -1007,12 +1003,12 @@ TrainSummary run_training_on(TrainConfig cli, dist::ProcessGroup* pg) {
                  << fmt_g17(t[b].end) << "," << fmt_g17(ddp->backward_end()) << "\n";
         trace->flush();
       }
-      if (const char* k = std::getenv("GRAFT_TEST_DIST_FAIL"); k && *k) {
+      if (const auto k = env_string("GRAFT_TEST_DIST_FAIL")) {
         // Tests: "RANK:STEP:kill" kills this rank, "RANK:STEP:hang" stops it
         // from taking part, after that many steps.
         int fr = -1, fs = -1;
         char how[8] = {};
-        if (std::sscanf(k, "%d:%d:%7s", &fr, &fs, how) == 3 && fr == rank && fs == step) {
+        if (std::sscanf(k->c_str(), "%d:%d:%7s", &fr, &fs, how) == 3 && fr == rank && fs == step) {
           // When it stopped (steady clock, shared by the machine's processes):
           // the test measures the other ranks' reaction from here.
           std::fprintf(stderr, "graft-test: rank %d stops at %.6f\n", rank, dist::now());

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "core/autograd.h"
+#include "core/env.h"
 #include "core/kernels.h"
 #include "core/ops.h"
 #include "kernels/cuda/loops.cuh"
@@ -17,10 +18,7 @@ namespace graft::cuda {
 namespace {
 
 bool native_bn() {
-  static const bool v = [] {
-    const char* e = std::getenv("GRAFT_BN");
-    return e && std::strcmp(e, "native") == 0;
-  }();
+  static const bool v = env_flag("GRAFT_BN", "native");
   return v;
 }
 
