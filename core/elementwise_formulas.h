@@ -99,7 +99,11 @@ struct Relu {  // NaN propagates, as in torch
 struct Sign {
   template <typename T>
   GRAFT_HOST_DEVICE T operator()(T x) const {
-    return static_cast<T>((T(0) < x) - (x < T(0)));
+    if constexpr (std::is_unsigned_v<T>) {
+      return static_cast<T>(x != 0);
+    } else {
+      return static_cast<T>((T(0) < x) - (x < T(0)));
+    }
   }
 };
 struct Reciprocal {

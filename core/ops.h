@@ -68,10 +68,9 @@ Tensor ones_like(const Tensor& t);
 Tensor full_like(const Tensor& t, double value);
 
 // ---- element-wise ----
-// One function per row of GRAFT_UNARY_OPS (core/op_tables.h): neg, abs, exp,
-// log, sqrt, rsqrt, sin, cos, tanh, sigmoid, relu, sign, reciprocal, square,
-// floor, ceil, round, log1p, expm1, logical_not, gelu (exact, erf) and
-// gelu_tanh (torch's approximate="tanh").
+// One function per row of GRAFT_UNARY_OPS (core/op_tables.h), named as the
+// row: Tensor neg(const Tensor& a), relu, exp, ... (gelu is the exact erf
+// form, gelu_tanh torch's approximate="tanh").
 #define GRAFT_UNARY_DECL(Op, name, result, saves) Tensor name(const Tensor& a);
 GRAFT_UNARY_OPS(GRAFT_UNARY_DECL)
 #undef GRAFT_UNARY_DECL
