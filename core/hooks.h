@@ -6,8 +6,8 @@
 //   h.remove();  // idempotent; the list may already be gone
 #pragma once
 
-#include <algorithm>
 #include <cstdint>
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <utility>
