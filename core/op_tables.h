@@ -13,7 +13,8 @@
 // methods, the kernels' dispatch) is generated from these rows.
 //
 // Adding a unary op: a row here, its formula in core/elementwise_formulas.h,
-// its backward in core/derivatives.cpp.
+// its backward in core/derivatives.cpp (and a module, if it is a layer, in
+// nn/layers.h). GELU was added so: those four files.
 #pragma once
 
 #include <cstdint>
@@ -45,18 +46,18 @@
 
 // Arithmetic and logical binary ops. The *Backward rows have no front end:
 // core/derivatives.cpp calls the kernel with (grad, saved tensor).
-#define GRAFT_BINARY_OPS(X)                              \
-  X(Add,              add,                Same,  Nothing) \
-  X(Sub,              sub,                Same,  Nothing) \
-  X(Mul,              mul,                Same,  Input)   \
-  X(Div,              div,                Float, Input)   \
+#define GRAFT_BINARY_OPS(X)                                       \
+  X(Add,              add,                Same,  Nothing)         \
+  X(Sub,              sub,                Same,  Nothing)         \
+  X(Mul,              mul,                Same,  Input)           \
+  X(Div,              div,                Float, Input)           \
   X(Pow,              pow,                Same,  InputsAndOutput) \
-  X(Maximum,          maximum,            Same,  Input)   \
-  X(Minimum,          minimum,            Same,  Input)   \
-  X(LogicalAnd,       logical_and,        Bool,  Nothing) \
-  X(LogicalOr,        logical_or,         Bool,  Nothing) \
-  X(ReluBackward,     relu_backward,      Same,  Nothing) \
-  X(GeluBackward,     gelu_backward,      Float, Nothing) \
+  X(Maximum,          maximum,            Same,  Input)           \
+  X(Minimum,          minimum,            Same,  Input)           \
+  X(LogicalAnd,       logical_and,        Bool,  Nothing)         \
+  X(LogicalOr,        logical_or,         Bool,  Nothing)         \
+  X(ReluBackward,     relu_backward,      Same,  Nothing)         \
+  X(GeluBackward,     gelu_backward,      Float, Nothing)         \
   X(GeluTanhBackward, gelu_tanh_backward, Float, Nothing)
 
 // Comparisons: inputs promoted to one dtype, bool result, not differentiable.
