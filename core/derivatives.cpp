@@ -79,16 +79,23 @@ void clone(const Tensor& self, const Tensor& out) {
 
 // ============================================================ element-wise
 
+namespace {
+// grad_in = op(grad, saved) through a *Backward kernel of the binary table
+// (one pass, no graph: these backward formulas are not differentiated again).
+Tensor backward_kernel(BinaryOp op, const Tensor& g, const Tensor& saved) {
+  Tensor r = empty_like(g);
+  kernel::binary(g.device())(op, g, saved, r);
+  return r;
+}
+}  // namespace
+
 void unary(UnaryOp op, const Tensor& self, const Tensor& out) {
-  // Formulas that need the output save it; the rest save the input.
-  const bool uses_output = op == UnaryOp::Exp || op == UnaryOp::Tanh || op == UnaryOp::Sigmoid ||
-                           op == UnaryOp::Sqrt || op == UnaryOp::Rsqrt ||
-                           op == UnaryOp::Reciprocal || op == UnaryOp::Expm1 || op == UnaryOp::Relu;
+  // The table (core/op_tables.h) says which ops' formulas use the output.
   // A node that saves its own output must not keep it alive through a cycle;
   // save a detached alias (same storage and version counter).
-  const Tensor saved = uses_output ? out.detach() : self;
+  const Tensor saved = unary_saves(op) == OpSaves::Output ? out.detach() : self;
   record(unary_op_name(op), out, {self}, {saved}, [op](FunctionNode& n, const Tensor& g) {
-    const Tensor s = n.saved(0);  // input, or output for the ops above
+    const Tensor s = n.saved(0);  // input, or output where the table says so
     Tensor r;
     switch (op) {
       case UnaryOp::Neg:
@@ -121,11 +128,15 @@ void unary(UnaryOp op, const Tensor& self, const Tensor& out) {
       case UnaryOp::Sigmoid:
         r = mul(g, mul(s, rsub(s, 1.0)));
         break;
-      case UnaryOp::Relu: {
-        r = empty_like(g);
-        kernel::binary(g.device())(BinaryOp::ReluBackward, g, s, r);
+      case UnaryOp::Relu:
+        r = backward_kernel(BinaryOp::ReluBackward, g, s);
         break;
-      }
+      case UnaryOp::Gelu:
+        r = backward_kernel(BinaryOp::GeluBackward, g, s);
+        break;
+      case UnaryOp::GeluTanh:
+        r = backward_kernel(BinaryOp::GeluTanhBackward, g, s);
+        break;
       case UnaryOp::Reciprocal:
         r = mul(g, neg(square(s)));
         break;
@@ -152,10 +163,9 @@ void unary(UnaryOp op, const Tensor& self, const Tensor& out) {
 }
 
 void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) {
-  const bool saves = op != BinaryOp::Add && op != BinaryOp::Sub;
   std::vector<Tensor> saved;
-  if (saves) saved = {a, b};
-  if (op == BinaryOp::Pow) saved.push_back(out.detach());
+  if (binary_saves(op) != OpSaves::Nothing) saved = {a, b};
+  if (binary_saves(op) == OpSaves::InputsAndOutput) saved.push_back(out.detach());
   record(binary_op_name(op), out, {a, b}, saved,
          [op, sa = a.sizes(), sb = b.sizes()](FunctionNode& n, const Tensor& g) {
            Tensor ga, gb;

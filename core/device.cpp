@@ -8,6 +8,7 @@
 #include <dlfcn.h>
 #endif
 
+#include "core/env.h"
 #include "core/error.h"
 
 namespace graft {
@@ -70,9 +71,8 @@ const std::string& load_cuda_backend() {
   static const std::string why = []() -> std::string {
     if (g_backends[static_cast<int>(DeviceType::CUDA)].available) return "";  // linked
     std::vector<std::string> candidates;
-    const char* env = std::getenv("GRAFT_CUDA_LIBRARY");
-    if (env && *env) {
-      candidates.push_back(env);
+    if (const auto env = env_string("GRAFT_CUDA_LIBRARY")) {
+      candidates.push_back(*env);
     } else {
       Dl_info self{};
       if (dladdr(static_cast<const void*>(g_backends), &self) && self.dli_fname) {

@@ -118,6 +118,24 @@ constexpr DType dtype_of = DTypeOf<T>::value;
     }                                                                      \
   }()
 
+// NUMERIC plus bool: every dtype a kernel computes on directly (float16 and
+// bfloat16 excluded: they compute in float32).
+#define GRAFT_DISPATCH_NUMERIC_AND_BOOL(DT, NAME, ...)                     \
+  [&] {                                                                    \
+    switch (DT) {                                                          \
+      GRAFT_DTYPE_CASE(Float32, float, __VA_ARGS__)                        \
+      GRAFT_DTYPE_CASE(Float64, double, __VA_ARGS__)                       \
+      GRAFT_DTYPE_CASE(Int64, int64_t, __VA_ARGS__)                        \
+      GRAFT_DTYPE_CASE(Int32, int32_t, __VA_ARGS__)                        \
+      GRAFT_DTYPE_CASE(Int16, int16_t, __VA_ARGS__)                        \
+      GRAFT_DTYPE_CASE(Int8, int8_t, __VA_ARGS__)                          \
+      GRAFT_DTYPE_CASE(UInt8, uint8_t, __VA_ARGS__)                        \
+      GRAFT_DTYPE_CASE(Bool, bool, __VA_ARGS__)                            \
+      default:                                                             \
+        GRAFT_FAIL(NAME, ": unsupported dtype ", ::graft::dtype_name(DT)); \
+    }                                                                      \
+  }()
+
 #define GRAFT_DISPATCH_ALL(DT, NAME, ...)                        \
   [&] {                                                          \
     switch (DT) {                                                \
@@ -133,4 +151,24 @@ constexpr DType dtype_of = DTypeOf<T>::value;
       GRAFT_DTYPE_CASE(BFloat16, ::graft::BFloat16, __VA_ARGS__) \
     }                                                            \
     GRAFT_FAIL(NAME, ": corrupt dtype value");                   \
+  }()
+
+// Runs the lambda body with `bits_t` bound to an unsigned integer type of
+// `SIZE` bytes (1, 2, 4 or 8): for kernels that only move elements (gather,
+// where), one instantiation per element size instead of per dtype.
+#define GRAFT_BITS_CASE(SIZE, T, ...) \
+  case SIZE: {                        \
+    using bits_t = T;                 \
+    return __VA_ARGS__();             \
+  }
+#define GRAFT_DISPATCH_BITS(SIZE, NAME, ...)                   \
+  [&] {                                                        \
+    switch (SIZE) {                                            \
+      GRAFT_BITS_CASE(1, uint8_t, __VA_ARGS__)                 \
+      GRAFT_BITS_CASE(2, uint16_t, __VA_ARGS__)                \
+      GRAFT_BITS_CASE(4, uint32_t, __VA_ARGS__)                \
+      GRAFT_BITS_CASE(8, uint64_t, __VA_ARGS__)                \
+      default:                                                 \
+        GRAFT_FAIL(NAME, ": unsupported element size ", SIZE); \
+    }                                                          \
   }()

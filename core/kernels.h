@@ -14,61 +14,18 @@
 #include "core/alloc.h"
 #include "core/conv_params.h"
 #include "core/dispatch.h"
+#include "core/op_tables.h"
 #include "core/tensor.h"
 
 namespace graft {
 
 class Generator;
 
-enum class UnaryOp : uint8_t {
-  Neg,
-  Abs,
-  Exp,
-  Log,
-  Sqrt,
-  Rsqrt,
-  Sin,
-  Cos,
-  Tanh,
-  Sigmoid,
-  Relu,
-  Sign,
-  Reciprocal,
-  Square,
-  Floor,
-  Ceil,
-  Round,
-  Log1p,
-  Expm1,
-  LogicalNot,
-};
-enum class BinaryOp : uint8_t {
-  Add,
-  Sub,
-  Mul,
-  Div,
-  Pow,
-  Maximum,
-  Minimum,
-  Eq,
-  Ne,
-  Lt,
-  Le,
-  Gt,
-  Ge,
-  LogicalAnd,
-  LogicalOr,
-  // grad * (x > 0): used by relu's backward (a = grad, b = x or the output)
-  ReluBackward,
-};
 enum class ReduceOp : uint8_t { Sum, Mean, Max, Min, Prod };
 enum class ArgReduceOp : uint8_t { Max, Min };
 
-const char* unary_op_name(UnaryOp op);
-const char* binary_op_name(BinaryOp op);
-bool is_comparison(BinaryOp op);  // result dtype is bool
-
-// out = op(in). `in` and `out` have the same shape and dtype (LogicalNot: out is bool).
+// Element-wise ops: UnaryOp and BinaryOp come from core/op_tables.h.
+// out = op(in). `in` and `out` have the same shape and dtype (LogicalNot: both bool).
 using UnaryFn = void (*)(UnaryOp op, const Tensor& in, const Tensor& out);
 // out = op(a, b). a and b are already expanded to out's shape and share one
 // dtype; out has that dtype, or bool for comparisons. out may alias a (in-place).

@@ -149,40 +149,20 @@ void check_same_device(const Tensor& a, const Tensor& b, const char* op) {
               a.device().str(), " and ", b.device().str());
 }
 
-// Float ops on integer inputs compute in float32, as torch does.
-bool op_needs_float(UnaryOp op) {
-  switch (op) {
-    case UnaryOp::Exp:
-    case UnaryOp::Log:
-    case UnaryOp::Sqrt:
-    case UnaryOp::Rsqrt:
-    case UnaryOp::Sin:
-    case UnaryOp::Cos:
-    case UnaryOp::Tanh:
-    case UnaryOp::Sigmoid:
-    case UnaryOp::Reciprocal:
-    case UnaryOp::Log1p:
-    case UnaryOp::Expm1:
-      return true;
-    default:
-      return false;
-  }
-}
-
 // float16/bfloat16 compute in float32 and are stored back.
 DType compute_dtype(DType t) {
   return (t == DType::Float16 || t == DType::BFloat16) ? DType::Float32 : t;
 }
 
 Tensor unary_op(UnaryOp op, const Tensor& a) {
-  if (op == UnaryOp::LogicalNot) {
+  if (unary_result(op) == OpResult::Bool) {
     Tensor in = a.to(DType::Bool);
     Tensor out = empty(a.sizes(), opts(DType::Bool, a.device()));
     kernel::unary(a.device())(op, in, out);
     return out;
   }
   DType t = a.dtype();
-  if (op_needs_float(op) && !is_floating(t)) t = DType::Float32;
+  if (unary_result(op) == OpResult::Float && !is_floating(t)) t = DType::Float32;
   GRAFT_CHECK(t != DType::Bool || op == UnaryOp::Abs, unary_op_name(op),
               ": not supported for bool tensors");
   const DType ct = compute_dtype(t);
@@ -198,14 +178,14 @@ Tensor unary_op(UnaryOp op, const Tensor& a) {
 
 DType binary_result_dtype(const Tensor& a, const Tensor& b, BinaryOp op) {
   DType t = promote_types(a.dtype(), b.dtype());
-  if (op == BinaryOp::Div && !is_floating(t)) t = DType::Float32;  // true division
+  if (binary_result(op) == OpResult::Float && !is_floating(t)) t = DType::Float32;
   return t;
 }
 
 Tensor binary_op(BinaryOp op, const Tensor& a, const Tensor& b) {
   check_same_device(a, b, binary_op_name(op));
   const Shape shape = broadcast_shapes(a.sizes(), b.sizes());
-  const bool logical = op == BinaryOp::LogicalAnd || op == BinaryOp::LogicalOr;
+  const bool logical = binary_result(op) == OpResult::Bool;
   const DType t = logical ? DType::Bool : binary_result_dtype(a, b, op);
   const DType ct = logical ? DType::Bool : compute_dtype(t);
   Tensor ac = a.to(ct), bc = b.to(ct);
@@ -223,7 +203,8 @@ Tensor binary_op(BinaryOp op, const Tensor& a, const Tensor& b) {
 Tensor binary_scalar_op(BinaryOp op, const Tensor& a, double s, bool scalar_first) {
   DType t = a.dtype();
   const bool integral_scalar = std::nearbyint(s) == s && std::isfinite(s);
-  if (!is_floating(t) && (!integral_scalar || op == BinaryOp::Div)) t = DType::Float32;
+  if (!is_floating(t) && (!integral_scalar || binary_result(op) == OpResult::Float))
+    t = DType::Float32;
   if (t == DType::Bool && !is_comparison(op)) t = DType::Int64;
   const DType ct = compute_dtype(t);
   Tensor ac = a.to(ct);
@@ -269,49 +250,10 @@ Tensor& finish_inplace(Tensor& a, const Tensor& result) {
 
 }  // namespace
 
-const char* unary_op_name(UnaryOp op) {
-  static const char* names[] = {"neg",   "abs",   "exp",        "log",    "sqrt",
-                                "rsqrt", "sin",   "cos",        "tanh",   "sigmoid",
-                                "relu",  "sign",  "reciprocal", "square", "floor",
-                                "ceil",  "round", "log1p",      "expm1",  "logical_not"};
-  return names[static_cast<int>(op)];
-}
-
-const char* binary_op_name(BinaryOp op) {
-  static const char* names[] = {
-      "add", "sub", "mul", "div", "pow", "maximum",     "minimum",    "eq",
-      "ne",  "lt",  "le",  "gt",  "ge",  "logical_and", "logical_or", "relu_backward"};
-  return names[static_cast<int>(op)];
-}
-
-bool is_comparison(BinaryOp op) {
-  return op == BinaryOp::Eq || op == BinaryOp::Ne || op == BinaryOp::Lt || op == BinaryOp::Le ||
-         op == BinaryOp::Gt || op == BinaryOp::Ge;
-}
-
-#define GRAFT_UNARY(name, OP) \
-  Tensor name(const Tensor& a) { return unary_op(UnaryOp::OP, a); }
-GRAFT_UNARY(neg, Neg)
-GRAFT_UNARY(abs, Abs)
-GRAFT_UNARY(exp, Exp)
-GRAFT_UNARY(log, Log)
-GRAFT_UNARY(sqrt, Sqrt)
-GRAFT_UNARY(rsqrt, Rsqrt)
-GRAFT_UNARY(sin, Sin)
-GRAFT_UNARY(cos, Cos)
-GRAFT_UNARY(tanh, Tanh)
-GRAFT_UNARY(sigmoid, Sigmoid)
-GRAFT_UNARY(relu, Relu)
-GRAFT_UNARY(sign, Sign)
-GRAFT_UNARY(reciprocal, Reciprocal)
-GRAFT_UNARY(square, Square)
-GRAFT_UNARY(floor, Floor)
-GRAFT_UNARY(ceil, Ceil)
-GRAFT_UNARY(round, Round)
-GRAFT_UNARY(log1p, Log1p)
-GRAFT_UNARY(expm1, Expm1)
-GRAFT_UNARY(logical_not, LogicalNot)
-#undef GRAFT_UNARY
+#define GRAFT_UNARY_FRONT_END(Op, name, result, saves) \
+  Tensor name(const Tensor& a) { return unary_op(UnaryOp::Op, a); }
+GRAFT_UNARY_OPS(GRAFT_UNARY_FRONT_END)
+#undef GRAFT_UNARY_FRONT_END
 
 Tensor add(const Tensor& a, const Tensor& b, double alpha) {
   return binary_op(BinaryOp::Add, a, alpha == 1 ? b : mul(b, alpha));
@@ -332,16 +274,11 @@ Tensor div(const Tensor& a, double b) { return binary_scalar_op(BinaryOp::Div, a
 Tensor rdiv(const Tensor& a, double b) { return binary_scalar_op(BinaryOp::Div, a, b, true); }
 Tensor pow(const Tensor& a, double e) { return binary_scalar_op(BinaryOp::Pow, a, e, false); }
 
-#define GRAFT_COMPARE(name, OP)                                                           \
-  Tensor name(const Tensor& a, const Tensor& b) { return binary_op(BinaryOp::OP, a, b); } \
-  Tensor name(const Tensor& a, double b) { return binary_scalar_op(BinaryOp::OP, a, b, false); }
-GRAFT_COMPARE(eq, Eq)
-GRAFT_COMPARE(ne, Ne)
-GRAFT_COMPARE(lt, Lt)
-GRAFT_COMPARE(le, Le)
-GRAFT_COMPARE(gt, Gt)
-GRAFT_COMPARE(ge, Ge)
-#undef GRAFT_COMPARE
+#define GRAFT_COMPARE_FRONT_END(Op, name, result, saves)                                  \
+  Tensor name(const Tensor& a, const Tensor& b) { return binary_op(BinaryOp::Op, a, b); } \
+  Tensor name(const Tensor& a, double b) { return binary_scalar_op(BinaryOp::Op, a, b, false); }
+GRAFT_COMPARE_OPS(GRAFT_COMPARE_FRONT_END)
+#undef GRAFT_COMPARE_FRONT_END
 
 Tensor logical_and(const Tensor& a, const Tensor& b) {
   return binary_op(BinaryOp::LogicalAnd, a, b);

@@ -11,6 +11,7 @@
 
 #include "core/alloc.h"
 #include "core/generator.h"
+#include "core/op_tables.h"
 #include "core/tensor.h"
 
 namespace graft {
@@ -50,26 +51,12 @@ Tensor ones_like(const Tensor& t);
 Tensor full_like(const Tensor& t, double value);
 
 // ---- element-wise ----
-Tensor neg(const Tensor& a);
-Tensor abs(const Tensor& a);
-Tensor exp(const Tensor& a);
-Tensor log(const Tensor& a);
-Tensor sqrt(const Tensor& a);
-Tensor rsqrt(const Tensor& a);
-Tensor sin(const Tensor& a);
-Tensor cos(const Tensor& a);
-Tensor tanh(const Tensor& a);
-Tensor sigmoid(const Tensor& a);
-Tensor relu(const Tensor& a);
-Tensor sign(const Tensor& a);
-Tensor reciprocal(const Tensor& a);
-Tensor square(const Tensor& a);
-Tensor floor(const Tensor& a);
-Tensor ceil(const Tensor& a);
-Tensor round(const Tensor& a);
-Tensor log1p(const Tensor& a);
-Tensor expm1(const Tensor& a);
-Tensor logical_not(const Tensor& a);
+// One function per row of GRAFT_UNARY_OPS (core/op_tables.h), named as the
+// row: Tensor neg(const Tensor& a), relu, exp, ... (gelu is the exact erf
+// form, gelu_tanh torch's approximate="tanh").
+#define GRAFT_UNARY_DECL(Op, name, result, saves) Tensor name(const Tensor& a);
+GRAFT_UNARY_OPS(GRAFT_UNARY_DECL)
+#undef GRAFT_UNARY_DECL
 
 Tensor add(const Tensor& a, const Tensor& b, double alpha = 1);  // a + alpha*b
 Tensor sub(const Tensor& a, const Tensor& b, double alpha = 1);
@@ -86,18 +73,12 @@ Tensor div(const Tensor& a, double b);
 Tensor rdiv(const Tensor& a, double b);  // b / a
 Tensor pow(const Tensor& a, double exponent);
 
-Tensor eq(const Tensor& a, const Tensor& b);
-Tensor ne(const Tensor& a, const Tensor& b);
-Tensor lt(const Tensor& a, const Tensor& b);
-Tensor le(const Tensor& a, const Tensor& b);
-Tensor gt(const Tensor& a, const Tensor& b);
-Tensor ge(const Tensor& a, const Tensor& b);
-Tensor eq(const Tensor& a, double b);
-Tensor ne(const Tensor& a, double b);
-Tensor lt(const Tensor& a, double b);
-Tensor le(const Tensor& a, double b);
-Tensor gt(const Tensor& a, double b);
-Tensor ge(const Tensor& a, double b);
+// eq, ne, lt, le, gt, ge (GRAFT_COMPARE_OPS), against a tensor or a scalar.
+#define GRAFT_COMPARE_DECL(Op, name, result, saves) \
+  Tensor name(const Tensor& a, const Tensor& b);    \
+  Tensor name(const Tensor& a, double b);
+GRAFT_COMPARE_OPS(GRAFT_COMPARE_DECL)
+#undef GRAFT_COMPARE_DECL
 Tensor logical_and(const Tensor& a, const Tensor& b);
 Tensor logical_or(const Tensor& a, const Tensor& b);
 

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/env.h"
 #include "core/error.h"
 
 namespace graft {
@@ -25,10 +26,10 @@ namespace {
 // and the `graft` processes they start all honour it. Eigen keeps the sizes in
 // inline-function statics that the whole process shares.
 bool apply_test_cache_sizes() {
-  const char* env = std::getenv("GRAFT_TEST_CACHE_SIZES");
-  if (!env || !*env) return false;
+  const auto env = env_string("GRAFT_TEST_CACHE_SIZES");
+  if (!env) return false;
   std::vector<std::ptrdiff_t> sizes;
-  std::stringstream ss(env);
+  std::stringstream ss(*env);
   for (std::string part; std::getline(ss, part, ',');) {
     char* end = nullptr;
     const long long v = std::strtoll(part.c_str(), &end, 10);
@@ -37,7 +38,8 @@ bool apply_test_cache_sizes() {
   }
   if (sizes.size() != 3) {
     std::fprintf(stderr,
-                 "graft: GRAFT_TEST_CACHE_SIZES must be \"l1,l2,l3\" in bytes, got \"%s\"\n", env);
+                 "graft: GRAFT_TEST_CACHE_SIZES must be \"l1,l2,l3\" in bytes, got \"%s\"\n",
+                 env->c_str());
     std::exit(2);
   }
   Eigen::setCpuCacheSizes(sizes[0], sizes[1], sizes[2]);

@@ -15,6 +15,7 @@
 #include "core/device.h"
 #include "core/dtype.h"
 #include "core/hooks.h"
+#include "core/op_tables.h"
 #include "core/storage.h"
 
 namespace graft {
@@ -141,25 +142,9 @@ class Tensor {
 
   // ---- op methods: the free functions of core/ops.h, as torch spells them ----
   // element-wise
-  Tensor neg() const;
-  Tensor abs() const;
-  Tensor exp() const;
-  Tensor log() const;
-  Tensor sqrt() const;
-  Tensor rsqrt() const;
-  Tensor sin() const;
-  Tensor cos() const;
-  Tensor tanh() const;
-  Tensor sigmoid() const;
-  Tensor relu() const;
-  Tensor sign() const;
-  Tensor square() const;
-  Tensor reciprocal() const;
-  Tensor floor() const;
-  Tensor ceil() const;
-  Tensor round() const;
-  Tensor log1p() const;
-  Tensor expm1() const;
+#define GRAFT_UNARY_METHOD_DECL(Op, name, result, saves) Tensor name() const;
+  GRAFT_UNARY_OPS(GRAFT_UNARY_METHOD_DECL)  // x.neg(), x.relu(), ... (core/op_tables.h)
+#undef GRAFT_UNARY_METHOD_DECL
   Tensor add(const Tensor& other, double alpha = 1) const;
   Tensor sub(const Tensor& other, double alpha = 1) const;
   Tensor mul(const Tensor& other) const;
@@ -173,18 +158,11 @@ class Tensor {
   Tensor maximum(const Tensor& other) const;
   Tensor minimum(const Tensor& other) const;
   Tensor clamp(std::optional<double> min, std::optional<double> max = std::nullopt) const;
-  Tensor eq(const Tensor& other) const;
-  Tensor ne(const Tensor& other) const;
-  Tensor lt(const Tensor& other) const;
-  Tensor le(const Tensor& other) const;
-  Tensor gt(const Tensor& other) const;
-  Tensor ge(const Tensor& other) const;
-  Tensor eq(double other) const;
-  Tensor ne(double other) const;
-  Tensor lt(double other) const;
-  Tensor le(double other) const;
-  Tensor gt(double other) const;
-  Tensor ge(double other) const;
+#define GRAFT_COMPARE_METHOD_DECL(Op, name, result, saves) \
+  Tensor name(const Tensor& other) const;                  \
+  Tensor name(double other) const;
+  GRAFT_COMPARE_OPS(GRAFT_COMPARE_METHOD_DECL)  // x.eq(y), x.lt(0.5), ...
+#undef GRAFT_COMPARE_METHOD_DECL
   // in place: change this tensor's data (every handle sees it) and return it
   const Tensor& add_(const Tensor& other, double alpha = 1) const;
   const Tensor& sub_(const Tensor& other, double alpha = 1) const;

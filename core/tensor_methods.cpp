@@ -6,27 +6,9 @@
 
 namespace graft {
 
-#define GRAFT_UNARY_METHOD(name) \
+#define GRAFT_UNARY_METHOD(Op, name, result, saves) \
   Tensor Tensor::name() const { return graft::name(*this); }
-GRAFT_UNARY_METHOD(neg)
-GRAFT_UNARY_METHOD(abs)
-GRAFT_UNARY_METHOD(exp)
-GRAFT_UNARY_METHOD(log)
-GRAFT_UNARY_METHOD(sqrt)
-GRAFT_UNARY_METHOD(rsqrt)
-GRAFT_UNARY_METHOD(sin)
-GRAFT_UNARY_METHOD(cos)
-GRAFT_UNARY_METHOD(tanh)
-GRAFT_UNARY_METHOD(sigmoid)
-GRAFT_UNARY_METHOD(relu)
-GRAFT_UNARY_METHOD(sign)
-GRAFT_UNARY_METHOD(square)
-GRAFT_UNARY_METHOD(reciprocal)
-GRAFT_UNARY_METHOD(floor)
-GRAFT_UNARY_METHOD(ceil)
-GRAFT_UNARY_METHOD(round)
-GRAFT_UNARY_METHOD(log1p)
-GRAFT_UNARY_METHOD(expm1)
+GRAFT_UNARY_OPS(GRAFT_UNARY_METHOD)
 Tensor Tensor::max() const { return graft::max(*this); }
 Tensor Tensor::min() const { return graft::min(*this); }
 #undef GRAFT_UNARY_METHOD
@@ -40,12 +22,9 @@ Tensor Tensor::min() const { return graft::min(*this); }
 GRAFT_BINARY_METHODS(mul)
 GRAFT_BINARY_METHODS(div)
 GRAFT_BINARY_METHODS(pow)
-GRAFT_BINARY_METHODS(eq)
-GRAFT_BINARY_METHODS(ne)
-GRAFT_BINARY_METHODS(lt)
-GRAFT_BINARY_METHODS(le)
-GRAFT_BINARY_METHODS(gt)
-GRAFT_BINARY_METHODS(ge)
+#define GRAFT_COMPARE_METHODS(Op, name, result, saves) GRAFT_BINARY_METHODS(name)
+GRAFT_COMPARE_OPS(GRAFT_COMPARE_METHODS)
+#undef GRAFT_COMPARE_METHODS
 GRAFT_BINARY_METHOD(add, double)
 GRAFT_BINARY_METHOD(sub, double)
 GRAFT_BINARY_METHOD(maximum, const Tensor&)

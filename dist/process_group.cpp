@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "core/autograd.h"
+#include "core/env.h"
 #include "core/error.h"
 #include "core/ops.h"
 
@@ -16,9 +17,11 @@ namespace graft::dist {
 
 namespace {
 
-int env_int(const char* name, int fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::atoi(v) : fallback;
+int env_int32(const char* name, int fallback) {
+  const int64_t v = env_int(name, fallback);
+  GRAFT_CHECK(v >= INT32_MIN && v <= INT32_MAX, "environment variable ", name, "=", v,
+              " is out of range");
+  return static_cast<int>(v);
 }
 
 }  // namespace
@@ -29,18 +32,18 @@ double now() {
 
 LaunchInfo launch_info() {
   LaunchInfo li;
-  if (std::getenv("OMPI_COMM_WORLD_SIZE")) {
+  if (env_set("OMPI_COMM_WORLD_SIZE")) {
     li.launched = true;
     li.launcher = "OpenMPI";
-    li.world_size = env_int("OMPI_COMM_WORLD_SIZE", 1);
-    li.rank = env_int("OMPI_COMM_WORLD_RANK", 0);
-    li.local_rank = env_int("OMPI_COMM_WORLD_LOCAL_RANK", 0);
-  } else if (std::getenv("PMI_SIZE")) {
+    li.world_size = env_int32("OMPI_COMM_WORLD_SIZE", 1);
+    li.rank = env_int32("OMPI_COMM_WORLD_RANK", 0);
+    li.local_rank = env_int32("OMPI_COMM_WORLD_LOCAL_RANK", 0);
+  } else if (env_set("PMI_SIZE")) {
     li.launched = true;
     li.launcher = "PMI";
-    li.world_size = env_int("PMI_SIZE", 1);
-    li.rank = env_int("PMI_RANK", 0);
-    li.local_rank = env_int("MPI_LOCALRANKID", 0);
+    li.world_size = env_int32("PMI_SIZE", 1);
+    li.rank = env_int32("PMI_RANK", 0);
+    li.local_rank = env_int32("MPI_LOCALRANKID", 0);
   }
   GRAFT_CHECK(li.world_size >= 1 && li.rank >= 0 && li.rank < li.world_size,
               "the MPI launcher's environment is inconsistent: rank ", li.rank, " of world size ",
@@ -125,7 +128,7 @@ class MpiGroup : public ProcessGroup {
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &size_);
-    if (const char* t = std::getenv("GRAFT_DIST_TIMEOUT"); t && *t) timeout_ = std::atof(t);
+    timeout_ = env_double("GRAFT_DIST_TIMEOUT", timeout_);
   }
   int rank() const override { return rank_; }
   int size() const override { return size_; }

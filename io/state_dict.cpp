@@ -15,27 +15,6 @@
 
 namespace graft::io {
 
-bool glob_match(std::string_view p, std::string_view s) {
-  // Iterative matcher with single backtrack point: linear-ish, no recursion.
-  size_t pi = 0, si = 0, star = std::string_view::npos, mark = 0;
-  while (si < s.size()) {
-    if (pi < p.size() && (p[pi] == '?' || p[pi] == s[si])) {
-      ++pi;
-      ++si;
-    } else if (pi < p.size() && p[pi] == '*') {
-      star = pi++;
-      mark = si;
-    } else if (star != std::string_view::npos) {
-      pi = star + 1;
-      si = ++mark;
-    } else {
-      return false;
-    }
-  }
-  while (pi < p.size() && p[pi] == '*') ++pi;
-  return pi == p.size();
-}
-
 std::string LoadReport::str() const {
   std::ostringstream os;
   os << (dry_run ? "load_state_dict (dry run): " : "load_state_dict: ") << loaded.size()

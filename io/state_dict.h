@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/glob.h"
 #include "io/pth.h"
 
 namespace graft::io {
@@ -85,8 +86,9 @@ bool strip_data_parallel(NamedTensors& sd);
 // only its tensors are mis-shaped, the cause is a different number of classes.
 std::string diagnose_load(const LoadReport& r, const std::string& head = "");
 
-// '*' matches any run of characters (dots included), '?' any one character.
-bool glob_match(std::string_view pattern, std::string_view name);
+// io::glob_match is core/glob.h's (one matcher for state_dict keys and
+// parameter groups).
+using graft::glob_match;
 
 // Reads the tensors of any supported weights file, chosen by content, not name:
 // zip or legacy .pth (state_dict found as in extract_state_dict, or `sub_path`),

@@ -8,8 +8,10 @@
 #include <initializer_list>
 #include <memory>
 #include <optional>
+#include <string>
 
 #include "core/generator.h"
+#include "core/ops.h"
 #include "nn/module.h"
 
 namespace graft::nn {
@@ -107,6 +109,35 @@ class ReLU6 : public Module {
   Tensor forward(const Tensor& input) override;
   std::string extra_repr() const override { return inplace ? "inplace=True" : ""; }
   bool inplace;
+};
+
+namespace detail {
+inline void check_gelu_approximate(const std::string& approximate) {
+  GRAFT_CHECK(approximate == "none" || approximate == "tanh",
+              "gelu: approximate must be 'none' or 'tanh', got '", approximate, "'");
+}
+}  // namespace detail
+
+namespace functional {
+// torch.nn.functional.gelu: x * Phi(x), Phi the standard normal CDF, computed
+// with erf (approximate "none") or as 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715
+// x^3))) (approximate "tanh"). Forward and backward run on every device.
+inline Tensor gelu(const Tensor& input, const std::string& approximate = "none") {
+  detail::check_gelu_approximate(approximate);
+  return approximate == "tanh" ? graft::gelu_tanh(input) : graft::gelu(input);
+}
+}  // namespace functional
+
+// torch.nn.GELU
+class GELU : public Module {
+ public:
+  explicit GELU(std::string approximate_ = "none")
+      : Module("GELU"), approximate(std::move(approximate_)) {
+    detail::check_gelu_approximate(approximate);
+  }
+  Tensor forward(const Tensor& input) override { return functional::gelu(input, approximate); }
+  std::string extra_repr() const override { return "approximate='" + approximate + "'"; }
+  std::string approximate;
 };
 
 class MaxPool2d : public Module {

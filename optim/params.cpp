@@ -4,28 +4,6 @@
 
 namespace graft::optim {
 
-bool glob_match(const std::string& pattern, const std::string& name) {
-  // Iterative wildcard matching with backtracking to the last '*': linear in
-  // practice, no recursion blow-up on patterns with many stars.
-  size_t p = 0, n = 0, star = std::string::npos, resume = 0;
-  while (n < name.size()) {
-    if (p < pattern.size() && (pattern[p] == '?' || pattern[p] == name[n])) {
-      ++p;
-      ++n;
-    } else if (p < pattern.size() && pattern[p] == '*') {
-      star = p++;
-      resume = n;
-    } else if (star != std::string::npos) {
-      p = star + 1;
-      n = ++resume;
-    } else {
-      return false;
-    }
-  }
-  while (p < pattern.size() && pattern[p] == '*') ++p;
-  return p == pattern.size();
-}
-
 namespace {
 
 void fail_no_match(const char* what, const NamedParams& named, const std::string& pattern) {

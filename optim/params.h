@@ -12,14 +12,10 @@
 #include <cstdint>
 #include <string>
 
+#include "core/glob.h"  // glob_match, used by the group selection below
 #include "optim/optimizer.h"
 
 namespace graft::optim {
-
-// Shell-style match of the whole name: '*' matches any run of characters
-// (dots included, so "layer4.*" matches "layer4.1.conv2.weight"), '?' one
-// character; everything else matches itself.
-bool glob_match(const std::string& pattern, const std::string& name);
 
 // Parameters whose name matches `pattern`, in order. Errors when none match
 // (a typo in a pattern must not silently select nothing).

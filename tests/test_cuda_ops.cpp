@@ -345,6 +345,10 @@ std::vector<OpCase> op_cases() {
   add_case({"unary_float64", {f64({4, 6}, kS)}, [](const V& x) {
               return V{exp(x[0]), tanh(x[0]), sigmoid(x[0])};
             }});
+  add_case({"gelu", {f32({5, 7}, kT)}, [](const V& x) { return V{gelu(x[0]), gelu_tanh(x[0])}; }});
+  add_case({"gelu_float64", {f64({4, 6}, kS)}, [](const V& x) {
+              return V{gelu(x[0]), gelu_tanh(x[0])};
+            }});
   add_case({"rounding",
             {nograd(f32({50}))},
             [](const V& x) {

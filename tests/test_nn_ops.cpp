@@ -9,6 +9,7 @@
 #include "core/gradcheck.h"
 #include "core/ops_nn.h"
 #include "io/npy.h"
+#include "nn/layers.h"
 #include "tests/test_util.h"
 
 namespace graft {
@@ -504,6 +505,87 @@ TEST(NnOps, Dropout) {
   EXPECT_TRUE(close_to(x.grad(), a.detach(), 0));  // grad = mask * 1/(1-p)
   EXPECT_EQ(sum(F::dropout(x, 1.0, true)).item(), 0.0);
   EXPECT_THROW(F::dropout(x, 1.5, true), Error);
+}
+
+}  // namespace
+}  // namespace graft
+
+// ---- GELU against torch.nn.functional.gelu (tests/fixtures/gen_gelu.py) ----
+namespace graft {
+namespace {
+
+// max_i |a_i - e_i| / (|e_i| + |s_i|): the error relative to the size of the
+// terms the result is made of. GELU's forward x * Phi(x) loses the relative
+// accuracy of Phi(x) = (1 + erf) / 2 in the left tail (1 + erf cancels), so
+// one ulp of erf there is an error of order ulp * |x|: s = x. The gradient
+// g * (Phi(x) + x phi(x)) cancels near its zero (x ~ -0.75) where both terms
+// are of order |g|: s = g.
+double gelu_error(const Tensor& actual, const Tensor& expected, const Tensor& scale) {
+  const auto a = actual.to_vector<double>(), e = expected.to_vector<double>(),
+             s = scale.to_vector<double>();
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i)
+    worst = std::max(worst, std::fabs(a[i] - e[i]) / (std::fabs(e[i]) + std::fabs(s[i]) + 1e-300));
+  return worst;
+}
+
+Tensor gelu_fixture(const std::string& name) {
+  return io::load_npy(testing::fixture("gelu_" + name + ".npy"));
+}
+
+TEST(Gelu, ValuesAndGradientsMatchTorch) {
+  GRAFT_REQUIRE_FIXTURE("gelu_complete");
+  // float64: both sides evaluate the same formulas (torch's, in
+  // aten/src/ATen/native/cpu/Activation.cpp) in double with erf/exp/tanh
+  // accurate to about an ulp (glibc here, SLEEF's u10 in torch), so a few ulps
+  // (~1e-15) of the term sizes separate them; 1e-12 leaves three orders of
+  // margin and still catches any wrong constant or formula (errors >= 1e-7).
+  // float32: the same in float (ulp 1.2e-7, SLEEF's erff/tanhf against
+  // glibc's): a few ulps; 2e-6 (~16 ulps) bounds it with margin.
+  for (const auto& [suffix, tol] : {std::pair{"f64", 1e-12}, std::pair{"f32", 2e-6}}) {
+    const Tensor x_ref = gelu_fixture(std::string("x_") + suffix);
+    const Tensor gy = gelu_fixture(std::string("gy_") + suffix);
+    for (const std::string approximate : {"none", "tanh"}) {
+      SCOPED_TRACE(std::string(suffix) + " approximate=" + approximate);
+      Tensor x = x_ref.clone();
+      x.set_requires_grad(true);
+      const Tensor y = nn::functional::gelu(x, approximate);
+      EXPECT_EQ(y.dtype(), x.dtype());
+      y.backward(gy);
+      const Tensor y_ref = gelu_fixture("y_" + approximate + "_" + suffix);
+      const Tensor gx_ref = gelu_fixture("gx_" + approximate + "_" + suffix);
+      EXPECT_LE(gelu_error(y, y_ref, x_ref), tol);
+      EXPECT_LE(gelu_error(x.grad(), gx_ref, gy), tol);
+    }
+  }
+}
+
+TEST(Gelu, GradcheckFloat64) {
+  Generator gen(7);
+  const Tensor x = mul(randn({40}, opts(DType::Float64), &gen), 3.0);
+  for (const std::string approximate : {"none", "tanh"}) {
+    SCOPED_TRACE("approximate=" + approximate);
+    gradcheck([&](const std::vector<Tensor>& v) { return nn::functional::gelu(v[0], approximate); },
+              {x});
+  }
+}
+
+TEST(Gelu, ModuleIntegerInputsAndBadApproximate) {
+  nn::GELU exact, tanh_form("tanh");
+  EXPECT_EQ(exact.repr(), "GELU(approximate='none')");
+  EXPECT_EQ(tanh_form.repr(), "GELU(approximate='tanh')");
+  const Tensor x = tensor<double>({-2, -0.5, 0, 0.5, 2});
+  EXPECT_TRUE(allclose(exact.forward(x), gelu(x), 0, 0));
+  EXPECT_TRUE(allclose(tanh_form.forward(x), gelu_tanh(x), 0, 0));
+  // gelu(1) = Phi(1) = 0.8413447460685429 (exact); integer inputs compute in
+  // float32, as torch does, and the two forms differ there by ~1.6e-4.
+  const Tensor yi = gelu(tensor<int64_t>({1}));
+  EXPECT_EQ(yi.dtype(), DType::Float32);
+  EXPECT_NEAR(yi.to_vector<double>()[0], 0.8413447460685429, 1e-7);
+  EXPECT_GT(std::fabs(gelu_tanh(tensor<double>({1})).to_vector<double>()[0] - 0.8413447460685429),
+            1e-4);
+  EXPECT_THROW(nn::GELU("exact"), Error);
+  EXPECT_THROW(nn::functional::gelu(x, "Tanh"), Error);
 }
 
 }  // namespace

@@ -88,7 +88,7 @@ std::vector<optim::ParamGroup> build_param_groups(const nn::Module& model, const
     for (const auto& p : params) {
       bool placed = false;
       for (size_t g = 0; g < o.groups.size() && !placed; ++g) {
-        if (optim::glob_match(o.groups[g].glob, p.first)) {
+        if (glob_match(o.groups[g].glob, p.first)) {
           members[g].push_back(p);
           matched_any[g] = true;
           placed = true;
@@ -111,8 +111,7 @@ std::vector<optim::ParamGroup> build_param_groups(const nn::Module& model, const
   GRAFT_CHECK(!o.head_glob.empty(),
               "build_param_groups: a backbone or head lr multiplier needs head_glob");
   optim::NamedParams backbone, head;
-  for (const auto& p : params)
-    (optim::glob_match(o.head_glob, p.first) ? head : backbone).push_back(p);
+  for (const auto& p : params) (glob_match(o.head_glob, p.first) ? head : backbone).push_back(p);
   if (!backbone.empty()) {
     optim::ParamGroupOptions bo;
     bo.lr = base_lr * o.backbone_lr_mult;

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "core/env.h"
 #include "core/ops.h"
 #include "core/parallel.h"
 #include "data/dataset.h"
@@ -687,11 +688,6 @@ struct Run {
   }
 };
 
-int64_t env_int(const char* name, int64_t fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::atoll(v) : fallback;
-}
-
 void setup_run(Run& run, const TrainingCheckpoint* resumed) {
   TrainConfig& c = run.c;
   run.m = build_model(c, run.d, resumed);
@@ -989,11 +985,11 @@ void write_trace(std::ofstream& trace, const dist::DistributedDataParallel& ddp,
 // Tests: $GRAFT_TEST_DIST_FAIL "RANK:STEP:kill" kills this rank, "RANK:STEP:hang"
 // stops it from taking part, after that many steps.
 void fail_for_test(int rank, int64_t step) {
-  const char* k = std::getenv("GRAFT_TEST_DIST_FAIL");
-  if (!k || !*k) return;
+  const auto k = env_string("GRAFT_TEST_DIST_FAIL");
+  if (!k) return;
   int fr = -1, fs = -1;
   char how[8] = {};
-  if (std::sscanf(k, "%d:%d:%7s", &fr, &fs, how) != 3 || fr != rank || fs != step) return;
+  if (std::sscanf(k->c_str(), "%d:%d:%7s", &fr, &fs, how) != 3 || fr != rank || fs != step) return;
   // When it stopped (steady clock, shared by the machine's processes): the
   // test measures the other ranks' reaction from here.
   std::fprintf(stderr, "graft-test: rank %d stops at %.6f\n", rank, dist::now());
@@ -1017,8 +1013,8 @@ void attach_data_parallel(dist::ProcessGroup& pg, Run& run, DataParallel& dp, Fi
     std::cerr << "distributed: " << world << " ranks, batch " << c.batch_size << " per rank ("
               << c.batch_size * world << " in all), " << dp.ddp->num_buckets()
               << " gradient buckets\n";
-  if (const char* path = std::getenv("GRAFT_DIST_TRACE"); path && *path && rank == 0) {
-    dp.trace = std::make_unique<std::ofstream>(path);
+  if (const auto path = env_string("GRAFT_DIST_TRACE"); path && rank == 0) {
+    dp.trace = std::make_unique<std::ofstream>(*path);
     *dp.trace << "step,bucket,params,bytes,backward_start,allreduce_start,allreduce_end,"
                  "backward_end\n";
   }

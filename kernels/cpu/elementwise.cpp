@@ -3,6 +3,7 @@
 #include <type_traits>
 
 #include "core/convert.h"
+#include "core/elementwise_formulas.h"
 #include "core/kernels.h"
 #include "kernels/cpu/loops.h"
 
@@ -25,162 +26,6 @@ inline To convert(From v) {
   } else {
     return static_cast<To>(v);
   }
-}
-
-template <typename T>
-inline T apply_unary(UnaryOp op, T x) {
-  if constexpr (std::is_floating_point_v<T>) {
-    switch (op) {
-      case UnaryOp::Neg:
-        return -x;
-      case UnaryOp::Abs:
-        return std::fabs(x);
-      case UnaryOp::Exp:
-        return std::exp(x);
-      case UnaryOp::Log:
-        return std::log(x);
-      case UnaryOp::Sqrt:
-        return std::sqrt(x);
-      case UnaryOp::Rsqrt:
-        return T(1) / std::sqrt(x);
-      case UnaryOp::Sin:
-        return std::sin(x);
-      case UnaryOp::Cos:
-        return std::cos(x);
-      case UnaryOp::Tanh:
-        return std::tanh(x);
-      case UnaryOp::Sigmoid:
-        return T(1) / (T(1) + std::exp(-x));
-      case UnaryOp::Relu:
-        return x > T(0) ? x : (std::isnan(x) ? x : T(0));
-      case UnaryOp::Sign:
-        return static_cast<T>((T(0) < x) - (x < T(0)));
-      case UnaryOp::Reciprocal:
-        return T(1) / x;
-      case UnaryOp::Square:
-        return x * x;
-      case UnaryOp::Floor:
-        return std::floor(x);
-      case UnaryOp::Ceil:
-        return std::ceil(x);
-      case UnaryOp::Round:
-        return std::nearbyint(x);  // half to even, like torch
-      case UnaryOp::Log1p:
-        return std::log1p(x);
-      case UnaryOp::Expm1:
-        return std::expm1(x);
-      case UnaryOp::LogicalNot:
-        return x == T(0);
-    }
-  } else if constexpr (std::is_same_v<T, bool>) {
-    switch (op) {
-      case UnaryOp::Abs:
-        return x;
-      case UnaryOp::LogicalNot:
-        return !x;
-      default:
-        break;
-    }
-  } else {
-    switch (op) {
-      case UnaryOp::Neg:
-        return static_cast<T>(-x);
-      case UnaryOp::Abs:
-        return static_cast<T>(x < 0 ? -x : x);
-      case UnaryOp::Relu:
-        return x > 0 ? x : T(0);
-      case UnaryOp::Sign:
-        return static_cast<T>((T(0) < x) - (x < T(0)));
-      case UnaryOp::Square:
-        return static_cast<T>(x * x);
-      case UnaryOp::Floor:
-      case UnaryOp::Ceil:
-      case UnaryOp::Round:
-        return x;
-      case UnaryOp::LogicalNot:
-        return x == 0;
-      default:
-        break;
-    }
-  }
-  GRAFT_FAIL(unary_op_name(op), ": not supported for dtype ", dtype_name(dtype_of<T>));
-}
-
-template <typename T>
-inline T int_pow(T base, T exp) {
-  if (exp < 0) return base == 1 ? T(1) : (base == T(-1) ? (exp % 2 ? T(-1) : T(1)) : T(0));
-  T result = 1;
-  while (exp) {
-    if (exp & 1) result = static_cast<T>(result * base);
-    base = static_cast<T>(base * base);
-    exp >>= 1;
-  }
-  return result;
-}
-
-template <typename T>
-inline T apply_arith(BinaryOp op, T a, T b) {
-  switch (op) {
-    case BinaryOp::Add:
-      return static_cast<T>(a + b);
-    case BinaryOp::Sub:
-      return static_cast<T>(a - b);
-    case BinaryOp::Mul:
-      return static_cast<T>(a * b);
-    case BinaryOp::Div:
-      if constexpr (std::is_floating_point_v<T>) {
-        return a / b;
-      } else {
-        GRAFT_CHECK(b != 0, "div: integer division by zero");
-        return static_cast<T>(a / b);
-      }
-    case BinaryOp::Pow:
-      if constexpr (std::is_floating_point_v<T>) {
-        return b == T(2) ? a * a : std::pow(a, b);
-      } else {
-        return int_pow(a, b);
-      }
-    case BinaryOp::Maximum:
-      if constexpr (std::is_floating_point_v<T>) {
-        if (std::isnan(a) || std::isnan(b)) return std::numeric_limits<T>::quiet_NaN();
-      }
-      return a > b ? a : b;
-    case BinaryOp::Minimum:
-      if constexpr (std::is_floating_point_v<T>) {
-        if (std::isnan(a) || std::isnan(b)) return std::numeric_limits<T>::quiet_NaN();
-      }
-      return a < b ? a : b;
-    case BinaryOp::ReluBackward:
-      return b > T(0) ? a : T(0);
-    case BinaryOp::LogicalAnd:
-      return (a != T(0)) && (b != T(0));
-    case BinaryOp::LogicalOr:
-      return (a != T(0)) || (b != T(0));
-    default:
-      break;
-  }
-  GRAFT_FAIL(binary_op_name(op), ": not an arithmetic op");
-}
-
-template <typename T>
-inline bool apply_compare(BinaryOp op, T a, T b) {
-  switch (op) {
-    case BinaryOp::Eq:
-      return a == b;
-    case BinaryOp::Ne:
-      return a != b;
-    case BinaryOp::Lt:
-      return a < b;
-    case BinaryOp::Le:
-      return a <= b;
-    case BinaryOp::Gt:
-      return a > b;
-    case BinaryOp::Ge:
-      return a >= b;
-    default:
-      break;
-  }
-  GRAFT_FAIL(binary_op_name(op), ": not a comparison");
 }
 
 // Runs f(out_ptr, in_ptrs...) element-wise with a fast contiguous path that the
@@ -216,65 +61,110 @@ void map_elements(const Tensor& out, const std::array<const Tensor*, sizeof...(I
   });
 }
 
+// Comparisons of float16/bfloat16 compute in float32.
+template <typename T>
+using compare_t =
+    std::conditional_t<std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>, float, T>;
+
+// Each kernel below switches over its op table once, outside the loop: one
+// loop instantiation per (op, dtype), so every op vectorises where its formula
+// allows. Ops a dtype does not support fail with a clear error.
+template <typename T>
+void unary_loop(UnaryOp op, const Tensor& in, const Tensor& out) {
+  switch (op) {
+#define GRAFT_UNARY_CASE(Op, name, result, saves)                           \
+  case UnaryOp::Op:                                                         \
+    if constexpr (formula::supports<T>(OpResult::result)) {                 \
+      map_elements<T, T>(out, {&in}, [](T x) { return formula::Op{}(x); }); \
+      return;                                                               \
+    }                                                                       \
+    break;
+    GRAFT_UNARY_OPS(GRAFT_UNARY_CASE)
+#undef GRAFT_UNARY_CASE
+  }
+  GRAFT_FAIL(unary_op_name(op), ": not supported for dtype ", dtype_name(dtype_of<T>));
+}
+
 void unary_cpu(UnaryOp op, const Tensor& in, const Tensor& out) {
-  if (op == UnaryOp::LogicalNot) {
-    map_elements<bool, bool>(out, {&in}, [](bool x) { return !x; });
+  if (unary_result(op) == OpResult::Bool) {
+    GRAFT_CHECK(in.dtype() == DType::Bool, unary_op_name(op), ": expected a bool input");
+    map_elements<bool, bool>(out, {&in}, [](bool x) { return formula::LogicalNot{}(x); });
     return;
   }
-  GRAFT_DISPATCH_NUMERIC(in.dtype(), unary_op_name(op), [&] {
-    switch (op) {  // hot ops get their own instantiation so they vectorise
-      case UnaryOp::Relu:
-        map_elements<scalar_t, scalar_t>(out, {&in},
-                                         [](scalar_t x) { return apply_unary(UnaryOp::Relu, x); });
-        break;
-      case UnaryOp::Neg:
-        map_elements<scalar_t, scalar_t>(out, {&in},
-                                         [](scalar_t x) { return static_cast<scalar_t>(-x); });
-        break;
-      default:
-        map_elements<scalar_t, scalar_t>(out, {&in},
-                                         [op](scalar_t x) { return apply_unary(op, x); });
-    }
-  });
+  GRAFT_DISPATCH_NUMERIC(in.dtype(), unary_op_name(op), [&] { unary_loop<scalar_t>(op, in, out); });
+}
+
+template <typename T>
+void binary_loop(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) {
+  switch (op) {
+#define GRAFT_BINARY_CASE(Op, name, result, saves)                                        \
+  case BinaryOp::Op:                                                                      \
+    if constexpr (formula::supports<T>(OpResult::result)) {                               \
+      map_elements<T, T, T>(out, {&a, &b}, [](T x, T y) { return formula::Op{}(x, y); }); \
+      return;                                                                             \
+    }                                                                                     \
+    break;
+    GRAFT_BINARY_OPS(GRAFT_BINARY_CASE)
+#undef GRAFT_BINARY_CASE
+    default:
+      break;
+  }
+  GRAFT_FAIL(binary_op_name(op), ": not supported for dtype ", dtype_name(dtype_of<T>));
+}
+
+template <typename T>
+void compare_loop(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) {
+  using C = compare_t<T>;
+  switch (op) {
+#define GRAFT_COMPARE_CASE(Op, name, result, saves)                                           \
+  case BinaryOp::Op:                                                                          \
+    map_elements<bool, T, T>(                                                                 \
+        out, {&a, &b}, [](T x, T y) { return formula::Op{}(convert<C>(x), convert<C>(y)); }); \
+    return;
+    GRAFT_COMPARE_OPS(GRAFT_COMPARE_CASE)
+#undef GRAFT_COMPARE_CASE
+    default:
+      break;
+  }
+  GRAFT_FAIL(binary_op_name(op), ": not a comparison");
 }
 
 void binary_cpu(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) {
-  if (out.dtype() == DType::Bool && is_comparison(op)) {
-    GRAFT_DISPATCH_ALL(a.dtype(), binary_op_name(op), [&] {
-      map_elements<bool, scalar_t, scalar_t>(out, {&a, &b}, [op](scalar_t x, scalar_t y) {
-        if constexpr (std::is_same_v<scalar_t, Half> || std::is_same_v<scalar_t, BFloat16>) {
-          return apply_compare(op, static_cast<float>(x), static_cast<float>(y));
-        } else {
-          return apply_compare(op, x, y);
-        }
-      });
-    });
+  if (is_comparison(op)) {
+    GRAFT_CHECK(out.dtype() == DType::Bool, binary_op_name(op), ": comparison output must be bool");
+    GRAFT_DISPATCH_ALL(a.dtype(), binary_op_name(op),
+                       [&] { compare_loop<scalar_t>(op, a, b, out); });
     return;
   }
-  if (a.dtype() == DType::Bool) {
+  if (a.dtype() == DType::Bool) {  // bool operands compute in int
+    GRAFT_CHECK(formula::supports<int>(binary_result(op)), binary_op_name(op),
+                ": not supported for dtype bool");
     map_elements<bool, bool, bool>(
-        out, {&a, &b}, [op](bool x, bool y) { return apply_arith<int>(op, x, y) != 0; });
+        out, {&a, &b}, [op](bool x, bool y) { return formula::apply_binary<int>(op, x, y) != 0; });
     return;
   }
-  GRAFT_DISPATCH_NUMERIC(a.dtype(), binary_op_name(op), [&] {
-    using T = scalar_t;
-    switch (op) {
-      case BinaryOp::Add:
-        map_elements<T, T, T>(out, {&a, &b}, [](T x, T y) { return static_cast<T>(x + y); });
-        break;
-      case BinaryOp::Sub:
-        map_elements<T, T, T>(out, {&a, &b}, [](T x, T y) { return static_cast<T>(x - y); });
-        break;
-      case BinaryOp::Mul:
-        map_elements<T, T, T>(out, {&a, &b}, [](T x, T y) { return static_cast<T>(x * y); });
-        break;
-      case BinaryOp::ReluBackward:
-        map_elements<T, T, T>(out, {&a, &b}, [](T g, T x) { return x > T(0) ? g : T(0); });
-        break;
-      default:
-        map_elements<T, T, T>(out, {&a, &b}, [op](T x, T y) { return apply_arith(op, x, y); });
-    }
-  });
+  GRAFT_DISPATCH_NUMERIC(a.dtype(), binary_op_name(op),
+                         [&] { binary_loop<scalar_t>(op, a, b, out); });
+}
+
+template <typename T, bool kScalarFirst>
+void binary_scalar_loop(BinaryOp op, const Tensor& a, T c, const Tensor& out) {
+  switch (op) {
+#define GRAFT_BINARY_CASE(Op, name, result, saves)                       \
+  case BinaryOp::Op:                                                     \
+    if constexpr (formula::supports<T>(OpResult::result)) {              \
+      map_elements<T, T>(out, {&a}, [c](T x) {                           \
+        return kScalarFirst ? formula::Op{}(c, x) : formula::Op{}(x, c); \
+      });                                                                \
+      return;                                                            \
+    }                                                                    \
+    break;
+    GRAFT_BINARY_OPS(GRAFT_BINARY_CASE)
+#undef GRAFT_BINARY_CASE
+    default:
+      break;
+  }
+  GRAFT_FAIL(binary_op_name(op), ": not supported for dtype ", dtype_name(dtype_of<T>));
 }
 
 void binary_scalar_cpu(BinaryOp op, const Tensor& a, double s, bool scalar_first,
@@ -283,22 +173,17 @@ void binary_scalar_cpu(BinaryOp op, const Tensor& a, double s, bool scalar_first
     GRAFT_DISPATCH_ALL(a.dtype(), binary_op_name(op), [&] {
       map_elements<bool, scalar_t>(out, {&a}, [op, s, scalar_first](scalar_t x) {
         const double v = convert<double>(x);
-        return scalar_first ? apply_compare(op, s, v) : apply_compare(op, v, s);
+        return scalar_first ? formula::apply_compare(op, s, v) : formula::apply_compare(op, v, s);
       });
     });
     return;
   }
   GRAFT_DISPATCH_NUMERIC(a.dtype(), binary_op_name(op), [&] {
-    using T = scalar_t;
-    const T c = static_cast<T>(s);
-    if (!scalar_first && op == BinaryOp::Mul) {
-      map_elements<T, T>(out, {&a}, [c](T x) { return static_cast<T>(x * c); });
-    } else if (!scalar_first && op == BinaryOp::Add) {
-      map_elements<T, T>(out, {&a}, [c](T x) { return static_cast<T>(x + c); });
-    } else if (scalar_first) {
-      map_elements<T, T>(out, {&a}, [op, c](T x) { return apply_arith(op, c, x); });
+    const scalar_t c = static_cast<scalar_t>(s);
+    if (scalar_first) {
+      binary_scalar_loop<scalar_t, true>(op, a, c, out);
     } else {
-      map_elements<T, T>(out, {&a}, [op, c](T x) { return apply_arith(op, x, c); });
+      binary_scalar_loop<scalar_t, false>(op, a, c, out);
     }
   });
 }

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/env.h"
 #include "core/kernels.h"
 #include "kernels/cuda/loops.cuh"
 
@@ -15,10 +16,7 @@ namespace graft::cuda {
 namespace {
 
 bool native_bn() {
-  static const bool v = [] {
-    const char* e = std::getenv("GRAFT_BN");
-    return e && std::strcmp(e, "native") == 0;
-  }();
+  static const bool v = env_flag("GRAFT_BN", "native");
   return v;
 }
 

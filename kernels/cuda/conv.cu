@@ -13,6 +13,7 @@
 #include <tuple>
 #include <vector>
 
+#include "core/env.h"
 #include "core/kernels.h"
 #include "kernels/cuda/loops.cuh"
 
@@ -20,22 +21,19 @@ namespace graft::cuda {
 
 namespace {
 
-bool env_is(const char* name, const char* value) {
-  const char* v = std::getenv(name);
-  return v && std::strcmp(v, value) == 0;
-}
 bool native_conv() {
-  static const bool v = env_is("GRAFT_CONV", "native");
+  static const bool v = env_flag("GRAFT_CONV", "native");
   return v;
 }
 bool cudnn_benchmark() {
-  static const bool v = env_is("GRAFT_CUDNN_BENCHMARK", "1");
+  static const bool v = env_flag("GRAFT_CUDNN_BENCHMARK", "1");
   return v;
 }
 size_t workspace_limit() {
   static const size_t v = [] {
-    const char* s = std::getenv("GRAFT_CUDNN_WORKSPACE_MB");
-    return static_cast<size_t>(s ? std::atoll(s) : 1024) << 20;
+    const int64_t mb = env_int("GRAFT_CUDNN_WORKSPACE_MB", 1024);
+    GRAFT_CHECK(mb >= 0, "GRAFT_CUDNN_WORKSPACE_MB must be non-negative, got ", mb);
+    return static_cast<size_t>(mb) << 20;
   }();
   return v;
 }

@@ -80,22 +80,9 @@ struct WhereF {
 void where_cuda(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) {
   GRAFT_CHECK(cond.dtype() == DType::Bool, "where: condition must be bool, got ",
               dtype_name(cond.dtype()));
-  switch (out.itemsize()) {
-    case 1:
-      launch_elementwise<uint8_t, bool, uint8_t, uint8_t>(out, WhereF<uint8_t>{}, cond, a, b);
-      break;
-    case 2:
-      launch_elementwise<uint16_t, bool, uint16_t, uint16_t>(out, WhereF<uint16_t>{}, cond, a, b);
-      break;
-    case 4:
-      launch_elementwise<uint32_t, bool, uint32_t, uint32_t>(out, WhereF<uint32_t>{}, cond, a, b);
-      break;
-    case 8:
-      launch_elementwise<uint64_t, bool, uint64_t, uint64_t>(out, WhereF<uint64_t>{}, cond, a, b);
-      break;
-    default:
-      GRAFT_FAIL("where: unsupported element size ", out.itemsize());
-  }
+  GRAFT_DISPATCH_BITS(out.itemsize(), "where", [&] {
+    launch_elementwise<bits_t, bool, bits_t, bits_t>(out, WhereF<bits_t>{}, cond, a, b);
+  });
 }
 
 }  // namespace

@@ -141,45 +141,6 @@ __global__ void accumulate_kernel(int64_t n, TensorGeom it_g, TensorGeom src_g, 
   }
 }
 
-#define GRAFT_CUDA_DISPATCH_BITS(SIZE, NAME, ...)              \
-  [&] {                                                        \
-    switch (SIZE) {                                            \
-      case 1: {                                                \
-        using bits_t = uint8_t;                                \
-        return __VA_ARGS__();                                  \
-      }                                                        \
-      case 2: {                                                \
-        using bits_t = uint16_t;                               \
-        return __VA_ARGS__();                                  \
-      }                                                        \
-      case 4: {                                                \
-        using bits_t = uint32_t;                               \
-        return __VA_ARGS__();                                  \
-      }                                                        \
-      case 8: {                                                \
-        using bits_t = uint64_t;                               \
-        return __VA_ARGS__();                                  \
-      }                                                        \
-      default:                                                 \
-        GRAFT_FAIL(NAME, ": unsupported element size ", SIZE); \
-    }                                                          \
-  }()
-
-#define GRAFT_CUDA_DISPATCH_ATOMIC(DT, NAME, ...)                          \
-  [&] {                                                                    \
-    switch (DT) {                                                          \
-      GRAFT_DTYPE_CASE(Float32, float, __VA_ARGS__)                        \
-      GRAFT_DTYPE_CASE(Float64, double, __VA_ARGS__)                       \
-      GRAFT_DTYPE_CASE(Int64, int64_t, __VA_ARGS__)                        \
-      GRAFT_DTYPE_CASE(Int32, int32_t, __VA_ARGS__)                        \
-      GRAFT_DTYPE_CASE(Int16, int16_t, __VA_ARGS__)                        \
-      GRAFT_DTYPE_CASE(Int8, int8_t, __VA_ARGS__)                          \
-      GRAFT_DTYPE_CASE(UInt8, uint8_t, __VA_ARGS__)                        \
-      default:                                                             \
-        GRAFT_FAIL(NAME, ": unsupported dtype ", ::graft::dtype_name(DT)); \
-    }                                                                      \
-  }()
-
 void check_index(const Tensor& index, const char* name) {
   GRAFT_CHECK(index.dtype() == DType::Int64, name, ": index must be int64, got ",
               dtype_name(index.dtype()));
@@ -194,7 +155,7 @@ void index_select_cuda(const Tensor& in, int64_t dim, const Tensor& index, const
   DeviceGuard guard(device);
   const int64_t index_stride = index.dim() == 1 ? index.strides()[0] : 0;
   int* flag = device_error_flag(device);
-  GRAFT_CUDA_DISPATCH_BITS(out.itemsize(), "index_select", [&] {
+  GRAFT_DISPATCH_BITS(out.itemsize(), "index_select", [&] {
     launch<index_select_kernel<bits_t>>(
         grid_for(n, kBlock), kBlock, 0, current_stream(device), n, index_geom(out), index_geom(in),
         static_cast<int>(dim), index.data_ptr<int64_t>(), index_stride,
@@ -212,7 +173,7 @@ void gather_cuda(const Tensor& in, int64_t dim, const Tensor& index, const Tenso
   const int device = out.device().index;
   DeviceGuard guard(device);
   int* flag = device_error_flag(device);
-  GRAFT_CUDA_DISPATCH_BITS(out.itemsize(), "gather", [&] {
+  GRAFT_DISPATCH_BITS(out.itemsize(), "gather", [&] {
     launch<gather_kernel<bits_t>>(
         grid_for(n, kBlock), kBlock, 0, current_stream(device), n, index_geom(out), index_geom(in),
         index_geom(index), static_cast<int>(dim), index.data_ptr<int64_t>(),
@@ -233,7 +194,7 @@ void accumulate(const Tensor& out, int64_t dim, const Tensor& index, const Tenso
   DeviceGuard guard(device);
   int* flag = device_error_flag(device);
   const TensorGeom idx_g = index_geom(index);  // a 0-d index: stride 0
-  GRAFT_CUDA_DISPATCH_ATOMIC(out.dtype(), name, [&] {
+  GRAFT_DISPATCH_NUMERIC(out.dtype(), name, [&] {
     launch<accumulate_kernel<scalar_t>>(
         grid_for(n, kBlock), kBlock, 0, current_stream(device), n, index_geom(it), index_geom(src),
         index_geom(out), idx_g, per_element_index, static_cast<int>(dim), index.data_ptr<int64_t>(),

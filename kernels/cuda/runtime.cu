@@ -25,6 +25,7 @@
 
 #include "core/cuda.h"
 #include "core/device.h"
+#include "core/env.h"
 #include "core/error.h"
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/runtime.cuh"
@@ -115,11 +116,6 @@ void require_device(int device) {
   GRAFT_CHECK(available_impl(), device_unavailable_reason(DeviceType::CUDA));
   GRAFT_CHECK(device >= 0 && device < device_count_impl(), "CUDA device index ", device,
               " out of range (", device_count_impl(), " device(s) present)");
-}
-
-bool env_flag(const char* name, const char* on_value) {
-  const char* v = std::getenv(name);
-  return v && std::strcmp(v, on_value) == 0;
 }
 
 // ---------------------------------------------------------------------------
@@ -259,7 +255,7 @@ class CachingAllocator final : public Allocator {
 
   std::mutex mutex_;
   PerDevice devices_[kMaxDevices];
-  std::atomic<bool> poison_{std::getenv("GRAFT_CUDA_POISON") != nullptr};
+  std::atomic<bool> poison_{env_set("GRAFT_CUDA_POISON")};
   const bool caching_ = !env_flag("GRAFT_CUDA_CACHE", "0");
 };
 
@@ -564,8 +560,6 @@ void check_device_errors(int device) {
       GRAFT_FAIL("CUDA kernel error on cuda:", device,
                  ": an index was out of range (index_select, index_add, gather or "
                  "scatter_add); the affected outputs are invalid");
-    case kIntegerDivisionByZero:
-      GRAFT_FAIL("CUDA kernel error on cuda:", device, ": integer division by zero");
     default:
       GRAFT_FAIL("CUDA kernel error on cuda:", device, ": code ", code);
   }

@@ -37,7 +37,6 @@ cudnnHandle_t cudnn_handle(int device);
 enum DeviceErrorCode : int {
   kNoDeviceError = 0,
   kIndexOutOfRange = 1,
-  kIntegerDivisionByZero = 2,
 };
 #if defined(__CUDACC__) || defined(GRAFT_CUDA_EMULATED)
 // First error wins; later ones keep the first code.
