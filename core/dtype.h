@@ -92,11 +92,26 @@ constexpr DType dtype_of = DTypeOf<T>::value;
     return __VA_ARGS__();           \
   }
 
+// The dtype sets, each a list of cases, nested: FLOAT within NUMERIC within
+// NUMERIC_AND_BOOL within ALL.
+#define GRAFT_FLOAT_CASES(...)                  \
+  GRAFT_DTYPE_CASE(Float32, float, __VA_ARGS__) \
+  GRAFT_DTYPE_CASE(Float64, double, __VA_ARGS__)
+#define GRAFT_NUMERIC_CASES(...)                \
+  GRAFT_FLOAT_CASES(__VA_ARGS__)                \
+  GRAFT_DTYPE_CASE(Int64, int64_t, __VA_ARGS__) \
+  GRAFT_DTYPE_CASE(Int32, int32_t, __VA_ARGS__) \
+  GRAFT_DTYPE_CASE(Int16, int16_t, __VA_ARGS__) \
+  GRAFT_DTYPE_CASE(Int8, int8_t, __VA_ARGS__)   \
+  GRAFT_DTYPE_CASE(UInt8, uint8_t, __VA_ARGS__)
+#define GRAFT_NUMERIC_AND_BOOL_CASES(...) \
+  GRAFT_NUMERIC_CASES(__VA_ARGS__)        \
+  GRAFT_DTYPE_CASE(Bool, bool, __VA_ARGS__)
+
 #define GRAFT_DISPATCH_FLOAT(DT, NAME, ...)                               \
   [&] {                                                                   \
     switch (DT) {                                                         \
-      GRAFT_DTYPE_CASE(Float32, float, __VA_ARGS__)                       \
-      GRAFT_DTYPE_CASE(Float64, double, __VA_ARGS__)                      \
+      GRAFT_FLOAT_CASES(__VA_ARGS__)                                      \
       default:                                                            \
         GRAFT_FAIL(NAME, ": unsupported dtype ", ::graft::dtype_name(DT), \
                    " (expected float32 or float64)");                     \
@@ -106,13 +121,7 @@ constexpr DType dtype_of = DTypeOf<T>::value;
 #define GRAFT_DISPATCH_NUMERIC(DT, NAME, ...)                              \
   [&] {                                                                    \
     switch (DT) {                                                          \
-      GRAFT_DTYPE_CASE(Float32, float, __VA_ARGS__)                        \
-      GRAFT_DTYPE_CASE(Float64, double, __VA_ARGS__)                       \
-      GRAFT_DTYPE_CASE(Int64, int64_t, __VA_ARGS__)                        \
-      GRAFT_DTYPE_CASE(Int32, int32_t, __VA_ARGS__)                        \
-      GRAFT_DTYPE_CASE(Int16, int16_t, __VA_ARGS__)                        \
-      GRAFT_DTYPE_CASE(Int8, int8_t, __VA_ARGS__)                          \
-      GRAFT_DTYPE_CASE(UInt8, uint8_t, __VA_ARGS__)                        \
+      GRAFT_NUMERIC_CASES(__VA_ARGS__)                                     \
       default:                                                             \
         GRAFT_FAIL(NAME, ": unsupported dtype ", ::graft::dtype_name(DT)); \
     }                                                                      \
@@ -123,14 +132,7 @@ constexpr DType dtype_of = DTypeOf<T>::value;
 #define GRAFT_DISPATCH_NUMERIC_AND_BOOL(DT, NAME, ...)                     \
   [&] {                                                                    \
     switch (DT) {                                                          \
-      GRAFT_DTYPE_CASE(Float32, float, __VA_ARGS__)                        \
-      GRAFT_DTYPE_CASE(Float64, double, __VA_ARGS__)                       \
-      GRAFT_DTYPE_CASE(Int64, int64_t, __VA_ARGS__)                        \
-      GRAFT_DTYPE_CASE(Int32, int32_t, __VA_ARGS__)                        \
-      GRAFT_DTYPE_CASE(Int16, int16_t, __VA_ARGS__)                        \
-      GRAFT_DTYPE_CASE(Int8, int8_t, __VA_ARGS__)                          \
-      GRAFT_DTYPE_CASE(UInt8, uint8_t, __VA_ARGS__)                        \
-      GRAFT_DTYPE_CASE(Bool, bool, __VA_ARGS__)                            \
+      GRAFT_NUMERIC_AND_BOOL_CASES(__VA_ARGS__)                            \
       default:                                                             \
         GRAFT_FAIL(NAME, ": unsupported dtype ", ::graft::dtype_name(DT)); \
     }                                                                      \
@@ -139,14 +141,7 @@ constexpr DType dtype_of = DTypeOf<T>::value;
 #define GRAFT_DISPATCH_ALL(DT, NAME, ...)                        \
   [&] {                                                          \
     switch (DT) {                                                \
-      GRAFT_DTYPE_CASE(Float32, float, __VA_ARGS__)              \
-      GRAFT_DTYPE_CASE(Float64, double, __VA_ARGS__)             \
-      GRAFT_DTYPE_CASE(Int64, int64_t, __VA_ARGS__)              \
-      GRAFT_DTYPE_CASE(Int32, int32_t, __VA_ARGS__)              \
-      GRAFT_DTYPE_CASE(Int16, int16_t, __VA_ARGS__)              \
-      GRAFT_DTYPE_CASE(Int8, int8_t, __VA_ARGS__)                \
-      GRAFT_DTYPE_CASE(UInt8, uint8_t, __VA_ARGS__)              \
-      GRAFT_DTYPE_CASE(Bool, bool, __VA_ARGS__)                  \
+      GRAFT_NUMERIC_AND_BOOL_CASES(__VA_ARGS__)                  \
       GRAFT_DTYPE_CASE(Float16, ::graft::Half, __VA_ARGS__)      \
       GRAFT_DTYPE_CASE(BFloat16, ::graft::BFloat16, __VA_ARGS__) \
     }                                                            \
