@@ -9,7 +9,7 @@
 //   GRAFT_DECLARE_KERNEL(bmm, BmmFn)
 //   // core/dispatch.cpp
 //   GRAFT_DEFINE_KERNEL(bmm, BmmFn)
-//   // kernels/cpu/matmul.cpp (kernels/cuda/gemm.cu registers the CUDA one)
+//   // kernels/cpu/matmul.cpp (kernels/cuda/matmul.cu registers the CUDA one)
 //   GRAFT_REGISTER_KERNEL(bmm, CPU, bmm_cpu);
 //   // front end (core/ops_linalg.cpp)
 //   kernel::bmm(a.device())(a, b, out, false);
