@@ -4,14 +4,18 @@
 // merges dimensions that are contiguous in every operand (coalesce_dims,
 // core/strided.h), and hands the innermost runs to a callback:
 // inner(ptrs, byte_strides, n). Element ranges are split across threads with
-// parallel_for.
+// parallel_for. map_elements runs an element-wise functor over it, and
+// convert is the element conversion every CPU kernel uses.
 #pragma once
 
 #include <array>
 #include <cstdint>
+#include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "core/convert.h"
 #include "core/parallel.h"
 #include "core/strided.h"
 #include "core/tensor.h"
@@ -91,5 +95,55 @@ class StridedLoop {
   std::array<char*, N> base_{};
   int64_t numel_ = 0;
 };
+
+template <typename To, typename From>
+inline To convert(From v) {
+  if constexpr (std::is_same_v<To, From>) {
+    return v;
+  } else if constexpr (std::is_same_v<From, Half> || std::is_same_v<From, BFloat16>) {
+    return convert<To>(static_cast<float>(v));
+  } else if constexpr (std::is_same_v<To, Half> || std::is_same_v<To, BFloat16>) {
+    return To(static_cast<float>(v));
+  } else if constexpr (std::is_same_v<To, bool>) {
+    return v != From(0);
+  } else if constexpr (std::is_integral_v<To> && std::is_floating_point_v<From>) {
+    return float_to_int<To>(v);  // one rule on every device (core/convert.h)
+  } else {
+    return static_cast<To>(v);
+  }
+}
+
+// Runs f(out_ptr, in_ptrs...) element-wise with a fast contiguous path that the
+// compiler can vectorise. Op is a compile-time functor per call site.
+template <typename Out, typename... In, typename F>
+void map_elements(const Tensor& out, const std::array<const Tensor*, sizeof...(In)>& ins, F f) {
+  constexpr size_t N = sizeof...(In) + 1;
+  std::array<const Tensor*, N> ops{};
+  ops[0] = &out;
+  for (size_t i = 0; i < sizeof...(In); ++i) ops[i + 1] = ins[i];
+  StridedLoop<N> loop(out.sizes(), ops);
+  loop.run([&](std::array<char*, N>& p, const std::array<int64_t, N>& st, int64_t n) {
+    constexpr std::array<int64_t, N> item{static_cast<int64_t>(sizeof(Out)),
+                                          static_cast<int64_t>(sizeof(In))...};
+    bool contig = true;
+    for (size_t k = 0; k < N; ++k) contig = contig && st[k] == item[k];
+    if (contig) {
+      Out* o = reinterpret_cast<Out*>(p[0]);
+      [&]<size_t... I>(std::index_sequence<I...>) {
+        std::tuple<const In*...> in{reinterpret_cast<const In*>(p[I + 1])...};
+        for (int64_t i = 0; i < n; ++i) o[i] = f(std::get<I>(in)[i]...);
+      }
+      (std::index_sequence_for<In...>{});
+    } else {
+      for (int64_t i = 0; i < n; ++i) {
+        [&]<size_t... I>(std::index_sequence<I...>) {
+          *reinterpret_cast<Out*>(p[0] + i * st[0]) =
+              f(*reinterpret_cast<const In*>(p[I + 1] + i * st[I + 1])...);
+        }
+        (std::index_sequence_for<In...>{});
+      }
+    }
+  });
+}
 
 }  // namespace graft::cpu
