@@ -1,7 +1,9 @@
 // The `graft` command line: dispatches to the sub-commands registered in
 // cli/cmd_*.cpp. Every failure prints one clear message and exits non-zero.
 #include <algorithm>
+#include <cstdio>
 #include <iostream>
+#include <string>
 
 #include "cli/command.h"
 #include "core/error.h"
@@ -33,11 +35,12 @@ int main(int argc, char** argv) {
   }
   try {
     return action ? action() : 1;
-  } catch (const graft::Error& e) {
-    std::cerr << "graft: error: " << e.what() << "\n";
-    return 1;
-  } catch (const std::exception& e) {
-    std::cerr << "graft: error: " << e.what() << "\n";
+  } catch (const std::exception& e) {  // graft::Error included
+    // One write: under mpirun a rank's stderr is forwarded in the chunks it
+    // was written in, and the launcher's own abort notice can land between two.
+    const std::string line = std::string("graft: error: ") + e.what() + "\n";
+    std::fwrite(line.data(), 1, line.size(), stderr);
+    std::fflush(stderr);
     return 1;
   }
 }

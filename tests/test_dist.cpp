@@ -539,6 +539,35 @@ TEST(DistResume, MidEpochOnSameWorldSizeEqualsUninterrupted) {
             metrics_without_timing(dir / "part/metrics.csv"));
 }
 
+// Ctrl-C that reaches one rank only (rank 1, after its first step: the test's
+// stand-in for a signal that reaches the ranks at different times) stops every
+// rank after the same step: the job ends as interrupted (130) instead of
+// hanging until the timeout, rank 0 saves last.pth, and resuming it gives the
+// uninterrupted run's weights bit for bit.
+TEST(DistFaults, CtrlCOnOneRankStopsEveryRankAfterTheSameStep) {
+  SKIP_WITHOUT_MPI();
+  CliTempDir dir("dist_sigint");
+  write_data(dir);
+  const Timed full = mpirun(
+      2, plus(recipe(dir, 8), {"--out", dir / "full", "--save", dir / "full.pth", "--quiet"}));
+  ASSERT_EQ(full.r.rc, 0) << full.r.output;
+  const Timed part =
+      mpirun(2, plus(recipe(dir, 8), {"--out", dir / "part", "--dist-timeout", "30"}),
+             "GRAFT_TEST_DIST_FAIL=1:1:sigint ");
+  EXPECT_NE(part.r.rc, 0) << part.r.output;
+  EXPECT_TRUE(part.r.has("interrupted; continue with: graft train --resume")) << part.r.output;
+  EXPECT_FALSE(part.r.has("timed out")) << part.r.output;
+  ASSERT_TRUE(fs::exists(dir / "part/last.pth")) << part.r.output;
+  const Timed resumed =
+      mpirun(2, {"train", "--resume", dir / "part", "--save", dir / "resumed.pth", "--quiet"});
+  ASSERT_EQ(resumed.r.rc, 0) << resumed.r.output;
+  std::string worst;
+  EXPECT_EQ(max_abs_diff(io::load_weights_file(dir / "full.pth"),
+                         io::load_weights_file(dir / "resumed.pth"), &worst),
+            0.0)
+      << worst;
+}
+
 TEST(DistResume, AnotherWorldSizeAtAnEpochBoundary) {
   SKIP_WITHOUT_MPI();
   CliTempDir dir("dist_resume_world");

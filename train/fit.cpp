@@ -179,7 +179,9 @@ double train_step(nn::Module& model, optim::Optimizer& opt, const data::Batch& b
 }
 
 bool stop_requested(const FitOptions& o, int64_t steps) {
-  return (o.stop && o.stop->load()) || (o.stop_after_steps >= 0 && steps >= o.stop_after_steps);
+  const bool here =
+      (o.stop && o.stop->load()) || (o.stop_after_steps >= 0 && steps >= o.stop_after_steps);
+  return o.agree_stop ? o.agree_stop(here) : here;
 }
 
 enum class EpochEnd { Done, StepLimit, Interrupted };

@@ -102,6 +102,10 @@ struct FitOptions {
   // current step and fit() returns the completed epochs. A stop after an
   // epoch's last step lets that epoch finish (validation, on_epoch_end).
   const std::atomic<bool>* stop = nullptr;
+  // Data-parallel runs: turns this process's stop request into the job's (true
+  // when any rank asked), so that every rank stops after the same step. fit()
+  // calls it at the same points of every rank's run.
+  std::function<bool(bool)> agree_stop;
   // Data-parallel training (dist/ddp.h): called before each training
   // forward, right before backward, and after backward (before gradient
   // clipping and the optimizer step).

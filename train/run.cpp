@@ -983,13 +983,18 @@ void write_trace(std::ofstream& trace, const dist::DistributedDataParallel& ddp,
 }
 
 // Tests: $GRAFT_TEST_DIST_FAIL "RANK:STEP:kill" kills this rank, "RANK:STEP:hang"
-// stops it from taking part, after that many steps.
+// stops it from taking part, and "RANK:STEP:sigint" sends it a Ctrl-C, after
+// that many steps.
 void fail_for_test(int rank, int64_t step) {
   const auto k = env_string("GRAFT_TEST_DIST_FAIL");
   if (!k) return;
   int fr = -1, fs = -1;
   char how[8] = {};
   if (std::sscanf(k->c_str(), "%d:%d:%7s", &fr, &fs, how) != 3 || fr != rank || fs != step) return;
+  if (std::string(how) == "sigint") {  // Ctrl-C on this rank alone
+    std::raise(SIGINT);
+    return;
+  }
   // When it stopped (steady clock, shared by the machine's processes): the
   // test measures the other ranks' reaction from here.
   std::fprintf(stderr, "graft-test: rank %d stops at %.6f\n", rank, dist::now());
@@ -1025,6 +1030,14 @@ void attach_data_parallel(dist::ProcessGroup& pg, Run& run, DataParallel& dp, Fi
     ++step;
     if (dp.trace) write_trace(*dp.trace, *dp.ddp, step);
     fail_for_test(rank, step);
+  };
+  // Ctrl-C reaches the ranks at different steps, or only some of them: the
+  // ranks agree after every step (one 8-byte all-reduce), so all stop after
+  // the same one and rank 0's last.pth resumes the whole job.
+  fo.agree_stop = [&pg](bool here) {
+    Tensor v = tensor<double>({here ? 1.0 : 0.0}, {1});
+    pg.all_reduce(v, dist::ReduceOp::Sum);
+    return v.to_vector<double>()[0] > 0;
   };
   fo.reduce_metrics = [&pg](double& loss_sum, int64_t& correct, int64_t& seen) {
     Tensor v =
