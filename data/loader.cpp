@@ -32,12 +32,12 @@ Batch collate(const std::vector<Example>& examples) {
 }
 
 std::vector<int64_t> distributed_shard(const std::vector<int64_t>& order, int64_t world,
-                                       int64_t rank) {
+                                       int64_t rank, bool pad) {
   GRAFT_CHECK(world >= 1 && rank >= 0 && rank < world, "distributed_shard: rank ", rank,
               " outside a world of ", world);
   const auto n = static_cast<int64_t>(order.size());
   if (n == 0) return {};
-  const int64_t per_rank = (n + world - 1) / world, total = per_rank * world;
+  const int64_t per_rank = (n + world - 1) / world, total = pad ? per_rank * world : n;
   std::vector<int64_t> shard;
   shard.reserve(static_cast<size_t>(per_rank));
   // Position i of the padded order is order[i % n] (torch repeats the list
@@ -61,8 +61,12 @@ DataLoader::DataLoader(DatasetPtr dataset, Options options)
 DataLoader::~DataLoader() { stop(); }
 
 int64_t DataLoader::size() const {
-  const int64_t w = opts_.num_replicas;
-  const int64_t n = (dataset_->size() + w - 1) / w, b = opts_.batch_size;
+  const int64_t w = opts_.num_replicas, size = dataset_->size();
+  // This rank's examples: ceil(size / w) when padded, else those of its
+  // positions rank, rank + w, ... below size.
+  const int64_t n = opts_.pad_shards ? (size + w - 1) / w
+                                     : (size > opts_.rank ? (size - 1 - opts_.rank) / w + 1 : 0);
+  const int64_t b = opts_.batch_size;
   return opts_.drop_last ? n / b : (n + b - 1) / b;
 }
 
@@ -76,7 +80,8 @@ std::vector<int64_t> DataLoader::epoch_order(int64_t epoch) const {
     for (int64_t i = n - 1; i > 0; --i)
       std::swap(order[i], order[gen.next_below(static_cast<uint64_t>(i + 1))]);
   }
-  if (opts_.num_replicas > 1) return distributed_shard(order, opts_.num_replicas, opts_.rank);
+  if (opts_.num_replicas > 1)
+    return distributed_shard(order, opts_.num_replicas, opts_.rank, opts_.pad_shards);
   return order;
 }
 

@@ -32,9 +32,11 @@ Batch collate(const std::vector<Example>& examples);
 
 // torch.utils.data.DistributedSampler's indices (drop_last=False) for an
 // epoch order: padded to ceil(n / world) * world by repeating the order from
-// its start, then every world-th entry from `rank`.
+// its start, then every world-th entry from `rank`. With pad = false nothing
+// is repeated: rank r takes order[r], order[r + world], ... (the shards then
+// differ in size by at most one example, and together hold each example once).
 std::vector<int64_t> distributed_shard(const std::vector<int64_t>& order, int64_t world,
-                                       int64_t rank);
+                                       int64_t rank, bool pad = true);
 
 class DataLoader {
  public:
@@ -52,6 +54,11 @@ class DataLoader {
     // of examples and batches.
     int64_t num_replicas = 1;
     int64_t rank = 0;
+    // false: no padding (distributed_shard's pad = false), so that every
+    // example is seen exactly once across the ranks: for evaluation, whose
+    // sums are added over the ranks afterwards. Ranks may then differ by a
+    // batch, so no per-batch collective may run in such an epoch.
+    bool pad_shards = true;
   };
   DataLoader(DatasetPtr dataset, Options options);
   ~DataLoader();

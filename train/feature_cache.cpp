@@ -1,5 +1,6 @@
 #include "train/feature_cache.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <typeinfo>
@@ -113,16 +114,25 @@ FeatureCache::FeatureCache(nn::Classifier& model, data::DatasetPtr data, Feature
   const int64_t need = bytes_needed(model, n, o.hflip);
   GRAFT_CHECK(need <= o.max_bytes, "FeatureCache: the features of ", n, " examples take ",
               need >> 20, " MiB, over the budget of ", o.max_bytes >> 20, " MiB");
+  GRAFT_CHECK(o.num_replicas >= 1 && o.rank >= 0 && o.rank < o.num_replicas, "FeatureCache: rank ",
+              o.rank, " outside num_replicas ", o.num_replicas);
+  GRAFT_CHECK(o.num_replicas == 1 || o.all_gather,
+              "FeatureCache: num_replicas > 1 needs all_gather");
   const auto t0 = std::chrono::steady_clock::now();
-  const int64_t views = o.hflip ? 2 : 1;
-  Tensor all = o.hflip ? empty({n, 2, features_}) : empty({n, features_});
-  float* dst = all.data_ptr<float>();
-  std::vector<int64_t> labels;
-  labels.reserve(static_cast<size_t>(n));
+  const int64_t views = o.hflip ? 2 : 1, world = o.num_replicas;
+  // This rank's rows: example rank + j * world is row j (the padded shard,
+  // so every rank has `per` rows to gather).
+  const int64_t per = (n + world - 1) / world;
+  Tensor mine = empty({per, views, features_});
+  Tensor mine_labels = empty({per}, opts(DType::Int64));
+  float* dst = mine.data_ptr<float>();
+  int64_t* label_dst = mine_labels.data_ptr<int64_t>();
 
   data::DataLoader::Options lo;
   lo.batch_size = o.batch_size;
   lo.num_workers = o.num_workers;
+  lo.num_replicas = world;
+  lo.rank = o.rank;
   data::DataLoader loader(data, lo);
   const bool was_training = model.is_training();
   model.train(o.train_mode);
@@ -146,7 +156,7 @@ FeatureCache::FeatureCache(nn::Classifier& model, data::DatasetPtr data, Feature
                       static_cast<size_t>(features_) * sizeof(float));
       }
       const auto l = b.labels.to_vector<int64_t>();
-      labels.insert(labels.end(), l.begin(), l.end());
+      std::copy(l.begin(), l.end(), label_dst + row);
       row += bs;
     }
   } catch (...) {
@@ -154,7 +164,25 @@ FeatureCache::FeatureCache(nn::Classifier& model, data::DatasetPtr data, Feature
     throw;
   }
   model.train(was_training);
-  GRAFT_CHECK(row == n, "FeatureCache: the loader gave ", row, " of ", n, " examples");
+  GRAFT_CHECK(row == per, "FeatureCache: the loader gave ", row, " of ", per, " examples");
+  // Example i is row i / world of rank i % world's rows.
+  const Tensor rows = (world > 1 ? o.all_gather(mine) : mine.unsqueeze(0)).contiguous();
+  const Tensor row_labels = world > 1 ? o.all_gather(mine_labels) : mine_labels.unsqueeze(0);
+  GRAFT_CHECK(rows.dim() == 4 && rows.size(0) == world && rows.size(1) == per &&
+                  row_labels.numel() == world * per,
+              "FeatureCache: all_gather gave ", shape_str(rows.sizes()), " for ", world,
+              " ranks of ", per, " rows");
+  Tensor all = o.hflip ? empty({n, 2, features_}) : empty({n, features_});
+  const float* from = rows.data_ptr<float>();
+  const auto gathered_labels = row_labels.to_vector<int64_t>();
+  std::vector<int64_t> labels(static_cast<size_t>(n));
+  const int64_t row_floats = views * features_;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t at = (i % world) * per + i / world;
+    std::memcpy(all.data_ptr<float>() + i * row_floats, from + at * row_floats,
+                static_cast<size_t>(row_floats) * sizeof(float));
+    labels[static_cast<size_t>(i)] = gathered_labels[static_cast<size_t>(at)];
+  }
   dataset_ = std::make_shared<FeatureSet>(all, std::move(labels), data->num_classes());
   seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }

@@ -54,6 +54,14 @@ struct FeatureCacheOptions {
   Device device = Device::cpu();
   // Refuse (with an error saying so) to hold more feature bytes than this.
   int64_t max_bytes = int64_t{4} << 30;
+  // Data-parallel runs split the one-off backbone pass: this rank computes the
+  // examples of its DistributedSampler shard (rank, rank + num_replicas, ...;
+  // padded to equal sizes) and `all_gather` (dist::ProcessGroup::all_gather:
+  // [num_replicas, ...t.shape], the same call on every rank) gives each rank
+  // the whole cache.
+  int64_t num_replicas = 1;
+  int64_t rank = 0;
+  std::function<Tensor(const Tensor&)> all_gather;
 };
 
 class FeatureCache {
@@ -73,8 +81,9 @@ class FeatureCache {
   // Bytes the features of `examples` examples would take.
   static int64_t bytes_needed(const nn::Classifier& model, int64_t examples, bool hflip);
 
-  // Runs the backbone over every example of `data` once (no autograd) and
-  // keeps the features on the CPU. Errors when `data` is not deterministic or
+  // Runs the backbone over every example of `data` once (no autograd; over
+  // this rank's share of them in a data-parallel run) and keeps the features
+  // of all of them on the CPU. Errors when `data` is not deterministic or
   // the features exceed options.max_bytes. Does not check the model: call
   // inexact_reason first.
   FeatureCache(nn::Classifier& model, data::DatasetPtr data, FeatureCacheOptions options = {});

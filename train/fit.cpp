@@ -93,7 +93,7 @@ std::string format_epoch(const EpochRecord& r, int64_t total_epochs, double eta_
 }
 
 EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int64_t num_classes, Device device,
-                    DType dtype) {
+                    DType dtype, const SumOverRanks& sum_over_ranks) {
   GRAFT_CHECK(num_classes > 0, "evaluate: num_classes must be positive");
   const bool was_training = model.is_training();
   model.eval();
@@ -131,6 +131,18 @@ EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int64_t num_cla
     r.count += static_cast<int64_t>(truth.size());
   }
   model.train(was_training);
+  if (sum_over_ranks) {
+    // Counts stay exact in double up to 2^53.
+    std::vector<double> sums = {loss_sum, static_cast<double>(top1), static_cast<double>(top5),
+                                static_cast<double>(r.count)};
+    sums.insert(sums.end(), confusion.begin(), confusion.end());
+    sum_over_ranks(sums);
+    loss_sum = sums[0];
+    top1 = std::llround(sums[1]);
+    top5 = std::llround(sums[2]);
+    r.count = std::llround(sums[3]);
+    for (size_t i = 0; i < confusion.size(); ++i) confusion[i] = std::llround(sums[4 + i]);
+  }
   GRAFT_CHECK(r.count > 0, "evaluate: the data set is empty");
   r.loss = loss_sum / static_cast<double>(r.count);
   r.top1 = static_cast<double>(top1) / static_cast<double>(r.count);
@@ -267,11 +279,14 @@ std::vector<EpochRecord> fit(nn::Module& model, optim::Optimizer& opt, optim::Sc
     rec.seconds = seconds_since(t0);
     double loss_sum = p.loss_sum;
     int64_t correct = p.correct, seen = p.seen, seen_now = p.seen - seen0;
-    if (o.reduce_metrics) {
-      o.reduce_metrics(loss_sum, correct, seen);
-      double unused = 0;
-      int64_t unused_correct = 0;
-      o.reduce_metrics(unused, unused_correct, seen_now);
+    if (o.sum_over_ranks) {
+      std::vector<double> sums = {loss_sum, static_cast<double>(correct), static_cast<double>(seen),
+                                  static_cast<double>(seen_now)};
+      o.sum_over_ranks(sums);
+      loss_sum = sums[0];
+      correct = std::llround(sums[1]);
+      seen = std::llround(sums[2]);
+      seen_now = std::llround(sums[3]);
     }
     rec.train_loss = loss_sum / static_cast<double>(seen);
     rec.train_acc = static_cast<double>(correct) / static_cast<double>(seen);
@@ -279,8 +294,8 @@ std::vector<EpochRecord> fit(nn::Module& model, optim::Optimizer& opt, optim::Sc
     rec.steps = p.steps;
     const bool last = epoch + 1 == o.epochs || end == EpochEnd::StepLimit;
     if (val && (last || (epoch + 1) % std::max<int64_t>(o.val_every, 1) == 0)) {
-      const EvalResult e =
-          evaluate(o.val_model ? *o.val_model : model, *val, o.num_classes, o.device, o.dtype);
+      const EvalResult e = evaluate(o.val_model ? *o.val_model : model, *val, o.num_classes,
+                                    o.device, o.dtype, o.sum_over_ranks);
       rec.val_loss = e.loss;
       rec.val_acc = e.top1;
     }
@@ -293,7 +308,7 @@ std::vector<EpochRecord> fit(nn::Module& model, optim::Optimizer& opt, optim::Sc
     }
     say_why_stopped(o, end, p);
     if (o.on_epoch_end) {
-      // A part-done epoch's sums are saved as all ranks' (see reduce_metrics).
+      // A part-done epoch's sums are saved as all ranks' (see sum_over_ranks).
       EpochProgress saved = p;
       saved.loss_sum = loss_sum;
       saved.correct = correct;

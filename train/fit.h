@@ -62,6 +62,10 @@ struct StepRecord {
   int64_t batch_size = 0;
 };
 
+// Adds a vector of sums element-wise over the ranks of a data-parallel run, in
+// place: every rank passes the same length and gets the totals.
+using SumOverRanks = std::function<void(std::vector<double>& sums)>;
+
 struct FitOptions {
   int64_t epochs = 1;
   int64_t start_epoch = 0;  // epochs already done (resume)
@@ -110,9 +114,10 @@ struct FitOptions {
   // forward, right before backward, and after backward (before gradient
   // clipping and the optimizer step).
   std::function<void()> before_forward, before_backward, after_backward;
-  // Sums an epoch's loss_sum, correct and seen over all ranks, so the
-  // reported loss and accuracy are the whole world's.
-  std::function<void(double& loss_sum, int64_t& correct, int64_t& seen)> reduce_metrics;
+  // Data-parallel runs: adds an epoch's loss sum, correct and seen counts, and
+  // the validation's sums (each rank evaluates its share of the validation
+  // data), over all ranks, so the reported metrics are the whole world's.
+  SumOverRanks sum_over_ranks;
 };
 
 // Trains `model` and returns one record per completed epoch.
@@ -120,8 +125,12 @@ std::vector<EpochRecord> fit(nn::Module& model, optim::Optimizer& opt, optim::Sc
                              data::DataLoader& train, data::DataLoader* val, const FitOptions& o);
 
 // Eval-mode pass over `loader`; restores the model's training flag after.
+// With `sum_over_ranks`, the loader holds this rank's share of the data
+// (DataLoader::Options::pad_shards = false: each example on one rank only)
+// and the result is the whole data set's; a rank's share may be empty.
 EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int64_t num_classes,
-                    Device device = Device::cpu(), DType dtype = DType::Float32);
+                    Device device = Device::cpu(), DType dtype = DType::Float32,
+                    const SumOverRanks& sum_over_ranks = {});
 
 // Flips each image of a [B,C,H,W] batch horizontally with probability 0.5:
 // hflip_images(images, one hflip_draw per image in batch order).

@@ -755,6 +755,9 @@ int64_t resolve_epochs(const TrainConfig& c, int64_t batches_per_epoch) {
 std::string feature_cache_off_reason(const TrainConfig& c, const Run& run, bool hflip) {
   if (c.telemetry > 0)
     return "--telemetry records the backbone's activations at every sampled step";
+  if (c.dtype != "float32")
+    return "the cache holds float32 features (data batches are float32); --dtype " + c.dtype +
+           " runs the backbone in every step";
   std::string why = FeatureCache::inexact_reason(*run.m.net, run.d.train.get());
   if (!why.empty()) {
     if (!run.d.train->deterministic() && !c.data_dir.empty() && c.augment == "default")
@@ -921,14 +924,12 @@ data::DataLoader::Options loader_options(const TrainConfig& c, dist::ProcessGrou
 // the options of the uncached ones (same batches, same order). Empty when
 // the run does not cache.
 CachedFeatures cache_features(const Run& run, const data::DataLoader::Options& lo,
-                              const data::DataLoader* val_loader, bool distributed,
+                              const data::DataLoader* val_loader, dist::ProcessGroup* pg,
                               FitOptions& fo) {
   const TrainConfig& c = run.c;
   CachedFeatures cached;
   if (c.cache_features == "off") return cached;
   std::string why = feature_cache_off_reason(c, run, fo.hflip);
-  if (why.empty() && distributed)
-    why = "a data-parallel run does not cache features (not implemented)";
   GRAFT_CHECK(why.empty() || c.cache_features != "on", "--cache-features on: ", why,
               "; features computed once would not give the run's results");
   if (!why.empty()) {
@@ -940,6 +941,11 @@ CachedFeatures cache_features(const Run& run, const data::DataLoader::Options& l
   co.batch_size = c.batch_size;
   co.num_workers = c.workers;
   co.device = fo.device;
+  if (pg) {  // the ranks split the backbone pass and gather the features
+    co.num_replicas = pg->size();
+    co.rank = pg->rank();
+    co.all_gather = [pg](const Tensor& t) { return pg->all_gather(t); };
+  }
   cached.train = std::make_unique<FeatureCache>(*run.m.net, run.d.train, co);
   cached.train_loader = std::make_unique<data::DataLoader>(cached.train->dataset(), lo);
   fo.input_fn = cached.train->input_fn();
@@ -1039,14 +1045,10 @@ void attach_data_parallel(dist::ProcessGroup& pg, Run& run, DataParallel& dp, Fi
     pg.all_reduce(v, dist::ReduceOp::Sum);
     return v.to_vector<double>()[0] > 0;
   };
-  fo.reduce_metrics = [&pg](double& loss_sum, int64_t& correct, int64_t& seen) {
-    Tensor v =
-        tensor<double>({loss_sum, static_cast<double>(correct), static_cast<double>(seen)}, {3});
+  fo.sum_over_ranks = [&pg](std::vector<double>& sums) {
+    Tensor v = tensor<double>(sums, {static_cast<int64_t>(sums.size())});
     pg.all_reduce(v, dist::ReduceOp::Sum);
-    const auto r = v.to_vector<double>();
-    loss_sum = r[0];
-    correct = static_cast<int64_t>(std::llround(r[1]));
-    seen = static_cast<int64_t>(std::llround(r[2]));
+    sums = v.to_vector<double>();
   };
 }
 
@@ -1151,13 +1153,14 @@ TrainSummary run_training_on(TrainConfig cli, dist::ProcessGroup* pg) {
   if (run.d.val) {
     data::DataLoader::Options vo = lo;
     vo.shuffle = false;
+    vo.pad_shards = false;  // each validation example on one rank (sums added over the ranks)
     val_loader = std::make_unique<data::DataLoader>(run.d.val, vo);
   }
 
   FitOptions fo = fit_options(c, run.m.classes, from);
-  const CachedFeatures cached = cache_features(run, lo, val_loader.get(), pg != nullptr, fo);
   DataParallel dp;
-  if (pg) attach_data_parallel(*pg, run, dp, fo);
+  if (pg) attach_data_parallel(*pg, run, dp, fo);  // first: it broadcasts rank 0's weights
+  const CachedFeatures cached = cache_features(run, lo, val_loader.get(), pg, fo);
   bool interrupted = false;
   attach_run_folder(run, fo, interrupted);
   const std::unique_ptr<Telemetry> telemetry = attach_telemetry(run, fo);
