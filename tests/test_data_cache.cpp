@@ -7,14 +7,7 @@
 #include <cstring>
 #include <filesystem>
 
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-// stb's implementation trips these warnings; they are not ours.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wshadow"
-#include <stb/stb_image_write.h>
-#pragma GCC diagnostic pop
+#include "stb_write.h"
 
 #include "core/error.h"
 #include "core/ops.h"

@@ -635,6 +635,28 @@ TEST(DistFaults, HungRankTimesOutWithAClearError) {
   EXPECT_TRUE(t.r.has("timed out after 4 s waiting for the other ranks")) << t.r.output;
 }
 
+// The resume tests' reference: the uninterrupted 2-rank run of recipe(dir, 8)
+// into dir/full (metrics) and dir/full.pth.
+void run_uninterrupted(const CliTempDir& dir) {
+  const Timed full = mpirun(
+      2, plus(recipe(dir, 8), {"--out", dir / "full", "--save", dir / "full.pth", "--quiet"}));
+  ASSERT_EQ(full.r.rc, 0) << full.r.output;
+}
+
+// Resumes the run folder dir/part on 2 ranks (with `extra` flags) and expects
+// the uninterrupted run's weights bit for bit.
+void expect_resume_equals_uninterrupted(const CliTempDir& dir,
+                                        const std::vector<std::string>& extra = {}) {
+  const Timed resumed = mpirun(2, plus(plus({"train", "--resume", dir / "part"}, extra),
+                                       {"--save", dir / "resumed.pth", "--quiet"}));
+  ASSERT_EQ(resumed.r.rc, 0) << resumed.r.output;
+  std::string worst;
+  EXPECT_EQ(max_abs_diff(io::load_weights_file(dir / "full.pth"),
+                         io::load_weights_file(dir / "resumed.pth"), &worst),
+            0.0)
+      << worst;
+}
+
 // --resume of a distributed run: part-way through an epoch it continues on
 // the same world size to the uninterrupted run's exact weights and metrics
 // (the part-done epoch's loss sums were saved as all ranks'); another world
@@ -643,9 +665,7 @@ TEST(DistResume, MidEpochOnSameWorldSizeEqualsUninterrupted) {
   SKIP_WITHOUT_MPI();
   CliTempDir dir("dist_resume");
   write_data(dir);
-  const Timed full = mpirun(
-      2, plus(recipe(dir, 8), {"--out", dir / "full", "--save", dir / "full.pth", "--quiet"}));
-  ASSERT_EQ(full.r.rc, 0) << full.r.output;
+  run_uninterrupted(dir);
   // Stopped after step 3: 1 of the 2 batches of epoch 2.
   const Timed part =
       mpirun(2, plus(recipe(dir, 8, "3"), {"--epochs", "3", "--out", dir / "part", "--quiet"}));
@@ -653,14 +673,7 @@ TEST(DistResume, MidEpochOnSameWorldSizeEqualsUninterrupted) {
   const CliResult single = run_graft({"train", "--resume", dir / "part", "--max-steps", "5"});
   EXPECT_EQ(single.rc, 1) << single.output;
   EXPECT_TRUE(single.has("resume it with mpirun -np 2")) << single.output;
-  const Timed resumed = mpirun(2, {"train", "--resume", dir / "part", "--max-steps", "5", "--save",
-                                   dir / "resumed.pth", "--quiet"});
-  ASSERT_EQ(resumed.r.rc, 0) << resumed.r.output;
-  std::string worst;
-  EXPECT_EQ(max_abs_diff(io::load_weights_file(dir / "full.pth"),
-                         io::load_weights_file(dir / "resumed.pth"), &worst),
-            0.0)
-      << worst;
+  expect_resume_equals_uninterrupted(dir, {"--max-steps", "5"});
   EXPECT_EQ(metrics_without_timing(dir / "full/metrics.csv"),
             metrics_without_timing(dir / "part/metrics.csv"));
 }
@@ -674,9 +687,7 @@ TEST(DistFaults, CtrlCOnOneRankStopsEveryRankAfterTheSameStep) {
   SKIP_WITHOUT_MPI();
   CliTempDir dir("dist_sigint");
   write_data(dir);
-  const Timed full = mpirun(
-      2, plus(recipe(dir, 8), {"--out", dir / "full", "--save", dir / "full.pth", "--quiet"}));
-  ASSERT_EQ(full.r.rc, 0) << full.r.output;
+  run_uninterrupted(dir);
   const Timed part =
       mpirun(2, plus(recipe(dir, 8), {"--out", dir / "part", "--dist-timeout", "30"}),
              "GRAFT_TEST_DIST_FAIL=1:1:sigint ");
@@ -684,14 +695,7 @@ TEST(DistFaults, CtrlCOnOneRankStopsEveryRankAfterTheSameStep) {
   EXPECT_TRUE(part.r.has("interrupted; continue with: graft train --resume")) << part.r.output;
   EXPECT_FALSE(part.r.has("timed out")) << part.r.output;
   ASSERT_TRUE(fs::exists(dir / "part/last.pth")) << part.r.output;
-  const Timed resumed =
-      mpirun(2, {"train", "--resume", dir / "part", "--save", dir / "resumed.pth", "--quiet"});
-  ASSERT_EQ(resumed.r.rc, 0) << resumed.r.output;
-  std::string worst;
-  EXPECT_EQ(max_abs_diff(io::load_weights_file(dir / "full.pth"),
-                         io::load_weights_file(dir / "resumed.pth"), &worst),
-            0.0)
-      << worst;
+  expect_resume_equals_uninterrupted(dir);
 }
 
 TEST(DistResume, AnotherWorldSizeAtAnEpochBoundary) {
