@@ -327,47 +327,78 @@ constexpr bool supports(OpResult r) {
   return r != OpResult::Float || std::is_floating_point_v<T>;
 }
 
-// Run-time op, one instantiation per T (the CUDA kernels: the op is uniform
-// across a warp). Ops T does not support return x / a: the host checks
-// supports() before launching.
-template <typename T>
-GRAFT_HOST_DEVICE T apply_unary(UnaryOp op, T x) {
+// The one switch per op table: calls fn(Op{}) with the formula of `op` when
+// T supports it, and returns whether it did. The CPU kernels pass a loop
+// (one instantiation per op and dtype, so each op vectorises on its own); the
+// CUDA kernels a single element (apply_* below).
+template <typename T, typename Fn>
+GRAFT_HOST_DEVICE bool visit_unary(UnaryOp op, Fn&& fn) {
   switch (op) {
-#define GRAFT_FORMULA_CASE(Op, name, result, saves)              \
-  case UnaryOp::Op:                                              \
-    if constexpr (supports<T>(OpResult::result)) return Op{}(x); \
+#define GRAFT_FORMULA_CASE(Op, name, result, saves) \
+  case UnaryOp::Op:                                 \
+    if constexpr (supports<T>(OpResult::result)) {  \
+      fn(Op{});                                     \
+      return true;                                  \
+    }                                               \
     break;
     GRAFT_UNARY_OPS(GRAFT_FORMULA_CASE)
 #undef GRAFT_FORMULA_CASE
   }
-  return x;
+  return false;
 }
-template <typename T>
-GRAFT_HOST_DEVICE T apply_binary(BinaryOp op, T a, T b) {
-  switch (op) {
-#define GRAFT_FORMULA_CASE(Op, name, result, saves)                 \
-  case BinaryOp::Op:                                                \
-    if constexpr (supports<T>(OpResult::result)) return Op{}(a, b); \
-    break;
-    GRAFT_BINARY_OPS(GRAFT_FORMULA_CASE)
-#undef GRAFT_FORMULA_CASE
-    default:  // comparisons: apply_compare
-      break;
-  }
-  return a;
-}
-template <typename T>
-GRAFT_HOST_DEVICE bool apply_compare(BinaryOp op, T a, T b) {
+// The arithmetic ops of the binary table (comparisons: visit_compare).
+template <typename T, typename Fn>
+GRAFT_HOST_DEVICE bool visit_binary(BinaryOp op, Fn&& fn) {
   switch (op) {
 #define GRAFT_FORMULA_CASE(Op, name, result, saves) \
   case BinaryOp::Op:                                \
-    return Op{}(a, b);
+    if constexpr (supports<T>(OpResult::result)) {  \
+      fn(Op{});                                     \
+      return true;                                  \
+    }                                               \
+    break;
+    GRAFT_BINARY_OPS(GRAFT_FORMULA_CASE)
+#undef GRAFT_FORMULA_CASE
+    default:
+      break;
+  }
+  return false;
+}
+template <typename Fn>
+GRAFT_HOST_DEVICE bool visit_compare(BinaryOp op, Fn&& fn) {
+  switch (op) {
+#define GRAFT_FORMULA_CASE(Op, name, result, saves) \
+  case BinaryOp::Op:                                \
+    fn(Op{});                                       \
+    return true;
     GRAFT_COMPARE_OPS(GRAFT_FORMULA_CASE)
 #undef GRAFT_FORMULA_CASE
     default:
       break;
   }
   return false;
+}
+
+// Run-time op on one element, one instantiation per T (the CUDA kernels: the
+// op is uniform across a warp). Ops T does not support return x / a: the
+// host checks supports() before launching.
+template <typename T>
+GRAFT_HOST_DEVICE T apply_unary(UnaryOp op, T x) {
+  T r = x;
+  visit_unary<T>(op, [&](auto f) { r = f(x); });
+  return r;
+}
+template <typename T>
+GRAFT_HOST_DEVICE T apply_binary(BinaryOp op, T a, T b) {
+  T r = a;
+  visit_binary<T>(op, [&](auto f) { r = f(a, b); });
+  return r;
+}
+template <typename T>
+GRAFT_HOST_DEVICE bool apply_compare(BinaryOp op, T a, T b) {
+  bool r = false;
+  visit_compare(op, [&](auto f) { r = f(a, b); });
+  return r;
 }
 
 }  // namespace graft::formula

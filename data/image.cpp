@@ -61,18 +61,28 @@ bool is_jpeg(const uint8_t* b, size_t n) {
   return n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF;
 }
 
-// stb_image 2.27 (Debian's) trusts a DHT segment's 16 code-length counts: a
-// table whose counts sum past 256 overruns stbi__huffman's arrays (upstream
-// added the check after 2.27). This walks the JPEG's marker segments,
-// including those between the scans of a progressive file, and checks each
-// table the way the later stb does. Anything it cannot follow is left to stb.
-bool jpeg_huffman_tables_fit(const uint8_t* b, size_t n) {
+// stb_image 2.27 (Debian's) trusts a JPEG's Huffman tables in two ways that
+// read out of bounds, which upstream stb or libjpeg-turbo check:
+// - a DHT segment whose 16 code-length counts sum past 256 overruns
+//   stbi__huffman's arrays;
+// - a scan that decodes with a table no DHT segment defined reads the table's
+//   uninitialised memory (its symbol ids can then index the arrays at
+//   negative offsets). libjpeg-turbo substitutes the standard tables there;
+//   stb has no such fallback, so graft refuses the file on this path.
+// This walks the marker segments as stb reads them, including those between
+// the scans of a progressive file, and returns what is wrong ("" when
+// nothing is). Anything it cannot follow is left to stb, which reports it.
+std::string jpeg_huffman_problem(const uint8_t* b, size_t n) {
   // stb takes fill bytes (0xFF) before the SOI marker too: FF FF D8 is a JPEG to it.
   size_t p = 0;
-  if (n < 2 || b[0] != 0xFF) return true;
+  if (n < 2 || b[0] != 0xFF) return {};
   while (p < n && b[p] == 0xFF) ++p;
-  if (p >= n || b[p] != 0xD8) return true;  // not a JPEG to stb either
-  ++p;                                      // past SOI
+  if (p >= n || b[p] != 0xD8) return {};  // not a JPEG to stb either
+  ++p;                                    // past SOI
+  // As stb reads a segment: bytes past the end of the file read as 0.
+  auto at = [&](size_t i) -> size_t { return i < n ? b[i] : 0; };
+  bool defined[2][4] = {};  // [DC, AC][table id]
+  bool progressive = false;
   while (p + 4 <= n) {
     if (b[p] != 0xFF) {
       ++p;  // entropy-coded data after SOS: scan on to the next marker
@@ -83,23 +93,42 @@ bool jpeg_huffman_tables_fit(const uint8_t* b, size_t n) {
       p += m == 0xFF ? 1 : 2;
       continue;
     }
-    if (m == 0xD9) return true;  // EOI
+    if (m == 0xD9) return {};  // EOI
     const size_t len = (size_t(b[p + 2]) << 8) | b[p + 3];
+    if (m == 0xC0 || m == 0xC1 || m == 0xC2) progressive = m == 0xC2;
     if (m == 0xC4) {
-      // As stb reads it: a table starts wherever the declared length has a
-      // byte left, and bytes past the end of the file read as 0.
-      auto at = [&](size_t i) -> size_t { return i < n ? b[i] : 0; };
+      // A table starts wherever the declared length has a byte left.
       for (size_t q = p + 4, end = p + 2 + len; q < end && q < n;) {
         size_t codes = 0;
         for (size_t i = 1; i <= 16; ++i) codes += at(q + i);
-        if (codes > 256) return false;
+        if (codes > 256) return "a Huffman table declares more than 256 codes";
+        const size_t tc = at(q) >> 4, th = at(q) & 15;
+        if (tc > 1 || th > 3) return {};  // stb refuses the header
+        defined[tc][th] = true;
         q += 17 + codes;
       }
     }
-    if (len < 2 || p + 2 + len > n) return true;  // malformed or cut short: stb reports it
+    if (m == 0xDA) {
+      // The tables this scan decodes with, as stb uses them: a sequential
+      // scan both of each component's; a progressive DC scan (Ss = 0) its DC
+      // table in the first pass (Ah = 0) only; a progressive AC scan its AC
+      // table.
+      const size_t components = at(p + 4);
+      const size_t spectral_start = at(p + 5 + 2 * components);
+      const size_t approx_high = at(p + 7 + 2 * components) >> 4;
+      const bool dc = !progressive || (spectral_start == 0 && approx_high == 0);
+      const bool ac = !progressive || spectral_start != 0;
+      for (size_t c = 0; c < components && c < 4; ++c) {
+        const size_t td = at(p + 6 + 2 * c) >> 4, ta = at(p + 6 + 2 * c) & 15;
+        if (td > 3 || ta > 3) return {};  // stb refuses the scan header
+        if ((dc && !defined[0][td]) || (ac && !defined[1][ta]))
+          return "a scan uses a Huffman table that no DHT segment defined";
+      }
+    }
+    if (len < 2 || p + 2 + len > n) return {};  // malformed or cut short: stb reports it
     p += 2 + len;
   }
-  return true;
+  return {};
 }
 
 // stb_image 2.27 reads a binary PNM's width, height and maxval into an int
@@ -178,8 +207,8 @@ Image decode_stb(const uint8_t* bytes, size_t size, const std::string& name) {
       if (bytes[i] == 0xFF && bytes[i + 1] == 0xD9) has_eoi = true;
     GRAFT_CHECK(has_eoi, "decode_image: ", name, ": truncated JPEG (no end-of-image marker)");
   }
-  GRAFT_CHECK(jpeg_huffman_tables_fit(bytes, size), "decode_image: ", name,
-              ": corrupt JPEG (a Huffman table declares more than 256 codes)");
+  if (const std::string why = jpeg_huffman_problem(bytes, size); !why.empty())
+    GRAFT_FAIL("decode_image: ", name, ": corrupt JPEG (", why, ")");
   GRAFT_CHECK(pnm_header_fits(bytes, size), "decode_image: ", name,
               ": corrupt PNM (a header number does not fit in 32 bits)");
   int w = 0, h = 0, comp = 0;

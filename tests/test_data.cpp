@@ -132,6 +132,33 @@ TEST(DataDecode, StbJpegCloseToPil) {
   EXPECT_LE(max_abs_u8(image_tensor(img), expected), 12);
 }
 
+// stb_image 2.27 decodes a scan with whatever memory a Huffman table that no
+// DHT segment defined holds (a UBSan find: symbol ids at negative offsets);
+// graft refuses such a file on the stb path. The check must not refuse what
+// encoders write: progressive scans name tables they do not use (a DC
+// refinement or AC scan, a DC scan's AC table), and each kind of JPEG that PIL
+// writes decodes through stb close to PIL's pixels (bound as above).
+TEST(DataDecode, StbRefusesUndefinedHuffmanTablesAndDecodesEveryPilKind) {
+  GRAFT_REQUIRE_FIXTURE(fx("kind_progressive.jpg"));
+  set_prefer_stb_jpeg(true);
+  for (const char* kind :
+       {"kind_progressive", "kind_progressive_gray", "kind_444", "kind_optimized"}) {
+    SCOPED_TRACE(kind);
+    const Tensor expected =
+        read_npy(graft::testing::fixture(fx(std::string(kind) + ".decoded.npy")));
+    const Image img = read_image(graft::testing::fixture(fx(std::string(kind) + ".jpg")));
+    EXPECT_LE(max_abs_u8(image_tensor(img), expected), 12);
+  }
+  const std::string path =
+      std::string(GRAFT_SOURCE_DIR) +
+      "/tests/fuzz/regressions/image/jpeg_scan_uses_undefined_huffman_table.jpg";
+  const std::string e = error_of([&] { read_image(path); });
+  set_prefer_stb_jpeg(false);
+  EXPECT_NE(e.find("corrupt JPEG (a scan uses a Huffman table that no DHT segment defined)"),
+            std::string::npos)
+      << e;
+}
+
 TEST(DataDecode, BadFilesNameThePath) {
   TempDir dir;
   write_bytes(dir.path / "zero.jpg", {});
