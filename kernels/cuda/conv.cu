@@ -16,6 +16,7 @@
 #include "core/env.h"
 #include "core/kernels.h"
 #include "kernels/cuda/loops.cuh"
+#include "kernels/cuda/tiled_gemm.cuh"
 
 namespace graft::cuda {
 
@@ -269,14 +270,12 @@ void cudnn_backward_weight(const Tensor& g, const Tensor& x, const F::Conv2dPara
 // ---------------------------------------------------------------------------
 // Native implicit GEMM. Each direction is C[M, Ncols] = A[M, K] * B[K, Ncols]
 // per group, where B (and for backward-weight A) is gathered on the fly from
-// the NCHW tensors instead of materialising im2col. Same 64x64x16 tiling as the
-// native bmm (4x4 outputs per thread).
+// the NCHW tensors instead of materialising im2col: the native bmm's tiles
+// (tiled_gemm.cuh) with these loads and stores.
 struct ConvShape {
   int64_t N, C, H, W, O, OH, OW, KH, KW, G;
   int64_t sh, sw, ph, pw, dh, dw;
 };
-
-constexpr int kT = 64, kTK = 16, kThreads = 256;
 
 // Forward:  M = O/G, cols = N*OH*OW, K = C/G*KH*KW.
 //   A(o, k) = w[g*Og + o, k]; B(k, col) = x[n, g*Cg + c, oh*sh-ph+kh*dh, ow*sw-pw+kw*dw]
@@ -341,53 +340,17 @@ __device__ __forceinline__ void store_c(const ConvShape& s, T* c, int64_t g, int
 }
 
 template <int DIR, typename T>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kTileThreads)
     conv_igemm_kernel(ConvShape s, int64_t M, int64_t NC, int64_t K, const T* __restrict__ A,
                       const T* __restrict__ B, T* __restrict__ C) {
-  __shared__ T As[kTK][kT + 1];
-  __shared__ T Bs[kTK][kT + 1];
-  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-  const int64_t m0 = static_cast<int64_t>(blockIdx.y) * kT;
+  const int64_t m0 = static_cast<int64_t>(blockIdx.y) * kTile;
   const int64_t g = blockIdx.z;
-  for (int64_t n0 = static_cast<int64_t>(blockIdx.x) * kT; n0 < NC;
-       n0 += static_cast<int64_t>(gridDim.x) * kT) {
-    T acc[4][4] = {};
-    for (int64_t k0 = 0; k0 < K; k0 += kTK) {
-#pragma unroll
-      for (int l = 0; l < kT * kTK / kThreads; ++l) {
-        const int idx = tid + l * kThreads;
-        const int r = idx / kTK, kk = idx % kTK;
-        const int64_t gm = m0 + r, gk = k0 + kk;
-        As[kk][r] = (gm < M && gk < K) ? load_a<DIR>(s, A, g, gm, gk) : T(0);
-        const int kb = idx / kT, cc = idx % kT;
-        const int64_t gkb = k0 + kb, gn = n0 + cc;
-        Bs[kb][cc] = (gkb < K && gn < NC) ? load_b<DIR>(s, B, g, gkb, gn) : T(0);
-      }
-      __syncthreads();
-#pragma unroll
-      for (int kk = 0; kk < kTK; ++kk) {
-        T av[4], bv[4];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) av[i] = As[kk][ty + 16 * i];
-#pragma unroll
-        for (int j = 0; j < 4; ++j) bv[j] = Bs[kk][tx + 16 * j];
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-#pragma unroll
-          for (int j = 0; j < 4; ++j) acc[i][j] += av[i] * bv[j];
-      }
-      __syncthreads();
-    }
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int64_t gm = m0 + ty + 16 * i;
-      if (gm >= M) continue;
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const int64_t gn = n0 + tx + 16 * j;
-        if (gn < NC) store_c<DIR>(s, C, g, gm, gn, acc[i][j]);
-      }
-    }
+  for (int64_t n0 = static_cast<int64_t>(blockIdx.x) * kTile; n0 < NC;
+       n0 += static_cast<int64_t>(gridDim.x) * kTile) {
+    gemm_tile<T>(
+        m0, n0, M, NC, K, [&](int64_t m, int64_t k) { return load_a<DIR>(s, A, g, m, k); },
+        [&](int64_t k, int64_t col) { return load_b<DIR>(s, B, g, k, col); },
+        [&](int64_t m, int64_t col, T v) { store_c<DIR>(s, C, g, m, col, v); });
   }
 }
 
@@ -418,15 +381,15 @@ void native_conv(const ConvShape& s, const Tensor& a, const Tensor& b, const Ten
     kernel::fill(c.device())(c, 0.0);
     return;
   }
-  GRAFT_CHECK((M + kT - 1) / kT <= 65535 && s.G <= 65535,
+  GRAFT_CHECK((M + kTile - 1) / kTile <= 65535 && s.G <= 65535,
               "conv2d (native): too many output channels or groups for the grid");
-  const dim3 grid(static_cast<unsigned>(std::min<int64_t>((NC + kT - 1) / kT, 65535)),
-                  static_cast<unsigned>((M + kT - 1) / kT), static_cast<unsigned>(s.G));
+  const dim3 grid(static_cast<unsigned>(std::min<int64_t>((NC + kTile - 1) / kTile, 65535)),
+                  static_cast<unsigned>((M + kTile - 1) / kTile), static_cast<unsigned>(s.G));
   const int device = c.device().index;
   DeviceGuard guard(device);
   GRAFT_DISPATCH_FLOAT(c.dtype(), "conv2d", [&] {
-    launch<conv_igemm_kernel<DIR, scalar_t>>(grid, kThreads, 0, current_stream(device), s, M, NC, K,
-                                             a.data_ptr<scalar_t>(), b.data_ptr<scalar_t>(),
+    launch<conv_igemm_kernel<DIR, scalar_t>>(grid, kTileThreads, 0, current_stream(device), s, M,
+                                             NC, K, a.data_ptr<scalar_t>(), b.data_ptr<scalar_t>(),
                                              c.data_ptr<scalar_t>());
     GRAFT_CUDA_CHECK_LAUNCH();
   });

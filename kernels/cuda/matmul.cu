@@ -10,6 +10,7 @@
 
 #include "core/kernels.h"
 #include "kernels/cuda/loops.cuh"
+#include "kernels/cuda/tiled_gemm.cuh"
 
 namespace graft::cuda {
 
@@ -83,64 +84,23 @@ void bmm_cublas(const Tensor& a_in, const Tensor& b_in, const Tensor& out, bool 
   }
 }
 
-// ---- native tiled GEMM ----
-// A 64 x 64 output tile per block of 16 x 16 threads, each thread computing a
-// 4 x 4 sub-block (rows ty + 16 i, cols tx + 16 j, so shared-memory reads are
-// conflict-free). K advances in steps of 16 through shared memory. Operands
-// take arbitrary strides; out-of-range elements load as zero.
-constexpr int kTile = 64, kTileK = 16, kThreads = 256;
-
+// ---- native tiled GEMM (tiled_gemm.cuh) ----
+// Operands take arbitrary strides; batch bi of C is contiguous M x N.
 template <typename T>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kTileThreads)
     gemm_tiled_kernel(int64_t batch, int64_t M, int64_t N, int64_t K, const T* __restrict__ A,
                       int64_t a_b, int64_t a_r, int64_t a_c, const T* __restrict__ B, int64_t b_b,
                       int64_t b_r, int64_t b_c, T* __restrict__ C, bool accumulate) {
-  __shared__ T As[kTileK][kTile + 1];
-  __shared__ T Bs[kTileK][kTile + 1];
-  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
   const int64_t m0 = static_cast<int64_t>(blockIdx.y) * kTile,
                 n0 = static_cast<int64_t>(blockIdx.x) * kTile;
   for (int64_t bi = blockIdx.z; bi < batch; bi += gridDim.z) {
     const T* a = A + bi * a_b;
     const T* b = B + bi * b_b;
-    T acc[4][4] = {};
-    for (int64_t k0 = 0; k0 < K; k0 += kTileK) {
-#pragma unroll
-      for (int l = 0; l < kTile * kTileK / kThreads; ++l) {
-        const int idx = tid + l * kThreads;
-        const int r = idx / kTileK, kk = idx % kTileK;  // A tile: 64 rows x 16 k
-        const int64_t gm = m0 + r, gk = k0 + kk;
-        As[kk][r] = (gm < M && gk < K) ? a[gm * a_r + gk * a_c] : T(0);
-        const int kb = idx / kTile, c = idx % kTile;  // B tile: 16 k x 64 cols
-        const int64_t gkb = k0 + kb, gn = n0 + c;
-        Bs[kb][c] = (gkb < K && gn < N) ? b[gkb * b_r + gn * b_c] : T(0);
-      }
-      __syncthreads();
-#pragma unroll
-      for (int kk = 0; kk < kTileK; ++kk) {
-        T av[4], bv[4];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) av[i] = As[kk][ty + 16 * i];
-#pragma unroll
-        for (int j = 0; j < 4; ++j) bv[j] = Bs[kk][tx + 16 * j];
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-#pragma unroll
-          for (int j = 0; j < 4; ++j) acc[i][j] += av[i] * bv[j];
-      }
-      __syncthreads();
-    }
     T* c = C + bi * M * N;
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int64_t gm = m0 + ty + 16 * i;
-      if (gm >= M) continue;
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const int64_t gn = n0 + tx + 16 * j;
-        if (gn < N) c[gm * N + gn] = accumulate ? c[gm * N + gn] + acc[i][j] : acc[i][j];
-      }
-    }
+    gemm_tile<T>(
+        m0, n0, M, N, K, [&](int64_t m, int64_t k) { return a[m * a_r + k * a_c]; },
+        [&](int64_t k, int64_t n) { return b[k * b_r + n * b_c]; },
+        [&](int64_t m, int64_t n, T v) { c[m * N + n] = accumulate ? c[m * N + n] + v : v; });
   }
 }
 
@@ -155,7 +115,7 @@ void bmm_native(const Tensor& a, const Tensor& b, const Tensor& out, bool accumu
   DeviceGuard guard(device);
   GRAFT_DISPATCH_FLOAT(out.dtype(), "bmm", [&] {
     launch<gemm_tiled_kernel<scalar_t>>(
-        grid, kThreads, 0, current_stream(device), B, M, N, K, a.data_ptr<scalar_t>(),
+        grid, kTileThreads, 0, current_stream(device), B, M, N, K, a.data_ptr<scalar_t>(),
         a.strides()[0], a.strides()[1], a.strides()[2], b.data_ptr<scalar_t>(), b.strides()[0],
         b.strides()[1], b.strides()[2], out.data_ptr<scalar_t>(), accumulate);
     GRAFT_CUDA_CHECK_LAUNCH();
