@@ -20,14 +20,17 @@
 //     (dist/nccl.h) and GRAFT_DIST_BACKEND unset or nccl: the buckets are
 //     device tensors; each gradient is copied device-to-device into its slice
 //     and the bucket is averaged by ncclAllReduce (ncclAvg) on graft's current
-//     stream of the device, so on the GPU it runs in order with the rest of
-//     backward. UNVERIFIED: no machine graft is tested on has a GPU, so the
-//     NCCL path has been compiled and linked but never run.
+//     stream of the device. That stream also runs backward's kernels, so on
+//     the GPU the all-reduce runs between them, not beside them (the host
+//     issues it early; a separate stream would overlap it with compute).
+//     UNVERIFIED: no machine graft is tested on has a GPU, so the NCCL path
+//     has been compiled and linked but never run.
 //   - CUDA parameters otherwise (GRAFT_DIST_BACKEND=mpi, or no NCCL): the
 //     buckets are pinned host tensors (cuda::empty_pinned). Each gradient is
 //     copied device-to-host straight into its slice, asynchronously on the
-//     stream; a complete bucket waits for the stream (cuda::synchronize),
-//     then its MPI all-reduce starts; the averages go back host-to-device
+//     stream; a complete bucket waits for the stream (cuda::synchronize: the
+//     kernels queued before its copies too), then its MPI all-reduce starts
+//     and overlaps the rest of backward; the averages go back host-to-device
 //     from the bucket, queued before any later use of the bucket on that
 //     stream. This path runs in CI on the emulated CUDA device.
 //   GRAFT_DIST_BACKEND=nccl without NCCL compiled in, or with CPU

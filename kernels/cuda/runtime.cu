@@ -1,6 +1,7 @@
 // CUDA device runtime: device query, the caching device allocator, the pinned
-// staging pool for host<->device copies, one current stream per device, the
-// cuBLAS/cuDNN handles and registration of the CUDA backend hooks.
+// staging pool for host<->device copies, pinned tensors and their asynchronous
+// copies (core/cuda.h's empty_pinned, copy_async), one current stream per
+// device, the cuBLAS/cuDNN handles and registration of the CUDA backend hooks.
 //
 // Ordering model: every graft kernel and copy on a device is queued on that
 // device's single current stream. A block freed by a tensor can therefore be
