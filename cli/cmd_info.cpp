@@ -5,6 +5,7 @@
 #include "core/cuda.h"
 #include "core/device.h"
 #include "core/parallel.h"
+#include "dist/nccl.h"
 #include "dist/process_group.h"
 
 namespace {
@@ -18,6 +19,10 @@ int run_info() {
             << "\n";
   std::cout << "CPU threads: " << graft::get_num_threads() << "\n";
   std::cout << "MPI: " << (graft::dist::mpi_compiled() ? "compiled" : "not compiled") << "\n";
+  std::cout << "NCCL: "
+            << (graft::dist::nccl_compiled() ? "compiled (unverified: never run on a GPU)"
+                                             : "not compiled")
+            << "\n";
   const auto launch = graft::dist::launch_info();
   std::cout << "distributed: rank " << launch.rank << " of world size " << launch.world_size
             << " (local rank " << launch.local_rank << ", launcher "

@@ -2,8 +2,12 @@
 // registers, or answers as a build without CUDA.
 #include "core/cuda.h"
 
+#include <algorithm>
+#include <memory>
+
 #include "core/device.h"
 #include "core/error.h"
+#include "core/storage.h"
 
 namespace graft::cuda {
 
@@ -47,5 +51,48 @@ void set_poison_allocations(bool on) { require_backend().set_poison_allocations(
 std::string device_name(int device) { return device_backend(DeviceType::CUDA).describe(device); }
 void set_tf32_enabled(bool on) { require_backend().set_tf32_enabled(on); }
 void set_native_gemm(bool on) { require_backend().set_native_gemm(on); }
+
+Tensor empty_pinned(const Shape& shape, DType dtype) {
+  const BackendHooks& h = require_backend();
+  GRAFT_CHECK(is_available(), "empty_pinned: ", device_unavailable_reason(DeviceType::CUDA));
+  const int64_t n = shape_numel(shape);
+  constexpr int64_t kMaxBytes = int64_t{1} << 42;  // as empty(): anything larger is a bug
+  GRAFT_CHECK(n <= kMaxBytes / static_cast<int64_t>(itemsize(dtype)), "empty_pinned: shape ",
+              shape_str(shape), " is too large");
+  const size_t nbytes = static_cast<size_t>(n) * itemsize(dtype);
+  // One byte at least, so that an empty tensor is pinned too.
+  void* data = h.host_alloc(std::max<size_t>(nbytes, 1));
+  auto storage = std::make_shared<StorageImpl>(
+      data, nbytes, Device::cpu(), [host_free = h.host_free](void* p) { host_free(p); });
+  return make_tensor(std::move(storage), shape, contiguous_strides(shape), 0, dtype);
+}
+
+bool is_pinned(const Tensor& t) {
+  const BackendHooks* h = hooks();
+  return h && t.defined() && t.device().is_cpu() && is_available() &&
+         h->is_pinned(t.storage()->data());
+}
+
+void copy_async(const Tensor& dst, const Tensor& src) {
+  GRAFT_CHECK(dst.defined() && src.defined(), "copy_async: undefined tensor");
+  GRAFT_CHECK(dst.device().is_cuda() != src.device().is_cuda(),
+              "copy_async copies between a CUDA tensor and a pinned CPU tensor, got ",
+              src.device().str(), " to ", dst.device().str());
+  GRAFT_CHECK(dst.dtype() == src.dtype(), "copy_async: dtypes differ (", dtype_name(src.dtype()),
+              " to ", dtype_name(dst.dtype()), ")");
+  GRAFT_CHECK(dst.numel() == src.numel(), "copy_async: ", src.numel(), " elements into ",
+              dst.numel());
+  GRAFT_CHECK(dst.is_contiguous() && src.is_contiguous(), "copy_async needs contiguous tensors");
+  const Tensor& host = dst.device().is_cpu() ? dst : src;
+  const Device device = dst.device().is_cuda() ? dst.device() : src.device();
+  GRAFT_CHECK(is_pinned(host),
+              "copy_async: the CPU tensor is in pageable memory, which cannot be copied "
+              "asynchronously; allocate it with graft::cuda::empty_pinned");
+  if (dst.numel() == 0) return;
+  require_backend().copy_async(
+      dst.raw_data(), src.raw_data(), dst.nbytes(),
+      dst.device().is_cuda() ? CopyKind::HostToDevice : CopyKind::DeviceToHost, device.index);
+  dst.storage()->bump_version();
+}
 
 }  // namespace graft::cuda

@@ -14,6 +14,8 @@
 #include <cstdint>
 #include <string>
 
+#include "core/tensor.h"
+
 namespace graft::cuda {
 
 struct MemoryStats {
@@ -61,6 +63,23 @@ std::string device_name(int device = 0);
 void set_tf32_enabled(bool on);
 void set_native_gemm(bool on);
 
+// ---- page-locked (pinned) host memory ----
+// A contiguous CPU tensor in page-locked host memory (torch.empty(...,
+// pin_memory=True)), which the device copies to and from by DMA, without
+// waiting: see copy_async. Its contents are uninitialised; cudaFreeHost
+// releases it when the last view is gone. Needs a CUDA device.
+Tensor empty_pinned(const Shape& shape, DType dtype);
+// Whether `t` is a CPU tensor in page-locked memory (torch's
+// Tensor.is_pinned()); false where there is no CUDA device.
+bool is_pinned(const Tensor& t);
+// Copies between a CUDA tensor and a pinned CPU tensor (one is `dst`, the
+// other `src`; same dtype and number of elements, both contiguous) by queueing
+// the copy on the device's current stream and returning at once (torch's
+// copy_(src, non_blocking=True)). Until synchronize(device) returns, the host
+// must not read a pinned destination nor write a pinned source. A pageable
+// CPU tensor is refused: its copy could not be asynchronous.
+void copy_async(const Tensor& dst, const Tensor& src);
+
 // ---- the backend's side ----
 // libgraft_cuda registers these once, when it is loaded.
 struct BackendHooks {
@@ -73,6 +92,12 @@ struct BackendHooks {
   void (*set_tf32_enabled)(bool on) = nullptr;
   bool (*use_native_gemm)() = nullptr;
   void (*set_native_gemm)(bool on) = nullptr;
+  void* (*host_alloc)(size_t nbytes) = nullptr;  // cudaHostAlloc
+  void (*host_free)(void* ptr) = nullptr;        // cudaFreeHost
+  bool (*is_pinned)(const void* ptr) = nullptr;  // cudaHostAlloc'ed (or registered) memory
+  // cudaMemcpyAsync between pinned host memory and `device`, on its current stream.
+  void (*copy_async)(void* dst, const void* src, size_t nbytes, CopyKind kind,
+                     int device) = nullptr;
 };
 void register_backend_hooks(const BackendHooks& hooks);
 

@@ -3,10 +3,37 @@
 #include <cstring>
 
 #include "core/autograd.h"
+#include "core/cuda.h"
+#include "core/env.h"
 #include "core/error.h"
 #include "core/ops.h"
 
 namespace graft::dist {
+
+namespace {
+NcclCommFactory g_nccl_factory = nullptr;
+}  // namespace
+
+bool nccl_compiled() {
+#ifdef GRAFT_HAVE_NCCL
+  return true;
+#else
+  return false;
+#endif
+}
+
+void register_nccl_comm_factory(NcclCommFactory factory) { g_nccl_factory = factory; }
+
+std::unique_ptr<DeviceComm> make_nccl_comm(ProcessGroup& pg, Device device) {
+  GRAFT_CHECK(nccl_compiled(), "rank ", pg.rank(),
+              ": NCCL was asked for, but this graft was built without it (GRAFT_NCCL=OFF, an "
+              "emulated or CPU-only CUDA build, or no nccl.h and libnccl at build time)");
+  // libgraft_cuda registers the factory when it is loaded, which a CUDA device does.
+  GRAFT_CHECK(g_nccl_factory != nullptr, "rank ", pg.rank(),
+              ": NCCL is compiled in, but the CUDA backend that provides it is not loaded (",
+              device_unavailable_reason(DeviceType::CUDA), ")");
+  return g_nccl_factory(pg, device);
+}
 
 DistributedDataParallel::DistributedDataParallel(ProcessGroup& pg, nn::Module& model,
                                                  DdpOptions options)
@@ -18,6 +45,30 @@ DistributedDataParallel::DistributedDataParallel(ProcessGroup& pg, nn::Module& m
   GRAFT_CHECK(!params_.empty(), "rank ", pg_.rank(),
               ": distributed training needs at least one trainable parameter (all are frozen)");
   const DType dtype = params_.front().tensor.dtype();
+  device_ = params_.front().tensor.device();
+  for (const Param& p : params_)
+    GRAFT_CHECK(p.tensor.device() == device_, "rank ", pg_.rank(), ": parameter ", p.name,
+                " is on ", p.tensor.device().str(), " but ", params_.front().name, " is on ",
+                device_.str(), ": DDP needs the model on one device");
+  const auto backend = env_string("GRAFT_DIST_BACKEND");
+  GRAFT_CHECK(!backend || *backend == "nccl" || *backend == "mpi", "rank ", pg_.rank(),
+              ": GRAFT_DIST_BACKEND=", backend.value_or(""),
+              " is not a transport (nccl or mpi; unset: NCCL for CUDA models when compiled in)");
+  if (backend == "nccl") {
+    GRAFT_CHECK(nccl_compiled(), "rank ", pg_.rank(),
+                ": GRAFT_DIST_BACKEND=nccl, but this graft was built without NCCL (GRAFT_NCCL=OFF, "
+                "an emulated or CPU-only CUDA build, or no nccl.h and libnccl at build time); "
+                "unset it, or set it to mpi to stage CUDA buckets through pinned host memory");
+    GRAFT_CHECK(device_.is_cuda(), "rank ", pg_.rank(),
+                ": GRAFT_DIST_BACKEND=nccl all-reduces CUDA tensors, but the model is on the ",
+                device_.str(), "; unset it or set it to mpi");
+  }
+  if (device_.is_cpu())
+    transport_ = Transport::Mpi;
+  else if (backend != "mpi" && nccl_compiled())
+    transport_ = Transport::Nccl;
+  else
+    transport_ = Transport::PinnedMpi;
   // Buckets in reverse registration order: roughly the order in which
   // backward produces the gradients.
   std::vector<int64_t> sizes;
@@ -39,7 +90,22 @@ DistributedDataParallel::DistributedDataParallel(ProcessGroup& pg, nn::Module& m
     bytes += static_cast<int64_t>(p.tensor.nbytes());
     buckets_.back().params.push_back(k);
   }
-  for (size_t b = 0; b < buckets_.size(); ++b) buckets_[b].buffer = zeros({sizes[b]}, opts(dtype));
+  if (transport_ == Transport::Nccl) nccl_ = make_nccl_comm(pg_, device_);
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    Tensor& buffer = buckets_[b].buffer;
+    switch (transport_) {
+      case Transport::Mpi:
+        buffer = zeros({sizes[b]}, opts(dtype));
+        break;
+      case Transport::PinnedMpi:
+        // Every element is written by a gradient copy before it is read.
+        buffer = cuda::empty_pinned({sizes[b]}, dtype);
+        break;
+      case Transport::Nccl:
+        buffer = zeros({sizes[b]}, opts(dtype, device_));
+        break;
+    }
+  }
   for (size_t k = 0; k < params_.size(); ++k)
     hooks_.push_back(params_[k].tensor.register_hook([this, k](const Tensor& g) {
       on_grad(k, g);
@@ -49,6 +115,11 @@ DistributedDataParallel::DistributedDataParallel(ProcessGroup& pg, nn::Module& m
 
 DistributedDataParallel::~DistributedDataParallel() {
   for (auto& h : hooks_) h.remove();
+}
+
+const Tensor& DistributedDataParallel::bucket_buffer(int64_t b) const {
+  GRAFT_CHECK(b >= 0 && b < num_buckets(), "DDP: bucket ", b, " of ", num_buckets());
+  return buckets_[static_cast<size_t>(b)].buffer;
 }
 
 std::vector<std::vector<std::string>> DistributedDataParallel::bucket_names() const {
@@ -104,12 +175,23 @@ void DistributedDataParallel::on_grad(size_t index, const Tensor& grad) {
   Bucket& b = buckets_[p.bucket];
   {
     NoGradGuard ng;
-    const Tensor g = grad.to(Device::cpu()).to(b.buffer.dtype()).contiguous();
-    GRAFT_CHECK(g.numel() == p.tensor.numel(), "rank ", pg_.rank(), ": DDP: the gradient of ",
-                p.name, " has ", g.numel(), " elements for a parameter of ", p.tensor.numel());
-    const size_t item = b.buffer.itemsize();
-    std::memcpy(static_cast<char*>(b.buffer.raw_data()) + static_cast<size_t>(p.offset) * item,
-                g.raw_data(), g.nbytes());
+    GRAFT_CHECK(grad.numel() == p.tensor.numel(), "rank ", pg_.rank(), ": DDP: the gradient of ",
+                p.name, " has ", grad.numel(), " elements for a parameter of ", p.tensor.numel());
+    if (transport_ == Transport::Mpi) {
+      const Tensor g = grad.to(Device::cpu()).to(b.buffer.dtype()).contiguous();
+      const size_t item = b.buffer.itemsize();
+      std::memcpy(static_cast<char*>(b.buffer.raw_data()) + static_cast<size_t>(p.offset) * item,
+                  g.raw_data(), g.nbytes());
+    } else {
+      GRAFT_CHECK(grad.device() == device_, "rank ", pg_.rank(), ": DDP: the gradient of ", p.name,
+                  " is on ", grad.device().str(), ", its parameter on ", device_.str());
+      const Tensor g = grad.to(b.buffer.dtype()).contiguous();
+      Tensor slice = b.buffer.narrow(0, p.offset, p.tensor.numel());
+      if (transport_ == Transport::PinnedMpi)
+        cuda::copy_async(slice, g);  // one device-to-host copy, read after launch_ready's sync
+      else
+        slice.copy_(g.view({p.tensor.numel()}));  // device to device
+    }
   }
   p.ready = true;
   --b.pending;
@@ -125,7 +207,13 @@ void DistributedDataParallel::launch_ready() {
   // the same order.
   while (next_launch_ < buckets_.size() && buckets_[next_launch_].pending == 0) {
     Bucket& b = buckets_[next_launch_];
-    b.work = pg_.all_reduce_async(b.buffer, ReduceOp::Mean);
+    if (transport_ == Transport::Nccl) {
+      b.work = nccl_->all_reduce_mean_async(b.buffer);
+    } else {
+      // The bucket's device-to-host copies must have landed before MPI reads it.
+      if (transport_ == Transport::PinnedMpi) cuda::synchronize(device_.index);
+      b.work = pg_.all_reduce_async(b.buffer, ReduceOp::Mean);
+    }
     timings_[next_launch_].start = b.work->start_seconds;
     timings_[next_launch_].bytes = static_cast<int64_t>(b.buffer.nbytes());
     timings_[next_launch_].params = static_cast<int64_t>(b.params.size());
@@ -148,8 +236,17 @@ void DistributedDataParallel::after_backward() {
   NoGradGuard ng;
   for (auto& p : params_) {
     const Bucket& b = buckets_[p.bucket];
-    Tensor avg = b.buffer.narrow(0, p.offset, p.tensor.numel()).view(p.tensor.sizes()).clone();
-    p.tensor.set_grad(avg.to(p.tensor.device()));
+    const Tensor avg = b.buffer.narrow(0, p.offset, p.tensor.numel()).view(p.tensor.sizes());
+    if (transport_ == Transport::PinnedMpi) {
+      // Host to device from the pinned bucket, queued on the stream: the
+      // bucket's next writes (the next backward's copies) are queued after
+      // it, and MPI touches the bucket only after the stream is synchronised.
+      Tensor g = empty(p.tensor.sizes(), opts(avg.dtype(), device_));
+      cuda::copy_async(g, avg);
+      p.tensor.set_grad(g);
+    } else {
+      p.tensor.set_grad(avg.clone());
+    }
   }
 }
 

@@ -13,7 +13,28 @@
 //   overlaps the rest of backward. after_backward() waits for all buckets and
 //   writes the averaged gradients into .grad. Frozen parameters join no
 //   bucket. The optimizer then steps as usual, on identical gradients.
-// - CUDA parameters are staged through host memory (no NCCL path yet).
+// - The transport of the buckets, chosen from where the parameters live and
+//   $GRAFT_DIST_BACKEND (nccl, mpi, or unset):
+//   - CPU parameters: the buckets are CPU tensors all-reduced over MPI.
+//   - CUDA parameters (each rank on cuda:<local_rank>), with NCCL compiled in
+//     (dist/nccl.h) and GRAFT_DIST_BACKEND unset or nccl: the buckets are
+//     device tensors; each gradient is copied device-to-device into its slice
+//     and the bucket is averaged by ncclAllReduce (ncclAvg) on graft's current
+//     stream of the device. That stream also runs backward's kernels, so on
+//     the GPU the all-reduce runs between them, not beside them (the host
+//     issues it early; a separate stream would overlap it with compute).
+//     UNVERIFIED: no machine graft is tested on has a GPU, so the NCCL path
+//     has been compiled and linked but never run.
+//   - CUDA parameters otherwise (GRAFT_DIST_BACKEND=mpi, or no NCCL): the
+//     buckets are pinned host tensors (cuda::empty_pinned). Each gradient is
+//     copied device-to-host straight into its slice, asynchronously on the
+//     stream; a complete bucket waits for the stream (cuda::synchronize: the
+//     kernels queued before its copies too), then its MPI all-reduce starts
+//     and overlaps the rest of backward; the averages go back host-to-device
+//     from the bucket, queued before any later use of the bucket on that
+//     stream. This path runs in CI on the emulated CUDA device.
+//   GRAFT_DIST_BACKEND=nccl without NCCL compiled in, or with CPU
+//   parameters, is an error. Every rank must choose the same transport.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +42,7 @@
 #include <string>
 #include <vector>
 
+#include "dist/nccl.h"
 #include "dist/process_group.h"
 #include "nn/module.h"
 
@@ -51,7 +73,11 @@ class DistributedDataParallel {
   void before_backward();
   void after_backward();
 
+  enum class Transport { Mpi, PinnedMpi, Nccl };
+  Transport transport() const { return transport_; }
   int64_t num_buckets() const { return static_cast<int64_t>(buckets_.size()); }
+  // Bucket `b`'s buffer: CPU, pinned CPU or CUDA as transport() says.
+  const Tensor& bucket_buffer(int64_t b) const;
   // Parameter names per bucket (bucket 0 is all-reduced first).
   std::vector<std::vector<std::string>> bucket_names() const;
   // The last backward pass: per bucket, and when backward ended
@@ -69,7 +95,7 @@ class DistributedDataParallel {
     bool ready = false;
   };
   struct Bucket {
-    Tensor buffer;  // CPU, contiguous, the parameters' dtype
+    Tensor buffer;  // contiguous, the parameters' dtype; where transport_ says
     std::vector<size_t> params;
     int64_t pending = 0;
     std::unique_ptr<Work> work;
@@ -82,6 +108,9 @@ class DistributedDataParallel {
   nn::Module& model_;
   DdpOptions opts_;
   std::vector<Param> params_;
+  Device device_;  // the parameters'
+  Transport transport_ = Transport::Mpi;
+  std::unique_ptr<DeviceComm> nccl_;  // Transport::Nccl; outlives the buckets' Work
   std::vector<Bucket> buckets_;
   std::vector<HookHandle> hooks_;
   size_t next_launch_ = 0;

@@ -14,6 +14,7 @@
 #include "core/device.h"
 #include "core/ops.h"
 #include "data/loader.h"
+#include "dist/nccl.h"
 #include "dist/process_group.h"
 #include "io/npy.h"
 #include "io/state_dict.h"
@@ -757,6 +758,19 @@ TEST(DistLaunch, BuiltWithoutMpiSaysSo) {
                                 "OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_RANK=0 ");
   EXPECT_EQ(r.rc, 1) << r.output;
   EXPECT_TRUE(r.has("this graft was built without it")) << r.output;
+}
+
+// GRAFT_DIST_BACKEND=nccl in a build without NCCL: every rank fails at start
+// saying so, and the job ends non-zero.
+TEST(DistLaunch, NcclAskedForButNotBuiltIsRefused) {
+  SKIP_WITHOUT_MPI();
+  if (dist::nccl_compiled()) GTEST_SKIP() << "graft was built with NCCL";
+  CliTempDir dir("dist_nccl");
+  write_data(dir);
+  const Timed t = mpirun(2, plus(recipe(dir, 8), {"--quiet"}), "GRAFT_DIST_BACKEND=nccl ");
+  EXPECT_NE(t.r.rc, 0) << t.r.output;
+  EXPECT_TRUE(t.r.has("GRAFT_DIST_BACKEND=nccl, but this graft was built without NCCL"))
+      << t.r.output;
 }
 
 TEST(DistLaunch, InfoPrintsRankAndWorldSize) {

@@ -1,6 +1,7 @@
 // CUDA device runtime: device query, the caching device allocator, the pinned
-// staging pool for host<->device copies, one current stream per device, the
-// cuBLAS/cuDNN handles and registration of the CUDA backend hooks.
+// staging pool for host<->device copies, pinned tensors and their asynchronous
+// copies (core/cuda.h's empty_pinned, copy_async), one current stream per
+// device, the cuBLAS/cuDNN handles and registration of the CUDA backend hooks.
 //
 // Ordering model: every graft kernel and copy on a device is queued on that
 // device's single current stream. A block freed by a tensor can therefore be
@@ -604,6 +605,35 @@ void set_native_gemm_impl(bool on) {
   g_native_gemm = on;
 }
 
+// Pinned tensors (core/cuda.h's empty_pinned), apart from the staging pool.
+void* host_alloc_impl(size_t nbytes) {
+  GRAFT_CHECK(available_impl(), device_unavailable_reason(DeviceType::CUDA));
+  void* p = nullptr;
+  GRAFT_CUDA_CHECK(cudaHostAlloc(&p, nbytes, cudaHostAllocPortable));
+  return p;
+}
+void host_free_impl(void* p) {
+  // Runs in a storage's destructor, which cannot throw. At process exit the
+  // runtime may already be unloading, and the memory goes with the process.
+  const cudaError_t err = cudaFreeHost(p);
+  if (err == cudaSuccess || err == cudaErrorCudartUnloading) return;
+  (void)cudaGetLastError();
+  std::fprintf(stderr, "graft: cudaFreeHost failed: %s\n", cudaGetErrorString(err));
+}
+bool is_pinned_impl(const void* p) {
+  cudaPointerAttributes attr{};
+  GRAFT_CUDA_CHECK(cudaPointerGetAttributes(&attr, p));
+  return attr.type == cudaMemoryTypeHost;
+}
+void copy_async_impl(void* dst, const void* src, size_t nbytes, CopyKind kind, int device) {
+  GRAFT_CHECK(kind != CopyKind::DeviceToDevice, "copy_async: host<->device copies only");
+  DeviceGuard guard(device);
+  GRAFT_CUDA_CHECK(cudaMemcpyAsync(
+      dst, src, nbytes,
+      kind == CopyKind::HostToDevice ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost,
+      current_stream(device)));
+}
+
 const bool hooks_registered = [] {
   BackendHooks h;
 #ifdef GRAFT_CUDA_EMULATED
@@ -617,6 +647,10 @@ const bool hooks_registered = [] {
   h.set_tf32_enabled = &set_tf32_impl;
   h.use_native_gemm = &native_gemm_impl;
   h.set_native_gemm = &set_native_gemm_impl;
+  h.host_alloc = &host_alloc_impl;
+  h.host_free = &host_free_impl;
+  h.is_pinned = &is_pinned_impl;
+  h.copy_async = &copy_async_impl;
   register_backend_hooks(h);
   return true;
 }();

@@ -364,6 +364,7 @@ const char* cudaGetErrorName(cudaError_t err) {
     GRAFT_EMU_NAME(cudaErrorInvalidValue)
     GRAFT_EMU_NAME(cudaErrorMemoryAllocation)
     GRAFT_EMU_NAME(cudaErrorInitializationError)
+    GRAFT_EMU_NAME(cudaErrorCudartUnloading)
     GRAFT_EMU_NAME(cudaErrorInvalidConfiguration)
     GRAFT_EMU_NAME(cudaErrorInvalidDevicePointer)
     GRAFT_EMU_NAME(cudaErrorInvalidMemcpyDirection)
