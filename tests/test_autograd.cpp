@@ -10,21 +10,13 @@
 namespace graft {
 namespace {
 
+using testing::error_of;
+
 Tensor leaf(const Shape& shape, uint64_t seed) {
   Generator g(seed);
   Tensor t = randn(shape, opts(DType::Float64), &g);
   t.set_requires_grad(true);
   return t;
-}
-
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 TEST(Autograd, DiamondAndAccumulation) {

@@ -24,6 +24,7 @@
 namespace fs = std::filesystem;
 using namespace graft;
 using namespace graft::data;
+using graft::testing::error_of;
 
 namespace {
 
@@ -88,16 +89,6 @@ void write_bytes(const fs::path& p, const std::vector<uint8_t>& bytes) {
   fs::create_directories(p.parent_path());
   std::ofstream f(p, std::ios::binary);
   f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-}
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace

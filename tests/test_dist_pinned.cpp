@@ -24,6 +24,7 @@
 #include "dist/ddp.h"
 #include "dist/nccl.h"
 #include "nn/layers.h"
+#include "tests/test_util.h"
 
 namespace graft::testing {
 namespace {
@@ -34,17 +35,6 @@ namespace {
     if (cuda::is_emulated()) GTEST_FAIL() << device_unavailable_reason(DeviceType::CUDA); \
     GTEST_SKIP() << device_unavailable_reason(DeviceType::CUDA);                          \
   }
-
-// The message of the graft::Error `f` throws ("" when it throws none).
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // ---------------------------------------------------------------- pinned memory
 

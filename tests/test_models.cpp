@@ -23,6 +23,7 @@
 #include "nn/models/registry.h"
 #include "nn/models/resnet.h"
 #include "png_util.h"
+#include "tests/test_util.h"
 #include "train/checkpoint.h"
 #include "train/feature_cache.h"
 #include "train/finetune.h"
@@ -37,15 +38,6 @@ std::string shape_text(const Shape& s) {
   std::ostringstream os;
   for (size_t i = 0; i < s.size(); ++i) os << (i ? "," : "") << s[i];
   return os.str();
-}
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 // ---------------------------------------------------------------- registry

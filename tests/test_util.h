@@ -21,6 +21,17 @@ bool fixture_exists(const std::string& name);
       GTEST_SKIP() << "fixture " << (name) << " missing: run tests/fixtures/generate.sh"; \
   } while (0)
 
+// The message of the graft::Error that `f` throws ("" when it throws none).
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
 // EXPECT that `actual` matches `expected` within relative error `tol`
 // (max |a-e| / max |e|), with shapes equal.
 ::testing::AssertionResult close_to(const Tensor& actual, const Tensor& expected, double tol);
