@@ -6,6 +6,8 @@
 #include <cstring>
 #include <filesystem>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "core/error.h"
 
@@ -194,6 +196,37 @@ Image decode_turbojpeg(const uint8_t* bytes, size_t size, const std::string& nam
 }
 #endif
 
+// stb_image 2.27 gathers a PNG's IDAT chunks into a buffer it allocates at
+// the first non-empty one: a zero-length IDAT before that is a memcpy to a
+// null pointer (undefined behaviour; a fuzz find). A zero-length IDAT holds
+// no data, so the file without such chunks decodes to the same image (stb
+// checks no CRC). Returns that copy, or nothing when there is none to drop
+// or the chunks cannot be followed (stb then reports what is wrong).
+std::vector<uint8_t> png_without_empty_idat(const uint8_t* b, size_t n) {
+  static const uint8_t kSignature[8] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a};
+  if (n < 8 || std::memcmp(b, kSignature, 8) != 0) return {};
+  std::vector<std::pair<size_t, size_t>> keep;  // [begin, end) of the bytes kept
+  size_t p = 8, kept_from = 0;
+  bool dropped = false;
+  while (p + 12 <= n) {
+    const size_t len =
+        (size_t(b[p]) << 24) | (size_t(b[p + 1]) << 16) | (size_t(b[p + 2]) << 8) | b[p + 3];
+    if (len == 0 && std::memcmp(b + p + 4, "IDAT", 4) == 0) {
+      keep.emplace_back(kept_from, p);
+      kept_from = p + 12;  // length, type and CRC
+      dropped = true;
+    }
+    if (len > n - p - 12) break;  // cut short: stb reports it
+    p += 12 + len;
+  }
+  if (!dropped) return {};
+  keep.emplace_back(kept_from, n);
+  std::vector<uint8_t> out;
+  out.reserve(n);
+  for (const auto& [from, to] : keep) out.insert(out.end(), b + from, b + to);
+  return out;
+}
+
 Image decode_stb(const uint8_t* bytes, size_t size, const std::string& name) {
   GRAFT_CHECK(size <= static_cast<size_t>(INT32_MAX), "decode_image: ", name, ": file too large (",
               size, " bytes)");
@@ -227,6 +260,11 @@ Image decode_stb(const uint8_t* bytes, size_t size, const std::string& name) {
                 ": 16-bit grayscale and 16-bit PNM images are not supported (PIL clips their "
                 "values to 255 where stb_image scales them, so neither matches torchvision); "
                 "convert the image to 8 bits per channel");
+  }
+  const std::vector<uint8_t> png = png_without_empty_idat(bytes, size);
+  if (!png.empty()) {
+    bytes = png.data();
+    size = png.size();
   }
   uint8_t* px = stbi_load_from_memory(bytes, static_cast<int>(size), &w, &h, &comp, 3);
   if (!px)
