@@ -224,6 +224,19 @@ TEST(DataDecode, PixelLimitRefusesBeforeAllocating) {
   EXPECT_NE(e.find("bomb.png: the header claims 20000 x 10000 = 200000000 pixels"),
             std::string::npos)
       << e;
+  // A top-down BMP (negative height, which stb's header query reports as
+  // such) counts its rows too: 20000 x -10000, 24-bit.
+  std::vector<uint8_t> bmp = {'B', 'M', 0, 0, 0, 0, 0, 0, 0, 0, 54, 0, 0, 0, 40, 0, 0, 0};
+  for (const int32_t v : {20000, -10000}) {
+    const auto u = static_cast<uint32_t>(v);
+    for (int shift : {0, 8, 16, 24}) bmp.push_back(static_cast<uint8_t>(u >> shift));
+  }
+  bmp.insert(bmp.end(), {1, 0, 24, 0});  // planes, bits per pixel
+  bmp.resize(54, 0);                     // no compression, default resolution and palette
+  const std::string eb = error_of([&] { decode_image(bmp, "topdown.bmp"); });
+  EXPECT_NE(eb.find("topdown.bmp: the header claims 20000 x 10000 = 200000000 pixels"),
+            std::string::npos)
+      << eb;
   GRAFT_REQUIRE_FIXTURE(fx("rgb_500x375.jpg"));
   const std::pair<const char*, int64_t> files[] = {{"rgb_500x375.jpg", 500 * 375},
                                                    {"rgb_333x500.png", 333 * 500}};
