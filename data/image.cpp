@@ -202,35 +202,41 @@ Image decode_turbojpeg(const uint8_t* bytes, size_t size, const std::string& nam
 }
 #endif
 
-// stb_image 2.27 gathers a PNG's IDAT chunks into a buffer it allocates at
-// the first non-empty one: a zero-length IDAT before that is a memcpy to a
-// null pointer (undefined behaviour; a fuzz find). A zero-length IDAT holds
-// no data, so the file without such chunks decodes to the same image (stb
-// checks no CRC). Returns that copy, or nothing when there is none to drop
-// or the chunks cannot be followed (stb then reports what is wrong).
-std::vector<uint8_t> png_without_empty_idat(const uint8_t* b, size_t n) {
+// Two things stb_image 2.27 mishandles in a PNG's chunk list (fuzz finds),
+// checked before it reads the file:
+// - a chunk that claims more bytes than the file has left: stb allocates an
+//   IDAT buffer of the claimed size before it finds the data missing (a
+//   200-byte file made it allocate 1.9 GB); the file is cut short, so it is
+//   refused, as PIL refuses a truncated PNG;
+// - a zero-length IDAT before the first non-empty one: stb copies it into
+//   its not yet allocated buffer (a memcpy to a null pointer). Such a chunk
+//   holds no data, so the file without it decodes to the same image (stb
+//   checks no CRC): `cleaned` receives that copy (it stays empty when there
+//   is no zero-length IDAT).
+// Returns why the file is refused, "" when it is not. Stops at IEND, as stb.
+std::string check_png_chunks(const uint8_t* b, size_t n, std::vector<uint8_t>& cleaned) {
   static const uint8_t kSignature[8] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a};
   if (n < 8 || std::memcmp(b, kSignature, 8) != 0) return {};
   std::vector<std::pair<size_t, size_t>> keep;  // [begin, end) of the bytes kept
   size_t p = 8, kept_from = 0;
-  bool dropped = false;
   while (p + 12 <= n) {
     const size_t len =
         (size_t(b[p]) << 24) | (size_t(b[p + 1]) << 16) | (size_t(b[p + 2]) << 8) | b[p + 3];
+    if (len > n - p - 12)
+      return "a chunk claims " + std::to_string(len) + " bytes, more than the " +
+             std::to_string(n - p - 12) + " left in the file";
     if (len == 0 && std::memcmp(b + p + 4, "IDAT", 4) == 0) {
       keep.emplace_back(kept_from, p);
       kept_from = p + 12;  // length, type and CRC
-      dropped = true;
     }
-    if (len > n - p - 12) break;  // cut short: stb reports it
+    if (std::memcmp(b + p + 4, "IEND", 4) == 0) break;
     p += 12 + len;
   }
-  if (!dropped) return {};
+  if (keep.empty()) return {};
   keep.emplace_back(kept_from, n);
-  std::vector<uint8_t> out;
-  out.reserve(n);
-  for (const auto& [from, to] : keep) out.insert(out.end(), b + from, b + to);
-  return out;
+  cleaned.reserve(n);
+  for (const auto& [from, to] : keep) cleaned.insert(cleaned.end(), b + from, b + to);
+  return {};
 }
 
 Image decode_stb(const uint8_t* bytes, size_t size, const std::string& name) {
@@ -267,7 +273,9 @@ Image decode_stb(const uint8_t* bytes, size_t size, const std::string& name) {
                 "values to 255 where stb_image scales them, so neither matches torchvision); "
                 "convert the image to 8 bits per channel");
   }
-  const std::vector<uint8_t> png = png_without_empty_idat(bytes, size);
+  std::vector<uint8_t> png;
+  if (const std::string why = check_png_chunks(bytes, size, png); !why.empty())
+    GRAFT_FAIL("decode_image: ", name, ": corrupt PNG (", why, ")");
   if (!png.empty()) {
     bytes = png.data();
     size = png.size();

@@ -175,6 +175,19 @@ TEST(DataDecode, PngWithAnEmptyIdatChunkDecodesAsWithout) {
   EXPECT_EQ(a.pixels, b.pixels);
 }
 
+// A 200-byte PNG whose IDAT chunk claims 1,929,379,983 bytes made stb_image
+// 2.27 allocate that much before finding the data missing (a fuzz find): a
+// chunk longer than the rest of the file is refused first, naming both sizes.
+TEST(DataDecode, PngChunkLongerThanTheFileIsRefused) {
+  const std::string path =
+      std::string(GRAFT_SOURCE_DIR) + "/tests/fuzz/regressions/image/png_idat_claims_1.9GB.png";
+  const std::string e = error_of([&] { read_image(path); });
+  EXPECT_NE(e.find("png_idat_claims_1.9GB.png: corrupt PNG (a chunk claims 1929379983 bytes, "
+                   "more than the 155 left in the file)"),
+            std::string::npos)
+      << e;
+}
+
 TEST(DataDecode, BadFilesNameThePath) {
   TempDir dir;
   write_bytes(dir.path / "zero.jpg", {});
