@@ -12,7 +12,8 @@
 
 #include "core/error.h"
 
-// stb_image is compiled into graft exactly here. Only the decoders graft needs
+// stb_image (vendored: third_party/stb, Debian's 2.27 with its JPEG bit
+// reader patched) is compiled into graft exactly here. Only the decoders graft needs
 // are kept, and stbi's failure strings are kept thread-local so concurrent
 // loader workers report their own errors.
 #define STB_IMAGE_IMPLEMENTATION
@@ -30,7 +31,7 @@
 #pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
 #pragma GCC diagnostic ignored "-Wdouble-promotion"
 #endif
-#include <stb_image.h>
+#include "third_party/stb/stb_image.h"
 #if defined(__GNUC__)
 #pragma GCC diagnostic pop
 #endif

@@ -188,6 +188,23 @@ TEST(DataDecode, PngChunkLongerThanTheFileIsRefused) {
       << e;
 }
 
+// A corrupt JPEG scan that runs out of entropy bits made stb_image 2.27's bit
+// reader shift by 33 (UBSan, a fuzz find). The vendored stb
+// (third_party/stb, "graft patch") stops at the missing bits instead, and the
+// file is refused with stb's reason (the scan's data ends in a marker stb
+// does not know) and the file's name. Under the sanitizer
+// build this test and the regression replay are what would catch the shift.
+TEST(DataDecode, StbJpegScanThatRunsOutOfBitsIsRefused) {
+  const std::string path = std::string(GRAFT_SOURCE_DIR) +
+                           "/tests/fuzz/regressions/image/jpeg_scan_runs_out_of_bits.jpg";
+  set_prefer_stb_jpeg(true);
+  const std::string e = error_of([&] { read_image(path); });
+  set_prefer_stb_jpeg(false);
+  EXPECT_NE(e.find("jpeg_scan_runs_out_of_bits.jpg: cannot decode (unknown marker)"),
+            std::string::npos)
+      << e;
+}
+
 TEST(DataDecode, BadFilesNameThePath) {
   TempDir dir;
   write_bytes(dir.path / "zero.jpg", {});
