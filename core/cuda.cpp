@@ -55,11 +55,7 @@ void set_native_gemm(bool on) { require_backend().set_native_gemm(on); }
 Tensor empty_pinned(const Shape& shape, DType dtype) {
   const BackendHooks& h = require_backend();
   GRAFT_CHECK(is_available(), "empty_pinned: ", device_unavailable_reason(DeviceType::CUDA));
-  const int64_t n = shape_numel(shape);
-  constexpr int64_t kMaxBytes = int64_t{1} << 42;  // as empty(): anything larger is a bug
-  GRAFT_CHECK(n <= kMaxBytes / static_cast<int64_t>(itemsize(dtype)), "empty_pinned: shape ",
-              shape_str(shape), " is too large");
-  const size_t nbytes = static_cast<size_t>(n) * itemsize(dtype);
+  const size_t nbytes = shape_nbytes(shape, dtype, "empty_pinned");
   // One byte at least, so that an empty tensor is pinned too.
   void* data = h.host_alloc(std::max<size_t>(nbytes, 1));
   auto storage = std::make_shared<StorageImpl>(

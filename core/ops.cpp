@@ -17,12 +17,7 @@ namespace graft {
 // ============================================================ factories
 
 Tensor empty(const Shape& shape, TensorOptions o) {
-  const int64_t n = shape_numel(shape);
-  constexpr int64_t kMaxBytes = int64_t{1} << 42;  // 4 TiB: anything larger is a bug
-  GRAFT_CHECK(n <= kMaxBytes / static_cast<int64_t>(itemsize(o.dtype)), "empty: shape ",
-              shape_str(shape), " is too large");
-  auto storage =
-      std::make_shared<StorageImpl>(static_cast<size_t>(n) * itemsize(o.dtype), o.device);
+  auto storage = std::make_shared<StorageImpl>(shape_nbytes(shape, o.dtype, "empty"), o.device);
   Tensor t = make_tensor(std::move(storage), shape, contiguous_strides(shape), 0, o.dtype);
   if (o.requires_grad) t.set_requires_grad(true);
   return t;

@@ -21,6 +21,14 @@ int64_t shape_numel(const Shape& shape) {
   return n;
 }
 
+size_t shape_nbytes(const Shape& shape, DType dtype, const char* what) {
+  const int64_t n = shape_numel(shape);
+  constexpr int64_t kMaxBytes = int64_t{1} << 42;  // 4 TiB
+  const auto item = static_cast<int64_t>(itemsize(dtype));
+  GRAFT_CHECK(n <= kMaxBytes / item, what, ": shape ", shape_str(shape), " is too large");
+  return static_cast<size_t>(n * item);
+}
+
 Shape contiguous_strides(const Shape& shape) {
   Shape strides(shape.size());
   int64_t s = 1;

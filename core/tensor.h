@@ -209,6 +209,9 @@ std::ostream& operator<<(std::ostream& os, const Tensor& t);
 
 // Helpers for shapes.
 int64_t shape_numel(const Shape& shape);
+// Bytes of a contiguous tensor of `shape` and `dtype`; past 4 TiB throws
+// "<what>: shape [...] is too large" (a size that large is a bug, not a request).
+size_t shape_nbytes(const Shape& shape, DType dtype, const char* what);
 Shape contiguous_strides(const Shape& shape);
 // Wraps a possibly negative dim into [0, ndim); throws with `what` in the message.
 int64_t wrap_dim(int64_t dim, int64_t ndim, const char* what = "dim");

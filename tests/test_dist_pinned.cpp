@@ -61,6 +61,11 @@ TEST(PinnedMemory, RoundTripsThroughTheDevice) {
   Tensor none = cuda::empty_pinned({0, 4}, DType::Float32);
   EXPECT_TRUE(cuda::is_pinned(none));
   EXPECT_NO_THROW(cuda::copy_async(none, empty({0, 4}, opts(DType::Float32, Device::cuda()))));
+  // Sizes past empty()'s 4 TiB are refused the same way, before the host allocation.
+  EXPECT_NE(error_of([] {
+              cuda::empty_pinned({int64_t{1} << 41}, DType::Float64);
+            }).find("empty_pinned: shape [2199023255552] is too large"),
+            std::string::npos);
 }
 
 TEST(PinnedMemory, CopyAsyncRefusesWhatCannotBeAsynchronous) {
