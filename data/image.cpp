@@ -213,24 +213,26 @@ Image decode_turbojpeg(const uint8_t* bytes, size_t size, const std::string& nam
 //   its not yet allocated buffer (a memcpy to a null pointer). Such a chunk
 //   holds no data, so the file without it decodes to the same image (stb
 //   checks no CRC): `cleaned` receives that copy (it stays empty when there
-//   is no zero-length IDAT).
+//   is no zero-length IDAT). This holds for the file's last chunk too when
+//   its CRC is cut off (a later fuzz find: stb reads the chunk all the same).
 // Returns why the file is refused, "" when it is not. Stops at IEND, as stb.
 std::string check_png_chunks(const uint8_t* b, size_t n, std::vector<uint8_t>& cleaned) {
   static const uint8_t kSignature[8] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a};
   if (n < 8 || std::memcmp(b, kSignature, 8) != 0) return {};
   std::vector<std::pair<size_t, size_t>> keep;  // [begin, end) of the bytes kept
   size_t p = 8, kept_from = 0;
-  while (p + 12 <= n) {
+  while (p + 8 <= n) {  // a chunk's length and type; its CRC may be cut off
     const size_t len =
         (size_t(b[p]) << 24) | (size_t(b[p + 1]) << 16) | (size_t(b[p + 2]) << 8) | b[p + 3];
-    if (len > n - p - 12)
-      return "a chunk claims " + std::to_string(len) + " bytes, more than the " +
-             std::to_string(n - p - 12) + " left in the file";
     if (len == 0 && std::memcmp(b + p + 4, "IDAT", 4) == 0) {
       keep.emplace_back(kept_from, p);
-      kept_from = p + 12;  // length, type and CRC
+      kept_from = std::min(p + 12, n);  // length, type and CRC (or what is left of it)
     }
     if (std::memcmp(b + p + 4, "IEND", 4) == 0) break;
+    const size_t left = n - p - std::min<size_t>(n - p, 12);  // after this chunk's 12 fixed bytes
+    if (len > left)
+      return "a chunk claims " + std::to_string(len) + " bytes, more than the " +
+             std::to_string(left) + " left in the file";
     p += 12 + len;
   }
   if (keep.empty()) return {};
@@ -282,9 +284,13 @@ Image decode_stb(const uint8_t* bytes, size_t size, const std::string& name) {
     size = png.size();
   }
   uint8_t* px = stbi_load_from_memory(bytes, static_cast<int>(size), &w, &h, &comp, 3);
-  if (!px)
-    GRAFT_FAIL("decode_image: ", name, ": cannot decode (", stbi_failure_reason(),
+  if (!px) {
+    // stb names an unknown PNG chunk by its type, which can be four zero bytes.
+    const char* why = stbi_failure_reason();
+    GRAFT_FAIL("decode_image: ", name, ": cannot decode (",
+               why && *why ? why : "corrupt or truncated data",
                "); supported formats are JPEG, PNG, BMP, GIF, TGA, PSD and PNM");
+  }
   Image img;
   img.height = h;
   img.width = w;

@@ -205,6 +205,21 @@ TEST(DataDecode, StbJpegScanThatRunsOutOfBitsIsRefused) {
       << e;
 }
 
+// A PNG that ends inside a zero-length IDAT's CRC (a later fuzz find: stb
+// still read the chunk into its null buffer): the chunk is dropped like any
+// empty IDAT, and the file, which has no image data left, is refused. stb's
+// own reason would name the next chunk's type, here four zero bytes: graft
+// says what that means instead of printing "()".
+TEST(DataDecode, PngEndingInAnEmptyIdatIsRefused) {
+  const std::string path = std::string(GRAFT_SOURCE_DIR) +
+                           "/tests/fuzz/regressions/image/png_empty_idat_without_crc_at_end.png";
+  const std::string e = error_of([&] { read_image(path); });
+  EXPECT_NE(e.find("png_empty_idat_without_crc_at_end.png: cannot decode (corrupt or truncated "
+                   "data)"),
+            std::string::npos)
+      << e;
+}
+
 TEST(DataDecode, BadFilesNameThePath) {
   TempDir dir;
   write_bytes(dir.path / "zero.jpg", {});

@@ -1,9 +1,11 @@
 /* graft: this is stb_image v2.27 exactly as Debian's libstb-dev
-   (0.0~git20220908.8b5f1f3) ships it, with six small edits marked
-   "graft patch" in the JPEG bit reader. They make a corrupt scan that runs out
-   of bits stop or read zeros instead of shifting by more than 31 (undefined
-   behaviour that UBSan reported while fuzzing graft's image decoder); stb
-   2.28 made the same kind of change upstream. The rest of the file is
+   (0.0~git20220908.8b5f1f3) ships it, with seven small edits marked
+   "graft patch". Six are in the JPEG bit reader: a corrupt scan that runs out
+   of bits stops or reads zeros instead of shifting by more than 31 (undefined
+   behaviour that UBSan reported while fuzzing graft's image decoder; stb
+   2.28 made the same kind of change upstream). The seventh gives each thread
+   its own buffer for the "unknown PNG chunk" failure string, which graft's
+   loader threads would otherwise write at once. The rest of the file is
    unchanged, public domain / MIT as stated at its end. */
 /* stb_image - v2.27 - public domain image loader - http://nothings.org/stb
                                   no warranty implied; use at your own risk
@@ -5197,8 +5199,8 @@ static int stbi__parse_png_file(stbi__png *z, int scan, int req_comp)
             if (first) return stbi__err("first not IHDR", "Corrupt PNG");
             if ((c.type & (1 << 29)) == 0) {
                #ifndef STBI_NO_FAILURE_STRINGS
-               // not threadsafe
-               static char invalid_chunk[] = "XXXX PNG chunk not known";
+               // graft patch: one buffer per thread (the loader decodes on several)
+               static STBI_THREAD_LOCAL char invalid_chunk[] = "XXXX PNG chunk not known";
                invalid_chunk[0] = STBI__BYTECAST(c.type >> 24);
                invalid_chunk[1] = STBI__BYTECAST(c.type >> 16);
                invalid_chunk[2] = STBI__BYTECAST(c.type >>  8);
