@@ -12,8 +12,8 @@
 
 #include "core/error.h"
 
-// stb_image (vendored: third_party/stb, Debian's 2.27 with its JPEG bit
-// reader patched) is compiled into graft exactly here. Only the decoders graft needs
+// stb_image (vendored: third_party/stb, Debian's 2.27 with the edits listed
+// at its head) is compiled into graft exactly here. Only the decoders graft needs
 // are kept, and stbi's failure strings are kept thread-local so concurrent
 // loader workers report their own errors.
 #define STB_IMAGE_IMPLEMENTATION

@@ -91,6 +91,16 @@ void write_bytes(const fs::path& p, const std::vector<uint8_t>& bytes) {
   f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
 }
 
+// The error read_image gives for a fuzz find kept in tests/fuzz/regressions/image,
+// decoding JPEGs with stb_image when `stb_jpeg` is set.
+std::string error_of_image_regression(const std::string& file, bool stb_jpeg = false) {
+  set_prefer_stb_jpeg(stb_jpeg);
+  const std::string e = error_of(
+      [&] { read_image(std::string(GRAFT_SOURCE_DIR) + "/tests/fuzz/regressions/image/" + file); });
+  set_prefer_stb_jpeg(false);
+  return e;
+}
+
 }  // namespace
 
 // ---------------- decoding ----------------
@@ -140,11 +150,8 @@ TEST(DataDecode, StbRefusesUndefinedHuffmanTablesAndDecodesEveryPilKind) {
     const Image img = read_image(graft::testing::fixture(fx(std::string(kind) + ".jpg")));
     EXPECT_LE(max_abs_u8(image_tensor(img), expected), 12);
   }
-  const std::string path =
-      std::string(GRAFT_SOURCE_DIR) +
-      "/tests/fuzz/regressions/image/jpeg_scan_uses_undefined_huffman_table.jpg";
-  const std::string e = error_of([&] { read_image(path); });
-  set_prefer_stb_jpeg(false);
+  const std::string e =
+      error_of_image_regression("jpeg_scan_uses_undefined_huffman_table.jpg", /*stb_jpeg=*/true);
   EXPECT_NE(e.find("corrupt JPEG (a scan uses a Huffman table that no DHT segment defined)"),
             std::string::npos)
       << e;
@@ -179,9 +186,7 @@ TEST(DataDecode, PngWithAnEmptyIdatChunkDecodesAsWithout) {
 // 2.27 allocate that much before finding the data missing (a fuzz find): a
 // chunk longer than the rest of the file is refused first, naming both sizes.
 TEST(DataDecode, PngChunkLongerThanTheFileIsRefused) {
-  const std::string path =
-      std::string(GRAFT_SOURCE_DIR) + "/tests/fuzz/regressions/image/png_idat_claims_1.9GB.png";
-  const std::string e = error_of([&] { read_image(path); });
+  const std::string e = error_of_image_regression("png_idat_claims_1.9GB.png");
   EXPECT_NE(e.find("png_idat_claims_1.9GB.png: corrupt PNG (a chunk claims 1929379983 bytes, "
                    "more than the 155 left in the file)"),
             std::string::npos)
@@ -195,11 +200,8 @@ TEST(DataDecode, PngChunkLongerThanTheFileIsRefused) {
 // does not know) and the file's name. Under the sanitizer
 // build this test and the regression replay are what would catch the shift.
 TEST(DataDecode, StbJpegScanThatRunsOutOfBitsIsRefused) {
-  const std::string path = std::string(GRAFT_SOURCE_DIR) +
-                           "/tests/fuzz/regressions/image/jpeg_scan_runs_out_of_bits.jpg";
-  set_prefer_stb_jpeg(true);
-  const std::string e = error_of([&] { read_image(path); });
-  set_prefer_stb_jpeg(false);
+  const std::string e =
+      error_of_image_regression("jpeg_scan_runs_out_of_bits.jpg", /*stb_jpeg=*/true);
   EXPECT_NE(e.find("jpeg_scan_runs_out_of_bits.jpg: cannot decode (unknown marker)"),
             std::string::npos)
       << e;
@@ -211,9 +213,7 @@ TEST(DataDecode, StbJpegScanThatRunsOutOfBitsIsRefused) {
 // own reason would name the next chunk's type, here four zero bytes: graft
 // says what that means instead of printing "()".
 TEST(DataDecode, PngEndingInAnEmptyIdatIsRefused) {
-  const std::string path = std::string(GRAFT_SOURCE_DIR) +
-                           "/tests/fuzz/regressions/image/png_empty_idat_without_crc_at_end.png";
-  const std::string e = error_of([&] { read_image(path); });
+  const std::string e = error_of_image_regression("png_empty_idat_without_crc_at_end.png");
   EXPECT_NE(e.find("png_empty_idat_without_crc_at_end.png: cannot decode (corrupt or truncated "
                    "data)"),
             std::string::npos)
