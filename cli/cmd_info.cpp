@@ -11,6 +11,7 @@
 namespace {
 
 int run_info() {
+  const graft::CpuIsa gemm_isa = graft::cpu_gemm_isa();  // refuses a bad GRAFT_CPU_ISA first
   std::cout << "graft " << GRAFT_VERSION << "\n";
   std::cout << "CUDA backend: "
             << (!graft::cuda::has_backend()  ? "none"
@@ -18,6 +19,9 @@ int run_info() {
                                              : "compiled")
             << "\n";
   std::cout << "CPU threads: " << graft::get_num_threads() << "\n";
+  std::cout << "CPU GEMM: " << graft::cpu_isa_name(gemm_isa) << " (AVX-512 copy "
+            << (graft::cpu_gemm_isa_available(graft::CpuIsa::Avx512) ? "usable" : "not usable")
+            << "; GRAFT_CPU_ISA=auto|baseline|avx512)\n";
   std::cout << "MPI: " << (graft::dist::mpi_compiled() ? "compiled" : "not compiled") << "\n";
   std::cout << "NCCL: "
             << (graft::dist::nccl_compiled() ? "compiled (unverified: never run on a GPU)"

@@ -2,7 +2,6 @@
 
 #include <omp.h>
 
-#include <Eigen/Core>
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -13,6 +12,7 @@
 
 #include "core/env.h"
 #include "core/error.h"
+#include "kernels/cpu/gemm.h"
 
 namespace graft {
 
@@ -24,7 +24,8 @@ namespace {
 // machine the rounding of machines with other caches; the test suite must stay
 // green under any setting. Applied when libgraft loads, so the test binaries
 // and the `graft` processes they start all honour it. Eigen keeps the sizes in
-// inline-function statics that the whole process shares.
+// inline-function statics; set_gemm_cache_sizes copies them into every
+// compiled copy of the GEMM (kernels/cpu/gemm.h).
 bool apply_test_cache_sizes() {
   const auto env = env_string("GRAFT_TEST_CACHE_SIZES");
   if (!env) return false;
@@ -42,7 +43,7 @@ bool apply_test_cache_sizes() {
                  env->c_str());
     std::exit(2);
   }
-  Eigen::setCpuCacheSizes(sizes[0], sizes[1], sizes[2]);
+  cpu::set_gemm_cache_sizes(sizes[0], sizes[1], sizes[2]);
   return true;
 }
 
@@ -53,7 +54,7 @@ bool apply_test_cache_sizes() {
 void set_num_threads(int n) {
   GRAFT_CHECK(n >= 1, "set_num_threads: thread count must be >= 1, got ", n);
   omp_set_num_threads(n);
-  Eigen::setNbThreads(n);
+  cpu::set_gemm_threads(n);
 }
 
 int get_num_threads() { return omp_get_max_threads(); }

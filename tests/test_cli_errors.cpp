@@ -44,6 +44,14 @@ std::vector<std::string> train_args(const std::string& weights, const std::strin
           "1",     "--quiet",      "--out",    out};
 }
 
+// The CPU GEMM's instruction set is chosen from CPUID unless GRAFT_CPU_ISA
+// says otherwise; a value that is not one of the choices is refused, not
+// ignored.
+TEST(CliErrors, UnknownCpuIsaIsRefused) {
+  expect_clean_failure({"info"}, "", {"GRAFT_CPU_ISA", "avx9000", "auto, baseline or avx512"},
+                       "GRAFT_CPU_ISA=avx9000 ");
+}
+
 TEST(CliErrors, TruncatedPth) {
   REQUIRE_FIXTURES();
   CliTempDir dir("err");

@@ -3,10 +3,15 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <iostream>
+#include <limits>
+#include <vector>
 
 #include "core/autograd.h"
 #include "core/gradcheck.h"
 #include "core/ops.h"
+#include "core/ops_nn.h"
+#include "core/parallel.h"
 #include "tests/test_util.h"
 
 namespace graft {
@@ -65,6 +70,81 @@ TEST(Matmul, Float32AndIntegers) {
   EXPECT_EQ(rh.dtype(), DType::BFloat16);
   // bfloat16 output: rounding to 8 significant bits (2^-8 = 4e-3 relative).
   EXPECT_TRUE(testing::close_to(rh, naive_mm(ah, bh), 2e-2));
+}
+
+// Every compiled copy of the CPU GEMM (the build's -march, and the AVX-512
+// copy chosen at run time where the CPU has it; core/parallel.h) against the
+// bound on a dot product's rounding error that holds for any summation order,
+// blocking and vector width, FMA included (Higham, Accuracy and Stability of
+// Numerical Algorithms, eq. 3.5): |c - c_exact| <= gamma_K sum_p |a_ip b_pj|,
+// gamma_K = K u / (1 - K u), u = 2^-24 (float32) or 2^-53 (float64). The exact
+// product is taken in long double (u = 2^-64 on x86-64: its own error is
+// ~2^-40 of float64's bound and is covered by the 1% margin). K = 600 spans
+// more than one of Eigen's K blocks, m and n are not multiples of any register
+// tile, so packing, edges and every layout (transposed operands are read
+// through strides) are exercised.
+template <typename T>
+void expect_gemm_within_bound(CpuIsa isa) {
+  set_cpu_gemm_isa(isa);
+  const int64_t m = 67, k = 600, n = 129;
+  const DType dt = DType::Float64 == dtype_of<T> ? DType::Float64 : DType::Float32;
+  Generator gen(7);
+  Tensor a = randn({m, k}, opts(dt), &gen), b = randn({k, n}, opts(dt), &gen);
+  Tensor bias = randn({n}, opts(dt), &gen);
+  const auto va = a.to_vector<T>(), vb = b.to_vector<T>(), vbias = bias.to_vector<T>();
+  std::vector<long double> exact(m * n), absdot(m * n);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      long double s = 0, sa = 0;
+      for (int64_t p = 0; p < k; ++p) {
+        const long double t = static_cast<long double>(va[i * k + p]) * vb[p * n + j];
+        s += t;
+        sa += std::fabs(t);
+      }
+      exact[i * n + j] = s;
+      absdot[i * n + j] = sa;
+    }
+  const long double u = std::numeric_limits<T>::epsilon() / 2;
+  // Worst element's error over its bound; <= 1 when the bound holds.
+  auto worst = [&](const Tensor& c, bool with_bias) {
+    const int64_t terms = k + (with_bias ? 1 : 0);
+    const long double gamma = terms * u / (1 - terms * u) * 1.01L;
+    const auto vc = c.to_vector<T>();
+    long double w = 0;
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        const long double bj = with_bias ? vbias[j] : 0;
+        const long double err = std::fabs(vc[i * n + j] - (exact[i * n + j] + bj));
+        w = std::max(w, err / (gamma * (absdot[i * n + j] + std::fabs(bj))));
+      }
+    return static_cast<double>(w);
+  };
+  const Tensor at = a.t().contiguous().t(), bt = b.t().contiguous().t();
+  const char* isa_name = cpu_isa_name(isa);
+  EXPECT_LE(worst(mm(a, b), false), 1.0) << isa_name;
+  EXPECT_LE(worst(mm(at, b), false), 1.0) << isa_name;
+  EXPECT_LE(worst(mm(a, bt), false), 1.0) << isa_name;
+  EXPECT_LE(worst(mm(at, bt), false), 1.0) << isa_name;
+  // linear: x @ w^T + bias, the GEMM accumulating onto the broadcast bias.
+  EXPECT_LE(worst(F::linear(a, b.t().contiguous(), bias), true), 1.0) << isa_name;
+}
+
+TEST(CpuGemm, EveryCompiledCopyMeetsTheSummationBound) {
+  const CpuIsa before = cpu_gemm_isa();
+  std::vector<CpuIsa> isas = {CpuIsa::Baseline};
+  if (cpu_gemm_isa_available(CpuIsa::Avx512)) {
+    isas.push_back(CpuIsa::Avx512);
+  } else {
+    // A copy this CPU cannot run is refused, never silently replaced.
+    EXPECT_THROW(set_cpu_gemm_isa(CpuIsa::Avx512), Error);
+    std::cout << "[ note ] no AVX-512 here: only the baseline GEMM is checked\n";
+  }
+  for (CpuIsa isa : isas) {
+    expect_gemm_within_bound<float>(isa);
+    expect_gemm_within_bound<double>(isa);
+    EXPECT_EQ(cpu_gemm_isa(), isa);
+  }
+  set_cpu_gemm_isa(before);
 }
 
 TEST(Matmul, NumpySemantics) {

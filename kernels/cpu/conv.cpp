@@ -214,7 +214,7 @@ void conv2d_forward_impl(const Tensor& input, const Tensor& weight, const Tensor
           build_columns(in, g, p, n, nb, gr, col);
           cols = col;
         }
-        gemm<T>(false, false, g.Og, cols_n, g.K, w + gr * g.Og * g.K, g.K, cols, cols_n, dst,
+        gemm(false, false, g.Og, cols_n, g.K, w + gr * g.Og * g.K, g.K, cols, cols_n, dst,
                 cols_n, b != nullptr);
         if (!single) unpack_images(packed, nb, g.O * g.P, g.Og, g.P, out_g);
       }
@@ -255,7 +255,7 @@ void conv2d_backward_input_impl(const Tensor& grad_out, const Tensor& weight,
           go_g = packed;
         }
         if (g.direct && single) {
-          gemm<T>(true, false, g.K, g.P, g.Og, w_g, g.K, go_g, g.P, gi_g, g.P, false);
+          gemm(true, false, g.K, g.P, g.Og, w_g, g.K, go_g, g.P, gi_g, g.P, false);
           continue;
         }
         if (!g.direct) {
@@ -268,7 +268,7 @@ void conv2d_backward_input_impl(const Tensor& grad_out, const Tensor& weight,
           const int64_t c1 = std::min(c0 + block, g.Cg);
           const int64_t r0 = c0 * g.kh * g.kw, rows = (c1 - c0) * g.kh * g.kw;
           // gcol[r0:r0+rows, :] = W[:, r0:r0+rows]^T @ gout
-          gemm<T>(true, false, rows, cols_n, g.Og, w_g + r0, g.K, go_g, cols_n, col, cols_n, false);
+          gemm(true, false, rows, cols_n, g.Og, w_g + r0, g.K, go_g, cols_n, col, cols_n, false);
           for (int64_t i = 0; i < nb; ++i) {
             T* img = gi_g + i * g.C * g.H * g.W;
             if (g.direct) {
@@ -326,7 +326,7 @@ void conv2d_backward_weight_impl(const Tensor& grad_out, const Tensor& input,
           build_columns(in, g, p, n, nb, gr, col);
           cols = col;
         }
-        gemm<T>(false, true, g.Og, g.K, cols_n, go_g, cols_n, cols, cols_n, acc + gr * g.Og * g.K,
+        gemm(false, true, g.Og, g.K, cols_n, go_g, cols_n, cols, cols_n, acc + gr * g.Og * g.K,
                 g.K, true);
       }
     }

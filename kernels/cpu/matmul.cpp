@@ -1,26 +1,19 @@
-// CPU batched matrix product on Eigen's GEMM.
+// CPU batched matrix product on the kernels' GEMM (gemm.h).
 //
-// Each matrix of a, b is mapped in place (Eigen::Map with an outer stride):
-// a matrix whose last stride is 1 is row-major, one whose second-to-last
-// stride is 1 is column-major, so transposed views multiply without a copy.
+// Each matrix of a, b is read in place: a matrix whose last stride is 1 is
+// row-major, one whose second-to-last stride is 1 is column-major (a
+// transposed row-major one), so transposed views multiply without a copy.
 // Many small matrices run batch-parallel (one single-threaded GEMM per
 // thread); big ones run one after another with Eigen's own OpenMP threading.
-#include <Eigen/Core>
 #include <algorithm>
 
 #include "core/kernels.h"
 #include "core/parallel.h"
+#include "kernels/cpu/gemm.h"
 
 namespace graft::cpu {
 
 namespace {
-
-template <typename T>
-using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <typename T>
-using ColMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
-template <typename M>
-using ConstMap = Eigen::Map<const M, Eigen::Unaligned, Eigen::OuterStride<>>;
 
 // Layout of the matrix formed by the last two dims of a 3-D tensor.
 struct MatLayout {
@@ -41,19 +34,6 @@ MatLayout layout_of(const Tensor& t) {
              shape_str(t.strides()), " has no unit stride in its last two dims");
 }
 
-template <typename T, typename MA, typename MB>
-void gemm_one(const T* pa, const MatLayout& la, const T* pb, const MatLayout& lb, T* po, int64_t m,
-              int64_t k, int64_t n, bool accumulate) {
-  ConstMap<MA> A(pa, m, k, Eigen::OuterStride<>(la.ld));
-  ConstMap<MB> B(pb, k, n, Eigen::OuterStride<>(lb.ld));
-  Eigen::Map<RowMat<T>> C(po, m, n);
-  if (accumulate) {
-    C.noalias() += A * B;
-  } else {
-    C.noalias() = A * B;
-  }
-}
-
 template <typename T>
 void bmm_typed(const Tensor& a, const Tensor& b, const Tensor& out, bool accumulate) {
   const int64_t batch = a.size(0), m = a.size(1), k = a.size(2), n = b.size(2);
@@ -71,14 +51,9 @@ void bmm_typed(const Tensor& a, const Tensor& b, const Tensor& out, bool accumul
     const T* ai = pa + i * sa;
     const T* bi = pb + i * sb;
     T* oi = po + i * m * n;
-    if (la.row_major && lb.row_major)
-      gemm_one<T, RowMat<T>, RowMat<T>>(ai, la, bi, lb, oi, m, k, n, accumulate);
-    else if (la.row_major)
-      gemm_one<T, RowMat<T>, ColMat<T>>(ai, la, bi, lb, oi, m, k, n, accumulate);
-    else if (lb.row_major)
-      gemm_one<T, ColMat<T>, RowMat<T>>(ai, la, bi, lb, oi, m, k, n, accumulate);
-    else
-      gemm_one<T, ColMat<T>, ColMat<T>>(ai, la, bi, lb, oi, m, k, n, accumulate);
+    // A column-major m x k matrix with outer stride ld is the transpose of a
+    // row-major k x m one with the same stride.
+    gemm(!la.row_major, !lb.row_major, m, n, k, ai, la.ld, bi, lb.ld, oi, n, accumulate);
   };
   // Below ~128^3 flops per matrix Eigen's internal threading does not pay
   // off, so threads take whole matrices instead.
