@@ -17,24 +17,7 @@ namespace {
 
 DeviceBackend g_backends[kNumDeviceTypes];
 
-class CpuAllocator final : public Allocator {
- public:
-  void* allocate(size_t nbytes, int) override {
-    if (nbytes == 0) return nullptr;
-    const size_t rounded = (nbytes + 63) / 64 * 64;
-    void* p = std::aligned_alloc(64, rounded);
-    if (!p) GRAFT_FAIL("out of CPU memory allocating ", nbytes, " bytes");
-    return p;
-  }
-  void deallocate(void* ptr, size_t, int) override { std::free(ptr); }
-};
-
 }  // namespace
-
-Allocator* cpu_allocator() {
-  static CpuAllocator alloc;
-  return &alloc;
-}
 
 Device Device::parse(const std::string& s) {
   if (s == "cpu") return cpu();

@@ -65,7 +65,12 @@ bool device_backend_registered(DeviceType type);
 // For messages: "CUDA not available: graft was built without the CUDA backend
 // (rebuild with -DGRAFT_CUDA=ON)" and similar.
 std::string device_unavailable_reason(DeviceType type);
+// The CPU allocator (core/cpu_alloc.cpp): blocks of 1 MiB and more are kept
+// for reuse after they are freed, up to GRAFT_CPU_CACHE_MB (default 4096).
 Allocator* cpu_allocator();
+// Returns the cached free CPU blocks to the OS; cpu_cached_bytes() is their total.
+void empty_cpu_cache();
+size_t cpu_cached_bytes();
 
 // Parses a --device value ("cpu", "cuda", "cuda:N") and checks that the device
 // can be used now; the error says why not and suggests --device cpu.

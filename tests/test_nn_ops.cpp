@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <map>
 
 #include "core/autograd.h"
@@ -341,6 +342,73 @@ TEST(NnOps, MaxPool2dMatchesTorch) {
                                  c.i("ceil_mode") != 0);
       EXPECT_TRUE(close_to(out.to(DType::Float64), c.t("out"), tol(dt)));
       check_grads(out, c.t("grad_out", dt), {{x, c.t("grad_input")}}, dt);
+    }
+  }
+}
+
+// The CPU max pool against a one-window-at-a-time reference of torch 1.13's
+// rule (observed with torch: a larger value takes over, the first of equal
+// values stays, every NaN takes over so the last NaN's index is kept), on
+// inputs full of ties, NaNs and -inf, for strides 1, 2 and 3 (the kernel's
+// vector rows are specialised for 1 and 2), dilation, padding and ceil mode.
+// Values are compared exactly (a max is exact) and the chosen indices through
+// backward: grad_out holds distinct small integers, so every sum is exact.
+TEST(NnOps, MaxPool2dTiesNansAndEveryStride) {
+  Generator gen(21);
+  struct Cfg {
+    int64_t k, s, p, d;
+    bool ceil;
+  };
+  const Cfg cfgs[] = {{3, 2, 1, 1, false}, {3, 1, 1, 1, false}, {3, 3, 1, 1, true},
+                      {2, 2, 0, 1, true},  {3, 2, 1, 2, false}, {3, 1, 0, 2, true},
+                      {1, 1, 0, 1, false}, {3, 2, 0, 1, true}};
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  for (const Cfg& c : cfgs) {
+    for (int64_t W : {9, 20, 37}) {
+      SCOPED_TRACE(::testing::Message() << "k" << c.k << " s" << c.s << " p" << c.p << " d" << c.d
+                                        << " ceil" << c.ceil << " W" << W);
+      const int64_t N = 2, C = 3, H = 11;
+      // Values from {0, 1, 2, 3}: many ties; then some NaN and -inf.
+      std::vector<double> v =
+          (randint(0, 4, {N * C * H * W}, {DType::Float64}, &gen)).to_vector<double>();
+      for (size_t i = 0; i < v.size(); i += 7) v[i] = (i % 3 == 0) ? nan : -inf;
+      for (DType dt : kDTypes) {
+        Tensor x = tensor(v, {N, C, H, W}).to(dt).set_requires_grad(true);
+        Tensor out = F::max_pool2d(x, c.k, c.s, c.p, c.d, c.ceil);
+        const int64_t OH = out.size(2), OW = out.size(3);
+        std::vector<double> go(static_cast<size_t>(out.numel()));
+        for (size_t i = 0; i < go.size(); ++i) go[i] = static_cast<double>(i % 251 + 1);
+        out.backward(tensor(go, out.sizes()).to(dt));
+        const auto got = out.to_vector<double>(), gx = x.grad().to_vector<double>();
+        std::vector<double> want_gx(v.size(), 0.0);
+        for (int64_t pl = 0; pl < N * C; ++pl)
+          for (int64_t oh = 0; oh < OH; ++oh)
+            for (int64_t ow = 0; ow < OW; ++ow) {
+              double best = -inf;
+              int64_t best_i = -1;
+              for (int64_t kh = 0; kh < c.k; ++kh)
+                for (int64_t kw = 0; kw < c.k; ++kw) {
+                  const int64_t h = oh * c.s - c.p + kh * c.d, w = ow * c.s - c.p + kw * c.d;
+                  if (h < 0 || h >= H || w < 0 || w >= W) continue;
+                  const int64_t i = h * W + w;
+                  if (best_i < 0) best_i = i;  // the first position inside the image
+                  const double val = v[pl * H * W + i];
+                  if (val > best || std::isnan(val)) {
+                    best = val;
+                    best_i = i;
+                  }
+                }
+              const size_t o = static_cast<size_t>((pl * OH + oh) * OW + ow);
+              if (std::isnan(best)) {
+                EXPECT_TRUE(std::isnan(got[o])) << o;
+              } else {
+                EXPECT_EQ(got[o], best) << o;
+              }
+              want_gx[pl * H * W + best_i] += go[o];
+            }
+        EXPECT_EQ(gx, want_gx) << dtype_name(dt);
+      }
     }
   }
 }

@@ -168,6 +168,38 @@ TEST(Factories, ShapesValuesAndGenerators) {
   for (int64_t i = 0; i < 20; ++i) EXPECT_EQ(pv[i], i);
 }
 
+// The CPU allocator keeps freed blocks of 1 MiB and more for reuse (core/
+// cpu_alloc.cpp): the next tensor of the same size class gets one of them
+// back, a small one never enters the cache, and empty_cpu_cache() returns
+// them all. Under AddressSanitizer the cache is off (every block is malloc'd
+// so its redzones stay), and the test says so.
+TEST(Factories, CpuAllocatorReusesLargeBlocks) {
+  empty_cpu_cache();
+  const Shape big = {3, 1000, 1000};  // 12 MB of float32
+  void* first = nullptr;
+  {
+    Tensor t = empty(big);
+    t.fill_(1.0);  // touch every page
+    first = t.data_ptr<float>();
+  }
+  if (cpu_cached_bytes() == 0) GTEST_SKIP() << "CPU block cache off in this build (ASan)";
+  EXPECT_GE(cpu_cached_bytes(), size_t{12000000});
+  {
+    Tensor again = empty(big);
+    EXPECT_EQ(again.data_ptr<float>(), static_cast<void*>(first));
+    EXPECT_EQ(cpu_cached_bytes(), size_t{0});
+    // Reused memory is not zeroed by empty(); zeros() still is.
+    Tensor z = zeros(big);
+    EXPECT_EQ(sum(z).item(), 0.0);
+  }
+  const size_t cached = cpu_cached_bytes();
+  EXPECT_GE(cached, size_t{24000000});
+  { Tensor small = empty({1000}); }  // 4 KB: malloc's, not the cache's
+  EXPECT_EQ(cpu_cached_bytes(), cached);
+  empty_cpu_cache();
+  EXPECT_EQ(cpu_cached_bytes(), size_t{0});
+}
+
 TEST(Printing, TorchFormat) {
   Tensor a = tensor<double>({1, 2.5, -3, 4}, {2, 2});
   EXPECT_EQ(a.str(), "tensor([[ 1.0000,  2.5000],\n        [-3.0000,  4.0000]], dtype=float64)");

@@ -1,7 +1,10 @@
 // CPU pooling: max_pool2d (with int64 argmax indices for backward) and
 // adaptive_avg_pool2d. Both run over the N*C planes in parallel.
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
+#include <vector>
 
 #include "core/kernels.h"
 #include "core/parallel.h"
@@ -9,6 +12,68 @@
 namespace graft::cpu {
 
 namespace {
+
+// As torch 1.13's CPU kernel: a window's maximum starts from -inf at its
+// first position; a larger value takes over (the first of equal ones stays),
+// and so does every NaN (the last NaN's index is kept).
+template <typename T>
+inline bool takes_over(T v, T best) {
+  return (v > best) | (v != v);
+}
+
+// One output of a window that the image border clips (or of any window).
+template <typename T>
+void window_max(const T* src, int64_t W, const Pool2dParams& p, int64_t hs, int64_t he, int64_t ws,
+                int64_t we, T* out, int64_t* out_i) {
+  T best = -std::numeric_limits<T>::infinity();
+  int64_t best_i = hs * W + ws;
+  for (int64_t h = hs; h < he; h += p.dilation_h) {
+    for (int64_t w = ws; w < we; w += p.dilation_w) {
+      const T v = src[h * W + w];
+      const bool take = takes_over(v, best);
+      best = take ? v : best;
+      best_i = take ? h * W + w : best_i;
+    }
+  }
+  *out = best;
+  *out_i = best_i;
+}
+
+// The outputs [lo, hi) of one output row whose windows lie inside the row,
+// all at once: the window position is the outer loop and the outputs the
+// inner one, so the compare-and-select runs across outputs in vector lanes
+// (one scalar window at a time was a data-dependent branch per element,
+// mispredicted so often that the stem's pool took longer than its
+// convolution). Each output still sees its window in the same order. kStride
+// is stride_w when it is 1 or 2 (constant strides vectorize), else 0.
+template <typename T, int kStride>
+void interior_max(const T* src, int64_t W, const Pool2dParams& p, int64_t hs, int64_t he,
+                  int64_t lo, int64_t hi, T* best, int32_t* best_i, T* out, int64_t* out_i) {
+  const int64_t sw = kStride ? kStride : p.stride_w;
+  const int64_t n = hi - lo;
+  const int64_t first = hs * W + lo * sw - p.pad_w;
+  for (int64_t i = 0; i < n; ++i) {
+    best[i] = -std::numeric_limits<T>::infinity();
+    best_i[i] = static_cast<int32_t>(first + i * sw);
+  }
+  for (int64_t h = hs; h < he; h += p.dilation_h) {
+    for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
+      const int64_t off = h * W + lo * sw - p.pad_w + kw * p.dilation_w;
+      const T* row = src + off;
+      const int32_t off32 = static_cast<int32_t>(off);
+      for (int64_t i = 0; i < n; ++i) {
+        const T v = row[i * sw];
+        const bool take = takes_over(v, best[i]);
+        best[i] = take ? v : best[i];
+        best_i[i] = take ? off32 + static_cast<int32_t>(i * sw) : best_i[i];
+      }
+    }
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    out[i] = best[i];
+    out_i[i] = best_i[i];
+  }
+}
 
 template <typename T>
 void max_pool_forward(const Tensor& input, const Pool2dParams& p, const Tensor& out,
@@ -18,7 +83,16 @@ void max_pool_forward(const Tensor& input, const Pool2dParams& p, const Tensor& 
   const T* in = input.data_ptr<T>();
   T* o = out.data_ptr<T>();
   int64_t* idx = indices.data_ptr<int64_t>();
+  // Output columns whose windows the left and right borders do not clip.
+  const int64_t span_w = (p.kernel_w - 1) * p.dilation_w;
+  const int64_t lo = std::min(OW, (p.pad_w + p.stride_w - 1) / p.stride_w);
+  const int64_t last_start = W - 1 - span_w + p.pad_w;  // of the rightmost unclipped window
+  const int64_t hi = last_start < 0 ? lo : std::max(lo, std::min(OW, last_start / p.stride_w + 1));
+  // interior_max keeps plane offsets in int32.
+  const bool vector_rows = hi > lo && H * W <= std::numeric_limits<int32_t>::max();
   parallel_for(0, planes, 1, [&](int64_t p0, int64_t p1) {
+    std::vector<T> best(static_cast<size_t>(vector_rows ? hi - lo : 0));
+    std::vector<int32_t> best_i(best.size());
     for (int64_t pl = p0; pl < p1; ++pl) {
       const T* src = in + pl * H * W;
       T* dst = o + pl * OH * OW;
@@ -27,26 +101,27 @@ void max_pool_forward(const Tensor& input, const Pool2dParams& p, const Tensor& 
         int64_t hs = oh * p.stride_h - p.pad_h;
         const int64_t he = std::min(hs + (p.kernel_h - 1) * p.dilation_h + 1, H);
         while (hs < 0) hs += p.dilation_h;
+        T* row_out = dst + oh * OW;
+        int64_t* row_i = di + oh * OW;
         for (int64_t ow = 0; ow < OW; ++ow) {
-          int64_t ws = ow * p.stride_w - p.pad_w;
-          const int64_t we = std::min(ws + (p.kernel_w - 1) * p.dilation_w + 1, W);
-          while (ws < 0) ws += p.dilation_w;
-          // As torch: start from -inf at the first window position; NaN wins.
-          T best = -std::numeric_limits<T>::infinity();
-          int64_t best_i = hs * W + ws;
-          for (int64_t h = hs; h < he; h += p.dilation_h) {
-            for (int64_t w = ws; w < we; w += p.dilation_w) {
-              const T v = src[h * W + w];
-              if (v > best || std::isnan(v)) {
-                best = v;
-                best_i = h * W + w;
-                if (std::isnan(v)) goto done;
-              }
+          if (vector_rows && ow == lo) {
+            if (p.stride_w == 1) {
+              interior_max<T, 1>(src, W, p, hs, he, lo, hi, best.data(), best_i.data(),
+                                 row_out + lo, row_i + lo);
+            } else if (p.stride_w == 2) {
+              interior_max<T, 2>(src, W, p, hs, he, lo, hi, best.data(), best_i.data(),
+                                 row_out + lo, row_i + lo);
+            } else {
+              interior_max<T, 0>(src, W, p, hs, he, lo, hi, best.data(), best_i.data(),
+                                 row_out + lo, row_i + lo);
             }
+            ow = hi - 1;
+            continue;
           }
-        done:
-          dst[oh * OW + ow] = best;
-          di[oh * OW + ow] = best_i;
+          int64_t ws = ow * p.stride_w - p.pad_w;
+          const int64_t we = std::min(ws + span_w + 1, W);
+          while (ws < 0) ws += p.dilation_w;
+          window_max(src, W, p, hs, he, ws, we, row_out + ow, row_i + ow);
         }
       }
     }

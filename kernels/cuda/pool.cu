@@ -19,7 +19,8 @@ __global__ void max_pool_fwd_kernel(const T* __restrict__ x, T* __restrict__ y,
     const int64_t ow = j % OW, oh = (j / OW) % OH, plane = j / (OW * OH);
     const T* xp = x + plane * H * W;
     // As the CPU backend and torch: start from -inf at the first in-bounds
-    // window position; a NaN wins and ends the scan.
+    // window position; a larger value takes over, and so does every NaN (the
+    // last NaN's index is kept).
     int64_t hs = oh * p.stride_h - p.pad_h;
     const int64_t he = i64min(hs + (p.kernel_h - 1) * p.dilation_h + 1, H);
     while (hs < 0) hs += p.dilation_h;
@@ -28,17 +29,12 @@ __global__ void max_pool_fwd_kernel(const T* __restrict__ x, T* __restrict__ y,
     while (ws < 0) ws += p.dilation_w;
     T best = static_cast<T>(-INFINITY);
     int64_t best_i = hs * W + ws;
-    bool stop = false;
-    for (int64_t h = hs; h < he && !stop; h += p.dilation_h) {
+    for (int64_t h = hs; h < he; h += p.dilation_h) {
       for (int64_t w = ws; w < we; w += p.dilation_w) {
         const T v = xp[h * W + w];
         if (v > best || ::isnan(v)) {
           best = v;
           best_i = h * W + w;
-          if (::isnan(v)) {
-            stop = true;
-            break;
-          }
         }
       }
     }
