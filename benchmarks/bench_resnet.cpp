@@ -7,7 +7,8 @@
 // - BM_Inference: eval-mode forward under NoGradGuard.
 // benchmarks/compare_resnet.py runs this next to the same loops in PyTorch.
 // GRAFT_BENCH_ARCH (resnet18..resnet152), GRAFT_BENCH_BATCH, GRAFT_BENCH_SIZE
-// choose the case; GRAFT_BENCH_THREADS the threads (default: graft's).
+// choose the case; GRAFT_BENCH_THREADS the threads (default: graft's); the
+// JSON context names the CPU GEMM copy in use (graft_cpu_gemm).
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
@@ -100,4 +101,13 @@ void BM_Inference(benchmark::State& state) {
 BENCHMARK(BM_Inference)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
-BENCHMARK_MAIN();
+
+int main(int argc, char** argv) {
+  // Which GEMM copy ran (kernels/cpu/gemm.h): compare_resnet.py records it.
+  benchmark::AddCustomContext("graft_cpu_gemm", cpu_isa_name(cpu_gemm_isa()));
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -12,7 +12,8 @@ its peak RSS (wait4's rusage) is its own; graft and torch alternate R times
 per case (graft, torch, graft, torch, ...) so that a change of machine load
 hits both sides alike, and the ratio printed is the median of the R paired
 ratios with their min and max. The header records the CPU, its vector flags,
-graft's build flags and the load average before and after: a ratio taken on a
+graft's build flags, the load average before and after, and the footer which
+CPU GEMM graft ran (baseline or avx512: GRAFT_CPU_ISA chooses): a ratio taken on a
 loaded machine is not a measurement. PyTorch gets torch.set_num_threads(N)
 and runs without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, so its BLAS picks its
 own kernels.
@@ -35,6 +36,7 @@ CASES = {
     "r50-224-train": ("resnet50", 16, 224, "train"),
 }
 GRAFT_BENCH = {"train": "BM_TrainStep", "infer": "BM_Inference", "feat": "BM_FeatureExtractStep"}
+GRAFT_CONTEXT = {}  # filled from bench_resnet's JSON context by graft_run
 
 
 def run_child(cmd, env):
@@ -54,7 +56,9 @@ def graft_run(bench, case, threads, min_time):
                GRAFT_BENCH_ARCH=arch, GRAFT_BENCH_BATCH=str(batch), GRAFT_BENCH_SIZE=str(size))
     out, rss = run_child([bench, f"--benchmark_filter=^{GRAFT_BENCH[mode]}(/|$)",
                           "--benchmark_format=json", f"--benchmark_min_time={min_time}"], env)
-    return json.loads(out)["benchmarks"][0]["items_per_second"], rss
+    result = json.loads(out)
+    GRAFT_CONTEXT["cpu_gemm"] = result["context"].get("graft_cpu_gemm", "?")
+    return result["benchmarks"][0]["items_per_second"], rss
 
 
 def torch_worker(case, threads, min_time):
@@ -120,7 +124,8 @@ def machine(bench):
         pass
     cache = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(bench))), "CMakeCache.txt")
     if os.path.exists(cache):
-        keep = ("CMAKE_BUILD_TYPE:", "GRAFT_MARCH:", "GRAFT_CUDA:", "CMAKE_CXX_COMPILER:")
+        keep = ("CMAKE_BUILD_TYPE:", "GRAFT_MARCH:", "GRAFT_CPU_DISPATCH:", "GRAFT_CUDA:",
+                "CMAKE_CXX_COMPILER:")
         with open(cache) as f:
             info["build"] = "; ".join(l.strip() for l in f if l.startswith(keep))
     import torch
@@ -174,7 +179,9 @@ def main():
               f"{r['ratio_median']:7.2f}{r['ratio_min']:7.2f}{r['ratio_max']:7.2f}"
               f"{r['graft_rss_mib']:9.0f}Mi{r['torch_rss_mib']:9.0f}Mi", flush=True)
     info["load_after"] = os.getloadavg()
+    info["graft_cpu_gemm"] = GRAFT_CONTEXT.get("cpu_gemm", "?")
     print(f"# load_after: {info['load_after']}")
+    print(f"# graft_cpu_gemm: {info['graft_cpu_gemm']} (GRAFT_CPU_ISA={os.environ.get('GRAFT_CPU_ISA', 'auto')})")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": info, "threads": args.threads, "results": results}, f, indent=1)
