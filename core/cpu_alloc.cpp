@@ -1,14 +1,17 @@
 // The CPU allocator (core/device.h: cpu_allocator()).
 //
 // Small blocks come from malloc. Blocks of kLargeBlock and more are mapped
-// from the OS (with transparent huge pages requested) and, when freed, kept in
-// a cache by size class and handed out again. A training step allocates the
+// from the OS and, when freed, kept in a cache by size class and handed out
+// again. A training step allocates the
 // same activation and gradient sizes in every step; without the cache each of
 // them was a fresh mmap from glibc, paid again every step with a page fault
 // per 4 KiB page and the kernel zeroing it (about 190,000 faults per ResNet18
 // 224² batch-32 step, ~6% of its time). The cache holds at most
 // GRAFT_CPU_CACHE_MB (default 4096; 0 turns caching off) and is emptied by
-// empty_cpu_cache() and before any mapping the OS refuses.
+// empty_cpu_cache() and before any mapping the OS refuses. (Transparent huge
+// pages were tried, madvise(MADV_HUGEPAGE): no gain in a steady step, and
+// whole benchmark runs 4x slower when the kernel compacted memory to find
+// them right after another large process exited.)
 //
 // Under AddressSanitizer every block comes from malloc, so its redzones keep
 // catching overflows of tensor data.
@@ -122,9 +125,6 @@ class CpuAllocator final : public Allocator {
   static void* map_block(size_t size) {
     void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return nullptr;
-#ifdef MADV_HUGEPAGE
-    madvise(p, size, MADV_HUGEPAGE);  // a hint: refused where THP is off, which is fine
-#endif
     return p;
   }
 
