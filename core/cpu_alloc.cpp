@@ -1,8 +1,11 @@
 // The CPU allocator (core/device.h: cpu_allocator()).
 //
 // Small blocks come from malloc. Blocks of kLargeBlock and more are mapped
-// from the OS and, when freed, kept in a cache by size class and handed out
-// again. A training step allocates the
+// from the OS and, when freed, kept in a cache and handed out again: the
+// smallest cached block that fits a request (best fit). Reuse of any size
+// matters for memory: a forward pass frees large activations and then asks for
+// smaller ones; exact-size reuse alone kept an inference pass ~25% above
+// PyTorch's resident memory, best fit within 2x ~15%, best fit ~3%. A training step allocates the
 // same activation and gradient sizes in every step; without the cache each of
 // them was a fresh mmap from glibc, paid again every step with a page fault
 // per 4 KiB page and the kernel zeroing it (about 190,000 faults per ResNet18
@@ -21,7 +24,7 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
-#include <vector>
+#include <unordered_map>
 
 #include "core/device.h"
 #include "core/env.h"
@@ -73,11 +76,15 @@ class CpuAllocator final : public Allocator {
     const size_t size = size_class(nbytes);
     {
       std::lock_guard<std::mutex> lock(mu_);
-      auto it = free_.find(size);
-      if (it != free_.end() && !it->second.empty()) {
-        void* p = it->second.back();
-        it->second.pop_back();
-        cached_ -= size;
+      // The smallest cached block that fits. A larger block's pages are
+      // resident already, so handing it to a smaller tensor costs no memory,
+      // while mapping a fresh block would.
+      auto it = free_.lower_bound(size);
+      if (it != free_.end()) {
+        void* p = it->second;
+        cached_ -= it->first;
+        live_[p] = it->first;
+        free_.erase(it);
         return p;
       }
     }
@@ -87,17 +94,23 @@ class CpuAllocator final : public Allocator {
       p = map_block(size);
     }
     if (!p) GRAFT_FAIL("out of CPU memory allocating ", nbytes, " bytes");
+    std::lock_guard<std::mutex> lock(mu_);
+    live_[p] = size;
     return p;
   }
 
   void deallocate(void* ptr, size_t nbytes, int) override {
     if (!ptr) return;
     if (!large_blocks_ || nbytes < kLargeBlock) return std::free(ptr);
-    const size_t size = size_class(nbytes);
+    size_t size = 0;
     {
       std::lock_guard<std::mutex> lock(mu_);
+      const auto it = live_.find(ptr);
+      GRAFT_CHECK(it != live_.end(), "CPU allocator: freeing a block it did not hand out");
+      size = it->second;
+      live_.erase(it);
       if (cached_ + size <= cap_) {
-        free_[size].push_back(ptr);
+        free_.emplace(size, ptr);
         cached_ += size;
         return;
       }
@@ -106,14 +119,13 @@ class CpuAllocator final : public Allocator {
   }
 
   void empty_cache() {
-    std::map<size_t, std::vector<void*>> blocks;
+    std::multimap<size_t, void*> blocks;
     {
       std::lock_guard<std::mutex> lock(mu_);
       blocks.swap(free_);
       cached_ = 0;
     }
-    for (auto& [size, ptrs] : blocks)
-      for (void* p : ptrs) munmap(p, size);
+    for (const auto& [size, p] : blocks) munmap(p, size);
   }
 
   size_t cached_bytes() {
@@ -131,7 +143,8 @@ class CpuAllocator final : public Allocator {
   bool large_blocks_ = false;
   size_t cap_ = 0;
   std::mutex mu_;
-  std::map<size_t, std::vector<void*>> free_;  // size class -> cached blocks
+  std::multimap<size_t, void*> free_;       // cached blocks by size
+  std::unordered_map<void*, size_t> live_;  // handed-out large blocks and their sizes
   size_t cached_ = 0;
 };
 

@@ -133,7 +133,8 @@ using BatchNormBackwardFn = void (*)(const Tensor& grad_out, const Tensor& input
                                      const Tensor& weight, const Tensor& mean, const Tensor& invstd,
                                      bool training, double eps, const Tensor& grad_input,
                                      const Tensor& grad_weight, const Tensor& grad_bias);
-// Max pooling over [N,C,H,W]; indices (int64) are flat positions h*W+w in each plane.
+// Max pooling over [N,C,H,W]; indices (int64) are flat positions h*W+w in each
+// plane, or undefined when nothing will differentiate (values only).
 using MaxPool2dForwardFn = void (*)(const Tensor& input, const Pool2dParams& p, const Tensor& out,
                                     const Tensor& indices);
 // grad_input (overwritten) scatters grad_out through indices.

@@ -233,9 +233,12 @@ Tensor max_pool2d(const Tensor& input, int64_t kernel, int64_t stride, int64_t p
   const Pool2dParams p{kernel, kernel, stride, stride, padding, padding, dilation, dilation};
   const Tensor x = contig(input);
   Tensor out = empty({input.size(0), input.size(1), OH, OW}, opts(input.dtype(), input.device()));
-  Tensor indices = empty(out.sizes(), opts(DType::Int64, input.device()));
+  // The argmax indices only serve backward: without a tape they are not
+  // computed (at the ResNet stem they are twice the output's bytes).
+  const bool grad = autograd::any_requires_grad({&input});
+  const Tensor indices = grad ? empty(out.sizes(), opts(DType::Int64, input.device())) : Tensor();
   if (out.numel() > 0) kernel::max_pool2d_forward(input.device())(x, p, out, indices);
-  if (autograd::any_requires_grad({&input})) derivatives::max_pool2d(input, indices, out);
+  if (grad) derivatives::max_pool2d(input, indices, out);
   return out;
 }
 

@@ -170,9 +170,9 @@ TEST(Factories, ShapesValuesAndGenerators) {
 
 // The CPU allocator keeps freed blocks of 1 MiB and more for reuse (core/
 // cpu_alloc.cpp): the next tensor of the same size class gets one of them
-// back, a small one never enters the cache, and empty_cpu_cache() returns
-// them all. Under AddressSanitizer the cache is off (every block is malloc'd
-// so its redzones stay), and the test says so.
+// back, a smaller one the smallest cached block that fits, a small one never
+// enters the cache, and empty_cpu_cache() returns them all. Under AddressSanitizer the cache is off
+// (every block is malloc'd so its redzones stay), and the test says so.
 TEST(Factories, CpuAllocatorReusesLargeBlocks) {
   empty_cpu_cache();
   const Shape big = {3, 1000, 1000};  // 12 MB of float32
@@ -194,8 +194,17 @@ TEST(Factories, CpuAllocatorReusesLargeBlocks) {
   }
   const size_t cached = cpu_cached_bytes();
   EXPECT_GE(cached, size_t{24000000});
+  {
+    // A smaller request takes the smallest cached block that fits: the two
+    // cached blocks are >= 12 MB, so an 8 MB and a 4 MB tensor take both.
+    Tensor eight = empty({2, 1000, 1000});
+    Tensor four = empty({1, 1000, 1000});
+    EXPECT_EQ(cpu_cached_bytes(), size_t{0});
+  }
+  const size_t now_cached = cpu_cached_bytes();
+  EXPECT_GE(now_cached, cached);
   { Tensor small = empty({1000}); }  // 4 KB: malloc's, not the cache's
-  EXPECT_EQ(cpu_cached_bytes(), cached);
+  EXPECT_EQ(cpu_cached_bytes(), now_cached);
   empty_cpu_cache();
   EXPECT_EQ(cpu_cached_bytes(), size_t{0});
 }

@@ -36,7 +36,7 @@ void window_max(const T* src, int64_t W, const Pool2dParams& p, int64_t hs, int6
     }
   }
   *out = best;
-  *out_i = best_i;
+  if (out_i) *out_i = best_i;
 }
 
 // The outputs [lo, hi) of one output row whose windows lie inside the row,
@@ -69,10 +69,8 @@ void interior_max(const T* src, int64_t W, const Pool2dParams& p, int64_t hs, in
       }
     }
   }
-  for (int64_t i = 0; i < n; ++i) {
-    out[i] = best[i];
-    out_i[i] = best_i[i];
-  }
+  std::copy(best, best + n, out);
+  if (out_i) std::copy(best_i, best_i + n, out_i);
 }
 
 template <typename T>
@@ -82,7 +80,7 @@ void max_pool_forward(const Tensor& input, const Pool2dParams& p, const Tensor& 
   const int64_t H = input.size(2), W = input.size(3), OH = out.size(2), OW = out.size(3);
   const T* in = input.data_ptr<T>();
   T* o = out.data_ptr<T>();
-  int64_t* idx = indices.data_ptr<int64_t>();
+  int64_t* idx = indices.defined() ? indices.data_ptr<int64_t>() : nullptr;  // values only
   // Output columns whose windows the left and right borders do not clip.
   const int64_t span_w = (p.kernel_w - 1) * p.dilation_w;
   const int64_t lo = std::min(OW, (p.pad_w + p.stride_w - 1) / p.stride_w);
@@ -96,24 +94,25 @@ void max_pool_forward(const Tensor& input, const Pool2dParams& p, const Tensor& 
     for (int64_t pl = p0; pl < p1; ++pl) {
       const T* src = in + pl * H * W;
       T* dst = o + pl * OH * OW;
-      int64_t* di = idx + pl * OH * OW;
+      int64_t* di = idx ? idx + pl * OH * OW : nullptr;
       for (int64_t oh = 0; oh < OH; ++oh) {
         int64_t hs = oh * p.stride_h - p.pad_h;
         const int64_t he = std::min(hs + (p.kernel_h - 1) * p.dilation_h + 1, H);
         while (hs < 0) hs += p.dilation_h;
         T* row_out = dst + oh * OW;
-        int64_t* row_i = di + oh * OW;
+        int64_t* row_i = di ? di + oh * OW : nullptr;
+        auto index_at = [&](int64_t ow) { return row_i ? row_i + ow : nullptr; };
         for (int64_t ow = 0; ow < OW; ++ow) {
           if (vector_rows && ow == lo) {
             if (p.stride_w == 1) {
               interior_max<T, 1>(src, W, p, hs, he, lo, hi, best.data(), best_i.data(),
-                                 row_out + lo, row_i + lo);
+                                 row_out + lo, index_at(lo));
             } else if (p.stride_w == 2) {
               interior_max<T, 2>(src, W, p, hs, he, lo, hi, best.data(), best_i.data(),
-                                 row_out + lo, row_i + lo);
+                                 row_out + lo, index_at(lo));
             } else {
               interior_max<T, 0>(src, W, p, hs, he, lo, hi, best.data(), best_i.data(),
-                                 row_out + lo, row_i + lo);
+                                 row_out + lo, index_at(lo));
             }
             ow = hi - 1;
             continue;
@@ -121,7 +120,7 @@ void max_pool_forward(const Tensor& input, const Pool2dParams& p, const Tensor& 
           int64_t ws = ow * p.stride_w - p.pad_w;
           const int64_t we = std::min(ws + span_w + 1, W);
           while (ws < 0) ws += p.dilation_w;
-          window_max(src, W, p, hs, he, ws, we, row_out + ow, row_i + ow);
+          window_max(src, W, p, hs, he, ws, we, row_out + ow, index_at(ow));
         }
       }
     }

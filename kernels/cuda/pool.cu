@@ -39,7 +39,7 @@ __global__ void max_pool_fwd_kernel(const T* __restrict__ x, T* __restrict__ y,
       }
     }
     y[j] = best;
-    idx[j] = best_i;
+    if (idx) idx[j] = best_i;
   }
 }
 
@@ -69,7 +69,8 @@ void max_pool_forward_cuda(const Tensor& x, const Pool2dParams& p, const Tensor&
   GRAFT_DISPATCH_FLOAT(x.dtype(), "max_pool2d", [&] {
     launch<max_pool_fwd_kernel<scalar_t>>(
         grid_for(out.numel(), kBlock), kBlock, 0, current_stream(device), x.data_ptr<scalar_t>(),
-        out.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(), N * C, H, W, OH, OW, p);
+        out.data_ptr<scalar_t>(), indices.defined() ? indices.data_ptr<int64_t>() : nullptr, N * C,
+        H, W, OH, OW, p);
     GRAFT_CUDA_CHECK_LAUNCH();
   });
 }
