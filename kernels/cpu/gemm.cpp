@@ -77,22 +77,36 @@ void set_cpu_gemm_isa(CpuIsa isa) {
 
 namespace cpu {
 
+namespace {
+
+template <typename T>
+using GemmFn = void (*)(bool, bool, int64_t, int64_t, int64_t, const T*, int64_t, const T*, int64_t,
+                        T*, int64_t, bool);
+
+#if GRAFT_HAVE_AVX512_GEMM
+constexpr GemmFn<float> kAvx512F32 = graft_gemm_f32_avx512;
+constexpr GemmFn<double> kAvx512F64 = graft_gemm_f64_avx512;
+#else
+constexpr GemmFn<float> kAvx512F32 = nullptr;
+constexpr GemmFn<double> kAvx512F64 = nullptr;
+#endif
+
+// The chosen copy: `avx512` (null when not built) or this file's baseline.
+template <typename T>
+GemmFn<T> chosen(GemmFn<T> avx512) {
+  return avx512 && current_isa() == CpuIsa::Avx512 ? avx512 : &gemm_eigen<T>;
+}
+
+}  // namespace
+
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
           const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
-#if GRAFT_HAVE_AVX512_GEMM
-  if (current_isa() == CpuIsa::Avx512)
-    return graft_gemm_f32_avx512(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
-#endif
-  gemm_eigen<float>(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+  chosen<float>(kAvx512F32)(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }
 
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const double* A, int64_t lda,
           const double* B, int64_t ldb, double* C, int64_t ldc, bool accumulate) {
-#if GRAFT_HAVE_AVX512_GEMM
-  if (current_isa() == CpuIsa::Avx512)
-    return graft_gemm_f64_avx512(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
-#endif
-  gemm_eigen<double>(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+  chosen<double>(kAvx512F64)(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }
 
 namespace {
