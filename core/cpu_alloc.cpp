@@ -5,11 +5,11 @@
 // smallest cached block that fits a request (best fit). Reuse of any size
 // matters for memory: a forward pass frees large activations and then asks for
 // smaller ones; exact-size reuse alone kept an inference pass ~25% above
-// PyTorch's resident memory, best fit within 2x ~15%, best fit ~3%. A training step allocates the
-// same activation and gradient sizes in every step; without the cache each of
-// them was a fresh mmap from glibc, paid again every step with a page fault
-// per 4 KiB page and the kernel zeroing it (about 190,000 faults per ResNet18
-// 224² batch-32 step, ~6% of its time). The cache holds at most
+// PyTorch's resident memory, best fit within 2x ~15%, best fit ~3%. A training
+// step allocates the same activation and gradient sizes in every step; without
+// the cache each of them was a fresh mmap from glibc, paid again every step
+// with a page fault per 4 KiB page and the kernel zeroing it (about 190,000
+// faults per ResNet18 224² batch-32 step, ~6% of its time). The cache holds at most
 // GRAFT_CPU_CACHE_MB (default 4096; 0 turns caching off) and is emptied by
 // empty_cpu_cache() and before any mapping the OS refuses. (Transparent huge
 // pages were tried, madvise(MADV_HUGEPAGE): no gain in a steady step, and

@@ -168,11 +168,12 @@ TEST(Factories, ShapesValuesAndGenerators) {
   for (int64_t i = 0; i < 20; ++i) EXPECT_EQ(pv[i], i);
 }
 
-// The CPU allocator keeps freed blocks of 1 MiB and more for reuse (core/
-// cpu_alloc.cpp): the next tensor of the same size class gets one of them
-// back, a smaller one the smallest cached block that fits, a small one never
-// enters the cache, and empty_cpu_cache() returns them all. Under AddressSanitizer the cache is off
-// (every block is malloc'd so its redzones stay), and the test says so.
+// The CPU allocator keeps freed blocks of 1 MiB and more for reuse
+// (core/cpu_alloc.cpp): the next tensor of the same size class gets one of
+// them back, a smaller one the smallest cached block that fits, a small one
+// never enters the cache, and empty_cpu_cache() returns them all. Under
+// AddressSanitizer the cache is off (every block is malloc'd so its redzones
+// stay), and the test says so.
 TEST(Factories, CpuAllocatorReusesLargeBlocks) {
   empty_cpu_cache();
   const Shape big = {3, 1000, 1000};  // 12 MB of float32

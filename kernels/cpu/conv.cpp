@@ -214,8 +214,8 @@ void conv2d_forward_impl(const Tensor& input, const Tensor& weight, const Tensor
           build_columns(in, g, p, n, nb, gr, col);
           cols = col;
         }
-        gemm(false, false, g.Og, cols_n, g.K, w + gr * g.Og * g.K, g.K, cols, cols_n, dst,
-                cols_n, b != nullptr);
+        gemm(false, false, g.Og, cols_n, g.K, w + gr * g.Og * g.K, g.K, cols, cols_n, dst, cols_n,
+             b != nullptr);
         if (!single) unpack_images(packed, nb, g.O * g.P, g.Og, g.P, out_g);
       }
     }
@@ -326,8 +326,8 @@ void conv2d_backward_weight_impl(const Tensor& grad_out, const Tensor& input,
           build_columns(in, g, p, n, nb, gr, col);
           cols = col;
         }
-        gemm(false, true, g.Og, g.K, cols_n, go_g, cols_n, cols, cols_n, acc + gr * g.Og * g.K,
-                g.K, true);
+        gemm(false, true, g.Og, g.K, cols_n, go_g, cols_n, cols, cols_n, acc + gr * g.Og * g.K, g.K,
+             true);
       }
     }
     if (!whole) {

@@ -18,15 +18,14 @@ void linear_forward(const Tensor& input, const Tensor& weight, const Tensor& bia
     const T* b = bias.data_ptr<T>();
     for (int64_t n = 0; n < N; ++n) std::copy(b, b + O, o + n * O);
   }
-  gemm(false, true, N, O, K, input.data_ptr<T>(), K, weight.data_ptr<T>(), K, o, O,
-          bias.defined());
+  gemm(false, true, N, O, K, input.data_ptr<T>(), K, weight.data_ptr<T>(), K, o, O, bias.defined());
 }
 
 template <typename T>
 void linear_backward_input(const Tensor& grad_out, const Tensor& weight, const Tensor& grad_input) {
   const int64_t N = grad_out.size(0), O = grad_out.size(1), K = weight.size(1);
   gemm(false, false, N, K, O, grad_out.data_ptr<T>(), O, weight.data_ptr<T>(), K,
-          grad_input.data_ptr<T>(), K, false);
+       grad_input.data_ptr<T>(), K, false);
 }
 
 template <typename T>
@@ -34,7 +33,7 @@ void linear_backward_weight(const Tensor& grad_out, const Tensor& input,
                             const Tensor& grad_weight) {
   const int64_t N = grad_out.size(0), O = grad_out.size(1), K = input.size(1);
   gemm(true, false, O, K, N, grad_out.data_ptr<T>(), O, input.data_ptr<T>(), K,
-          grad_weight.data_ptr<T>(), K, false);
+       grad_weight.data_ptr<T>(), K, false);
 }
 
 // grad_out viewed as [N, C, S]; grad_bias[c] = sum over n and s.

@@ -1,5 +1,5 @@
-// CPU pooling: max_pool2d (with int64 argmax indices for backward) and
-// adaptive_avg_pool2d. Both run over the N*C planes in parallel.
+// CPU pooling: max_pool2d (with int64 argmax indices when backward needs
+// them) and adaptive_avg_pool2d. Both run over the N*C planes in parallel.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -88,40 +88,37 @@ void max_pool_forward(const Tensor& input, const Pool2dParams& p, const Tensor& 
   const int64_t hi = last_start < 0 ? lo : std::max(lo, std::min(OW, last_start / p.stride_w + 1));
   // interior_max keeps plane offsets in int32.
   const bool vector_rows = hi > lo && H * W <= std::numeric_limits<int32_t>::max();
+  const auto interior = p.stride_w == 1   ? &interior_max<T, 1>
+                        : p.stride_w == 2 ? &interior_max<T, 2>
+                                          : &interior_max<T, 0>;
   parallel_for(0, planes, 1, [&](int64_t p0, int64_t p1) {
     std::vector<T> best(static_cast<size_t>(vector_rows ? hi - lo : 0));
     std::vector<int32_t> best_i(best.size());
     for (int64_t pl = p0; pl < p1; ++pl) {
       const T* src = in + pl * H * W;
-      T* dst = o + pl * OH * OW;
-      int64_t* di = idx ? idx + pl * OH * OW : nullptr;
       for (int64_t oh = 0; oh < OH; ++oh) {
         int64_t hs = oh * p.stride_h - p.pad_h;
         const int64_t he = std::min(hs + (p.kernel_h - 1) * p.dilation_h + 1, H);
         while (hs < 0) hs += p.dilation_h;
-        T* row_out = dst + oh * OW;
-        int64_t* row_i = di ? di + oh * OW : nullptr;
+        T* row_out = o + (pl * OH + oh) * OW;
+        int64_t* row_i = idx ? idx + (pl * OH + oh) * OW : nullptr;
         auto index_at = [&](int64_t ow) { return row_i ? row_i + ow : nullptr; };
-        for (int64_t ow = 0; ow < OW; ++ow) {
-          if (vector_rows && ow == lo) {
-            if (p.stride_w == 1) {
-              interior_max<T, 1>(src, W, p, hs, he, lo, hi, best.data(), best_i.data(),
-                                 row_out + lo, index_at(lo));
-            } else if (p.stride_w == 2) {
-              interior_max<T, 2>(src, W, p, hs, he, lo, hi, best.data(), best_i.data(),
-                                 row_out + lo, index_at(lo));
-            } else {
-              interior_max<T, 0>(src, W, p, hs, he, lo, hi, best.data(), best_i.data(),
-                                 row_out + lo, index_at(lo));
-            }
-            ow = hi - 1;
-            continue;
+        // Windows [ow0, ow1) one at a time (the clipped ones at both borders).
+        auto edge = [&](int64_t ow0, int64_t ow1) {
+          for (int64_t ow = ow0; ow < ow1; ++ow) {
+            int64_t ws = ow * p.stride_w - p.pad_w;
+            const int64_t we = std::min(ws + span_w + 1, W);
+            while (ws < 0) ws += p.dilation_w;
+            window_max(src, W, p, hs, he, ws, we, row_out + ow, index_at(ow));
           }
-          int64_t ws = ow * p.stride_w - p.pad_w;
-          const int64_t we = std::min(ws + span_w + 1, W);
-          while (ws < 0) ws += p.dilation_w;
-          window_max(src, W, p, hs, he, ws, we, row_out + ow, index_at(ow));
+        };
+        if (!vector_rows) {
+          edge(0, OW);
+          continue;
         }
+        edge(0, lo);
+        interior(src, W, p, hs, he, lo, hi, best.data(), best_i.data(), row_out + lo, index_at(lo));
+        edge(hi, OW);
       }
     }
   });

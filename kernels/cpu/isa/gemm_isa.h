@@ -1,6 +1,6 @@
 // The entry points of an ISA-specific copy of the CPU GEMM (gemm_avx512.cpp).
 // That object is compiled for its ISA, linked relocatably and stripped of
-// every global symbol but these (CMakeLists.txt: graft_isa_object), so the
+// every global symbol but these (CMakeLists.txt: GRAFT_ISA_OBJECT), so the
 // Eigen code inside it never stands in for the baseline's copies, nor the
 // reverse: both instantiate the same templates under the same names.
 #pragma once
