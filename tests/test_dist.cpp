@@ -3,6 +3,7 @@
 // process, with torch's DistributedSampler, and under faults.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <iostream>
@@ -580,22 +581,29 @@ TEST(DistTrain, FirstBucketAllReduceStartsBeforeBackwardEnds) {
     steps[static_cast<int>(f[0])].push_back(f);
   }
   ASSERT_EQ(steps.size(), 5u);
+  std::vector<double> fractions;
   for (const auto& [step, buckets] : steps) {
     ASSERT_GE(buckets.size(), 2u) << "1 MiB first bucket, then 25 MiB ones";
     const auto& first = buckets.front();
     EXPECT_GT(first[5], first[4]) << "step " << step;
     EXPECT_LT(first[5], first[7]) << "step " << step
                                   << ": the first all-reduce started only after backward";
-    // Well before: in the first half of backward (measured 2-11% here, 7% on
-    // ResNet18 at 224x224, and 97% when AccumulateGrad still ran last).
     const double fraction = (first[5] - first[4]) / (first[7] - first[4]);
     std::cout << "step " << step << ": bucket 0 started at " << fraction << " of backward\n";
-    EXPECT_LT(fraction, 0.5) << "step " << step;
+    fractions.push_back(fraction);
     EXPECT_LT(first[5], buckets.back()[5]) << "step " << step;
     for (size_t b = 1; b < buckets.size(); ++b)
       EXPECT_LE(buckets[b - 1][5], buckets[b][5]) << "buckets start in order";
     for (const auto& b : buckets) EXPECT_GE(b[6], b[5]);
   }
+  // Well before: in the first half of backward in the median step (measured
+  // 2-11% on an idle machine, 9-30% with the test suite running beside it, 7%
+  // on ResNet18 at 224x224, and 97% when AccumulateGrad still ran last). The
+  // median, not every step: with 2 ranks' threads on 2 loaded cores, one
+  // step's communication thread can wait for a core, and once (a CI-like
+  // `ctest --parallel 2`) a single step went past half.
+  std::nth_element(fractions.begin(), fractions.begin() + 2, fractions.end());
+  EXPECT_LT(fractions[2], 0.5) << "median over the 5 steps";
 }
 
 // ---------------------------------------------------------------- faults

@@ -1,6 +1,12 @@
 // CPU 2-D convolution: im2col + GEMM (Eigen), with a direct path for 1x1,
 // stride-1, unpadded convolutions whose input already is the column matrix.
 //
+// Kernel taps that read only padding for every output position (all but the
+// centre of a 3x3 kernel over a 1x1 image, as in ResNet's layer4 at 32x32
+// inputs) are cropped away before the GEMM: the convolution runs with the live
+// sub-kernel and the padding shifted to match, and their weight gradient is
+// exactly zero. Only the products with padding zeros are dropped.
+//
 // Per group and chunk of nb images, with K = C/groups*kh*kw and P = OH*OW,
 // the columns of the nb images sit side by side (col[K, nb*P]) so one GEMM
 // covers the whole chunk:
@@ -55,9 +61,96 @@ struct ConvGeometry {
         Og(out[1] / p.groups),
         K(Cg * kh * kw),
         P(out[2] * out[3]),
-        direct(kh == 1 && kw == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 &&
-               p.pad_w == 0) {}
+        direct(is_direct(kh, kw, p)) {}
+
+  static bool is_direct(int64_t kh, int64_t kw, const F::Conv2dParams& p) {
+    return kh == 1 && kw == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 &&
+           p.pad_w == 0;
+  }
 };
+
+// The live taps [lo, hi) of a kernel along one axis: tap i is live when some
+// output position o reads input index o*stride - pad + i*dilation inside
+// [0, in). Returns false when they are not one non-empty contiguous range.
+bool live_tap_range(int64_t in, int64_t out, int64_t k, int64_t stride, int64_t pad,
+                    int64_t dilation, int64_t& lo, int64_t& hi) {
+  lo = hi = -1;
+  for (int64_t i = 0; i < k; ++i) {
+    const int64_t first = i * dilation - pad;  // input index read by output 0
+    const int64_t o = first >= 0 ? 0 : (-first + stride - 1) / stride;  // first o reading >= 0
+    if (o >= out || first + o * stride >= in) continue;                  // only padding
+    if (lo >= 0 && hi != i) return false;                                // a dead tap between
+    if (lo < 0) lo = i;
+    hi = i + 1;
+  }
+  return lo >= 0;
+}
+
+// A convolution restricted to its live taps: the kernel window
+// [h0, h0+kh) x [w0, w0+kw) with the padding moved by the cropped front taps,
+// so output o still reads the same input elements. `cropped` is false when
+// every tap is live (or the live taps are not a rectangle): run as given.
+struct LiveTaps {
+  bool cropped = false;
+  int64_t h0 = 0, w0 = 0, kh = 0, kw = 0;
+  F::Conv2dParams params;
+};
+
+LiveTaps find_live_taps(const ConvGeometry& g, const F::Conv2dParams& p) {
+  LiveTaps t;
+  t.params = p;
+  int64_t h0, h1, w0, w1;
+  if (!live_tap_range(g.H, g.OH, g.kh, p.stride_h, p.pad_h, p.dilation_h, h0, h1) ||
+      !live_tap_range(g.W, g.OW, g.kw, p.stride_w, p.pad_w, p.dilation_w, w0, w1) ||
+      (h1 - h0 == g.kh && w1 - w0 == g.kw))
+    return t;
+  t.cropped = true;
+  t.h0 = h0;
+  t.w0 = w0;
+  t.kh = h1 - h0;
+  t.kw = w1 - w0;
+  t.params.pad_h -= h0 * p.dilation_h;  // may go negative: im2col's index arithmetic is signed
+  t.params.pad_w -= w0 * p.dilation_w;
+  return t;
+}
+
+ConvGeometry crop_geometry(ConvGeometry g, const LiveTaps& t) {
+  if (!t.cropped) return g;
+  g.kh = t.kh;
+  g.kw = t.kw;
+  g.K = g.Cg * t.kh * t.kw;
+  g.direct = ConvGeometry::is_direct(t.kh, t.kw, t.params);
+  return g;
+}
+
+// Copies the live window of w ([O*Cg, kh, kw] in `full`'s geometry) into
+// live ([O*Cg, t.kh, t.kw]); uncrop_kernel writes it back, zeros elsewhere.
+template <typename T>
+void crop_kernel(const T* w, const ConvGeometry& full, const LiveTaps& t, T* live) {
+  for (int64_t r = 0; r < full.O * full.Cg; ++r)
+    for (int64_t i = 0; i < t.kh; ++i)
+      std::memcpy(live + (r * t.kh + i) * t.kw, w + (r * full.kh + t.h0 + i) * full.kw + t.w0,
+                  sizeof(T) * t.kw);
+}
+
+template <typename T>
+void uncrop_kernel(const T* live, const ConvGeometry& full, const LiveTaps& t, T* w) {
+  std::fill(w, w + full.O * full.K, T(0));
+  for (int64_t r = 0; r < full.O * full.Cg; ++r)
+    for (int64_t i = 0; i < t.kh; ++i)
+      std::memcpy(w + (r * full.kh + t.h0 + i) * full.kw + t.w0, live + (r * t.kh + i) * t.kw,
+                  sizeof(T) * t.kw);
+}
+
+// The weights a kernel multiplies by: `w` itself, or its live window copied
+// into the calling thread's Kernel workspace.
+template <typename T>
+const T* live_weights(const T* w, const ConvGeometry& full, const LiveTaps& t) {
+  if (!t.cropped) return w;
+  T* live = thread_workspace<T>(WorkspaceSlot::Kernel, static_cast<size_t>(full.O * full.Cg * t.kh * t.kw));
+  crop_kernel(w, full, t, live);
+  return live;
+}
 
 // Unfolds the Cg channels at `in` ([Cg,H,W]) into col[K,P] whose rows are
 // `ld` elements apart (ld >= P: several images share one column matrix).
@@ -180,10 +273,13 @@ void build_columns(const T* in, const ConvGeometry& g, const F::Conv2dParams& p,
 
 template <typename T>
 void conv2d_forward_impl(const Tensor& input, const Tensor& weight, const Tensor& bias,
-                         const F::Conv2dParams& p, const Tensor& out) {
-  const ConvGeometry g(input.sizes(), weight.sizes(), out.sizes(), p);
+                         const F::Conv2dParams& params, const Tensor& out) {
+  const ConvGeometry full(input.sizes(), weight.sizes(), out.sizes(), params);
+  const LiveTaps taps = find_live_taps(full, params);
+  const ConvGeometry g = crop_geometry(full, taps);
+  const F::Conv2dParams& p = taps.params;
   const T* in = input.data_ptr<T>();
-  const T* w = weight.data_ptr<T>();
+  const T* w = live_weights(weight.data_ptr<T>(), full, taps);
   const T* b = bias.defined() ? bias.data_ptr<T>() : nullptr;
   T* o = out.data_ptr<T>();
   const int64_t chunk = chunk_images(g);
@@ -224,10 +320,13 @@ void conv2d_forward_impl(const Tensor& input, const Tensor& weight, const Tensor
 
 template <typename T>
 void conv2d_backward_input_impl(const Tensor& grad_out, const Tensor& weight,
-                                const F::Conv2dParams& p, const Tensor& grad_input) {
-  const ConvGeometry g(grad_input.sizes(), weight.sizes(), grad_out.sizes(), p);
+                                const F::Conv2dParams& params, const Tensor& grad_input) {
+  const ConvGeometry full(grad_input.sizes(), weight.sizes(), grad_out.sizes(), params);
+  const LiveTaps taps = find_live_taps(full, params);
+  const ConvGeometry g = crop_geometry(full, taps);
+  const F::Conv2dParams& p = taps.params;
   const T* go = grad_out.data_ptr<T>();
-  const T* w = weight.data_ptr<T>();
+  const T* w = live_weights(weight.data_ptr<T>(), full, taps);
   T* gi = grad_input.data_ptr<T>();
   const int64_t chunk = chunk_images(g);
   for_images(g.N, [&](int64_t n0, int64_t n1) {
@@ -287,11 +386,17 @@ void conv2d_backward_input_impl(const Tensor& grad_out, const Tensor& weight,
 
 template <typename T>
 void conv2d_backward_weight_impl(const Tensor& grad_out, const Tensor& input,
-                                 const F::Conv2dParams& p, const Tensor& grad_weight) {
-  const ConvGeometry g(input.sizes(), grad_weight.sizes(), grad_out.sizes(), p);
+                                 const F::Conv2dParams& params, const Tensor& grad_weight) {
+  const ConvGeometry full(input.sizes(), grad_weight.sizes(), grad_out.sizes(), params);
+  const LiveTaps taps = find_live_taps(full, params);
+  const ConvGeometry g = crop_geometry(full, taps);
+  const F::Conv2dParams& p = taps.params;
   const T* go = grad_out.data_ptr<T>();
   const T* in = input.data_ptr<T>();
-  T* gw = grad_weight.data_ptr<T>();
+  // A cropped kernel's gradient is accumulated for the live taps, then
+  // written back with zeros for the dead ones.
+  T* gw = taps.cropped ? thread_workspace<T>(WorkspaceSlot::Kernel, static_cast<size_t>(g.O * g.K))
+                       : grad_weight.data_ptr<T>();
   const int64_t wsize = g.O * g.K;
   std::fill(gw, gw + wsize, T(0));
   std::mutex merge;
@@ -335,6 +440,7 @@ void conv2d_backward_weight_impl(const Tensor& grad_out, const Tensor& input,
       for (int64_t i = 0; i < wsize; ++i) gw[i] += acc[i];
     }
   });
+  if (taps.cropped) uncrop_kernel(gw, full, taps, grad_weight.data_ptr<T>());
 }
 
 void conv2d_forward_cpu(const Tensor& input, const Tensor& weight, const Tensor& bias,

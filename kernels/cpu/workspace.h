@@ -1,4 +1,5 @@
-// Per-thread scratch memory for CPU kernels (im2col columns, partial sums).
+// Per-thread scratch memory for CPU kernels (im2col columns, partial sums,
+// cropped kernels).
 // Each thread owns a few grow-only, 64-byte aligned slots that are reused
 // across calls, so steady-state training allocates nothing in the conv path.
 #pragma once
@@ -10,7 +11,7 @@
 
 namespace graft::cpu {
 
-enum class WorkspaceSlot : int { Columns = 0, Partial = 1, Gather = 2, Count = 3 };
+enum class WorkspaceSlot : int { Columns = 0, Partial = 1, Gather = 2, Kernel = 3, Count = 4 };
 
 // Returns at least `count` elements of T for the calling thread in `slot`.
 // Contents are unspecified; the pointer stays valid until the same thread asks
