@@ -10,7 +10,8 @@
 // the cache each of them was a fresh mmap from glibc, paid again every step
 // with a page fault per 4 KiB page and the kernel zeroing it (about 190,000
 // faults per ResNet18 224² batch-32 step, ~6% of its time). The cache holds at most
-// GRAFT_CPU_CACHE_MB (default 4096; 0 turns caching off) and is emptied by
+// GRAFT_CPU_CACHE_MB (default 4096; 0 turns caching off
+// and every block comes from malloc, as under ASan) and is emptied by
 // empty_cpu_cache() and before any mapping the OS refuses. (Transparent huge
 // pages were tried, madvise(MADV_HUGEPAGE): no gain in a steady step, and
 // whole benchmark runs 4x slower when the kernel compacted memory to find
@@ -66,7 +67,10 @@ class CpuAllocator final : public Allocator {
     const int64_t mb = env_int("GRAFT_CPU_CACHE_MB", 4096);
     GRAFT_CHECK(mb >= 0, "GRAFT_CPU_CACHE_MB must be >= 0, got ", mb);
     cap_ = static_cast<size_t>(mb) << 20;
-    large_blocks_ = true;
+    // Without a cache, mapping each large block afresh would cost more than
+    // malloc, whose heap reuses freed blocks up to its mmap threshold (a demo
+    // run took 8x as long): 0 gives the plain malloc allocator.
+    large_blocks_ = cap_ > 0;
 #endif
   }
 

@@ -66,7 +66,8 @@ bool device_backend_registered(DeviceType type);
 // (rebuild with -DGRAFT_CUDA=ON)" and similar.
 std::string device_unavailable_reason(DeviceType type);
 // The CPU allocator (core/cpu_alloc.cpp): blocks of 1 MiB and more are kept
-// for reuse after they are freed, up to GRAFT_CPU_CACHE_MB (default 4096).
+// for reuse after they are freed, up to GRAFT_CPU_CACHE_MB (default 4096; 0:
+// no cache, every block from malloc).
 Allocator* cpu_allocator();
 // Returns the cached free CPU blocks to the OS; cpu_cached_bytes() is their total.
 void empty_cpu_cache();
