@@ -183,7 +183,8 @@ TEST(Factories, CpuAllocatorReusesLargeBlocks) {
     t.fill_(1.0);  // touch every page
     first = t.data_ptr<float>();
   }
-  if (cpu_cached_bytes() == 0) GTEST_SKIP() << "CPU block cache off (ASan build, or GRAFT_CPU_CACHE_MB=0)";
+  if (cpu_cached_bytes() == 0)
+    GTEST_SKIP() << "CPU block cache off (ASan build, or GRAFT_CPU_CACHE_MB=0)";
   EXPECT_GE(cpu_cached_bytes(), size_t{12000000});
   {
     Tensor again = empty(big);
