@@ -7,7 +7,7 @@ ms/step of each and the ratio B/A (below 1: B is faster).
   # two builds
   benchmarks/compare_bench.py --a build-main/graft --b build/graft -- --image-size 32 --batch-size 64
   # two kernels of one build, chosen by environment variables
-  benchmarks/compare_bench.py --a-env GRAFT_CONV=im2col --b-env GRAFT_CONV=winograd -- --what train
+  benchmarks/compare_bench.py --a-env GRAFT_CPU_ISA=baseline --b-env GRAFT_CPU_ISA=avx512 -- --what train
 
 Everything after `--` goes to `graft bench` on both sides. Standard library only.
 """

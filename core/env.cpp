@@ -17,9 +17,12 @@ std::optional<std::string> env_string(const char* name) {
 
 bool env_set(const char* name) { return std::getenv(name) != nullptr; }
 
-bool env_flag(const char* name, const char* on_value) {
+bool env_flag(const char* name, const char* on_value, const char* off_value) {
   const char* v = std::getenv(name);
-  return v && std::strcmp(v, on_value) == 0;
+  if (!v || !*v || std::strcmp(v, off_value) == 0) return false;
+  GRAFT_CHECK(std::strcmp(v, on_value) == 0, name, "='", v, "': expected ", on_value, " or ",
+              off_value);
+  return true;
 }
 
 namespace {

@@ -15,8 +15,10 @@ std::optional<std::string> env_string(const char* name);
 // True when the variable exists at all, even empty (launcher markers such as
 // OMPI_COMM_WORLD_SIZE, and switches documented as "set to enable").
 bool env_set(const char* name);
-// True when the variable is set to exactly `on_value` ("GRAFT_CONV=native").
-bool env_flag(const char* name, const char* on_value);
+// A two-way switch: true when the variable is `on_value` ("GRAFT_CONV=native"),
+// false when it is unset, empty or `off_value`; any other value is refused
+// (an Error naming both), so a typo cannot silently select the default.
+bool env_flag(const char* name, const char* on_value, const char* off_value);
 // A whole decimal integer (surrounding spaces allowed); `fallback` when unset.
 int64_t env_int(const char* name, int64_t fallback);
 // A finite decimal number; `fallback` when unset.

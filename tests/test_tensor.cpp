@@ -3,10 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <sstream>
 
 #include "core/autograd.h"
+#include "core/env.h"
 #include "core/ops.h"
 #include "tests/test_util.h"
 
@@ -209,6 +211,31 @@ TEST(Factories, CpuAllocatorReusesLargeBlocks) {
   EXPECT_EQ(cpu_cached_bytes(), now_cached);
   empty_cpu_cache();
   EXPECT_EQ(cpu_cached_bytes(), size_t{0});
+}
+
+TEST(Env, FlagTakesOnOffOrRefuses) {
+  // The CUDA kernel switches (GRAFT_CONV=native|cudnn, ...) read this: a typo
+  // must not quietly select the default.
+  const char* name = "GRAFT_TEST_ENV_FLAG";
+  ::unsetenv(name);
+  EXPECT_FALSE(env_flag(name, "native", "cudnn"));
+  ::setenv(name, "", 1);
+  EXPECT_FALSE(env_flag(name, "native", "cudnn"));
+  ::setenv(name, "cudnn", 1);
+  EXPECT_FALSE(env_flag(name, "native", "cudnn"));
+  ::setenv(name, "native", 1);
+  EXPECT_TRUE(env_flag(name, "native", "cudnn"));
+  for (const char* bad : {"nativ", "winograd", "1", "Native"}) {
+    ::setenv(name, bad, 1);
+    try {
+      env_flag(name, "native", "cudnn");
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("expected native or cudnn"), std::string::npos)
+          << e.what();
+    }
+  }
+  ::unsetenv(name);
 }
 
 TEST(Printing, TorchFormat) {

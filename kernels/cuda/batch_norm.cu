@@ -16,7 +16,7 @@ namespace graft::cuda {
 namespace {
 
 bool native_bn() {
-  static const bool v = env_flag("GRAFT_BN", "native");
+  static const bool v = env_flag("GRAFT_BN", "native", "cudnn");
   return v;
 }
 

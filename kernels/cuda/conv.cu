@@ -23,11 +23,11 @@ namespace graft::cuda {
 namespace {
 
 bool native_conv() {
-  static const bool v = env_flag("GRAFT_CONV", "native");
+  static const bool v = env_flag("GRAFT_CONV", "native", "cudnn");
   return v;
 }
 bool cudnn_benchmark() {
-  static const bool v = env_flag("GRAFT_CUDNN_BENCHMARK", "1");
+  static const bool v = env_flag("GRAFT_CUDNN_BENCHMARK", "1", "0");
   return v;
 }
 size_t workspace_limit() {

@@ -257,7 +257,7 @@ class CachingAllocator final : public Allocator {
   std::mutex mutex_;
   PerDevice devices_[kMaxDevices];
   std::atomic<bool> poison_{env_set("GRAFT_CUDA_POISON")};
-  const bool caching_ = !env_flag("GRAFT_CUDA_CACHE", "0");
+  const bool caching_ = !env_flag("GRAFT_CUDA_CACHE", "0", "1");
 };
 
 // Leaked on purpose: tensors in static storage may be freed after any
@@ -385,8 +385,8 @@ bool g_tf32 = false;
 bool g_native_gemm = false;
 void read_env() {
   std::call_once(g_env_once, [] {
-    g_tf32 = env_flag("GRAFT_TF32", "1");
-    g_native_gemm = env_flag("GRAFT_GEMM", "native");
+    g_tf32 = env_flag("GRAFT_TF32", "1", "0");
+    g_native_gemm = env_flag("GRAFT_GEMM", "native", "cublas");
   });
 }
 
