@@ -79,13 +79,17 @@ void check_grads(const Tensor& out, const Tensor& grad_out,
   }
 }
 
-// max |a - b| over two float64 tensors of one shape.
+// max |a - b| over two tensors of one shape; infinite for a NaN or a shape
+// mismatch, as in max_rel_error (std::max alone would skip a NaN).
 double max_abs_diff(const Tensor& a, const Tensor& b) {
-  const Tensor ac = a.contiguous(), bc = b.contiguous();
-  const double* pa = ac.data_ptr<double>();
-  const double* pb = bc.data_ptr<double>();
+  if (a.sizes() != b.sizes()) return std::numeric_limits<double>::infinity();
+  const auto va = a.to_vector<double>(), vb = b.to_vector<double>();
   double m = 0;
-  for (int64_t i = 0; i < ac.numel(); ++i) m = std::max(m, std::abs(pa[i] - pb[i]));
+  for (size_t i = 0; i < va.size(); ++i) {
+    const double d = std::fabs(va[i] - vb[i]);
+    if (std::isnan(d)) return std::numeric_limits<double>::infinity();
+    m = std::max(m, d);
+  }
   return m;
 }
 double max_abs(const Tensor& a) { return max_abs_diff(a, zeros_like(a)); }
