@@ -11,6 +11,7 @@
 //   subset_x.npy / _y   the K-per-class training images [n,3,32,32] and labels
 //   step_NNN.npy        each step's input batch, after its flips
 //   graft_losses.txt    each step's mean loss
+//   final.pth           the model after the last step
 // and prints graft's test accuracy on the 5,000 target test images.
 //
 //   demo_record runs/demo/source.pth OUT SEED [K]
@@ -102,6 +103,7 @@ int main(int argc, char** argv) try {
   dl.seed = seed;
   data::DataLoader loader(subset, dl);
   train::fit(*model, opt, nullptr, loader, nullptr, fo);
+  io::save_pth(model->state_dict(), out + "/final.pth");
   data::DataLoader::Options tl;
   tl.batch_size = 256;
   data::DataLoader test_loader(test, tl);

@@ -74,11 +74,18 @@ def main():
             print(f"step {i + 1:3d}: torch loss {loss.item():.6f}  graft {g:.6f}  "
                   f"relative difference {abs(loss.item() - g) / abs(g):.1e}")
     test_x, test_y = load("test")
-    model.eval()
-    with torch.no_grad():
-        correct = sum(int((model(test_x[s:s + 500].to(dtype)).argmax(1) == test_y[s:s + 500]).sum())
-                      for s in range(0, len(test_x), 500))
-    print(f"torch replay: {len(steps)} steps, test accuracy {correct / len(test_x):.4f}")
+
+    def accuracy(m):
+        m.eval()
+        with torch.no_grad():
+            return sum(int((m(test_x[s:s + 500].to(dtype)).argmax(1) == test_y[s:s + 500]).sum())
+                       for s in range(0, len(test_x), 500)) / len(test_x)
+
+    print(f"torch replay: {len(steps)} steps, test accuracy {accuracy(model):.4f}")
+    # graft's own final weights, evaluated by PyTorch: checks graft's evaluation.
+    final = torchvision.models.resnet18(num_classes=5)
+    final.load_state_dict(torch.load(os.path.join(rec, "final.pth")))
+    print(f"graft's final weights evaluated in PyTorch: test accuracy {accuracy(final.to(dtype)):.4f}")
 
 
 if __name__ == "__main__":
