@@ -1,7 +1,5 @@
 // CPU 2-D convolution: im2col + GEMM (Eigen), with a direct path for 1x1,
-// stride-1, unpadded convolutions whose input already is the column matrix,
-// and a dense-matrix path for images with fewer pixels than live kernel taps
-// (DenseMap below).
+// stride-1, unpadded convolutions whose input already is the column matrix.
 //
 // Kernel taps that read only padding for every output position (all but the
 // centre of a 3x3 kernel over a 1x1 image, as in ResNet's layer4 at 32x32
@@ -11,8 +9,7 @@
 // further, splitting the output into regions whose pixels share one window of
 // live taps so that border pixels skip their padding too, was measured at
 // 32x32 inputs and dropped: the 4x4 layers ran 1.4-1.7x slower and the 2x2
-// ones no faster, as each region's GEMM is a few columns wide. The 2x2 ones
-// now run as a dense matrix.)
+// ones no faster, as each region's GEMM is a few columns wide.)
 //
 // Per group and chunk of nb images, with K = C/groups*kh*kw and P = OH*OW,
 // the columns of the nb images sit side by side (col[K, nb*P]) so one GEMM
@@ -35,7 +32,6 @@
 #include <algorithm>
 #include <cstring>
 #include <mutex>
-#include <vector>
 
 #include "core/kernels.h"
 #include "core/parallel.h"
@@ -279,113 +275,6 @@ void build_columns(const T* in, const ConvGeometry& g, const F::Conv2dParams& p,
   }
 }
 
-// ---- Images smaller than the kernel: the convolution as its dense matrix
-//
-// When an image has fewer pixels Q = H*W than the kernel has live taps (3x3
-// over 2x2, as in ResNet's layer3 at 32x32 inputs), the convolution is
-// cheapest as the linear map it is: Mt[C*Q, O*P] holds w[o,c,i,j] where output
-// pixel p reads input pixel q through tap (i,j), and zero where p does not
-// read q. The batch is then one GEMM per direction, with no im2col or col2im,
-// and no product with padding:
-//   forward          out[N, O*P]    = in[N, C*Q] @ Mt          (+ bias)
-//   backward input   gin[N, C*Q]    = gout[N, O*P] @ Mt^T
-//   backward weight  gMt[C*Q, O*P]  = in^T @ gout, folded back onto the taps
-// It multiplies C*Q*O*P per image where im2col multiplies C*kh*kw*O*P (2.25x
-// more for 3x3 over 2x2). Each (p, q) pair is read through at most one tap, so
-// building Mt and folding gMt are plain copies over (p, q, tap) triples.
-struct DenseMap {
-  struct Link {
-    int64_t p, q, tap;  // output pixel, input pixel, tap i*kw + j
-  };
-  std::vector<Link> links;
-  int64_t rows = 0, cols = 0;  // C*Q, O*P
-};
-
-// Mt's size cap (elements): 4M floats is 16 MiB, next to the L3; ResNet's
-// layer3 at 32x32 needs 1M.
-constexpr int64_t kMaxDenseMap = int64_t{1} << 22;
-
-// Whether `full` (live taps in `live`) runs as a dense map: one group, fewer
-// pixels than live taps, a map within the cap, and a batch that repays
-// building it. Mt is C*Q*O*P elements written per call; the GEMM saves
-// 2*N*(taps - Q) flops per C*O*P, so the batch must save at least 8 flops per
-// element written (N*(taps - Q) >= 4*Q; at 2x2 under 3x3, N >= 4). A single
-// image (prediction) keeps im2col, which touches no 4 MiB matrix.
-bool use_dense_map(const ConvGeometry& full, const ConvGeometry& live) {
-  const int64_t Q = full.H * full.W, taps = live.kh * live.kw;
-  return full.groups == 1 && Q < taps && full.N * (taps - Q) >= 4 * Q &&
-         full.C * Q * full.O * full.P <= kMaxDenseMap;
-}
-
-DenseMap dense_map(const ConvGeometry& g, const F::Conv2dParams& p) {
-  DenseMap m;
-  m.rows = g.C * g.H * g.W;
-  m.cols = g.O * g.P;
-  for (int64_t oh = 0; oh < g.OH; ++oh)
-    for (int64_t ow = 0; ow < g.OW; ++ow)
-      for (int64_t i = 0; i < g.kh; ++i)
-        for (int64_t j = 0; j < g.kw; ++j) {
-          const int64_t ih = oh * p.stride_h - p.pad_h + i * p.dilation_h;
-          const int64_t iw = ow * p.stride_w - p.pad_w + j * p.dilation_w;
-          if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W)
-            m.links.push_back({oh * g.OW + ow, ih * g.W + iw, i * g.kw + j});
-        }
-  return m;
-}
-
-// Mt from w ([O, C, kh, kw]), in the calling thread's Kernel workspace.
-template <typename T>
-const T* dense_map_matrix(const T* w, const ConvGeometry& g, const DenseMap& m) {
-  T* mt = thread_workspace<T>(WorkspaceSlot::Kernel, static_cast<size_t>(m.rows * m.cols));
-  std::fill(mt, mt + m.rows * m.cols, T(0));
-  const int64_t Q = g.H * g.W, taps = g.kh * g.kw;
-  // Channel c's Q rows of Mt are one contiguous block: fill it across o.
-  for (int64_t c = 0; c < g.C; ++c)
-    for (int64_t o = 0; o < g.O; ++o) {
-      const T* wk = w + (o * g.C + c) * taps;
-      T* col = mt + c * Q * m.cols + o * g.P;
-      for (const auto& l : m.links) col[l.q * m.cols + l.p] = wk[l.tap];
-    }
-  return mt;
-}
-
-template <typename T>
-void dense_forward(const T* in, const T* w, const T* b, const ConvGeometry& g,
-                   const F::Conv2dParams& p, T* out) {
-  const DenseMap m = dense_map(g, p);
-  const T* mt = dense_map_matrix(w, g, m);
-  if (b) {
-    for (int64_t n = 0; n < g.N; ++n)
-      for (int64_t o = 0; o < g.O; ++o)
-        std::fill(out + (n * g.O + o) * g.P, out + (n * g.O + o + 1) * g.P, b[o]);
-  }
-  gemm(false, false, g.N, m.cols, m.rows, in, m.rows, mt, m.cols, out, m.cols, b != nullptr);
-}
-
-template <typename T>
-void dense_backward_input(const T* go, const T* w, const ConvGeometry& g, const F::Conv2dParams& p,
-                          T* gi) {
-  const DenseMap m = dense_map(g, p);
-  const T* mt = dense_map_matrix(w, g, m);
-  gemm(false, true, g.N, m.rows, m.cols, go, m.cols, mt, m.cols, gi, m.rows, false);
-}
-
-template <typename T>
-void dense_backward_weight(const T* go, const T* in, const ConvGeometry& g,
-                           const F::Conv2dParams& p, T* gw) {
-  const DenseMap m = dense_map(g, p);
-  T* gmt = thread_workspace<T>(WorkspaceSlot::Columns, static_cast<size_t>(m.rows * m.cols));
-  gemm(true, false, m.rows, m.cols, g.N, in, m.rows, go, m.cols, gmt, m.cols, false);
-  const int64_t Q = g.H * g.W, taps = g.kh * g.kw;
-  std::fill(gw, gw + g.O * g.C * taps, T(0));  // taps no pair reads through stay 0
-  for (int64_t c = 0; c < g.C; ++c)
-    for (int64_t o = 0; o < g.O; ++o) {
-      T* gk = gw + (o * g.C + c) * taps;
-      const T* col = gmt + c * Q * m.cols + o * g.P;
-      for (const auto& l : m.links) gk[l.tap] += col[l.q * m.cols + l.p];
-    }
-}
-
 template <typename T>
 void conv2d_forward_impl(const Tensor& input, const Tensor& weight, const Tensor& bias,
                          const F::Conv2dParams& params, const Tensor& out) {
@@ -394,10 +283,9 @@ void conv2d_forward_impl(const Tensor& input, const Tensor& weight, const Tensor
   const ConvGeometry g = crop_geometry(full, taps);
   const F::Conv2dParams& p = taps.params;
   const T* in = input.data_ptr<T>();
+  const T* w = live_weights(weight.data_ptr<T>(), full, taps);
   const T* b = bias.defined() ? bias.data_ptr<T>() : nullptr;
   T* o = out.data_ptr<T>();
-  if (use_dense_map(full, g)) return dense_forward(in, weight.data_ptr<T>(), b, full, params, o);
-  const T* w = live_weights(weight.data_ptr<T>(), full, taps);
   const int64_t chunk = chunk_images(g);
   for_images(g.N, [&](int64_t n0, int64_t n1) {
     const int64_t nb_max = std::min(chunk, n1 - n0);
@@ -442,10 +330,8 @@ void conv2d_backward_input_impl(const Tensor& grad_out, const Tensor& weight,
   const ConvGeometry g = crop_geometry(full, taps);
   const F::Conv2dParams& p = taps.params;
   const T* go = grad_out.data_ptr<T>();
-  T* gi = grad_input.data_ptr<T>();
-  if (use_dense_map(full, g))
-    return dense_backward_input(go, weight.data_ptr<T>(), full, params, gi);
   const T* w = live_weights(weight.data_ptr<T>(), full, taps);
+  T* gi = grad_input.data_ptr<T>();
   const int64_t chunk = chunk_images(g);
   for_images(g.N, [&](int64_t n0, int64_t n1) {
     const int64_t nb_max = std::min(chunk, n1 - n0);
@@ -511,8 +397,6 @@ void conv2d_backward_weight_impl(const Tensor& grad_out, const Tensor& input,
   const F::Conv2dParams& p = taps.params;
   const T* go = grad_out.data_ptr<T>();
   const T* in = input.data_ptr<T>();
-  if (use_dense_map(full, g))
-    return dense_backward_weight(go, in, full, params, grad_weight.data_ptr<T>());
   // A cropped kernel's gradient is accumulated for the live taps, then
   // written back with zeros for the dead ones.
   T* gw = taps.cropped ? thread_workspace<T>(WorkspaceSlot::Kernel, static_cast<size_t>(g.O * g.K))
