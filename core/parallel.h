@@ -22,6 +22,17 @@ bool cpu_gemm_isa_available(CpuIsa isa);
 CpuIsa cpu_gemm_isa();
 void set_cpu_gemm_isa(CpuIsa isa);  // throws graft::Error when unavailable
 
+// The CPU algorithm for 3x3 stride-1 convolutions (groups 1, no dilation,
+// padding 0-2), forward and input gradient: im2col + GEMM, or Winograd
+// F(2x2,3x3) (kernels/cpu/conv_winograd.h). Auto picks Winograd for the
+// shapes where it was measured to pay (kernels/cpu/conv.cpp). Read from
+// GRAFT_CONV_CPU=auto|gemm|winograd at the first convolution; other values
+// are refused. Other convolutions always run im2col + GEMM.
+enum class CpuConvAlgo { Auto, Gemm, Winograd };
+const char* cpu_conv_algo_name(CpuConvAlgo algo);  // "auto", "gemm", "winograd"
+CpuConvAlgo cpu_conv_algo();
+void set_cpu_conv_algo(CpuConvAlgo algo);
+
 // Calls fn(chunk_begin, chunk_end) on disjoint chunks, in parallel when the
 // range is larger than `grain` and we are not already inside a parallel region.
 void parallel_for(int64_t begin, int64_t end, int64_t grain,

@@ -52,6 +52,12 @@ TEST(CliErrors, UnknownCpuIsaIsRefused) {
                        "GRAFT_CPU_ISA=avx9000 ");
 }
 
+// Likewise the CPU convolution algorithm (core/parallel.h).
+TEST(CliErrors, UnknownCpuConvAlgoIsRefused) {
+  expect_clean_failure({"info"}, "", {"GRAFT_CONV_CPU", "wino", "auto, gemm or winograd"},
+                       "GRAFT_CONV_CPU=wino ");
+}
+
 TEST(CliErrors, TruncatedPth) {
   REQUIRE_FIXTURES();
   CliTempDir dir("err");

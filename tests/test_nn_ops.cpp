@@ -10,6 +10,7 @@
 #include "core/autograd.h"
 #include "core/gradcheck.h"
 #include "core/ops_nn.h"
+#include "core/parallel.h"
 #include "io/npy.h"
 #include "nn/layers.h"
 #include "tests/test_util.h"
@@ -251,6 +252,93 @@ TEST(NnOps, Conv2dDeadTapsMatchExplicitZeroPadding) {
       if (want[i] == 0.0) {
         EXPECT_EQ(got[i], 0.0) << "weight gradient element " << i;
       }
+  }
+}
+
+// Runs the body with the CPU 3x3 convolution algorithm set, then restores it.
+class ConvAlgoScope {
+ public:
+  explicit ConvAlgoScope(CpuConvAlgo a) : saved_(cpu_conv_algo()) { set_cpu_conv_algo(a); }
+  ~ConvAlgoScope() { set_cpu_conv_algo(saved_); }
+  ConvAlgoScope(const ConvAlgoScope&) = delete;
+  ConvAlgoScope& operator=(const ConvAlgoScope&) = delete;
+
+ private:
+  CpuConvAlgo saved_;
+};
+
+// Output and input, weight and bias gradients of conv2d under `algo`.
+std::vector<Tensor> conv_results(CpuConvAlgo algo, const Tensor& x, const Tensor& w,
+                                 const Tensor& b, const Tensor& gout, const F::Conv2dParams& p) {
+  ConvAlgoScope scope(algo);
+  Tensor xl = x.clone().set_requires_grad(true), wl = w.clone().set_requires_grad(true);
+  Tensor bl = b.defined() ? b.clone().set_requires_grad(true) : Tensor();
+  Tensor out = F::conv2d(xl, wl, bl, p);
+  sum(mul(out, gout)).backward();
+  return {out.detach(), xl.grad(), wl.grad(), bl.defined() ? bl.grad() : Tensor()};
+}
+
+TEST(NnOps, Conv2dWinogradMatchesGemmInFloat64) {
+  // Winograd F(2x2,3x3) (kernels/cpu/conv_winograd.cpp) against im2col +
+  // GEMM, output and input gradient (the weight gradient always runs GEMM).
+  // In float64 both are the exact sum up to ~1e-15 relative rounding, so
+  // 1e-12 separates a wrong tile, padding or flip (errors of order 1) from
+  // rounding with a wide margin. The shapes cover odd output sizes (a last
+  // half-empty tile), padding 0, 1 and 2, one image (the sequential path),
+  // batches split across threads, and a 70x70 image whose tile rows fill
+  // several column blocks that straddle images.
+  struct Cfg {
+    int64_t N, C, O, H, W, pad;
+    bool bias;
+  };
+  const Cfg cfgs[] = {{3, 5, 7, 9, 6, 1, true},   {1, 4, 3, 7, 5, 0, false},
+                      {2, 3, 4, 5, 8, 2, true},   {5, 6, 2, 4, 4, 1, false},
+                      {3, 4, 4, 70, 70, 1, true}, {1, 2, 3, 3, 3, 1, true}};
+  Generator gen(21);
+  for (const Cfg& c : cfgs) {
+    SCOPED_TRACE(::testing::Message() << "N" << c.N << " C" << c.C << " O" << c.O << " " << c.H
+                                      << "x" << c.W << " pad " << c.pad);
+    Tensor x = randn({c.N, c.C, c.H, c.W}, opts(DType::Float64), &gen);
+    Tensor w = randn({c.O, c.C, 3, 3}, opts(DType::Float64), &gen);
+    Tensor b = c.bias ? randn({c.O}, opts(DType::Float64), &gen) : Tensor();
+    F::Conv2dParams p;
+    p.pad_h = p.pad_w = c.pad;
+    const int64_t OH = c.H + 2 * c.pad - 2, OW = c.W + 2 * c.pad - 2;
+    Tensor gout = randn({c.N, c.O, OH, OW}, opts(DType::Float64), &gen);
+    const auto want = conv_results(CpuConvAlgo::Gemm, x, w, b, gout, p);
+    const auto got = conv_results(CpuConvAlgo::Winograd, x, w, b, gout, p);
+    for (size_t i = 0; i < want.size(); ++i)
+      if (want[i].defined()) {
+        EXPECT_TRUE(close_to(got[i], want[i], 1e-12)) << "result " << i;
+      }
+  }
+}
+
+TEST(NnOps, Conv2dWinogradFloat32ErrorNearGemms) {
+  // The transforms add up to 3 terms per stage and halve, so Winograd's
+  // float32 rounding is a small constant factor above the direct sum's. With
+  // a ResNet-like layer (64 channels, K = 576 terms per output) the float64
+  // result is the reference: Winograd's relative error must stay within 4x
+  // of im2col's own float32 error plus 1e-6 (measured: im2col 8e-7 / 1.7e-7,
+  // Winograd 2.8e-7 / 3.1e-7 for output / input gradient; a wrong transform
+  // coefficient gives errors near 1).
+  Generator gen(22);
+  Tensor x = randn({2, 64, 16, 16}, opts(DType::Float64), &gen);
+  Tensor w = mul(randn({64, 64, 3, 3}, opts(DType::Float64), &gen), 1.0 / 24);
+  Tensor gout = randn({2, 64, 16, 16}, opts(DType::Float64), &gen);
+  F::Conv2dParams p;
+  p.pad_h = p.pad_w = 1;
+  const auto ref = conv_results(CpuConvAlgo::Gemm, x, w, Tensor(), gout, p);
+  auto f32 = [](const Tensor& t) { return t.to(DType::Float32); };
+  const auto gemm = conv_results(CpuConvAlgo::Gemm, f32(x), f32(w), Tensor(), f32(gout), p);
+  const auto wino = conv_results(CpuConvAlgo::Winograd, f32(x), f32(w), Tensor(), f32(gout), p);
+  for (size_t i = 0; i < 2; ++i) {  // output, input gradient
+    const double e_gemm = max_rel_error(gemm[i].to(DType::Float64), ref[i]);
+    const double e_wino = max_rel_error(wino[i].to(DType::Float64), ref[i]);
+    RecordProperty("rel_error_" + std::to_string(i),
+                   (::testing::Message() << e_wino << " (gemm " << e_gemm << ")").GetString());
+    EXPECT_LE(e_wino, 4 * e_gemm + 1e-6) << "result " << i << ": gemm " << e_gemm;
+    EXPECT_GT(e_wino, 0.0);  // float32 was really used
   }
 }
 

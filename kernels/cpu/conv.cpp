@@ -29,14 +29,65 @@
 // are split across threads and each GEMM runs single-threaded (Eigen does not
 // nest inside a parallel region); otherwise images run one after another and
 // Eigen threads each GEMM. Column buffers are per-thread and grow-only.
+//
+// 3x3 stride-1 convolutions may run Winograd F(2x2,3x3) instead, forward and
+// input gradient (conv_winograd.h; the choice is GRAFT_CONV_CPU, see
+// core/parallel.h and use_winograd below). Their weight gradient stays here.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <mutex>
+#include <string>
 
+#include "core/env.h"
+#include "core/error.h"
 #include "core/kernels.h"
 #include "core/parallel.h"
+#include "kernels/cpu/conv_winograd.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/workspace.h"
+
+namespace graft {
+
+namespace {
+
+CpuConvAlgo conv_algo_from_env() {
+  const auto env = env_string("GRAFT_CONV_CPU");
+  const std::string v = env ? *env : "auto";
+  for (CpuConvAlgo a : {CpuConvAlgo::Auto, CpuConvAlgo::Gemm, CpuConvAlgo::Winograd})
+    if (v == cpu_conv_algo_name(a)) return a;
+  GRAFT_FAIL("GRAFT_CONV_CPU must be auto, gemm or winograd, got \"", v, "\"");
+}
+
+std::atomic<int> g_conv_algo{-1};  // -1 until the first convolution or set_cpu_conv_algo()
+
+}  // namespace
+
+const char* cpu_conv_algo_name(CpuConvAlgo algo) {
+  switch (algo) {
+    case CpuConvAlgo::Gemm:
+      return "gemm";
+    case CpuConvAlgo::Winograd:
+      return "winograd";
+    default:
+      return "auto";
+  }
+}
+
+CpuConvAlgo cpu_conv_algo() {
+  int v = g_conv_algo.load(std::memory_order_relaxed);
+  if (v < 0) {
+    v = static_cast<int>(conv_algo_from_env());
+    g_conv_algo.store(v, std::memory_order_relaxed);
+  }
+  return static_cast<CpuConvAlgo>(v);
+}
+
+void set_cpu_conv_algo(CpuConvAlgo algo) {
+  g_conv_algo.store(static_cast<int>(algo), std::memory_order_relaxed);
+}
+
+}  // namespace graft
 
 namespace graft::cpu {
 
@@ -71,6 +122,47 @@ struct ConvGeometry {
     return kh == 1 && kw == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0;
   }
 };
+
+// Whether a convolution and its input gradient run Winograd. It needs a 3x3
+// stride-1 kernel, groups 1, no dilation and padding 0-2 (the input gradient
+// runs with padding 2 - pad). Auto takes it where it was measured to pay
+// (benchmarks/RESULTS.md, round 9): outputs of at least kWinogradMinSide
+// pixels a side (ResNet18 at 224x224: layers 1-3 gained 8-25% forward; the
+// 7x7 layer4, whose 2x2 tiles waste a quarter of their work, and every layer
+// at 32x32 lost) and batches that keep every thread on its own images (the
+// transforms are not split across threads within an image).
+constexpr int64_t kWinogradMinSide = 14;
+
+bool use_winograd(const ConvGeometry& g, const F::Conv2dParams& p) {
+  const bool fits = g.kh == 3 && g.kw == 3 && g.groups == 1 && p.stride_h == 1 && p.stride_w == 1 &&
+                    p.dilation_h == 1 && p.dilation_w == 1 && p.pad_h >= 0 && p.pad_h <= 2 &&
+                    p.pad_w >= 0 && p.pad_w <= 2;
+  if (!fits) return false;
+  switch (cpu_conv_algo()) {
+    case CpuConvAlgo::Gemm:
+      return false;
+    case CpuConvAlgo::Winograd:
+      return true;
+    case CpuConvAlgo::Auto:
+      break;
+  }
+  return std::min({g.OH, g.OW, g.H, g.W}) >= kWinogradMinSide && g.N >= get_num_threads();
+}
+
+template <typename T>
+void winograd_forward(const ConvGeometry& g, const F::Conv2dParams& p, const T* in, const T* w,
+                      const T* b, T* out) {
+  winograd_conv3x3(WinogradShape{g.N, g.C, g.H, g.W, g.O, g.OH, g.OW, p.pad_h, p.pad_w}, in, w,
+                   false, b, out);
+}
+
+// The input gradient as the forward convolution of grad_out (see conv_winograd.h).
+template <typename T>
+void winograd_backward_input(const ConvGeometry& g, const F::Conv2dParams& p, const T* go,
+                             const T* w, T* gi) {
+  winograd_conv3x3(WinogradShape{g.N, g.O, g.OH, g.OW, g.C, g.H, g.W, 2 - p.pad_h, 2 - p.pad_w}, go,
+                   w, true, nullptr, gi);
+}
 
 // The live taps [lo, hi) of a kernel along one axis: tap i is live when some
 // output position o reads input index o*stride - pad + i*dilation inside
@@ -279,6 +371,11 @@ template <typename T>
 void conv2d_forward_impl(const Tensor& input, const Tensor& weight, const Tensor& bias,
                          const F::Conv2dParams& params, const Tensor& out) {
   const ConvGeometry full(input.sizes(), weight.sizes(), out.sizes(), params);
+  if (use_winograd(full, params)) {
+    winograd_forward(full, params, input.data_ptr<T>(), weight.data_ptr<T>(),
+                     bias.defined() ? bias.data_ptr<T>() : nullptr, out.data_ptr<T>());
+    return;
+  }
   const LiveTaps taps = find_live_taps(full, params);
   const ConvGeometry g = crop_geometry(full, taps);
   const F::Conv2dParams& p = taps.params;
@@ -326,6 +423,11 @@ template <typename T>
 void conv2d_backward_input_impl(const Tensor& grad_out, const Tensor& weight,
                                 const F::Conv2dParams& params, const Tensor& grad_input) {
   const ConvGeometry full(grad_input.sizes(), weight.sizes(), grad_out.sizes(), params);
+  if (use_winograd(full, params)) {
+    winograd_backward_input(full, params, grad_out.data_ptr<T>(), weight.data_ptr<T>(),
+                            grad_input.data_ptr<T>());
+    return;
+  }
   const LiveTaps taps = find_live_taps(full, params);
   const ConvGeometry g = crop_geometry(full, taps);
   const F::Conv2dParams& p = taps.params;
