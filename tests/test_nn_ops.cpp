@@ -332,7 +332,7 @@ TEST(NnOps, Conv2dWinogradFloat32ErrorNearGemms) {
   auto f32 = [](const Tensor& t) { return t.to(DType::Float32); };
   const auto gemm = conv_results(CpuConvAlgo::Gemm, f32(x), f32(w), Tensor(), f32(gout), p);
   const auto wino = conv_results(CpuConvAlgo::Winograd, f32(x), f32(w), Tensor(), f32(gout), p);
-  for (size_t i = 0; i < 2; ++i) {  // output, input gradient
+  for (size_t i = 0; i < 3; ++i) {  // output, input and weight gradients
     const double e_gemm = max_rel_error(gemm[i].to(DType::Float64), ref[i]);
     const double e_wino = max_rel_error(wino[i].to(DType::Float64), ref[i]);
     RecordProperty("rel_error_" + std::to_string(i),

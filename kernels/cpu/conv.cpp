@@ -31,8 +31,8 @@
 // Eigen threads each GEMM. Column buffers are per-thread and grow-only.
 //
 // 3x3 stride-1 convolutions may run Winograd F(2x2,3x3) instead, forward and
-// input gradient (conv_winograd.h; the choice is GRAFT_CONV_CPU, see
-// core/parallel.h and use_winograd below). Their weight gradient stays here.
+// both gradients (conv_winograd.h; the choice is GRAFT_CONV_CPU, see
+// core/parallel.h and use_winograd below).
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -123,7 +123,7 @@ struct ConvGeometry {
   }
 };
 
-// Whether a convolution and its input gradient run Winograd. It needs a 3x3
+// Whether a convolution and its gradients run Winograd. It needs a 3x3
 // stride-1 kernel, groups 1, no dilation and padding 0-2 (the input gradient
 // runs with padding 2 - pad). Auto takes it where it was measured to pay
 // (benchmarks/RESULTS.md, round 9): outputs of at least kWinogradMinSide
@@ -162,6 +162,13 @@ void winograd_backward_input(const ConvGeometry& g, const F::Conv2dParams& p, co
                              const T* w, T* gi) {
   winograd_conv3x3(WinogradShape{g.N, g.O, g.OH, g.OW, g.C, g.H, g.W, 2 - p.pad_h, 2 - p.pad_w}, go,
                    w, true, nullptr, gi);
+}
+
+template <typename T>
+void winograd_backward_weight(const ConvGeometry& g, const F::Conv2dParams& p, const T* in,
+                              const T* go, T* gw) {
+  winograd_conv3x3_weight_grad(WinogradShape{g.N, g.C, g.H, g.W, g.O, g.OH, g.OW, p.pad_h, p.pad_w},
+                               in, go, gw);
 }
 
 // The live taps [lo, hi) of a kernel along one axis: tap i is live when some
@@ -494,6 +501,11 @@ template <typename T>
 void conv2d_backward_weight_impl(const Tensor& grad_out, const Tensor& input,
                                  const F::Conv2dParams& params, const Tensor& grad_weight) {
   const ConvGeometry full(input.sizes(), grad_weight.sizes(), grad_out.sizes(), params);
+  if (use_winograd(full, params)) {
+    winograd_backward_weight(full, params, input.data_ptr<T>(), grad_out.data_ptr<T>(),
+                             grad_weight.data_ptr<T>());
+    return;
+  }
   const LiveTaps taps = find_live_taps(full, params);
   const ConvGeometry g = crop_geometry(full, taps);
   const F::Conv2dParams& p = taps.params;

@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <mutex>
 
 #include "core/parallel.h"
 #include "kernels/cpu/gemm.h"
@@ -100,38 +101,57 @@ void output_cols(const T* __restrict a0, const T* __restrict a1, const T* __rest
   }
 }
 
+// The tile-wise passes run over whole multiples of kLanes elements, so that
+// they vectorise without scalar tails (rows of 4-28 tiles are mostly tail
+// otherwise). The extra lanes compute junk that is never stored in the
+// output: scratch rows are long enough, and V and M rows are `ld` >= cols +
+// kLanes apart, a unit's junk landing on the next unit's columns (written
+// after it) or on the row's padding.
+constexpr int64_t kLanes = 16;
+
+int64_t round_up(int64_t n) { return (n + kLanes - 1) / kLanes * kLanes; }
+
+template <typename T>
+void grad_rows(const T* __restrict a, const T* __restrict b, T* __restrict t0, T* __restrict t1,
+               T* __restrict t2, T* __restrict t3, int64_t n) {
+  for (int64_t x = 0; x < n; ++x) {  // A (a; b): the transposed output transform
+    t0[x] = a[x];
+    t1[x] = a[x] + b[x];
+    t2[x] = a[x] - b[x];
+    t3[x] = -b[x];
+  }
+}
+
 struct Tiles {
   int64_t tH, tW;  // tiles per image along each axis
-  int64_t Wp;      // padded input row length the tiles of a row read: 2*tW + 2
+  int64_t nv;      // tile-wise pass length: tW rounded up
+  int64_t half;    // even (odd) columns split from a padded row: > nv
+  explicit Tiles(const WinogradShape& s)
+      : tH((s.OH + 1) / 2), tW((s.OW + 1) / 2), nv(round_up(tW)), half(nv + kLanes) {}
+  int64_t row() const { return 2 * half; }  // scratch row length
 };
 
 // Input transform of the units [u0, u0+nu) (unit u = image u / tH, tile row
-// u % tH) into V[16][C][nu*tW]. Each padded input row is split into its even
+// u % tH) into V[16][C][ld]. Each padded input row is split into its even
 // and odd columns first, so that every later pass reads and writes
 // contiguous vectors: tile tw reads padded columns 2tw..2tw+3, i.e. even[tw],
-// odd[tw], even[tw+1], odd[tw+1]. `scratch` holds 17 rows of Wp elements.
+// odd[tw], even[tw+1], odd[tw+1]. `scratch` holds 17 rows of t.row().
 template <typename T>
 void transform_input(const WinogradShape& s, const Tiles& t, const T* in, int64_t u0, int64_t nu,
-                     T* V, T* scratch) {
-  const int64_t cols = nu * t.tW;
-  const int64_t kstride = s.C * cols;
-  const int64_t half = t.tW + 1;  // even (and odd) columns of a padded row
+                     T* V, int64_t ld, T* scratch) {
+  const int64_t kstride = s.C * ld;
+  const int64_t R = t.row();
   T* __restrict row = scratch;
-  T* even[4];
-  T* odd[4];
+  T *even[4], *odd[4], *ve[4], *vo[4];
   for (int r = 0; r < 4; ++r) {
-    even[r] = scratch + (1 + 2 * r) * t.Wp;
-    odd[r] = scratch + (2 + 2 * r) * t.Wp;
+    even[r] = scratch + (1 + 2 * r) * R;
+    odd[r] = scratch + (2 + 2 * r) * R;
+    ve[r] = scratch + (9 + 2 * r) * R;
+    vo[r] = scratch + (10 + 2 * r) * R;
   }
-  T* ve[4];
-  T* vo[4];
-  for (int i = 0; i < 4; ++i) {
-    ve[i] = scratch + (9 + 2 * i) * t.Wp;
-    vo[i] = scratch + (10 + 2 * i) * t.Wp;
-  }
-  // Input columns [x_lo, x_hi) of a padded row hold in[.., iw = x - pad_w].
-  const int64_t x_lo = std::clamp<int64_t>(s.pad_w, 0, t.Wp);
-  const int64_t x_hi = std::clamp<int64_t>(s.W + s.pad_w, x_lo, t.Wp);
+  // Padded columns [x_lo, x_hi) hold in[.., iw = x - pad_w].
+  const int64_t x_lo = std::min(s.pad_w, R);
+  const int64_t x_hi = std::clamp(s.W + s.pad_w, x_lo, R);
   for (int64_t c = 0; c < s.C; ++c) {
     for (int64_t u = 0; u < nu; ++u) {
       const int64_t n = (u0 + u) / t.tH, th = (u0 + u) % t.tH;
@@ -141,57 +161,56 @@ void transform_input(const WinogradShape& s, const Tiles& t, const T* in, int64_
         T* __restrict e = even[r];
         T* __restrict o = odd[r];
         if (ih < 0 || ih >= s.H) {
-          std::fill(e, e + half, T(0));
-          std::fill(o, o + half, T(0));
+          std::fill(e, e + t.half, T(0));
+          std::fill(o, o + t.half, T(0));
           continue;
         }
         std::fill(row, row + x_lo, T(0));
         std::memcpy(row + x_lo, plane + ih * s.W + (x_lo - s.pad_w), sizeof(T) * (x_hi - x_lo));
-        std::fill(row + x_hi, row + t.Wp, T(0));
-        for (int64_t x = 0; x < half; ++x) {
+        std::fill(row + x_hi, row + R, T(0));
+        for (int64_t x = 0; x < t.half; ++x) {
           e[x] = row[2 * x];
           o[x] = row[2 * x + 1];
         }
       }
-      input_rows(even[0], even[1], even[2], even[3], ve[0], ve[1], ve[2], ve[3], half);
-      input_rows(odd[0], odd[1], odd[2], odd[3], vo[0], vo[1], vo[2], vo[3], half);
-      T* dst = V + c * cols + u * t.tW;
+      input_rows(even[0], even[1], even[2], even[3], ve[0], ve[1], ve[2], ve[3], t.half);
+      input_rows(odd[0], odd[1], odd[2], odd[3], vo[0], vo[1], vo[2], vo[3], t.half);
+      T* dst = V + c * ld + u * t.tW;
       for (int i = 0; i < 4; ++i) {
         T* v = dst + i * 4 * kstride;
-        input_cols(ve[i], vo[i], v, v + kstride, v + 2 * kstride, v + 3 * kstride, t.tW);
+        input_cols(ve[i], vo[i], v, v + kstride, v + 2 * kstride, v + 3 * kstride, t.nv);
       }
     }
   }
 }
 
-// Output transform of M[16][O][nu*tW] into the outputs of units [u0, u0+nu).
+// Output transform of M[16][O][ld] into the outputs of units [u0, u0+nu).
 // Each output row is produced as its even and odd columns, then interleaved.
-// `scratch` holds 12 rows of tW elements.
+// `scratch` holds 12 rows of t.nv.
 template <typename T>
-void transform_output(const WinogradShape& s, const Tiles& t, const T* M, const T* bias, int64_t u0,
-                      int64_t nu, T* out, T* scratch) {
-  const int64_t cols = nu * t.tW;
-  const int64_t kstride = s.O * cols;
+void transform_output(const WinogradShape& s, const Tiles& t, const T* M, int64_t ld,
+                      const T* bias, int64_t u0, int64_t nu, T* out, T* scratch) {
+  const int64_t kstride = s.O * ld;
   T* r[2][4];
   for (int i = 0; i < 2; ++i)
-    for (int j = 0; j < 4; ++j) r[i][j] = scratch + (i * 4 + j) * t.tW;
-  T* ye[2] = {scratch + 8 * t.tW, scratch + 9 * t.tW};
-  T* yo[2] = {scratch + 10 * t.tW, scratch + 11 * t.tW};
+    for (int j = 0; j < 4; ++j) r[i][j] = scratch + (i * 4 + j) * t.nv;
+  T* ye[2] = {scratch + 8 * t.nv, scratch + 9 * t.nv};
+  T* yo[2] = {scratch + 10 * t.nv, scratch + 11 * t.nv};
+  const int64_t pairs = s.OW / 2;
   for (int64_t o = 0; o < s.O; ++o) {
     const T b = bias ? bias[o] : T(0);
     for (int64_t u = 0; u < nu; ++u) {
       const int64_t n = (u0 + u) / t.tH, th = (u0 + u) % t.tH;
-      const T* m = M + o * cols + u * t.tW;
+      const T* m = M + o * ld + u * t.tW;
       for (int j = 0; j < 4; ++j)
         output_rows(m + j * kstride, m + (4 + j) * kstride, m + (8 + j) * kstride,
-                    m + (12 + j) * kstride, r[0][j], r[1][j], t.tW);
+                    m + (12 + j) * kstride, r[0][j], r[1][j], t.nv);
       T* plane = out + (n * s.O + o) * s.OH * s.OW;
       for (int i = 0; i < 2 && 2 * th + i < s.OH; ++i) {
-        output_cols(r[i][0], r[i][1], r[i][2], r[i][3], b, ye[i], yo[i], t.tW);
+        output_cols(r[i][0], r[i][1], r[i][2], r[i][3], b, ye[i], yo[i], t.nv);
         const T* e = ye[i];
         const T* od = yo[i];
         T* dst = plane + (2 * th + i) * s.OW;
-        const int64_t pairs = s.OW / 2;
         for (int64_t tw = 0; tw < pairs; ++tw) {
           dst[2 * tw] = e[tw];
           dst[2 * tw + 1] = od[tw];
@@ -202,45 +221,163 @@ void transform_output(const WinogradShape& s, const Tiles& t, const T* M, const 
   }
 }
 
+// Output-gradient transform of the units [u0, u0+nu) into Y[16][O][ld]:
+// (A gy A^T)[k] for each 2x2 tile gy of grad_out (zero past OH x OW), the
+// transposed output transform. `scratch` holds 13 rows of t.row().
+template <typename T>
+void transform_grad_output(const WinogradShape& s, const Tiles& t, const T* gout, int64_t u0,
+                           int64_t nu, T* Y, int64_t ld, T* scratch) {
+  const int64_t kstride = s.O * ld;
+  const int64_t R = t.row();
+  T* __restrict row = scratch;
+  T *even[2], *odd[2], *te[4], *to[4];
+  for (int r = 0; r < 2; ++r) {
+    even[r] = scratch + (1 + 2 * r) * R;
+    odd[r] = scratch + (2 + 2 * r) * R;
+  }
+  for (int r = 0; r < 4; ++r) {
+    te[r] = scratch + (5 + 2 * r) * R;
+    to[r] = scratch + (6 + 2 * r) * R;
+  }
+  for (int64_t o = 0; o < s.O; ++o) {
+    for (int64_t u = 0; u < nu; ++u) {
+      const int64_t n = (u0 + u) / t.tH, th = (u0 + u) % t.tH;
+      const T* plane = gout + (n * s.O + o) * s.OH * s.OW;
+      for (int r = 0; r < 2; ++r) {
+        const int64_t oh = 2 * th + r;
+        T* __restrict e = even[r];
+        T* __restrict od = odd[r];
+        if (oh >= s.OH) {
+          std::fill(e, e + t.nv, T(0));
+          std::fill(od, od + t.nv, T(0));
+          continue;
+        }
+        std::memcpy(row, plane + oh * s.OW, sizeof(T) * s.OW);
+        std::fill(row + s.OW, row + 2 * t.nv, T(0));
+        for (int64_t x = 0; x < t.nv; ++x) {
+          e[x] = row[2 * x];
+          od[x] = row[2 * x + 1];
+        }
+      }
+      grad_rows(even[0], even[1], te[0], te[1], te[2], te[3], t.nv);
+      grad_rows(odd[0], odd[1], to[0], to[1], to[2], to[3], t.nv);
+      T* dst = Y + o * ld + u * t.tW;
+      for (int i = 0; i < 4; ++i) {
+        T* y = dst + i * 4 * kstride;
+        grad_rows(te[i], to[i], y, y + kstride, y + 2 * kstride, y + 3 * kstride, t.nv);
+      }
+    }
+  }
+}
+
+// gw[o][c] += G^T gU[.][o][c] G, the 3x3 filter gradient from its transform.
+template <typename T>
+void add_filter_grads(const WinogradShape& s, const T* gU, T* gw) {
+  const int64_t OC = s.O * s.C;
+  for (int64_t oc = 0; oc < OC; ++oc) {
+    T x[4][4];
+    for (int k = 0; k < 16; ++k) x[k / 4][k % 4] = gU[k * OC + oc];
+    T r[3][4];  // G^T x
+    for (int j = 0; j < 4; ++j) {
+      r[0][j] = x[0][j] + T(0.5) * (x[1][j] + x[2][j]);
+      r[1][j] = T(0.5) * (x[1][j] - x[2][j]);
+      r[2][j] = T(0.5) * (x[1][j] + x[2][j]) + x[3][j];
+    }
+    T* g = gw + oc * 9;
+    for (int i = 0; i < 3; ++i) {  // (G^T x) G
+      g[i * 3 + 0] += r[i][0] + T(0.5) * (r[i][1] + r[i][2]);
+      g[i * 3 + 1] += T(0.5) * (r[i][1] - r[i][2]);
+      g[i * 3 + 2] += T(0.5) * (r[i][1] + r[i][2]) + r[i][3];
+    }
+  }
+}
+
 // Columns per block: V and M together ~kBlockBytes (they stay in the L3
 // cache between the transforms and the GEMMs), within [kMinCols, kMaxCols].
 constexpr int64_t kBlockBytes = int64_t{8} << 20;
 constexpr int64_t kMinCols = 128, kMaxCols = 1024;
 
+// Calls fn(u0, nu) over the thread's images [n0, n1) in blocks of whole
+// units, ~kBlockBytes of V and M (or Y) per block, after handing it the
+// buffers: V[16][C][ld], M[16][O][ld] and the scratch rows.
+struct Blocks {
+  int64_t unit_block;
+  template <typename T>
+  explicit Blocks(const WinogradShape& s, const Tiles& t, T /*type*/) {
+    const int64_t col_bytes = kPoints * (s.C + s.O) * static_cast<int64_t>(sizeof(T));
+    const int64_t target_cols = std::clamp<int64_t>(kBlockBytes / col_bytes, kMinCols, kMaxCols);
+    unit_block = std::max<int64_t>(1, target_cols / t.tW);
+  }
+};
+
+template <typename T, typename Fn>
+void for_blocks(const WinogradShape& s, const Tiles& t, int64_t n0, int64_t n1, Fn&& fn) {
+  const Blocks blocks(s, t, T(0));
+  const int64_t u_begin = n0 * t.tH, u_end = n1 * t.tH;
+  const int64_t nu_max = std::min(blocks.unit_block, u_end - u_begin);
+  const int64_t cols_max = nu_max * t.tW;
+  const int64_t ld = cols_max + kLanes;
+  T* V = thread_workspace<T>(WorkspaceSlot::Columns, static_cast<size_t>(kPoints * s.C * ld));
+  T* M = thread_workspace<T>(WorkspaceSlot::Gather, static_cast<size_t>(kPoints * s.O * ld));
+  T* scratch = thread_workspace<T>(WorkspaceSlot::Partial, static_cast<size_t>(17 * t.row()));
+  // Nothing writes M's padding, which the last unit's junk lanes may read:
+  // keep it finite.
+  for (int64_t r = 0; r < kPoints * s.O; ++r)
+    std::fill(M + r * ld + cols_max, M + (r + 1) * ld, T(0));
+  for (int64_t u0 = u_begin; u0 < u_end; u0 += nu_max)
+    fn(u0, std::min(nu_max, u_end - u0), V, M, ld, scratch);
+}
+
+// Runs fn(n0, n1) over the batch: images split across threads when there
+// are at least as many as threads, else all at once (Eigen threads the GEMMs).
+template <typename Fn>
+void for_images(int64_t N, Fn&& fn) {
+  if (N >= get_num_threads() && get_num_threads() > 1) {
+    parallel_for(0, N, 1, fn);
+  } else {
+    fn(0, N);
+  }
+}
+
 template <typename T>
 void winograd_impl(const WinogradShape& s, const T* in, const T* w, bool flip_transpose,
                    const T* bias, T* out) {
-  const Tiles t{(s.OH + 1) / 2, (s.OW + 1) / 2, 2 * ((s.OW + 1) / 2) + 2};
+  const Tiles t(s);
   T* U = thread_workspace<T>(WorkspaceSlot::Kernel, static_cast<size_t>(kPoints * s.O * s.C));
   transform_filters(s, w, flip_transpose, U);
-  const int64_t col_bytes = kPoints * (s.C + s.O) * static_cast<int64_t>(sizeof(T));
-  const int64_t target_cols = std::clamp<int64_t>(kBlockBytes / col_bytes, kMinCols, kMaxCols);
-  const int64_t unit_block = std::max<int64_t>(1, target_cols / t.tW);
-
-  auto run_images = [&](int64_t n0, int64_t n1) {
-    const int64_t u_begin = n0 * t.tH, u_end = n1 * t.tH;
-    const int64_t nu_max = std::min(unit_block, u_end - u_begin);
-    const int64_t cols_max = nu_max * t.tW;
-    T* V =
-        thread_workspace<T>(WorkspaceSlot::Columns, static_cast<size_t>(kPoints * s.C * cols_max));
-    T* M =
-        thread_workspace<T>(WorkspaceSlot::Gather, static_cast<size_t>(kPoints * s.O * cols_max));
-    T* rows = thread_workspace<T>(WorkspaceSlot::Partial, static_cast<size_t>(17 * t.Wp));
-    for (int64_t u0 = u_begin; u0 < u_end; u0 += nu_max) {
-      const int64_t nu = std::min(nu_max, u_end - u0);
+  for_images(s.N, [&](int64_t n0, int64_t n1) {
+    for_blocks<T>(s, t, n0, n1, [&](int64_t u0, int64_t nu, T* V, T* M, int64_t ld, T* scratch) {
       const int64_t cols = nu * t.tW;
-      transform_input(s, t, in, u0, nu, V, rows);
+      transform_input(s, t, in, u0, nu, V, ld, scratch);
       for (int64_t k = 0; k < kPoints; ++k)
-        gemm(false, false, s.O, cols, s.C, U + k * s.O * s.C, s.C, V + k * s.C * cols, cols,
-             M + k * s.O * cols, cols, false);
-      transform_output(s, t, M, bias, u0, nu, out, rows);
-    }
-  };
-  if (s.N >= get_num_threads() && get_num_threads() > 1) {
-    parallel_for(0, s.N, 1, run_images);
-  } else {
-    run_images(0, s.N);
-  }
+        gemm(false, false, s.O, cols, s.C, U + k * s.O * s.C, s.C, V + k * s.C * ld, ld,
+             M + k * s.O * ld, ld, false);
+      transform_output(s, t, M, ld, bias, u0, nu, out, scratch);
+    });
+  });
+}
+
+// gU[k] = sum over tiles of Y[k] @ V[k]^T (per thread), then
+// gw = G^T gU G, the per-thread parts summed under a lock.
+template <typename T>
+void winograd_weight_grad_impl(const WinogradShape& s, const T* in, const T* gout, T* gw) {
+  const Tiles t(s);
+  std::fill(gw, gw + s.O * s.C * 9, T(0));
+  std::mutex merge;
+  for_images(s.N, [&](int64_t n0, int64_t n1) {
+    T* gU = thread_workspace<T>(WorkspaceSlot::Kernel, static_cast<size_t>(kPoints * s.O * s.C));
+    std::fill(gU, gU + kPoints * s.O * s.C, T(0));
+    for_blocks<T>(s, t, n0, n1, [&](int64_t u0, int64_t nu, T* V, T* Y, int64_t ld, T* scratch) {
+      const int64_t cols = nu * t.tW;
+      transform_input(s, t, in, u0, nu, V, ld, scratch);
+      transform_grad_output(s, t, gout, u0, nu, Y, ld, scratch);
+      for (int64_t k = 0; k < kPoints; ++k)
+        gemm(false, true, s.O, s.C, cols, Y + k * s.O * ld, ld, V + k * s.C * ld, ld,
+             gU + k * s.O * s.C, s.C, true);
+    });
+    std::lock_guard<std::mutex> lock(merge);
+    add_filter_grads(s, gU, gw);
+  });
 }
 
 }  // namespace
@@ -253,6 +390,16 @@ void winograd_conv3x3(const WinogradShape& s, const float* in, const float* w, b
 void winograd_conv3x3(const WinogradShape& s, const double* in, const double* w,
                       bool flip_transpose, const double* bias, double* out) {
   winograd_impl(s, in, w, flip_transpose, bias, out);
+}
+
+void winograd_conv3x3_weight_grad(const WinogradShape& s, const float* in, const float* gout,
+                                  float* gw) {
+  winograd_weight_grad_impl(s, in, gout, gw);
+}
+
+void winograd_conv3x3_weight_grad(const WinogradShape& s, const double* in, const double* gout,
+                                  double* gw) {
+  winograd_weight_grad_impl(s, in, gout, gw);
 }
 
 }  // namespace graft::cpu

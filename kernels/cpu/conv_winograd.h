@@ -38,4 +38,11 @@ void winograd_conv3x3(const WinogradShape& s, const float* in, const float* w, b
 void winograd_conv3x3(const WinogradShape& s, const double* in, const double* w,
                       bool flip_transpose, const double* bias, double* out);
 
+// gw[O,C,3,3] = the weight gradient of out = conv3x3(in, w) given
+// gout[N,O,OH,OW] (overwritten, not accumulated).
+void winograd_conv3x3_weight_grad(const WinogradShape& s, const float* in, const float* gout,
+                                  float* gw);
+void winograd_conv3x3_weight_grad(const WinogradShape& s, const double* in, const double* gout,
+                                  double* gw);
+
 }  // namespace graft::cpu
