@@ -57,14 +57,22 @@ void transform_filters(const WinogradShape& s, const T* w, bool flip_transpose, 
   }
 }
 
-// The row and column passes of the transforms, on whole vectors of n
-// elements (one element per tile); separate functions so that the compiler
-// sees unaliased pointers and vectorises them.
+// The passes of the transforms run over whole multiples of kLanes elements,
+// so that they vectorise without scalar tails (rows of 4-28 tiles would be
+// mostly tail). The extra lanes compute junk that is never stored in the
+// output: scratch rows are long enough, and V and M rows are `ld` >= cols +
+// kLanes apart, a unit's junk landing on the next unit's columns (written
+// after it) or on the row's padding. Each pass is its own function so that
+// the compiler sees unaliased pointers.
+constexpr int64_t kLanes = 8;
+
+int64_t round_up(int64_t n) { return (n + kLanes - 1) / kLanes * kLanes; }
+
 template <typename T>
 void input_rows(const T* __restrict d0, const T* __restrict d1, const T* __restrict d2,
                 const T* __restrict d3, T* __restrict v0, T* __restrict v1, T* __restrict v2,
                 T* __restrict v3, int64_t n) {
-  for (int64_t x = 0; x < n; ++x) {  // B^T d
+  for (int64_t x = 0; x < n; ++x) {  // B^T d, four input rows at once
     v0[x] = d0[x] - d2[x];
     v1[x] = d1[x] + d2[x];
     v2[x] = d2[x] - d1[x];
@@ -73,13 +81,13 @@ void input_rows(const T* __restrict d0, const T* __restrict d1, const T* __restr
 }
 
 template <typename T>
-void input_cols(const T* __restrict e, const T* __restrict o, T* __restrict v0, T* __restrict v1,
-                T* __restrict v2, T* __restrict v3, int64_t n) {
-  for (int64_t x = 0; x < n; ++x) {  // (.) B: columns 2x..2x+3 are e[x], o[x], e[x+1], o[x+1]
-    v0[x] = e[x] - e[x + 1];
-    v1[x] = o[x] + e[x + 1];
-    v2[x] = e[x + 1] - o[x];
-    v3[x] = o[x] - o[x + 1];
+void input_cols(const T* __restrict r, T* __restrict v0, T* __restrict v1, T* __restrict v2,
+                T* __restrict v3, int64_t n) {
+  for (int64_t x = 0; x < n; ++x) {  // (.) B: tile x reads columns 2x..2x+3 of row r
+    v0[x] = r[2 * x] - r[2 * x + 2];
+    v1[x] = r[2 * x + 1] + r[2 * x + 2];
+    v2[x] = r[2 * x + 2] - r[2 * x + 1];
+    v3[x] = r[2 * x + 1] - r[2 * x + 3];
   }
 }
 
@@ -94,27 +102,17 @@ void output_rows(const T* __restrict m0, const T* __restrict m1, const T* __rest
 
 template <typename T>
 void output_cols(const T* __restrict a0, const T* __restrict a1, const T* __restrict a2,
-                 const T* __restrict a3, T b, T* __restrict e, T* __restrict o, int64_t n) {
+                 const T* __restrict a3, T b, T* __restrict y, int64_t n) {
   for (int64_t x = 0; x < n; ++x) {  // (.) A (+ bias): output columns 2x and 2x+1
-    e[x] = a0[x] + a1[x] + a2[x] + b;
-    o[x] = a1[x] - a2[x] - a3[x] + b;
+    y[2 * x] = a0[x] + a1[x] + a2[x] + b;
+    y[2 * x + 1] = a1[x] - a2[x] - a3[x] + b;
   }
 }
-
-// The tile-wise passes run over whole multiples of kLanes elements, so that
-// they vectorise without scalar tails (rows of 4-28 tiles are mostly tail
-// otherwise). The extra lanes compute junk that is never stored in the
-// output: scratch rows are long enough, and V and M rows are `ld` >= cols +
-// kLanes apart, a unit's junk landing on the next unit's columns (written
-// after it) or on the row's padding.
-constexpr int64_t kLanes = 16;
-
-int64_t round_up(int64_t n) { return (n + kLanes - 1) / kLanes * kLanes; }
 
 template <typename T>
 void grad_rows(const T* __restrict a, const T* __restrict b, T* __restrict t0, T* __restrict t1,
                T* __restrict t2, T* __restrict t3, int64_t n) {
-  for (int64_t x = 0; x < n; ++x) {  // A (a; b): the transposed output transform
+  for (int64_t x = 0; x < n; ++x) {  // A (a; b): rows of the transposed output transform
     t0[x] = a[x];
     t1[x] = a[x] + b[x];
     t2[x] = a[x] - b[x];
@@ -122,81 +120,83 @@ void grad_rows(const T* __restrict a, const T* __restrict b, T* __restrict t0, T
   }
 }
 
+template <typename T>
+void grad_cols(const T* __restrict r, T* __restrict t0, T* __restrict t1, T* __restrict t2,
+               T* __restrict t3, int64_t n) {
+  for (int64_t x = 0; x < n; ++x) {  // (.) A^T: tile x reads columns 2x, 2x+1
+    t0[x] = r[2 * x];
+    t1[x] = r[2 * x] + r[2 * x + 1];
+    t2[x] = r[2 * x] - r[2 * x + 1];
+    t3[x] = -r[2 * x + 1];
+  }
+}
+
 struct Tiles {
   int64_t tH, tW;  // tiles per image along each axis
   int64_t nv;      // tile-wise pass length: tW rounded up
-  int64_t half;    // even (odd) columns split from a padded row: > nv
+  int64_t wide;    // row-wise pass length: 2 * nv + 2 (the columns tiles read) rounded up
   explicit Tiles(const WinogradShape& s)
-      : tH((s.OH + 1) / 2), tW((s.OW + 1) / 2), nv(round_up(tW)), half(nv + kLanes) {}
-  int64_t row() const { return 2 * half; }  // scratch row length
+      : tH((s.OH + 1) / 2), tW((s.OW + 1) / 2), nv(round_up(tW)), wide(round_up(2 * nv + 2)) {}
 };
 
 // Input transform of the units [u0, u0+nu) (unit u = image u / tH, tile row
-// u % tH) into V[16][C][ld]. Each padded input row is split into its even
-// and odd columns first, so that every later pass reads and writes
-// contiguous vectors: tile tw reads padded columns 2tw..2tw+3, i.e. even[tw],
-// odd[tw], even[tw+1], odd[tw+1]. `scratch` holds 17 rows of t.row().
+// u % tH) into V[16][C][ld]: the four input rows a tile row reads, padded,
+// then B^T over the rows as whole vectors, then B per tile (stride 2).
+// `scratch` holds 9 rows of t.wide.
 template <typename T>
 void transform_input(const WinogradShape& s, const Tiles& t, const T* in, int64_t u0, int64_t nu,
                      T* V, int64_t ld, T* scratch) {
   const int64_t kstride = s.C * ld;
-  const int64_t R = t.row();
-  T* __restrict row = scratch;
-  T *even[4], *odd[4], *ve[4], *vo[4];
+  T* __restrict zero = scratch;
+  T* d[4];
+  T* v[4];
   for (int r = 0; r < 4; ++r) {
-    even[r] = scratch + (1 + 2 * r) * R;
-    odd[r] = scratch + (2 + 2 * r) * R;
-    ve[r] = scratch + (9 + 2 * r) * R;
-    vo[r] = scratch + (10 + 2 * r) * R;
+    d[r] = scratch + (1 + r) * t.wide;
+    v[r] = scratch + (5 + r) * t.wide;
   }
+  std::fill(zero, zero + t.wide, T(0));
   // Padded columns [x_lo, x_hi) hold in[.., iw = x - pad_w].
-  const int64_t x_lo = std::min(s.pad_w, R);
-  const int64_t x_hi = std::clamp(s.W + s.pad_w, x_lo, R);
+  const int64_t x_lo = std::min(s.pad_w, t.wide);
+  const int64_t x_hi = std::clamp(s.W + s.pad_w, x_lo, t.wide);
   for (int64_t c = 0; c < s.C; ++c) {
     for (int64_t u = 0; u < nu; ++u) {
       const int64_t n = (u0 + u) / t.tH, th = (u0 + u) % t.tH;
       const T* plane = in + (n * s.C + c) * s.H * s.W;
+      const T* rows[4];
       for (int r = 0; r < 4; ++r) {
         const int64_t ih = 2 * th - s.pad_h + r;
-        T* __restrict e = even[r];
-        T* __restrict o = odd[r];
         if (ih < 0 || ih >= s.H) {
-          std::fill(e, e + t.half, T(0));
-          std::fill(o, o + t.half, T(0));
+          rows[r] = zero;
           continue;
         }
+        T* row = d[r];
         std::fill(row, row + x_lo, T(0));
         std::memcpy(row + x_lo, plane + ih * s.W + (x_lo - s.pad_w), sizeof(T) * (x_hi - x_lo));
-        std::fill(row + x_hi, row + R, T(0));
-        for (int64_t x = 0; x < t.half; ++x) {
-          e[x] = row[2 * x];
-          o[x] = row[2 * x + 1];
-        }
+        std::fill(row + x_hi, row + t.wide, T(0));
+        rows[r] = row;
       }
-      input_rows(even[0], even[1], even[2], even[3], ve[0], ve[1], ve[2], ve[3], t.half);
-      input_rows(odd[0], odd[1], odd[2], odd[3], vo[0], vo[1], vo[2], vo[3], t.half);
+      input_rows(rows[0], rows[1], rows[2], rows[3], v[0], v[1], v[2], v[3], t.wide);
       T* dst = V + c * ld + u * t.tW;
       for (int i = 0; i < 4; ++i) {
-        T* v = dst + i * 4 * kstride;
-        input_cols(ve[i], vo[i], v, v + kstride, v + 2 * kstride, v + 3 * kstride, t.nv);
+        T* o = dst + i * 4 * kstride;
+        input_cols(v[i], o, o + kstride, o + 2 * kstride, o + 3 * kstride, t.nv);
       }
     }
   }
 }
 
-// Output transform of M[16][O][ld] into the outputs of units [u0, u0+nu).
-// Each output row is produced as its even and odd columns, then interleaved.
-// `scratch` holds 12 rows of t.nv.
+// Output transform of M[16][O][ld] into the outputs of units [u0, u0+nu):
+// A^T over the 4x4 points' rows as whole vectors, then A per tile into a
+// row of 2 * nv outputs, of which OW are copied. `scratch` holds 9 rows of
+// t.wide.
 template <typename T>
-void transform_output(const WinogradShape& s, const Tiles& t, const T* M, int64_t ld,
-                      const T* bias, int64_t u0, int64_t nu, T* out, T* scratch) {
+void transform_output(const WinogradShape& s, const Tiles& t, const T* M, int64_t ld, const T* bias,
+                      int64_t u0, int64_t nu, T* out, T* scratch) {
   const int64_t kstride = s.O * ld;
   T* r[2][4];
   for (int i = 0; i < 2; ++i)
-    for (int j = 0; j < 4; ++j) r[i][j] = scratch + (i * 4 + j) * t.nv;
-  T* ye[2] = {scratch + 8 * t.nv, scratch + 9 * t.nv};
-  T* yo[2] = {scratch + 10 * t.nv, scratch + 11 * t.nv};
-  const int64_t pairs = s.OW / 2;
+    for (int j = 0; j < 4; ++j) r[i][j] = scratch + (i * 4 + j) * t.wide;
+  T* y = scratch + 8 * t.wide;
   for (int64_t o = 0; o < s.O; ++o) {
     const T b = bias ? bias[o] : T(0);
     for (int64_t u = 0; u < nu; ++u) {
@@ -207,15 +207,8 @@ void transform_output(const WinogradShape& s, const Tiles& t, const T* M, int64_
                     m + (12 + j) * kstride, r[0][j], r[1][j], t.nv);
       T* plane = out + (n * s.O + o) * s.OH * s.OW;
       for (int i = 0; i < 2 && 2 * th + i < s.OH; ++i) {
-        output_cols(r[i][0], r[i][1], r[i][2], r[i][3], b, ye[i], yo[i], t.nv);
-        const T* e = ye[i];
-        const T* od = yo[i];
-        T* dst = plane + (2 * th + i) * s.OW;
-        for (int64_t tw = 0; tw < pairs; ++tw) {
-          dst[2 * tw] = e[tw];
-          dst[2 * tw + 1] = od[tw];
-        }
-        if (s.OW % 2) dst[s.OW - 1] = e[pairs];
+        output_cols(r[i][0], r[i][1], r[i][2], r[i][3], b, y, t.nv);
+        std::memcpy(plane + (2 * th + i) * s.OW, y, sizeof(T) * s.OW);
       }
     }
   }
@@ -223,48 +216,36 @@ void transform_output(const WinogradShape& s, const Tiles& t, const T* M, int64_
 
 // Output-gradient transform of the units [u0, u0+nu) into Y[16][O][ld]:
 // (A gy A^T)[k] for each 2x2 tile gy of grad_out (zero past OH x OW), the
-// transposed output transform. `scratch` holds 13 rows of t.row().
+// transposed output transform. `scratch` holds 9 rows of t.wide.
 template <typename T>
 void transform_grad_output(const WinogradShape& s, const Tiles& t, const T* gout, int64_t u0,
                            int64_t nu, T* Y, int64_t ld, T* scratch) {
   const int64_t kstride = s.O * ld;
-  const int64_t R = t.row();
-  T* __restrict row = scratch;
-  T *even[2], *odd[2], *te[4], *to[4];
-  for (int r = 0; r < 2; ++r) {
-    even[r] = scratch + (1 + 2 * r) * R;
-    odd[r] = scratch + (2 + 2 * r) * R;
-  }
-  for (int r = 0; r < 4; ++r) {
-    te[r] = scratch + (5 + 2 * r) * R;
-    to[r] = scratch + (6 + 2 * r) * R;
-  }
+  T* __restrict zero = scratch;
+  T* d[2] = {scratch + t.wide, scratch + 2 * t.wide};
+  T* r[4];
+  for (int i = 0; i < 4; ++i) r[i] = scratch + (3 + i) * t.wide;
+  std::fill(zero, zero + t.wide, T(0));
   for (int64_t o = 0; o < s.O; ++o) {
     for (int64_t u = 0; u < nu; ++u) {
       const int64_t n = (u0 + u) / t.tH, th = (u0 + u) % t.tH;
       const T* plane = gout + (n * s.O + o) * s.OH * s.OW;
-      for (int r = 0; r < 2; ++r) {
-        const int64_t oh = 2 * th + r;
-        T* __restrict e = even[r];
-        T* __restrict od = odd[r];
+      const T* rows[2];
+      for (int i = 0; i < 2; ++i) {
+        const int64_t oh = 2 * th + i;
         if (oh >= s.OH) {
-          std::fill(e, e + t.nv, T(0));
-          std::fill(od, od + t.nv, T(0));
+          rows[i] = zero;
           continue;
         }
-        std::memcpy(row, plane + oh * s.OW, sizeof(T) * s.OW);
-        std::fill(row + s.OW, row + 2 * t.nv, T(0));
-        for (int64_t x = 0; x < t.nv; ++x) {
-          e[x] = row[2 * x];
-          od[x] = row[2 * x + 1];
-        }
+        std::memcpy(d[i], plane + oh * s.OW, sizeof(T) * s.OW);
+        std::fill(d[i] + s.OW, d[i] + t.wide, T(0));
+        rows[i] = d[i];
       }
-      grad_rows(even[0], even[1], te[0], te[1], te[2], te[3], t.nv);
-      grad_rows(odd[0], odd[1], to[0], to[1], to[2], to[3], t.nv);
+      grad_rows(rows[0], rows[1], r[0], r[1], r[2], r[3], t.wide);
       T* dst = Y + o * ld + u * t.tW;
       for (int i = 0; i < 4; ++i) {
-        T* y = dst + i * 4 * kstride;
-        grad_rows(te[i], to[i], y, y + kstride, y + 2 * kstride, y + 3 * kstride, t.nv);
+        T* g = dst + i * 4 * kstride;
+        grad_cols(r[i], g, g + kstride, g + 2 * kstride, g + 3 * kstride, t.nv);
       }
     }
   }
@@ -319,7 +300,7 @@ void for_blocks(const WinogradShape& s, const Tiles& t, int64_t n0, int64_t n1, 
   const int64_t ld = cols_max + kLanes;
   T* V = thread_workspace<T>(WorkspaceSlot::Columns, static_cast<size_t>(kPoints * s.C * ld));
   T* M = thread_workspace<T>(WorkspaceSlot::Gather, static_cast<size_t>(kPoints * s.O * ld));
-  T* scratch = thread_workspace<T>(WorkspaceSlot::Partial, static_cast<size_t>(17 * t.row()));
+  T* scratch = thread_workspace<T>(WorkspaceSlot::Partial, static_cast<size_t>(9 * t.wide));
   // Nothing writes M's padding, which the last unit's junk lanes may read:
   // keep it finite.
   for (int64_t r = 0; r < kPoints * s.O; ++r)
