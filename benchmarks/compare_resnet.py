@@ -3,7 +3,7 @@ same loops in PyTorch, with the same thread count, in one command.
 
     python3 benchmarks/compare_resnet.py [--bench build/benchmarks/bench_resnet]
         [--threads N] [--min-time S] [--repeats R] [--cases all|CASE,...]
-        [--json out.json]
+        [--json out.json] [--torch-env KEY=VALUE ...]
 
 Cases (issue 15's targets): r18-224-train, r18-224-infer, r18-224-feat
 (frozen backbone, BN frozen, only fc learns), r18-32-train (batch 128),
@@ -17,6 +17,16 @@ CPU GEMM graft ran (baseline or avx512: GRAFT_CPU_ISA chooses): a ratio taken on
 loaded machine is not a measurement. PyTorch gets torch.set_num_threads(N)
 and runs without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, so its BLAS picks its
 own kernels.
+
+--torch-env sets variables for the PyTorch children only. graft keeps freed
+large blocks for reuse (core/cpu_alloc.cpp); PyTorch's CPU allocator returns
+them to glibc, which unmaps them, so every step faults its activations in
+again. Where page faults are expensive (some VMs: ~7 us each) that alone can
+halve PyTorch's rate. To compare compute with compute, give PyTorch a caching
+allocator as well, e.g.
+    --torch-env LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 \
+    --torch-env MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1,retain:true
+(Debian's libjemalloc2) and report both.
 """
 import argparse
 import json
@@ -103,8 +113,8 @@ def torch_worker(case, threads, min_time):
     print(json.dumps({"items_per_second": n * batch / elapsed}))
 
 
-def torch_run(case, threads, min_time):
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+def torch_run(case, threads, min_time, extra_env):
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), **extra_env)
     env.pop("OPENBLAS_CORETYPE", None)
     env.pop("OPENBLAS_L2_SIZE", None)
     out, rss = run_child([sys.executable, os.path.abspath(__file__), "--torch-worker", case,
@@ -141,8 +151,16 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cases", default="all")
     ap.add_argument("--json")
+    ap.add_argument("--torch-env", action="append", default=[], metavar="KEY=VALUE",
+                    help="an environment variable for the PyTorch runs only (repeatable)")
     ap.add_argument("--torch-worker", choices=sorted(CASES))
     args = ap.parse_args()
+    torch_env = {}
+    for kv in args.torch_env:
+        key, sep, value = kv.partition("=")
+        if not sep or not key:
+            sys.exit(f"--torch-env takes KEY=VALUE, got '{kv}'")
+        torch_env[key] = value
     if args.torch_worker:
         torch_worker(args.torch_worker, args.threads, args.min_time)
         return
@@ -153,6 +171,7 @@ def main():
         if c not in CASES:
             sys.exit(f"unknown case '{c}' (known: {', '.join(sorted(CASES))})")
     info = machine(args.bench)
+    info["torch_env"] = " ".join(args.torch_env) or "(none)"
     info["load_before"] = os.getloadavg()
     for k, v in info.items():
         print(f"# {k}: {v}")
@@ -167,7 +186,7 @@ def main():
             ips, rss = graft_run(args.bench, c, args.threads, args.min_time)
             g.append(ips)
             g_rss.append(rss)
-            ips, rss = torch_run(c, args.threads, args.min_time)
+            ips, rss = torch_run(c, args.threads, args.min_time, torch_env)
             t.append(ips)
             t_rss.append(rss)
         ratios = [a / b for a, b in zip(g, t)]
