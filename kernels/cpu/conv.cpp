@@ -43,6 +43,7 @@
 #include "core/error.h"
 #include "core/kernels.h"
 #include "core/parallel.h"
+#include "kernels/cpu/conv_images.h"
 #include "kernels/cpu/conv_winograd.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/workspace.h"
@@ -318,16 +319,6 @@ void col2im(const T* col, const ConvGeometry& g, const F::Conv2dParams& p, T* in
         }
       }
     }
-  }
-}
-
-// Runs fn(image_begin, image_end) over the batch with the threading policy above.
-template <typename Fn>
-void for_images(int64_t N, Fn&& fn) {
-  if (N >= get_num_threads() && get_num_threads() > 1) {
-    parallel_for(0, N, 1, fn);
-  } else {
-    fn(0, N);
   }
 }
 

@@ -9,9 +9,9 @@
 //                                        pass per tile, stride 2)
 //   M[16][O][cols] <- 16 GEMMs
 //   out            <- output transform  (the same two passes, reversed)
-// Threading follows conv.cpp: images split across threads (single-threaded
-// GEMMs) when the batch has at least as many images as threads, otherwise
-// one block after another with Eigen threading each GEMM.
+// The weight gradient runs the input transform and the transposed output
+// transform (of grad_out) per block and accumulates 16 GEMMs Y[k] @ V[k]^T.
+// Threading is conv.cpp's (conv_images.h).
 #include "kernels/cpu/conv_winograd.h"
 
 #include <algorithm>
@@ -19,6 +19,7 @@
 #include <mutex>
 
 #include "core/parallel.h"
+#include "kernels/cpu/conv_images.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/workspace.h"
 
@@ -278,24 +279,16 @@ void add_filter_grads(const WinogradShape& s, const T* gU, T* gw) {
 constexpr int64_t kBlockBytes = int64_t{8} << 20;
 constexpr int64_t kMinCols = 128, kMaxCols = 1024;
 
-// Calls fn(u0, nu) over the thread's images [n0, n1) in blocks of whole
-// units, ~kBlockBytes of V and M (or Y) per block, after handing it the
-// buffers: V[16][C][ld], M[16][O][ld] and the scratch rows.
-struct Blocks {
-  int64_t unit_block;
-  template <typename T>
-  explicit Blocks(const WinogradShape& s, const Tiles& t, T /*type*/) {
-    const int64_t col_bytes = kPoints * (s.C + s.O) * static_cast<int64_t>(sizeof(T));
-    const int64_t target_cols = std::clamp<int64_t>(kBlockBytes / col_bytes, kMinCols, kMaxCols);
-    unit_block = std::max<int64_t>(1, target_cols / t.tW);
-  }
-};
-
+// Calls fn(u0, nu, V, M, ld, scratch) over the units of images [n0, n1) in
+// blocks of whole units, ~kBlockBytes of V[16][C][ld] and M[16][O][ld] (or
+// Y) per block, with the thread's buffers.
 template <typename T, typename Fn>
 void for_blocks(const WinogradShape& s, const Tiles& t, int64_t n0, int64_t n1, Fn&& fn) {
-  const Blocks blocks(s, t, T(0));
+  const int64_t col_bytes = kPoints * (s.C + s.O) * static_cast<int64_t>(sizeof(T));
+  const int64_t target_cols = std::clamp<int64_t>(kBlockBytes / col_bytes, kMinCols, kMaxCols);
+  const int64_t unit_block = std::max<int64_t>(1, target_cols / t.tW);
   const int64_t u_begin = n0 * t.tH, u_end = n1 * t.tH;
-  const int64_t nu_max = std::min(blocks.unit_block, u_end - u_begin);
+  const int64_t nu_max = std::min(unit_block, u_end - u_begin);
   const int64_t cols_max = nu_max * t.tW;
   const int64_t ld = cols_max + kLanes;
   T* V = thread_workspace<T>(WorkspaceSlot::Columns, static_cast<size_t>(kPoints * s.C * ld));
@@ -307,17 +300,6 @@ void for_blocks(const WinogradShape& s, const Tiles& t, int64_t n0, int64_t n1, 
     std::fill(M + r * ld + cols_max, M + (r + 1) * ld, T(0));
   for (int64_t u0 = u_begin; u0 < u_end; u0 += nu_max)
     fn(u0, std::min(nu_max, u_end - u0), V, M, ld, scratch);
-}
-
-// Runs fn(n0, n1) over the batch: images split across threads when there
-// are at least as many as threads, else all at once (Eigen threads the GEMMs).
-template <typename Fn>
-void for_images(int64_t N, Fn&& fn) {
-  if (N >= get_num_threads() && get_num_threads() > 1) {
-    parallel_for(0, N, 1, fn);
-  } else {
-    fn(0, N);
-  }
 }
 
 template <typename T>

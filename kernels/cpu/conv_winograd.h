@@ -17,7 +17,8 @@
 //
 // Numerics: the transforms add and subtract (and halve) a few values, so the
 // float32 rounding error per output is a small constant factor above the
-// direct sum's; tests bound it against float64 (test_conv_winograd.cpp).
+// direct sum's; tests bound it against float64 (NnOps.Conv2dWinograd* in
+// tests/test_nn_ops.cpp).
 #pragma once
 
 #include <cstdint>
