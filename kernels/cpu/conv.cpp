@@ -128,7 +128,7 @@ struct ConvGeometry {
 // stride-1 kernel, groups 1, no dilation and padding 0-2 (the input gradient
 // runs with padding 2 - pad). Auto takes it where it was measured to pay
 // (benchmarks/RESULTS.md, round 9): outputs of at least kWinogradMinSide
-// pixels a side (ResNet18 at 224x224: layers 1-3 gained 8-25% forward; the
+// pixels a side (ResNet18 at 224x224: layers 1-3 ran 1.2-1.4x faster; the
 // 7x7 layer4, whose 2x2 tiles waste a quarter of their work, and every layer
 // at 32x32 lost) and batches that keep every thread on its own images (the
 // transforms are not split across threads within an image).
