@@ -23,7 +23,7 @@ CpuIsa cpu_gemm_isa();
 void set_cpu_gemm_isa(CpuIsa isa);  // throws graft::Error when unavailable
 
 // The CPU algorithm for 3x3 stride-1 convolutions (groups 1, no dilation,
-// padding 0-2), forward and input gradient: im2col + GEMM, or Winograd
+// padding 0-2), forward and both gradients: im2col + GEMM, or Winograd
 // F(2x2,3x3) (kernels/cpu/conv_winograd.h). Auto picks Winograd for the
 // shapes where it was measured to pay (kernels/cpu/conv.cpp). Read from
 // GRAFT_CONV_CPU=auto|gemm|winograd at the first convolution; other values

@@ -280,7 +280,7 @@ std::vector<Tensor> conv_results(CpuConvAlgo algo, const Tensor& x, const Tensor
 
 TEST(NnOps, Conv2dWinogradMatchesGemmInFloat64) {
   // Winograd F(2x2,3x3) (kernels/cpu/conv_winograd.cpp) against im2col +
-  // GEMM, output and input gradient (the weight gradient always runs GEMM).
+  // GEMM: output and the input, weight and bias gradients.
   // In float64 both are the exact sum up to ~1e-15 relative rounding, so
   // 1e-12 separates a wrong tile, padding or flip (errors of order 1) from
   // rounding with a wide margin. The shapes cover odd output sizes (a last
