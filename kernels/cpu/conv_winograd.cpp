@@ -132,6 +132,17 @@ void grad_cols(const T* __restrict r, T* __restrict t0, T* __restrict t1, T* __r
   }
 }
 
+// Copies the `width` elements at src into buf[pad, pad + width), clipped to
+// buf[0, wide), with zeros elsewhere in buf[0, wide); returns buf.
+template <typename T>
+const T* padded_row(const T* src, int64_t width, int64_t pad, int64_t wide, T* buf) {
+  const int64_t lo = std::min(pad, wide), hi = std::clamp(width + pad, lo, wide);
+  std::fill(buf, buf + lo, T(0));
+  std::memcpy(buf + lo, src + (lo - pad), sizeof(T) * (hi - lo));
+  std::fill(buf + hi, buf + wide, T(0));
+  return buf;
+}
+
 struct Tiles {
   int64_t tH, tW;  // tiles per image along each axis
   int64_t nv;      // tile-wise pass length: tW rounded up
@@ -156,9 +167,6 @@ void transform_input(const WinogradShape& s, const Tiles& t, const T* in, int64_
     v[r] = scratch + (5 + r) * t.wide;
   }
   std::fill(zero, zero + t.wide, T(0));
-  // Padded columns [x_lo, x_hi) hold in[.., iw = x - pad_w].
-  const int64_t x_lo = std::min(s.pad_w, t.wide);
-  const int64_t x_hi = std::clamp(s.W + s.pad_w, x_lo, t.wide);
   for (int64_t c = 0; c < s.C; ++c) {
     for (int64_t u = 0; u < nu; ++u) {
       const int64_t n = (u0 + u) / t.tH, th = (u0 + u) % t.tH;
@@ -166,15 +174,8 @@ void transform_input(const WinogradShape& s, const Tiles& t, const T* in, int64_
       const T* rows[4];
       for (int r = 0; r < 4; ++r) {
         const int64_t ih = 2 * th - s.pad_h + r;
-        if (ih < 0 || ih >= s.H) {
-          rows[r] = zero;
-          continue;
-        }
-        T* row = d[r];
-        std::fill(row, row + x_lo, T(0));
-        std::memcpy(row + x_lo, plane + ih * s.W + (x_lo - s.pad_w), sizeof(T) * (x_hi - x_lo));
-        std::fill(row + x_hi, row + t.wide, T(0));
-        rows[r] = row;
+        rows[r] =
+            ih < 0 || ih >= s.H ? zero : padded_row(plane + ih * s.W, s.W, s.pad_w, t.wide, d[r]);
       }
       input_rows(rows[0], rows[1], rows[2], rows[3], v[0], v[1], v[2], v[3], t.wide);
       T* dst = V + c * ld + u * t.tW;
@@ -234,13 +235,7 @@ void transform_grad_output(const WinogradShape& s, const Tiles& t, const T* gout
       const T* rows[2];
       for (int i = 0; i < 2; ++i) {
         const int64_t oh = 2 * th + i;
-        if (oh >= s.OH) {
-          rows[i] = zero;
-          continue;
-        }
-        std::memcpy(d[i], plane + oh * s.OW, sizeof(T) * s.OW);
-        std::fill(d[i] + s.OW, d[i] + t.wide, T(0));
-        rows[i] = d[i];
+        rows[i] = oh >= s.OH ? zero : padded_row(plane + oh * s.OW, s.OW, int64_t{0}, t.wide, d[i]);
       }
       grad_rows(rows[0], rows[1], r[0], r[1], r[2], r[3], t.wide);
       T* dst = Y + o * ld + u * t.tW;
