@@ -1,5 +1,6 @@
 // Core throughput: 2048x2048 float32 matmul through graft and through plain
-// Eigen (same binary, same threads), and a broadcasting add.
+// Eigen (same binary, same threads), a broadcasting add, and a large add
+// (memory bandwidth).
 #include <benchmark/benchmark.h>
 
 #include <Eigen/Core>
@@ -63,12 +64,27 @@ void BM_GraftAddBroadcast(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * rows * cols * 2 * 4);
 }
 
+// a + b on two 32 Mi-float tensors (128 MiB each, far beyond any cache): the
+// memory bandwidth graft's elementwise kernels reach, the roof of BatchNorm,
+// ReLU and pooling (benchmarks/roofline.py). Bytes = read a, b + write out.
+void BM_GraftAddLarge(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  graft::Generator gen(0);
+  graft::Tensor a = graft::randn({n}, {}, &gen), b = graft::randn({n}, {}, &gen);
+  for (auto _ : state) {
+    graft::Tensor c = graft::add(a, b);
+    benchmark::DoNotOptimize(c.raw_data());
+  }
+  state.SetBytesProcessed(state.iterations() * n * 3 * 4);
+}
+
 }  // namespace
 
 BENCHMARK(BM_GraftMatmul)->Arg(kN)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_EigenMatmul)->Arg(kN)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_GraftMatmulTransposed)->Arg(kN)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_GraftAddBroadcast)->Arg(8192)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_GraftAddLarge)->Arg(int64_t{32} << 20)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 #ifndef GRAFT_BENCH_KERNELS  // graft-bench-kernels links benchmark_main instead
 BENCHMARK_MAIN();

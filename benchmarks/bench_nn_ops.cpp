@@ -13,6 +13,19 @@ namespace {
 
 using namespace graft;
 
+// glibc serves allocations above its mmap threshold (128 KiB at start) with
+// fresh mappings, and raises the threshold to the size of the largest mapped
+// block freed so far. Eigen allocates its GEMM packing buffers per call, so
+// until a large block has been freed every GEMM maps, page-faults and unmaps
+// them: layer3_3x3 alone ran at 54 ms instead of 20. A training process frees
+// large blocks in its first step; one 16 MiB block freed here does the same
+// (32 MiB is glibc's cap for the adjustment).
+[[maybe_unused]] const bool kMallocWarmed = [] {
+  void* volatile block = std::malloc(size_t{16} << 20);  // volatile: not elided
+  std::free(block);
+  return true;
+}();
+
 struct ConvShape {
   const char* name;
   int64_t C, H, O, k, stride, pad;
