@@ -3,10 +3,11 @@
 //
 // Seeds alone cannot pair the two engines: the K-shot subset, the batch order,
 // the flips and the new head's initial weights come from each engine's own
-// random streams. This program runs the demo's fine-tune mode (the source's
-// backbone under a new 5-class head, every parameter training, SGD lr 0.01,
-// momentum 0.9, weight decay 5e-4, batch 32, random flips, 30 epochs for K <=
-// 30) through train::fit, as train/demo.cpp does, and writes to OUT:
+// random streams. This program runs the demo's fine-tune mode with the demo's
+// own pieces (train/demo.h: the target task, the mode's model and its SGD
+// settings at their defaults: lr 0.01, momentum 0.9, weight decay 5e-4) and
+// its schedule for K <= 30 (batch 32, random flips, 30 epochs) through
+// train::fit, and writes to OUT:
 //   init.pth            the model before the first step (torchvision names)
 //   subset_x.npy / _y   the K-per-class training images [n,3,32,32] and labels
 //   step_NNN.npy        each step's input batch, after its flips
@@ -27,24 +28,12 @@
 #include "io/npy.h"
 #include "io/pth.h"
 #include "io/state_dict.h"
-#include "nn/models/registry.h"
 #include "optim/optimizer.h"
+#include "train/demo.h"
 #include "train/finetune.h"
 #include "train/fit.h"
 
 using namespace graft;
-
-namespace {
-
-data::DatasetPtr target_split(bool train) {
-  data::FashionMNIST::Options fo;
-  fo.train = train;
-  fo.classes = {5, 6, 7, 8, 9};
-  data::FashionMNIST ds(fo);
-  return std::make_shared<data::TensorDataset>(ds.preprocess(ds.images()), ds.labels());
-}
-
-}  // namespace
 
 int main(int argc, char** argv) try {
   if (argc < 4) {
@@ -55,7 +44,10 @@ int main(int argc, char** argv) try {
   const uint64_t seed = std::stoull(argv[3]);
   const int64_t k = argc > 4 ? std::stoll(argv[4]) : 10;
   GRAFT_CHECK(k > 0 && k <= 30, "demo_record: K must be in 1..30 (batch 32, 30 epochs), got ", k);
-  const auto train = target_split(true), test = target_split(false);
+  train::DemoOptions demo;  // the defaults: graft demo's protocol
+  demo.seed = seed;
+  const auto train = train::load_demo_task(demo, true, train::kDemoTargetClasses);
+  const auto test = train::load_demo_task(demo, false, train::kDemoTargetClasses);
   const auto subset = data::per_class_subset(train, k, seed + static_cast<uint64_t>(k), true);
   std::vector<Tensor> xs;
   std::vector<int64_t> ys;
@@ -68,19 +60,10 @@ int main(int argc, char** argv) try {
   io::save_npy(out + "/subset_x.npy", cat(xs, 0));
   io::save_npy(out + "/subset_y.npy", tensor<int64_t>(ys));
 
-  // As train/demo.cpp's mode_model for "finetune".
-  manual_seed(seed + 1000 + static_cast<uint64_t>(k));
-  auto model = nn::build_model("resnet18", 5);
-  io::LoadOptions lo;
-  lo.skip(model->head_glob());
-  lo.strict = false;
-  io::load_state_dict(model->state_dict(), io::load_weights_file(source), lo);
-  model->replace_classifier(5);
-  io::save_pth(model->state_dict(), out + "/init.pth");
   train::FinetuneOptions ft;
-  ft.head_glob = model->head_glob();
-  optim::SGD opt(train::build_param_groups(*model, ft, 0.01),
-                 {.lr = 0.01, .momentum = 0.9, .weight_decay = 5e-4});
+  const auto model = train::demo_mode_model(demo, "finetune", k, io::load_weights_file(source), ft);
+  io::save_pth(model->state_dict(), out + "/init.pth");
+  optim::SGD opt(train::build_param_groups(*model, ft, demo.lr), train::demo_sgd(demo));
 
   train::FitOptions fo;
   fo.epochs = 30;

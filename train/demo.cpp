@@ -30,17 +30,6 @@ struct Split {
   data::DatasetPtr train, test;
 };
 
-// Fashion-MNIST classes `ids` relabelled 0..n-1, preprocessed once into memory.
-data::DatasetPtr load_task(const DemoOptions& o, bool train, const std::vector<int64_t>& ids) {
-  data::FashionMNIST::Options fo;
-  fo.train = train;
-  fo.root = o.data_root;
-  fo.classes = ids;
-  fo.demo_size = o.image_size;
-  data::FashionMNIST ds(fo);
-  return std::make_shared<data::TensorDataset>(ds.preprocess(ds.images()), ds.labels());
-}
-
 data::DataLoader::Options loader_opts(int64_t batch, bool shuffle, uint64_t seed, int workers) {
   data::DataLoader::Options lo;
   lo.batch_size = batch;
@@ -60,14 +49,6 @@ const char* mode_title(const std::string& m) {
              "' (expected scratch, finetune, feature-extract, lr0 or lr0.1x)");
 }
 
-optim::SGDOptions sgd(const DemoOptions& o) {
-  optim::SGDOptions s;
-  s.lr = o.lr;
-  s.momentum = o.momentum;
-  s.weight_decay = o.weight_decay;
-  return s;
-}
-
 std::shared_ptr<nn::Classifier> pretrain_source(const DemoOptions& o, const std::string& path) {
   auto model = nn::build_model(o.arch, 5);
   if (!o.source_weights.empty()) {
@@ -75,8 +56,8 @@ std::shared_ptr<nn::Classifier> pretrain_source(const DemoOptions& o, const std:
     io::load_state_dict(model->state_dict(), io::load_weights_file(o.source_weights));
     return model;
   }
-  data::DatasetPtr train = load_task(o, true, {0, 1, 2, 3, 4});
-  data::DatasetPtr test = load_task(o, false, {0, 1, 2, 3, 4});
+  data::DatasetPtr train = load_demo_task(o, true, kDemoSourceClasses);
+  data::DatasetPtr test = load_demo_task(o, false, kDemoSourceClasses);
   if (o.source_limit > 0 && o.source_limit < train->size()) {
     std::vector<int64_t> idx;
     for (int64_t i = 0; i < o.source_limit; ++i) idx.push_back(i);
@@ -86,7 +67,7 @@ std::shared_ptr<nn::Classifier> pretrain_source(const DemoOptions& o, const std:
             << " images, " << o.source_epochs << " epochs\n";
   data::DataLoader train_loader(train, loader_opts(o.source_batch, true, o.seed, o.workers));
   data::DataLoader test_loader(test, loader_opts(256, false, 0, o.workers));
-  optim::SGD opt(model->named_parameters(), sgd(o));
+  optim::SGD opt(model->named_parameters(), demo_sgd(o));
   FitOptions fo;
   fo.epochs = o.source_epochs;
   fo.hflip = true;
@@ -133,43 +114,12 @@ struct Target {
 
 Target load_target(const DemoOptions& o) {
   Target t;
-  t.train = load_task(o, true, {5, 6, 7, 8, 9});
-  t.test = load_task(o, false, {5, 6, 7, 8, 9});
+  t.train = load_demo_task(o, true, kDemoTargetClasses);
+  t.test = load_demo_task(o, false, kDemoTargetClasses);
   for (int64_t i = 0; i < std::min<int64_t>(1000, t.test->size()); ++i)
     t.curve_idx.push_back(i * t.test->size() / 1000);
   t.curve_set = std::make_shared<data::Subset>(t.test, t.curve_idx);
   return t;
-}
-
-// The model of one mode before training: the source's backbone (except
-// scratch) under a new 5-class head, frozen as the mode says; `ft` gets the
-// mode's fine-tuning options.
-std::shared_ptr<nn::Classifier> mode_model(const DemoOptions& o, const std::string& mode, int64_t k,
-                                           const io::NamedTensors& source_sd, FinetuneOptions& ft) {
-  manual_seed(o.seed + 1000 + static_cast<uint64_t>(k));  // same head init for every mode
-  auto model = nn::build_model(o.arch, 5);
-  ft.head_glob = model->head_glob();
-  if (mode != "scratch") {
-    io::LoadOptions lo;
-    lo.skip(model->head_glob());
-    lo.strict = false;
-    io::load_state_dict(model->state_dict(), source_sd, lo);
-    model->replace_classifier(5);
-  }
-  if (mode == "feature-extract") {
-    // Only the new head learns; BN layers of the frozen backbone keep the
-    // source statistics (a fully frozen feature extractor).
-    model->requires_grad_(false);
-    model->classifier()->requires_grad_(true);
-    ft.bn = BnPolicy::Frozen;
-  } else if (mode == "lr0") {
-    ft.backbone_lr_mult = 0;
-  } else if (mode == "lr0.1x") {
-    ft.backbone_lr_mult = 0.1;
-  }
-  apply_freeze(*model, ft);
-  apply_bn_policy(*model, ft.bn);
-  return model;
 }
 
 struct ModeRun {
@@ -242,8 +192,8 @@ void run_k(const DemoOptions& o, int64_t k, const io::NamedTensors& source_sd, T
   charts[1].y_label = "accuracy";
   for (const auto& mode : o.modes) {
     FinetuneOptions ft;
-    const auto model = mode_model(o, mode, k, source_sd, ft);
-    optim::SGD opt(build_param_groups(*model, ft, o.lr), sgd(o));
+    const auto model = demo_mode_model(o, mode, k, source_sd, ft);
+    optim::SGD opt(build_param_groups(*model, ft, o.lr), demo_sgd(o));
     FitOptions fo;
     fo.epochs = epochs;
     fo.hflip = true;
@@ -302,6 +252,53 @@ void write_results(const DemoOptions& o, const std::vector<DemoResult>& results)
 }
 
 }  // namespace
+
+data::DatasetPtr load_demo_task(const DemoOptions& o, bool train, const std::vector<int64_t>& ids) {
+  data::FashionMNIST::Options fo;
+  fo.train = train;
+  fo.root = o.data_root;
+  fo.classes = ids;
+  fo.demo_size = o.image_size;
+  data::FashionMNIST ds(fo);
+  return std::make_shared<data::TensorDataset>(ds.preprocess(ds.images()), ds.labels());
+}
+
+std::shared_ptr<nn::Classifier> demo_mode_model(const DemoOptions& o, const std::string& mode,
+                                                int64_t k, const io::NamedTensors& source_sd,
+                                                FinetuneOptions& ft) {
+  manual_seed(o.seed + 1000 + static_cast<uint64_t>(k));  // same head init for every mode
+  auto model = nn::build_model(o.arch, 5);
+  ft.head_glob = model->head_glob();
+  if (mode != "scratch") {
+    io::LoadOptions lo;
+    lo.skip(model->head_glob());
+    lo.strict = false;
+    io::load_state_dict(model->state_dict(), source_sd, lo);
+    model->replace_classifier(5);
+  }
+  if (mode == "feature-extract") {
+    // Only the new head learns; BN layers of the frozen backbone keep the
+    // source statistics (a fully frozen feature extractor).
+    model->requires_grad_(false);
+    model->classifier()->requires_grad_(true);
+    ft.bn = BnPolicy::Frozen;
+  } else if (mode == "lr0") {
+    ft.backbone_lr_mult = 0;
+  } else if (mode == "lr0.1x") {
+    ft.backbone_lr_mult = 0.1;
+  }
+  apply_freeze(*model, ft);
+  apply_bn_policy(*model, ft.bn);
+  return model;
+}
+
+optim::SGDOptions demo_sgd(const DemoOptions& o) {
+  optim::SGDOptions s;
+  s.lr = o.lr;
+  s.momentum = o.momentum;
+  s.weight_decay = o.weight_decay;
+  return s;
+}
 
 std::vector<DemoResult> run_demo(const DemoOptions& o) {
   check_demo_options(o);

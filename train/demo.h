@@ -8,8 +8,15 @@
 // ../shared/DEMO-REFERENCE.md holds PyTorch's scores for the same protocol.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "data/dataset.h"
+#include "io/pth.h"
+#include "nn/models/registry.h"
+#include "optim/optimizer.h"
+#include "train/finetune.h"
 
 namespace graft::train {
 
@@ -50,5 +57,24 @@ struct DemoResult {
 // Runs the experiment, prints progress and the final table, and writes
 // results.csv, results.md, curves_k<K>.svg and source.pth into `out`.
 std::vector<DemoResult> run_demo(const DemoOptions& o);
+
+// The pieces of the experiment that benchmarks/demo_record.cpp reuses to
+// record one mode's run for a step-by-step replay in PyTorch.
+inline const std::vector<int64_t> kDemoSourceClasses = {0, 1, 2, 3, 4};
+inline const std::vector<int64_t> kDemoTargetClasses = {5, 6, 7, 8, 9};
+
+// Fashion-MNIST classes `ids` relabelled 0..n-1, preprocessed once into memory.
+data::DatasetPtr load_demo_task(const DemoOptions& o, bool train, const std::vector<int64_t>& ids);
+
+// The model of one mode before training: the source's backbone (except
+// scratch) under a new 5-class head, frozen as the mode says; `ft` gets the
+// mode's fine-tuning options.
+std::shared_ptr<nn::Classifier> demo_mode_model(const DemoOptions& o, const std::string& mode,
+                                                int64_t k, const io::NamedTensors& source_sd,
+                                                FinetuneOptions& ft);
+
+// The optimizer settings every mode shares (its lr per group comes from
+// build_param_groups).
+optim::SGDOptions demo_sgd(const DemoOptions& o);
 
 }  // namespace graft::train
