@@ -25,6 +25,19 @@ bool env_flag(const char* name, const char* on_value, const char* off_value) {
   return true;
 }
 
+size_t env_choice(const char* name, std::initializer_list<const char*> choices, size_t fallback) {
+  const auto v = env_string(name);
+  if (!v) return fallback;
+  std::string expected;
+  size_t i = 0;
+  for (const char* c : choices) {
+    if (*v == c) return i;
+    expected += (i == 0 ? "" : i + 1 == choices.size() ? " or " : ", ") + std::string(c);
+    ++i;
+  }
+  GRAFT_FAIL(name, "=", *v, " is not a choice: expected ", expected);
+}
+
 namespace {
 // True when only spaces follow `end`.
 bool only_spaces(const char* end) {

@@ -4,7 +4,9 @@
 // names the variable, never a silent 0.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
 #include <string>
 
@@ -19,6 +21,10 @@ bool env_set(const char* name);
 // false when it is unset, empty or `off_value`; any other value is refused
 // (an Error naming both), so a typo cannot silently select the default.
 bool env_flag(const char* name, const char* on_value, const char* off_value);
+// One of `choices` (GRAFT_CONV_CPU=auto|gemm|winograd), as its index in the
+// list; `fallback` when unset or empty. Any other value is refused (an Error
+// naming the variable, its value and the choices).
+size_t env_choice(const char* name, std::initializer_list<const char*> choices, size_t fallback);
 // A whole decimal integer (surrounding spaces allowed); `fallback` when unset.
 int64_t env_int(const char* name, int64_t fallback);
 // A finite decimal number; `fallback` when unset.

@@ -213,6 +213,31 @@ TEST(Factories, CpuAllocatorReusesLargeBlocks) {
   EXPECT_EQ(cpu_cached_bytes(), size_t{0});
 }
 
+TEST(Env, ChoiceTakesOneOfItsValuesOrRefuses) {
+  // GRAFT_CONV_CPU and GRAFT_CPU_ISA read this: a typo must not quietly
+  // select the default.
+  const char* name = "GRAFT_TEST_ENV_CHOICE";
+  ::unsetenv(name);
+  EXPECT_EQ(env_choice(name, {"auto", "gemm", "winograd"}, 0), size_t{0});
+  ::setenv(name, "", 1);
+  EXPECT_EQ(env_choice(name, {"auto", "gemm", "winograd"}, 1), size_t{1});
+  ::setenv(name, "winograd", 1);
+  EXPECT_EQ(env_choice(name, {"auto", "gemm", "winograd"}, 0), size_t{2});
+  ::setenv(name, "gemm", 1);
+  EXPECT_EQ(env_choice(name, {"auto", "gemm", "winograd"}, 0), size_t{1});
+  for (const char* bad : {"wino", "Gemm", " gemm", "1"}) {
+    ::setenv(name, bad, 1);
+    try {
+      env_choice(name, {"auto", "gemm", "winograd"}, 0);
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("expected auto, gemm or winograd"), std::string::npos)
+          << e.what();
+    }
+  }
+  ::unsetenv(name);
+}
+
 TEST(Env, FlagTakesOnOffOrRefuses) {
   // The CUDA kernel switches (GRAFT_CONV=native|cudnn, ...) read this: a typo
   // must not quietly select the default.

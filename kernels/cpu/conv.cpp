@@ -53,11 +53,8 @@ namespace graft {
 namespace {
 
 CpuConvAlgo conv_algo_from_env() {
-  const auto env = env_string("GRAFT_CONV_CPU");
-  const std::string v = env ? *env : "auto";
-  for (CpuConvAlgo a : {CpuConvAlgo::Auto, CpuConvAlgo::Gemm, CpuConvAlgo::Winograd})
-    if (v == cpu_conv_algo_name(a)) return a;
-  GRAFT_FAIL("GRAFT_CONV_CPU must be auto, gemm or winograd, got \"", v, "\"");
+  constexpr CpuConvAlgo kAlgos[] = {CpuConvAlgo::Auto, CpuConvAlgo::Gemm, CpuConvAlgo::Winograd};
+  return kAlgos[env_choice("GRAFT_CONV_CPU", {"auto", "gemm", "winograd"}, 0)];
 }
 
 std::atomic<int> g_conv_algo{-1};  // -1 until the first convolution or set_cpu_conv_algo()

@@ -35,17 +35,13 @@ std::string isa_unavailable_reason(CpuIsa isa) {
 }
 
 CpuIsa isa_from_env() {
-  const auto env = env_string("GRAFT_CPU_ISA");
-  const std::string v = env ? *env : "auto";
-  if (v == "auto")
+  const size_t choice = env_choice("GRAFT_CPU_ISA", {"auto", "baseline", "avx512"}, 0);
+  if (choice == 0)
     return cpu_gemm_isa_available(CpuIsa::Avx512) ? CpuIsa::Avx512 : CpuIsa::Baseline;
-  for (CpuIsa isa : {CpuIsa::Baseline, CpuIsa::Avx512}) {
-    if (v != cpu_isa_name(isa)) continue;
-    const std::string why = isa_unavailable_reason(isa);
-    GRAFT_CHECK(why.empty(), "GRAFT_CPU_ISA=", v, " cannot be used: ", why);
-    return isa;
-  }
-  GRAFT_FAIL("GRAFT_CPU_ISA must be auto, baseline or avx512, got \"", v, "\"");
+  const CpuIsa isa = choice == 1 ? CpuIsa::Baseline : CpuIsa::Avx512;
+  const std::string why = isa_unavailable_reason(isa);
+  GRAFT_CHECK(why.empty(), "GRAFT_CPU_ISA=", cpu_isa_name(isa), " cannot be used: ", why);
+  return isa;
 }
 
 // -1 until the first GEMM or set_cpu_gemm_isa() decides.
