@@ -26,10 +26,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-struct Split {
-  data::DatasetPtr train, test;
-};
-
 data::DataLoader::Options loader_opts(int64_t batch, bool shuffle, uint64_t seed, int workers) {
   data::DataLoader::Options lo;
   lo.batch_size = batch;
@@ -266,6 +262,8 @@ data::DatasetPtr load_demo_task(const DemoOptions& o, bool train, const std::vec
 std::shared_ptr<nn::Classifier> demo_mode_model(const DemoOptions& o, const std::string& mode,
                                                 int64_t k, const io::NamedTensors& source_sd,
                                                 FinetuneOptions& ft) {
+  // mode_title refuses an unknown mode.
+  mode_title(mode);
   manual_seed(o.seed + 1000 + static_cast<uint64_t>(k));  // same head init for every mode
   auto model = nn::build_model(o.arch, 5);
   ft.head_glob = model->head_glob();

@@ -68,7 +68,7 @@ data::DatasetPtr load_demo_task(const DemoOptions& o, bool train, const std::vec
 
 // The model of one mode before training: the source's backbone (except
 // scratch) under a new 5-class head, frozen as the mode says; `ft` gets the
-// mode's fine-tuning options.
+// mode's fine-tuning options. An unknown mode is an Error.
 std::shared_ptr<nn::Classifier> demo_mode_model(const DemoOptions& o, const std::string& mode,
                                                 int64_t k, const io::NamedTensors& source_sd,
                                                 FinetuneOptions& ft);
