@@ -54,7 +54,10 @@ namespace {
 
 CpuConvAlgo conv_algo_from_env() {
   constexpr CpuConvAlgo kAlgos[] = {CpuConvAlgo::Auto, CpuConvAlgo::Gemm, CpuConvAlgo::Winograd};
-  return kAlgos[env_choice("GRAFT_CONV_CPU", {"auto", "gemm", "winograd"}, 0)];
+  return kAlgos[env_choice(
+      "GRAFT_CONV_CPU",
+      {cpu_conv_algo_name(kAlgos[0]), cpu_conv_algo_name(kAlgos[1]), cpu_conv_algo_name(kAlgos[2])},
+      0)];
 }
 
 std::atomic<int> g_conv_algo{-1};  // -1 until the first convolution or set_cpu_conv_algo()

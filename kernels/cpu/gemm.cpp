@@ -35,10 +35,12 @@ std::string isa_unavailable_reason(CpuIsa isa) {
 }
 
 CpuIsa isa_from_env() {
-  const size_t choice = env_choice("GRAFT_CPU_ISA", {"auto", "baseline", "avx512"}, 0);
+  constexpr CpuIsa kIsas[] = {CpuIsa::Baseline, CpuIsa::Avx512};
+  const size_t choice =
+      env_choice("GRAFT_CPU_ISA", {"auto", cpu_isa_name(kIsas[0]), cpu_isa_name(kIsas[1])}, 0);
   if (choice == 0)
     return cpu_gemm_isa_available(CpuIsa::Avx512) ? CpuIsa::Avx512 : CpuIsa::Baseline;
-  const CpuIsa isa = choice == 1 ? CpuIsa::Baseline : CpuIsa::Avx512;
+  const CpuIsa isa = kIsas[choice - 1];
   const std::string why = isa_unavailable_reason(isa);
   GRAFT_CHECK(why.empty(), "GRAFT_CPU_ISA=", cpu_isa_name(isa), " cannot be used: ", why);
   return isa;
