@@ -16,9 +16,11 @@ Cost model per layer and image (float32, so 4 bytes an element):
 - Conv2d: 2*C*k*k FLOPs per output element forward, less the taps that read
   only padding (they matter on small images); backward twice that
   (input and weight gradients), once for the stem conv (the images need no
-  gradient). Convolutions that run Winograd F(2x2,3x3) (kernels/cpu/conv.cpp's
-  rule, mirrored in winograd() below) need 2.25x fewer multiplies: their bound
-  uses FLOPs / 2.25. Bytes: input + output + weight, twice that backward.
+  gradient). Convolutions that run Winograd (kernels/cpu/conv.cpp's rule,
+  mirrored in winograd() below) need fewer multiplies: their bound uses
+  FLOPs / 2.25 for F(2x2,3x3) and FLOPs / 4 for F(4x4,3x3) (forward and input
+  gradient; the weight gradient runs F(2x2,3x3)). Bytes: input + output +
+  weight, twice that backward.
 - BatchNorm2d (training): forward reads x twice (statistics, normalise) and
   writes y: 3 passes; backward reads gy and x for the reductions, again to
   apply, and writes gx: 5 passes.
@@ -50,15 +52,16 @@ BLOCKS = {
 
 
 def winograd(conv, batch, threads):
-    """Whether graft's CPU convolution runs this conv as Winograd
-    (kernels/cpu/conv.cpp: use_winograd; GRAFT_CONV_CPU picks the algorithm)."""
+    """The Winograd tile graft's CPU convolution runs this conv's forward and
+    input gradient with: 0 (im2col + GEMM), 2 or 4 (kernels/cpu/conv.cpp:
+    winograd_tile; GRAFT_CONV_CPU picks the algorithm)."""
     algo = os.environ.get("GRAFT_CONV_CPU", "auto")
     fits = conv["k"] == 3 and conv["stride"] == 1
     if algo == "gemm" or not fits:
-        return False
-    if algo == "winograd":
-        return True
-    return min(conv["h_in"], conv["h"]) >= 14 and batch >= threads
+        return 0
+    if algo in ("winograd", "winograd4"):
+        return 2 if algo == "winograd" else 4
+    return 2 if min(conv["h_in"], conv["h"]) >= 14 and batch >= threads else 0
 
 
 def resnet_layers(arch, size, num_classes=1000):
@@ -134,7 +137,7 @@ def live_taps(conv):
 
 
 def costs(layer, batch, threads):
-    """(fwd FLOPs, bwd FLOPs, fwd bytes, bwd bytes, Winograd?) for the batch."""
+    """(fwd FLOPs, bwd FLOPs, fwd bytes, bwd bytes, Winograd tile) for the batch."""
     t = layer["type"]
     if t == "Conv2d":
         out = layer["o"] * layer["h"] ** 2
@@ -147,16 +150,16 @@ def costs(layer, batch, threads):
     if t == "Linear":
         flops = 2.0 * layer["in"] * layer["out"] * batch
         fwd_bytes = 4.0 * ((layer["in"] + layer["out"]) * batch + layer["in"] * layer["out"])
-        return flops, 2 * flops, fwd_bytes, 2 * fwd_bytes, False
+        return flops, 2 * flops, fwd_bytes, 2 * fwd_bytes, 0
     n = prod(layer["shape"]) * batch
     n_in = prod(layer["shape_in"]) * batch
     if t == "BatchNorm2d":
-        return 0.0, 0.0, 4.0 * 3 * n, 4.0 * 5 * n, False
+        return 0.0, 0.0, 4.0 * 3 * n, 4.0 * 5 * n, 0
     if t == "ReLU":
         n += layer.get("extra_elems", 0) * batch
-        return 0.0, 0.0, 4.0 * 2 * n, 4.0 * 3 * n, False
+        return 0.0, 0.0, 4.0 * 2 * n, 4.0 * 3 * n, 0
     # pooling: input and output once each way
-    return 0.0, 0.0, 4.0 * (n + n_in), 4.0 * (n + n_in), False
+    return 0.0, 0.0, 4.0 * (n + n_in), 4.0 * (n + n_in), 0
 
 
 def run(cmd, **kw):
@@ -229,14 +232,17 @@ def main():
         p = measured.get(layer["name"])
         if p is None:
             sys.exit(f"roofline: the profile has no layer {layer['name']}")
-        div = 2.25 if wino else 1.0
+        # Useful FLOPs over the multiplies Winograd saves: forward and input
+        # gradient by the tile's factor, the weight gradient by F(2x2)'s.
+        div = {0: 1.0, 2: 2.25, 4: 4.0}[wino]
+        bwd_work = bf / div if wino == 0 else bf / 2 / div + bf / 2 / 2.25
         bound = (max(ff / div / peak_flops, fb / peak_bw) +
-                 max(bf / div / peak_flops, bb / peak_bw)) * 1e3
+                 max(bwd_work / peak_flops, bb / peak_bw)) * 1e3
         ms = p["forward_ms"] + p["backward_ms"]
         rows.append({"layer": layer["name"], "type": layer["type"], "ms": ms,
                      "bound_ms": bound, "gflop": (ff + bf) / 1e9, "gbytes": (fb + bb) / 1e9,
-                     "winograd": wino,
-                     "limit": "flops" if (ff + bf) / div / peak_flops > (fb + bb) / peak_bw
+                     "winograd": wino > 0,
+                     "limit": "flops" if (ff / div + bwd_work) / peak_flops > (fb + bb) / peak_bw
                      else "bytes"})
     outside = measured.get("(outside layers)", {}).get("backward_ms") or 0.0
 

@@ -23,7 +23,7 @@ int run_info() {
             << (graft::cpu_gemm_isa_available(graft::CpuIsa::Avx512) ? "usable" : "not usable")
             << "; GRAFT_CPU_ISA=auto|baseline|avx512)\n";
   std::cout << "CPU 3x3 convolution: " << graft::cpu_conv_algo_name(graft::cpu_conv_algo())
-            << " (GRAFT_CONV_CPU=auto|gemm|winograd)\n";
+            << " (GRAFT_CONV_CPU=auto|gemm|winograd|winograd4)\n";
   std::cout << "MPI: " << (graft::dist::mpi_compiled() ? "compiled" : "not compiled") << "\n";
   std::cout << "NCCL: "
             << (graft::dist::nccl_compiled() ? "compiled (unverified: never run on a GPU)"

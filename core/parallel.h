@@ -24,12 +24,15 @@ void set_cpu_gemm_isa(CpuIsa isa);  // throws graft::Error when unavailable
 
 // The CPU algorithm for 3x3 stride-1 convolutions (groups 1, no dilation,
 // padding 0-2), forward and both gradients: im2col + GEMM, or Winograd
-// F(2x2,3x3) (kernels/cpu/conv_winograd.h). Auto picks Winograd for the
-// shapes where it was measured to pay (kernels/cpu/conv.cpp). Read from
-// GRAFT_CONV_CPU=auto|gemm|winograd at the first convolution; other values
+// (kernels/cpu/conv_winograd.h). Auto picks Winograd F(2x2,3x3) for the
+// shapes where it was measured to pay (kernels/cpu/conv.cpp); F(4x4,3x3) runs
+// only when asked for (its float32 error is larger). Read from
+// GRAFT_CONV_CPU=auto|gemm|winograd|winograd4 at the first convolution; other values
 // are refused. Other convolutions always run im2col + GEMM.
-enum class CpuConvAlgo { Auto, Gemm, Winograd };
-const char* cpu_conv_algo_name(CpuConvAlgo algo);  // "auto", "gemm", "winograd"
+enum class CpuConvAlgo { Auto, Gemm, Winograd, Winograd4 };
+// "auto", "gemm", "winograd" (F(2x2,3x3)), "winograd4" (F(4x4,3x3) forward
+// and input gradient, F(2x2,3x3) weight gradient)
+const char* cpu_conv_algo_name(CpuConvAlgo algo);
 CpuConvAlgo cpu_conv_algo();
 void set_cpu_conv_algo(CpuConvAlgo algo);
 

@@ -54,7 +54,8 @@ TEST(CliErrors, UnknownCpuIsaIsRefused) {
 
 // Likewise the CPU convolution algorithm (core/parallel.h).
 TEST(CliErrors, UnknownCpuConvAlgoIsRefused) {
-  expect_clean_failure({"info"}, "", {"GRAFT_CONV_CPU", "wino", "auto, gemm or winograd"},
+  expect_clean_failure({"info"}, "",
+                       {"GRAFT_CONV_CPU", "wino", "auto, gemm, winograd or winograd4"},
                        "GRAFT_CONV_CPU=wino ");
 }
 

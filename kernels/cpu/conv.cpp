@@ -30,9 +30,9 @@
 // nest inside a parallel region); otherwise images run one after another and
 // Eigen threads each GEMM. Column buffers are per-thread and grow-only.
 //
-// 3x3 stride-1 convolutions may run Winograd F(2x2,3x3) instead, forward and
-// both gradients (conv_winograd.h; the choice is GRAFT_CONV_CPU, see
-// core/parallel.h and use_winograd below).
+// 3x3 stride-1 convolutions may run Winograd F(2x2,3x3) or F(4x4,3x3)
+// instead, forward and both gradients (conv_winograd.h; the choice is
+// GRAFT_CONV_CPU, see core/parallel.h and winograd_tile below).
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -53,11 +53,12 @@ namespace graft {
 namespace {
 
 CpuConvAlgo conv_algo_from_env() {
-  constexpr CpuConvAlgo kAlgos[] = {CpuConvAlgo::Auto, CpuConvAlgo::Gemm, CpuConvAlgo::Winograd};
-  return kAlgos[env_choice(
-      "GRAFT_CONV_CPU",
-      {cpu_conv_algo_name(kAlgos[0]), cpu_conv_algo_name(kAlgos[1]), cpu_conv_algo_name(kAlgos[2])},
-      0)];
+  constexpr CpuConvAlgo kAlgos[] = {CpuConvAlgo::Auto, CpuConvAlgo::Gemm, CpuConvAlgo::Winograd,
+                                    CpuConvAlgo::Winograd4};
+  return kAlgos[env_choice("GRAFT_CONV_CPU",
+                           {cpu_conv_algo_name(kAlgos[0]), cpu_conv_algo_name(kAlgos[1]),
+                            cpu_conv_algo_name(kAlgos[2]), cpu_conv_algo_name(kAlgos[3])},
+                           0)];
 }
 
 std::atomic<int> g_conv_algo{-1};  // -1 until the first convolution or set_cpu_conv_algo()
@@ -70,6 +71,8 @@ const char* cpu_conv_algo_name(CpuConvAlgo algo) {
       return "gemm";
     case CpuConvAlgo::Winograd:
       return "winograd";
+    case CpuConvAlgo::Winograd4:
+      return "winograd4";
     default:
       return "auto";
   }
@@ -124,45 +127,55 @@ struct ConvGeometry {
   }
 };
 
-// Whether a convolution and its gradients run Winograd. It needs a 3x3
-// stride-1 kernel, groups 1, no dilation and padding 0-2 (the input gradient
-// runs with padding 2 - pad). Auto takes it where it was measured to pay
+// The Winograd tile a convolution's forward and input gradient run with: 0
+// (im2col + GEMM), 2 (F(2x2,3x3)) or 4 (F(4x4,3x3)); its weight gradient
+// runs F(2x2,3x3) whenever this is not 0. It needs a 3x3 stride-1 kernel,
+// groups 1, no dilation and padding 0-2 (the input gradient runs with padding
+// 2 - pad). Auto takes F(2x2,3x3) where it was measured to pay
 // (benchmarks/RESULTS.md, round 9): outputs of at least kWinogradMinSide
 // pixels a side (ResNet18 at 224x224: layers 1-3 ran 1.2-1.4x faster; the
 // 7x7 layer4, whose 2x2 tiles waste a quarter of their work, and every layer
 // at 32x32 lost) and batches that keep every thread on its own images (the
 // transforms are not split across threads within an image).
+// F(4x4,3x3) is only taken when asked for (GRAFT_CONV_CPU=winograd4): it ran
+// the 56x56 and 28x28 layers 1.15-1.3x faster than F(2x2,3x3), a few percent
+// of a training step, but its float32 error is ~17x F(2x2)'s, enough to move
+// a 5-step Adam run 7.7e-3 away from PyTorch's float64 result where F(2x2)
+// stays at 3e-6 (round 11).
 constexpr int64_t kWinogradMinSide = 14;
 
-bool use_winograd(const ConvGeometry& g, const F::Conv2dParams& p) {
+int winograd_tile(const ConvGeometry& g, const F::Conv2dParams& p) {
   const bool fits = g.kh == 3 && g.kw == 3 && g.groups == 1 && p.stride_h == 1 && p.stride_w == 1 &&
                     p.dilation_h == 1 && p.dilation_w == 1 && p.pad_h >= 0 && p.pad_h <= 2 &&
                     p.pad_w >= 0 && p.pad_w <= 2;
-  if (!fits) return false;
+  if (!fits) return 0;
   switch (cpu_conv_algo()) {
     case CpuConvAlgo::Gemm:
-      return false;
+      return 0;
     case CpuConvAlgo::Winograd:
-      return true;
+      return 2;
+    case CpuConvAlgo::Winograd4:
+      return 4;
     case CpuConvAlgo::Auto:
       break;
   }
-  return std::min({g.OH, g.OW, g.H, g.W}) >= kWinogradMinSide && g.N >= get_num_threads();
+  return std::min({g.OH, g.OW, g.H, g.W}) >= kWinogradMinSide && g.N >= get_num_threads() ? 2 : 0;
 }
 
 template <typename T>
-void winograd_forward(const ConvGeometry& g, const F::Conv2dParams& p, const T* in, const T* w,
-                      const T* b, T* out) {
-  winograd_conv3x3(WinogradShape{g.N, g.C, g.H, g.W, g.O, g.OH, g.OW, p.pad_h, p.pad_w}, in, w,
-                   false, b, out);
+void winograd_forward(const ConvGeometry& g, const F::Conv2dParams& p, int tile, const T* in,
+                      const T* w, const T* b, T* out) {
+  winograd_conv3x3(WinogradShape{g.N, g.C, g.H, g.W, g.O, g.OH, g.OW, p.pad_h, p.pad_w, tile}, in,
+                   w, false, b, out);
 }
 
 // The input gradient as the forward convolution of grad_out (see conv_winograd.h).
 template <typename T>
-void winograd_backward_input(const ConvGeometry& g, const F::Conv2dParams& p, const T* go,
+void winograd_backward_input(const ConvGeometry& g, const F::Conv2dParams& p, int tile, const T* go,
                              const T* w, T* gi) {
-  winograd_conv3x3(WinogradShape{g.N, g.O, g.OH, g.OW, g.C, g.H, g.W, 2 - p.pad_h, 2 - p.pad_w}, go,
-                   w, true, nullptr, gi);
+  winograd_conv3x3(
+      WinogradShape{g.N, g.O, g.OH, g.OW, g.C, g.H, g.W, 2 - p.pad_h, 2 - p.pad_w, tile}, go, w,
+      true, nullptr, gi);
 }
 
 template <typename T>
@@ -369,8 +382,8 @@ template <typename T>
 void conv2d_forward_impl(const Tensor& input, const Tensor& weight, const Tensor& bias,
                          const F::Conv2dParams& params, const Tensor& out) {
   const ConvGeometry full(input.sizes(), weight.sizes(), out.sizes(), params);
-  if (use_winograd(full, params)) {
-    winograd_forward(full, params, input.data_ptr<T>(), weight.data_ptr<T>(),
+  if (const int tile = winograd_tile(full, params)) {
+    winograd_forward(full, params, tile, input.data_ptr<T>(), weight.data_ptr<T>(),
                      bias.defined() ? bias.data_ptr<T>() : nullptr, out.data_ptr<T>());
     return;
   }
@@ -421,8 +434,8 @@ template <typename T>
 void conv2d_backward_input_impl(const Tensor& grad_out, const Tensor& weight,
                                 const F::Conv2dParams& params, const Tensor& grad_input) {
   const ConvGeometry full(grad_input.sizes(), weight.sizes(), grad_out.sizes(), params);
-  if (use_winograd(full, params)) {
-    winograd_backward_input(full, params, grad_out.data_ptr<T>(), weight.data_ptr<T>(),
+  if (const int tile = winograd_tile(full, params)) {
+    winograd_backward_input(full, params, tile, grad_out.data_ptr<T>(), weight.data_ptr<T>(),
                             grad_input.data_ptr<T>());
     return;
   }
@@ -492,7 +505,7 @@ template <typename T>
 void conv2d_backward_weight_impl(const Tensor& grad_out, const Tensor& input,
                                  const F::Conv2dParams& params, const Tensor& grad_weight) {
   const ConvGeometry full(input.sizes(), grad_weight.sizes(), grad_out.sizes(), params);
-  if (use_winograd(full, params)) {
+  if (winograd_tile(full, params) != 0) {
     winograd_backward_weight(full, params, input.data_ptr<T>(), grad_out.data_ptr<T>(),
                              grad_weight.data_ptr<T>());
     return;

@@ -1,16 +1,18 @@
-// Winograd F(2x2, 3x3) convolution; see conv_winograd.h for the math.
+// Winograd F(mxm, 3x3) convolution, m = 2 or 4; see conv_winograd.h for the
+// math. a = m + 2 is the side of the transform domain.
 //
 // Work is done in blocks of whole tile rows ("units": one image's tile row
 // th, tW tiles wide), several units side by side, possibly from several
 // images, so that deep layers with few tiles per image still give the GEMMs
 // a few hundred columns. Per block:
-//   V[16][C][cols] <- input transform   (vertical pass over 4 padded rows as
-//                                        whole vectors, then the horizontal
-//                                        pass per tile, stride 2)
-//   M[16][O][cols] <- 16 GEMMs
-//   out            <- output transform  (the same two passes, reversed)
-// The weight gradient runs the input transform and the transposed output
-// transform (of grad_out) per block and accumulates 16 GEMMs Y[k] @ V[k]^T.
+//   V[a*a][C][cols] <- input transform   (vertical pass over a padded rows
+//                                         as whole vectors, then the
+//                                         horizontal pass per tile, stride m)
+//   M[a*a][O][cols] <- a*a GEMMs
+//   out             <- output transform  (the same two passes, reversed)
+// The weight gradient (F(2x2,3x3) only) runs the input transform and the
+// transposed output transform (of grad_out) per block and accumulates 16
+// GEMMs Y[k] @ V[k]^T.
 // Threading is conv.cpp's (conv_images.h).
 #include "kernels/cpu/conv_winograd.h"
 
@@ -27,32 +29,44 @@ namespace graft::cpu {
 
 namespace {
 
-constexpr int64_t kPoints = 16;  // 4x4 transform domain
+// U[k][o][c] for the filter g = w[o][c] (or w[c][o] flipped): G g G^T with
+// F(2x2,3x3)'s G (4x3) or F(4x4,3x3)'s (6x3), the points 0, 1, -1, (2, -2,) inf.
+template <int m, typename T>
+void filter_column(const T g[3], T u[m + 2]) {
+  if constexpr (m == 2) {
+    u[0] = g[0];
+    u[1] = T(0.5) * (g[0] + g[1] + g[2]);
+    u[2] = T(0.5) * (g[0] - g[1] + g[2]);
+    u[3] = g[2];
+  } else {
+    u[0] = T(0.25) * g[0];
+    u[1] = T(-1.0 / 6) * (g[0] + g[1] + g[2]);
+    u[2] = T(-1.0 / 6) * (g[0] - g[1] + g[2]);
+    u[3] = T(1.0 / 24) * g[0] + T(1.0 / 12) * g[1] + T(1.0 / 6) * g[2];
+    u[4] = T(1.0 / 24) * g[0] - T(1.0 / 12) * g[1] + T(1.0 / 6) * g[2];
+    u[5] = g[2];
+  }
+}
 
-// U[k][o][c] for the filter g = w[o][c] (or w[c][o] flipped).
-template <typename T>
+template <int m, typename T>
 void transform_filters(const WinogradShape& s, const T* w, bool flip_transpose, T* U) {
+  constexpr int a = m + 2;
   const int64_t OC = s.O * s.C;
   for (int64_t o = 0; o < s.O; ++o) {
     for (int64_t c = 0; c < s.C; ++c) {
-      T g[3][3];
+      T gt[3][3];  // the filter g transposed: gt[j] is its column j
       for (int i = 0; i < 3; ++i)
         for (int j = 0; j < 3; ++j)
-          g[i][j] = flip_transpose ? w[(c * s.O + o) * 9 + (2 - i) * 3 + (2 - j)]
-                                   : w[(o * s.C + c) * 9 + i * 3 + j];
-      T tmp[4][3];  // G g
-      for (int j = 0; j < 3; ++j) {
-        tmp[0][j] = g[0][j];
-        tmp[1][j] = T(0.5) * (g[0][j] + g[1][j] + g[2][j]);
-        tmp[2][j] = T(0.5) * (g[0][j] - g[1][j] + g[2][j]);
-        tmp[3][j] = g[2][j];
-      }
+          gt[j][i] = flip_transpose ? w[(c * s.O + o) * 9 + (2 - i) * 3 + (2 - j)]
+                                    : w[(o * s.C + c) * 9 + i * 3 + j];
+      T gc[3][a];  // G g, by column: gc[j][i] = (G g)[i][j]
+      for (int j = 0; j < 3; ++j) filter_column<m>(gt[j], gc[j]);
       T* u = U + o * s.C + c;
-      for (int i = 0; i < 4; ++i) {  // (G g) G^T
-        u[(i * 4 + 0) * OC] = tmp[i][0];
-        u[(i * 4 + 1) * OC] = T(0.5) * (tmp[i][0] + tmp[i][1] + tmp[i][2]);
-        u[(i * 4 + 2) * OC] = T(0.5) * (tmp[i][0] - tmp[i][1] + tmp[i][2]);
-        u[(i * 4 + 3) * OC] = tmp[i][2];
+      for (int i = 0; i < a; ++i) {  // (G g) G^T
+        const T row[3] = {gc[0][i], gc[1][i], gc[2][i]};
+        T ui[a];
+        filter_column<m>(row, ui);
+        for (int j = 0; j < a; ++j) u[(i * a + j) * OC] = ui[j];
       }
     }
   }
@@ -69,6 +83,8 @@ constexpr int64_t kLanes = 8;
 
 int64_t round_up(int64_t n) { return (n + kLanes - 1) / kLanes * kLanes; }
 
+// F(2x2,3x3) passes. B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],
+// A^T = [1 1 1 0; 0 1 -1 -1].
 template <typename T>
 void input_rows(const T* __restrict d0, const T* __restrict d1, const T* __restrict d2,
                 const T* __restrict d3, T* __restrict v0, T* __restrict v1, T* __restrict v2,
@@ -110,6 +126,106 @@ void output_cols(const T* __restrict a0, const T* __restrict a1, const T* __rest
   }
 }
 
+// F(4x4,3x3) passes. B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0;
+// 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1],
+// A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
+template <typename T>
+void input_rows4(const T* __restrict d0, const T* __restrict d1, const T* __restrict d2,
+                 const T* __restrict d3, const T* __restrict d4, const T* __restrict d5,
+                 T* __restrict v0, T* __restrict v1, T* __restrict v2, T* __restrict v3,
+                 T* __restrict v4, T* __restrict v5, int64_t n) {
+  for (int64_t x = 0; x < n; ++x) {  // B^T d, six input rows at once
+    const T p = d4[x] - T(4) * d2[x], q = d4[x] - d2[x];
+    v0[x] = T(4) * d0[x] - T(5) * d2[x] + d4[x];
+    v1[x] = p - (T(4) * d1[x] - d3[x]);
+    v2[x] = p + (T(4) * d1[x] - d3[x]);
+    v3[x] = q - T(2) * (d1[x] - d3[x]);
+    v4[x] = q + T(2) * (d1[x] - d3[x]);
+    v5[x] = T(4) * d1[x] - T(5) * d3[x] + d5[x];
+  }
+}
+
+template <typename T>
+void input_cols4(const T* __restrict r, T* __restrict v0, T* __restrict v1, T* __restrict v2,
+                 T* __restrict v3, T* __restrict v4, T* __restrict v5, int64_t n) {
+  for (int64_t x = 0; x < n; ++x) {  // (.) B: tile x reads columns 4x..4x+5 of row r
+    const T* d = r + 4 * x;
+    const T p = d[4] - T(4) * d[2], q = d[4] - d[2];
+    v0[x] = T(4) * d[0] - T(5) * d[2] + d[4];
+    v1[x] = p - (T(4) * d[1] - d[3]);
+    v2[x] = p + (T(4) * d[1] - d[3]);
+    v3[x] = q - T(2) * (d[1] - d[3]);
+    v4[x] = q + T(2) * (d[1] - d[3]);
+    v5[x] = T(4) * d[1] - T(5) * d[3] + d[5];
+  }
+}
+
+template <typename T>
+void output_rows4(const T* __restrict m0, const T* __restrict m1, const T* __restrict m2,
+                  const T* __restrict m3, const T* __restrict m4, const T* __restrict m5,
+                  T* __restrict r0, T* __restrict r1, T* __restrict r2, T* __restrict r3,
+                  int64_t n) {
+  for (int64_t x = 0; x < n; ++x) {  // A^T m
+    const T s12 = m1[x] + m2[x], d12 = m1[x] - m2[x];
+    const T s34 = m3[x] + m4[x], d34 = m3[x] - m4[x];
+    r0[x] = m0[x] + s12 + s34;
+    r1[x] = d12 + T(2) * d34;
+    r2[x] = s12 + T(4) * s34;
+    r3[x] = d12 + T(8) * d34 + m5[x];
+  }
+}
+
+template <typename T>
+void output_cols4(const T* __restrict a0, const T* __restrict a1, const T* __restrict a2,
+                  const T* __restrict a3, const T* __restrict a4, const T* __restrict a5, T b,
+                  T* __restrict y, int64_t n) {
+  for (int64_t x = 0; x < n; ++x) {  // (.) A (+ bias): output columns 4x..4x+3
+    const T s12 = a1[x] + a2[x], d12 = a1[x] - a2[x];
+    const T s34 = a3[x] + a4[x], d34 = a3[x] - a4[x];
+    y[4 * x] = a0[x] + s12 + s34 + b;
+    y[4 * x + 1] = d12 + T(2) * d34 + b;
+    y[4 * x + 2] = s12 + T(4) * s34 + b;
+    y[4 * x + 3] = d12 + T(8) * d34 + a5[x] + b;
+  }
+}
+
+// The four passes for tile size m, on arrays of row pointers.
+template <int m, typename T>
+void rows_in(const T* const* d, T* const* v, int64_t n) {
+  if constexpr (m == 2)
+    input_rows(d[0], d[1], d[2], d[3], v[0], v[1], v[2], v[3], n);
+  else
+    input_rows4(d[0], d[1], d[2], d[3], d[4], d[5], v[0], v[1], v[2], v[3], v[4], v[5], n);
+}
+
+// Row r's tiles into the a points v, kstride apart.
+template <int m, typename T>
+void cols_in(const T* r, T* v, int64_t kstride, int64_t n) {
+  if constexpr (m == 2)
+    input_cols(r, v, v + kstride, v + 2 * kstride, v + 3 * kstride, n);
+  else
+    input_cols4(r, v, v + kstride, v + 2 * kstride, v + 3 * kstride, v + 4 * kstride,
+                v + 5 * kstride, n);
+}
+
+// The a points' rows mk, rstride apart, into the m rows r.
+template <int m, typename T>
+void rows_out(const T* mk, int64_t rstride, T* const* r, int64_t n) {
+  if constexpr (m == 2)
+    output_rows(mk, mk + rstride, mk + 2 * rstride, mk + 3 * rstride, r[0], r[1], n);
+  else
+    output_rows4(mk, mk + rstride, mk + 2 * rstride, mk + 3 * rstride, mk + 4 * rstride,
+                 mk + 5 * rstride, r[0], r[1], r[2], r[3], n);
+}
+
+template <int m, typename T>
+void cols_out(const T* const* r, T b, T* y, int64_t n) {
+  if constexpr (m == 2)
+    output_cols(r[0], r[1], r[2], r[3], b, y, n);
+  else
+    output_cols4(r[0], r[1], r[2], r[3], r[4], r[5], b, y, n);
+}
+
 template <typename T>
 void grad_rows(const T* __restrict a, const T* __restrict b, T* __restrict t0, T* __restrict t1,
                T* __restrict t2, T* __restrict t3, int64_t n) {
@@ -143,84 +259,90 @@ const T* padded_row(const T* src, int64_t width, int64_t pad, int64_t wide, T* b
   return buf;
 }
 
+template <int m>
 struct Tiles {
-  int64_t tH, tW;  // tiles per image along each axis
-  int64_t nv;      // tile-wise pass length: tW rounded up
-  int64_t wide;    // row-wise pass length: 2 * nv + 2 (the columns tiles read) rounded up
+  static constexpr int a = m + 2;                     // transform side
+  static constexpr int64_t points = a * a;            // GEMMs per block
+  static constexpr int64_t scratch_rows = m * a + 1;  // the most a transform uses
+  int64_t tH, tW;                                     // tiles per image along each axis
+  int64_t nv;                                         // tile-wise pass length: tW rounded up
+  int64_t wide;  // row-wise pass length: m * nv + 2 (the columns tiles read) rounded up
   explicit Tiles(const WinogradShape& s)
-      : tH((s.OH + 1) / 2), tW((s.OW + 1) / 2), nv(round_up(tW)), wide(round_up(2 * nv + 2)) {}
+      : tH((s.OH + m - 1) / m),
+        tW((s.OW + m - 1) / m),
+        nv(round_up(tW)),
+        wide(round_up(m * nv + 2)) {}
 };
 
 // Input transform of the units [u0, u0+nu) (unit u = image u / tH, tile row
-// u % tH) into V[16][C][ld]: the four input rows a tile row reads, padded,
-// then B^T over the rows as whole vectors, then B per tile (stride 2).
-// `scratch` holds 9 rows of t.wide.
-template <typename T>
-void transform_input(const WinogradShape& s, const Tiles& t, const T* in, int64_t u0, int64_t nu,
+// u % tH) into V[a*a][C][ld]: the a input rows a tile row reads, padded,
+// then B^T over the rows as whole vectors, then B per tile (stride m).
+// `scratch` holds 2a + 1 rows of t.wide.
+template <int m, typename T>
+void transform_input(const WinogradShape& s, const Tiles<m>& t, const T* in, int64_t u0, int64_t nu,
                      T* V, int64_t ld, T* scratch) {
+  constexpr int a = Tiles<m>::a;
   const int64_t kstride = s.C * ld;
   T* __restrict zero = scratch;
-  T* d[4];
-  T* v[4];
-  for (int r = 0; r < 4; ++r) {
+  T* d[a];
+  T* v[a];
+  for (int r = 0; r < a; ++r) {
     d[r] = scratch + (1 + r) * t.wide;
-    v[r] = scratch + (5 + r) * t.wide;
+    v[r] = scratch + (1 + a + r) * t.wide;
   }
   std::fill(zero, zero + t.wide, T(0));
   for (int64_t c = 0; c < s.C; ++c) {
     for (int64_t u = 0; u < nu; ++u) {
       const int64_t n = (u0 + u) / t.tH, th = (u0 + u) % t.tH;
       const T* plane = in + (n * s.C + c) * s.H * s.W;
-      const T* rows[4];
-      for (int r = 0; r < 4; ++r) {
-        const int64_t ih = 2 * th - s.pad_h + r;
+      const T* rows[a];
+      for (int r = 0; r < a; ++r) {
+        const int64_t ih = m * th - s.pad_h + r;
         rows[r] =
             ih < 0 || ih >= s.H ? zero : padded_row(plane + ih * s.W, s.W, s.pad_w, t.wide, d[r]);
       }
-      input_rows(rows[0], rows[1], rows[2], rows[3], v[0], v[1], v[2], v[3], t.wide);
+      rows_in<m>(rows, v, t.wide);
       T* dst = V + c * ld + u * t.tW;
-      for (int i = 0; i < 4; ++i) {
-        T* o = dst + i * 4 * kstride;
-        input_cols(v[i], o, o + kstride, o + 2 * kstride, o + 3 * kstride, t.nv);
-      }
+      for (int i = 0; i < a; ++i) cols_in<m>(v[i], dst + i * a * kstride, kstride, t.nv);
     }
   }
 }
 
-// Output transform of M[16][O][ld] into the outputs of units [u0, u0+nu):
-// A^T over the 4x4 points' rows as whole vectors, then A per tile into a
-// row of 2 * nv outputs, of which OW are copied. `scratch` holds 9 rows of
+// Output transform of M[a*a][O][ld] into the outputs of units [u0, u0+nu):
+// A^T over the points' rows as whole vectors, then A per tile into a row of
+// m * nv outputs, of which OW are copied. `scratch` holds m*a + 1 rows of
 // t.wide.
-template <typename T>
-void transform_output(const WinogradShape& s, const Tiles& t, const T* M, int64_t ld, const T* bias,
-                      int64_t u0, int64_t nu, T* out, T* scratch) {
+template <int m, typename T>
+void transform_output(const WinogradShape& s, const Tiles<m>& t, const T* M, int64_t ld,
+                      const T* bias, int64_t u0, int64_t nu, T* out, T* scratch) {
+  constexpr int a = Tiles<m>::a;
   const int64_t kstride = s.O * ld;
-  T* r[2][4];
-  for (int i = 0; i < 2; ++i)
-    for (int j = 0; j < 4; ++j) r[i][j] = scratch + (i * 4 + j) * t.wide;
-  T* y = scratch + 8 * t.wide;
+  T* r[a][m];  // r[j][i]: row i of A^T m over column j of the points
+  for (int j = 0; j < a; ++j)
+    for (int i = 0; i < m; ++i) r[j][i] = scratch + (i * a + j) * t.wide;
+  T* y = scratch + m * a * t.wide;
   for (int64_t o = 0; o < s.O; ++o) {
     const T b = bias ? bias[o] : T(0);
     for (int64_t u = 0; u < nu; ++u) {
       const int64_t n = (u0 + u) / t.tH, th = (u0 + u) % t.tH;
-      const T* m = M + o * ld + u * t.tW;
-      for (int j = 0; j < 4; ++j)
-        output_rows(m + j * kstride, m + (4 + j) * kstride, m + (8 + j) * kstride,
-                    m + (12 + j) * kstride, r[0][j], r[1][j], t.nv);
+      const T* mo = M + o * ld + u * t.tW;
+      for (int j = 0; j < a; ++j) rows_out<m>(mo + j * kstride, a * kstride, r[j], t.nv);
       T* plane = out + (n * s.O + o) * s.OH * s.OW;
-      for (int i = 0; i < 2 && 2 * th + i < s.OH; ++i) {
-        output_cols(r[i][0], r[i][1], r[i][2], r[i][3], b, y, t.nv);
-        std::memcpy(plane + (2 * th + i) * s.OW, y, sizeof(T) * s.OW);
+      for (int i = 0; i < m && m * th + i < s.OH; ++i) {
+        const T* ri[a];
+        for (int j = 0; j < a; ++j) ri[j] = r[j][i];
+        cols_out<m>(ri, b, y, t.nv);
+        std::memcpy(plane + (m * th + i) * s.OW, y, sizeof(T) * s.OW);
       }
     }
   }
 }
 
-// Output-gradient transform of the units [u0, u0+nu) into Y[16][O][ld]:
-// (A gy A^T)[k] for each 2x2 tile gy of grad_out (zero past OH x OW), the
-// transposed output transform. `scratch` holds 9 rows of t.wide.
+// Output-gradient transform (F(2x2,3x3)) of the units [u0, u0+nu) into
+// Y[16][O][ld]: (A gy A^T)[k] for each 2x2 tile gy of grad_out (zero past
+// OH x OW), the transposed output transform. `scratch` holds 7 rows of t.wide.
 template <typename T>
-void transform_grad_output(const WinogradShape& s, const Tiles& t, const T* gout, int64_t u0,
+void transform_grad_output(const WinogradShape& s, const Tiles<2>& t, const T* gout, int64_t u0,
                            int64_t nu, T* Y, int64_t ld, T* scratch) {
   const int64_t kstride = s.O * ld;
   T* __restrict zero = scratch;
@@ -247,7 +369,8 @@ void transform_grad_output(const WinogradShape& s, const Tiles& t, const T* gout
   }
 }
 
-// gw[o][c] += G^T gU[.][o][c] G, the 3x3 filter gradient from its transform.
+// gw[o][c] += G^T gU[.][o][c] G, the 3x3 filter gradient from its F(2x2,3x3)
+// transform.
 template <typename T>
 void add_filter_grads(const WinogradShape& s, const T* gU, T* gw) {
   const int64_t OC = s.O * s.C;
@@ -275,39 +398,42 @@ constexpr int64_t kBlockBytes = int64_t{8} << 20;
 constexpr int64_t kMinCols = 128, kMaxCols = 1024;
 
 // Calls fn(u0, nu, V, M, ld, scratch) over the units of images [n0, n1) in
-// blocks of whole units, ~kBlockBytes of V[16][C][ld] and M[16][O][ld] (or
+// blocks of whole units, ~kBlockBytes of V[a*a][C][ld] and M[a*a][O][ld] (or
 // Y) per block, with the thread's buffers.
-template <typename T, typename Fn>
-void for_blocks(const WinogradShape& s, const Tiles& t, int64_t n0, int64_t n1, Fn&& fn) {
-  const int64_t col_bytes = kPoints * (s.C + s.O) * static_cast<int64_t>(sizeof(T));
+template <typename T, int m, typename Fn>
+void for_blocks(const WinogradShape& s, const Tiles<m>& t, int64_t n0, int64_t n1, Fn&& fn) {
+  constexpr int64_t points = Tiles<m>::points;
+  const int64_t col_bytes = points * (s.C + s.O) * static_cast<int64_t>(sizeof(T));
   const int64_t target_cols = std::clamp<int64_t>(kBlockBytes / col_bytes, kMinCols, kMaxCols);
   const int64_t unit_block = std::max<int64_t>(1, target_cols / t.tW);
   const int64_t u_begin = n0 * t.tH, u_end = n1 * t.tH;
   const int64_t nu_max = std::min(unit_block, u_end - u_begin);
   const int64_t cols_max = nu_max * t.tW;
   const int64_t ld = cols_max + kLanes;
-  T* V = thread_workspace<T>(WorkspaceSlot::Columns, static_cast<size_t>(kPoints * s.C * ld));
-  T* M = thread_workspace<T>(WorkspaceSlot::Gather, static_cast<size_t>(kPoints * s.O * ld));
-  T* scratch = thread_workspace<T>(WorkspaceSlot::Partial, static_cast<size_t>(9 * t.wide));
+  T* V = thread_workspace<T>(WorkspaceSlot::Columns, static_cast<size_t>(points * s.C * ld));
+  T* M = thread_workspace<T>(WorkspaceSlot::Gather, static_cast<size_t>(points * s.O * ld));
+  T* scratch = thread_workspace<T>(WorkspaceSlot::Partial,
+                                   static_cast<size_t>(Tiles<m>::scratch_rows * t.wide));
   // Nothing writes M's padding, which the last unit's junk lanes may read:
   // keep it finite.
-  for (int64_t r = 0; r < kPoints * s.O; ++r)
+  for (int64_t r = 0; r < points * s.O; ++r)
     std::fill(M + r * ld + cols_max, M + (r + 1) * ld, T(0));
   for (int64_t u0 = u_begin; u0 < u_end; u0 += nu_max)
     fn(u0, std::min(nu_max, u_end - u0), V, M, ld, scratch);
 }
 
-template <typename T>
+template <int m, typename T>
 void winograd_impl(const WinogradShape& s, const T* in, const T* w, bool flip_transpose,
                    const T* bias, T* out) {
-  const Tiles t(s);
-  T* U = thread_workspace<T>(WorkspaceSlot::Kernel, static_cast<size_t>(kPoints * s.O * s.C));
-  transform_filters(s, w, flip_transpose, U);
+  constexpr int64_t points = Tiles<m>::points;
+  const Tiles<m> t(s);
+  T* U = thread_workspace<T>(WorkspaceSlot::Kernel, static_cast<size_t>(points * s.O * s.C));
+  transform_filters<m>(s, w, flip_transpose, U);
   for_images(s.N, [&](int64_t n0, int64_t n1) {
     for_blocks<T>(s, t, n0, n1, [&](int64_t u0, int64_t nu, T* V, T* M, int64_t ld, T* scratch) {
       const int64_t cols = nu * t.tW;
       transform_input(s, t, in, u0, nu, V, ld, scratch);
-      for (int64_t k = 0; k < kPoints; ++k)
+      for (int64_t k = 0; k < points; ++k)
         gemm(false, false, s.O, cols, s.C, U + k * s.O * s.C, s.C, V + k * s.C * ld, ld,
              M + k * s.O * ld, ld, false);
       transform_output(s, t, M, ld, bias, u0, nu, out, scratch);
@@ -315,21 +441,31 @@ void winograd_impl(const WinogradShape& s, const T* in, const T* w, bool flip_tr
   });
 }
 
+template <typename T>
+void winograd_dispatch(const WinogradShape& s, const T* in, const T* w, bool flip_transpose,
+                       const T* bias, T* out) {
+  if (s.tile == 4)
+    winograd_impl<4>(s, in, w, flip_transpose, bias, out);
+  else
+    winograd_impl<2>(s, in, w, flip_transpose, bias, out);
+}
+
 // gU[k] = sum over tiles of Y[k] @ V[k]^T (per thread), then
 // gw = G^T gU G, the per-thread parts summed under a lock.
 template <typename T>
 void winograd_weight_grad_impl(const WinogradShape& s, const T* in, const T* gout, T* gw) {
-  const Tiles t(s);
+  constexpr int64_t points = Tiles<2>::points;
+  const Tiles<2> t(s);
   std::fill(gw, gw + s.O * s.C * 9, T(0));
   std::mutex merge;
   for_images(s.N, [&](int64_t n0, int64_t n1) {
-    T* gU = thread_workspace<T>(WorkspaceSlot::Kernel, static_cast<size_t>(kPoints * s.O * s.C));
-    std::fill(gU, gU + kPoints * s.O * s.C, T(0));
+    T* gU = thread_workspace<T>(WorkspaceSlot::Kernel, static_cast<size_t>(points * s.O * s.C));
+    std::fill(gU, gU + points * s.O * s.C, T(0));
     for_blocks<T>(s, t, n0, n1, [&](int64_t u0, int64_t nu, T* V, T* Y, int64_t ld, T* scratch) {
       const int64_t cols = nu * t.tW;
       transform_input(s, t, in, u0, nu, V, ld, scratch);
       transform_grad_output(s, t, gout, u0, nu, Y, ld, scratch);
-      for (int64_t k = 0; k < kPoints; ++k)
+      for (int64_t k = 0; k < points; ++k)
         gemm(false, true, s.O, s.C, cols, Y + k * s.O * ld, ld, V + k * s.C * ld, ld,
              gU + k * s.O * s.C, s.C, true);
     });
@@ -342,12 +478,12 @@ void winograd_weight_grad_impl(const WinogradShape& s, const T* in, const T* gou
 
 void winograd_conv3x3(const WinogradShape& s, const float* in, const float* w, bool flip_transpose,
                       const float* bias, float* out) {
-  winograd_impl(s, in, w, flip_transpose, bias, out);
+  winograd_dispatch(s, in, w, flip_transpose, bias, out);
 }
 
 void winograd_conv3x3(const WinogradShape& s, const double* in, const double* w,
                       bool flip_transpose, const double* bias, double* out) {
-  winograd_impl(s, in, w, flip_transpose, bias, out);
+  winograd_dispatch(s, in, w, flip_transpose, bias, out);
 }
 
 void winograd_conv3x3_weight_grad(const WinogradShape& s, const float* in, const float* gout,
