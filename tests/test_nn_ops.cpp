@@ -285,9 +285,8 @@ TEST(NnOps, Conv2dWinogradMatchesGemmInFloat64) {
   // 1e-12 separates a wrong tile, padding or flip (errors of order 1) from
   // rounding with a wide margin. The shapes cover odd output sizes (a last
   // partly empty tile: 1-3 of 4 rows or columns), padding 0, 1 and 2, one
-  // image (the sequential path),
-  // batches split across threads, and a 70x70 image whose tile rows fill
-  // several column blocks that straddle images.
+  // image (the sequential path), batches split across threads, and a 70x70
+  // image whose tile rows fill several column blocks that straddle images.
   struct Cfg {
     int64_t N, C, O, H, W, pad;
     bool bias;
