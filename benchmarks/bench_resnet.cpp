@@ -8,13 +8,16 @@
 // benchmarks/compare_resnet.py runs this next to the same loops in PyTorch.
 // GRAFT_BENCH_ARCH (resnet18..resnet152), GRAFT_BENCH_BATCH, GRAFT_BENCH_SIZE
 // choose the case; GRAFT_BENCH_THREADS the threads (default: graft's); the
-// JSON context names the CPU GEMM copy in use (graft_cpu_gemm).
+// JSON context names the CPU GEMM copy in use (graft_cpu_gemm). The training
+// cases also report tensor_peak_MiB: the peak of live tensor storage
+// (cpu_memory_stats()), which the process's peak RSS is measured against.
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
 #include <string>
 
 #include "core/autograd.h"
+#include "core/device.h"
 #include "core/ops.h"
 #include "core/parallel.h"
 #include "nn/loss.h"
@@ -62,6 +65,8 @@ void train_steps(benchmark::State& state, nn::Module& model) {
     benchmark::DoNotOptimize(loss.item());
   }
   state.SetItemsProcessed(state.iterations() * kBatch);
+  state.counters["tensor_peak_MiB"] =
+      static_cast<double>(cpu_memory_stats().peak_allocated) / (1 << 20);
 }
 
 void BM_TrainStep(benchmark::State& state) {

@@ -65,13 +65,20 @@ bool device_backend_registered(DeviceType type);
 // For messages: "CUDA not available: graft was built without the CUDA backend
 // (rebuild with -DGRAFT_CUDA=ON)" and similar.
 std::string device_unavailable_reason(DeviceType type);
-// The CPU allocator (core/cpu_alloc.cpp): blocks of 1 MiB and more are kept
-// for reuse after they are freed, up to GRAFT_CPU_CACHE_MB (default 4096; 0:
-// no cache, every block from malloc).
+// The CPU allocator (core/cpu_alloc.cpp): the pages of freed blocks of 1 MiB
+// and more are pooled and handed out again (split, or moved together under one
+// address), up to GRAFT_CPU_CACHE_MB (default 4096; 0: no pool, every block
+// from malloc).
 Allocator* cpu_allocator();
-// Returns the cached free CPU blocks to the OS; cpu_cached_bytes() is their total.
+// Returns the pooled free CPU pages to the OS.
 void empty_cpu_cache();
-size_t cpu_cached_bytes();
+struct CpuMemoryStats {
+  size_t allocated = 0;       // bytes of the tensors' storage now live (as asked for)
+  size_t peak_allocated = 0;  // high-water mark of `allocated` since start / reset_cpu_peak_stats()
+  size_t cached = 0;          // bytes of free pages pooled for reuse
+};
+CpuMemoryStats cpu_memory_stats();
+void reset_cpu_peak_stats();
 
 // Parses a --device value ("cpu", "cuda", "cuda:N") and checks that the device
 // can be used now; the error says why not and suggests --device cpu.

@@ -4,8 +4,13 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <fstream>
 #include <limits>
+#include <random>
 #include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "core/autograd.h"
 #include "core/env.h"
@@ -170,47 +175,102 @@ TEST(Factories, ShapesValuesAndGenerators) {
   for (int64_t i = 0; i < 20; ++i) EXPECT_EQ(pv[i], i);
 }
 
-// The CPU allocator keeps freed blocks of 1 MiB and more for reuse
-// (core/cpu_alloc.cpp): the next tensor of the same size class gets one of
-// them back, a smaller one the smallest cached block that fits, a small one
-// never enters the cache, and empty_cpu_cache() returns them all. Under
-// AddressSanitizer the cache is off (every block is malloc'd so its redzones
-// stay), and the test says so.
-TEST(Factories, CpuAllocatorReusesLargeBlocks) {
+// The CPU allocator pools the pages of freed blocks of 1 MiB and more
+// (core/cpu_alloc.cpp): a request takes the head of the smallest free range
+// that fits, or, when none does, free ranges moved together under one new
+// address; a small block never enters the pool, and empty_cpu_cache()
+// returns it all. Sizes here are whole pages, so the byte counts are exact.
+// Under AddressSanitizer the pool is off (every block is malloc'd so its
+// redzones stay), and the test says so.
+TEST(Factories, CpuAllocatorReusesFreedPages) {
+  constexpr int64_t kMiB = int64_t{1} << 20;
+  constexpr int64_t kFloatsPerMiB = kMiB / 4;
   empty_cpu_cache();
-  const Shape big = {3, 1000, 1000};  // 12 MB of float32
-  void* first = nullptr;
   {
-    Tensor t = empty(big);
-    t.fill_(1.0);  // touch every page
-    first = t.data_ptr<float>();
+    Tensor a = full({4 * kFloatsPerMiB}, 1.0);
+    Tensor b = full({4 * kFloatsPerMiB}, 2.0);
   }
-  if (cpu_cached_bytes() == 0)
-    GTEST_SKIP() << "CPU block cache off (ASan build, or GRAFT_CPU_CACHE_MB=0)";
-  EXPECT_GE(cpu_cached_bytes(), size_t{12000000});
+  if (cpu_memory_stats().cached == 0)
+    GTEST_SKIP() << "CPU page pool off (ASan build, or GRAFT_CPU_CACHE_MB=0)";
+  EXPECT_EQ(cpu_memory_stats().cached, size_t{8 * kMiB});
+  void* whole = nullptr;
   {
-    Tensor again = empty(big);
-    EXPECT_EQ(again.data_ptr<float>(), static_cast<void*>(first));
-    EXPECT_EQ(cpu_cached_bytes(), size_t{0});
+    // No free range holds 8 MiB: both 4 MiB ranges move under one address,
+    // and no new memory is needed. The tensor spans both and reads back what
+    // was written across the seam.
+    Tensor c = empty({8 * kFloatsPerMiB});
+    whole = c.data_ptr<float>();
+    EXPECT_EQ(cpu_memory_stats().cached, size_t{0});
+    float* pc = c.data_ptr<float>();
+    for (int64_t i = 0; i < c.numel(); ++i) pc[i] = static_cast<float>(i);
+    int64_t wrong = 0;
+    for (int64_t i = 0; i < c.numel(); ++i) wrong += pc[i] != static_cast<float>(i);
+    EXPECT_EQ(wrong, 0);
+  }
+  EXPECT_EQ(cpu_memory_stats().cached, size_t{8 * kMiB});
+  {
+    // A smaller request takes the head of the free range; the tail stays free.
+    Tensor d = empty({2 * kFloatsPerMiB});
+    EXPECT_EQ(d.data_ptr<float>(), whole);
+    EXPECT_EQ(cpu_memory_stats().cached, size_t{6 * kMiB});
+    Tensor e = empty({6 * kFloatsPerMiB});
+    EXPECT_EQ(cpu_memory_stats().cached, size_t{0});
     // Reused memory is not zeroed by empty(); zeros() still is.
-    Tensor z = zeros(big);
-    EXPECT_EQ(sum(z).item(), 0.0);
+    e.fill_(1.0);
+    e = Tensor();
+    Tensor z = zeros({6 * kFloatsPerMiB});
+    EXPECT_EQ(z.data_ptr<float>(), d.data_ptr<float>() + 2 * kFloatsPerMiB);
+    EXPECT_EQ(max(z).item(), 0.0);
   }
-  const size_t cached = cpu_cached_bytes();
-  EXPECT_GE(cached, size_t{24000000});
-  {
-    // A smaller request takes the smallest cached block that fits: the two
-    // cached blocks are >= 12 MB, so an 8 MB and a 4 MB tensor take both.
-    Tensor eight = empty({2, 1000, 1000});
-    Tensor four = empty({1, 1000, 1000});
-    EXPECT_EQ(cpu_cached_bytes(), size_t{0});
-  }
-  const size_t now_cached = cpu_cached_bytes();
-  EXPECT_GE(now_cached, cached);
-  { Tensor small = empty({1000}); }  // 4 KB: malloc's, not the cache's
-  EXPECT_EQ(cpu_cached_bytes(), now_cached);
+  const size_t cached = cpu_memory_stats().cached;
+  EXPECT_EQ(cached, size_t{8 * kMiB});
+  { Tensor small = empty({1000}); }  // 4 KB: malloc's, not the pool's
+  EXPECT_EQ(cpu_memory_stats().cached, cached);
   empty_cpu_cache();
-  EXPECT_EQ(cpu_cached_bytes(), size_t{0});
+  EXPECT_EQ(cpu_memory_stats().cached, size_t{0});
+}
+
+// Many blocks of mixed sizes allocated and freed in a shuffled order, each
+// filled with its own value and checked before it is freed: pages moved
+// between blocks must never be shared by two live tensors. The number of the
+// process's memory mappings must stay bounded while the pool's ranges are cut
+// and joined (the pool keeps no piece under 1 MiB).
+TEST(Factories, CpuAllocatorKeepsLiveBlocksApart) {
+  auto mappings = [] {
+    std::ifstream maps("/proc/self/maps");
+    std::string line;
+    int64_t n = 0;
+    while (std::getline(maps, line)) ++n;
+    return n;
+  };
+  empty_cpu_cache();
+  const int64_t before = mappings();
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int64_t> floats(1 << 18, 6 << 18);  // 1-6 MiB
+  std::vector<std::pair<Tensor, float>> live;
+  for (int step = 0; step < 600; ++step) {
+    if (live.size() < 12 && (live.empty() || rng() % 3 != 0)) {
+      const float value = static_cast<float>(step);
+      live.emplace_back(full({floats(rng)}, value), value);
+      continue;
+    }
+    const size_t victim = rng() % live.size();
+    const Tensor& t = live[victim].first;
+    EXPECT_EQ(min(t).item(), live[victim].second) << "step " << step;
+    EXPECT_EQ(max(t).item(), live[victim].second) << "step " << step;
+    live.erase(live.begin() + static_cast<std::ptrdiff_t>(victim));
+  }
+  for (const auto& [t, value] : live) {
+    EXPECT_EQ(min(t).item(), value);
+    EXPECT_EQ(max(t).item(), value);
+  }
+  live.clear();
+  // Everything is free now, so every piece is in the pool, and none is under
+  // 1 MiB: the mappings added are at most the pool's MiB (a few more for
+  // glibc's own). Without that bound each split would add one for good.
+  const size_t pooled_mib = cpu_memory_stats().cached >> 20;
+  EXPECT_LE(mappings() - before, static_cast<int64_t>(pooled_mib) + 8);
+  empty_cpu_cache();
 }
 
 TEST(Env, ChoiceTakesOneOfItsValuesOrRefuses) {
