@@ -18,10 +18,10 @@
 //    the pool cannot cover is new memory.
 // So the process maps new pages only when the pool is empty (or holds only
 // short pieces, below), and its resident memory tracks the peak of live
-// tensors. The earlier cache handed
-// out whole cached blocks (best fit, no splitting, no moving); a ResNet50
-// 224² batch-16 training step then held 1966 MiB in the cache for a peak of
-// 1445 MiB of live tensors, and peaked 12% above PyTorch on jemalloc.
+// tensors. The earlier cache handed out whole cached blocks (best fit, no
+// splitting, no moving); a ResNet50 224² batch-16 training step then held
+// 1966 MiB in the cache for a peak of 1445 MiB of live tensors, and peaked 12%
+// above PyTorch on jemalloc.
 //
 // mremap moves pages within one kernel mapping (VMA) at a time, so every range
 // remembers the lengths of the mappings it is made of (`vmas`). A block
