@@ -230,6 +230,25 @@ TEST(Factories, CpuAllocatorReusesFreedPages) {
   EXPECT_EQ(cpu_memory_stats().cached, size_t{0});
 }
 
+// cpu_memory_stats() counts the bytes tensors asked for, pooled or not (so
+// also under ASan): live bytes rise and fall with a tensor, the peak keeps its
+// high-water mark until reset_cpu_peak_stats(). This test allocates on one
+// thread only, so the counts are exact.
+TEST(Factories, CpuMemoryStatsCountLiveAndPeakBytes) {
+  const size_t before = cpu_memory_stats().allocated;
+  reset_cpu_peak_stats();
+  EXPECT_EQ(cpu_memory_stats().peak_allocated, before);
+  {
+    Tensor big = empty({3 << 18});  // 3 MiB of float32
+    Tensor small = empty({1000});   // 4000 bytes, from malloc
+    EXPECT_EQ(cpu_memory_stats().allocated, before + (size_t{3} << 20) + 4000);
+  }
+  EXPECT_EQ(cpu_memory_stats().allocated, before);
+  EXPECT_EQ(cpu_memory_stats().peak_allocated, before + (size_t{3} << 20) + 4000);
+  reset_cpu_peak_stats();
+  EXPECT_EQ(cpu_memory_stats().peak_allocated, before);
+}
+
 // Many blocks of mixed sizes allocated and freed in a shuffled order, each
 // filled with its own value and checked before it is freed: pages moved
 // between blocks must never be shared by two live tensors. The number of the
