@@ -24,9 +24,9 @@ void set_cpu_gemm_isa(CpuIsa isa);  // throws graft::Error when unavailable
 
 // The CPU algorithm for 3x3 stride-1 convolutions (groups 1, no dilation,
 // padding 0-2), forward and both gradients: im2col + GEMM, or Winograd
-// (kernels/cpu/conv_winograd.h). Auto picks Winograd F(2x2,3x3) for the
-// shapes where it was measured to pay (kernels/cpu/conv.cpp); F(4x4,3x3) runs
-// only when asked for (its float32 error is larger). Read from
+// (kernels/cpu/conv_winograd.h). Auto picks Winograd F(4x4,3x3) or
+// F(2x2,3x3) for the shapes where each was measured to pay
+// (kernels/cpu/conv.cpp). Read from
 // GRAFT_CONV_CPU=auto|gemm|winograd|winograd4 at the first convolution; other values
 // are refused. Other convolutions always run im2col + GEMM.
 enum class CpuConvAlgo { Auto, Gemm, Winograd, Winograd4 };

@@ -320,15 +320,16 @@ TEST(NnOps, Conv2dWinogradMatchesGemmInFloat64) {
 TEST(NnOps, Conv2dWinogradFloat32ErrorNearGemms) {
   // F(2x2,3x3)'s transforms add up to 3 terms per stage and halve, so its
   // float32 rounding is a small constant factor above the direct sum's.
-  // F(4x4,3x3)'s sum up to 6 terms per stage with factors up to 8 (and 1/24
+  // F(4x4,3x3)'s sum up to 6 terms per stage with factors up to 8 (and 1/30
   // in G): a larger factor. With a ResNet-like layer (64 channels, K = 576
   // terms per output) the float64 result is the reference: each algorithm's
   // relative error must stay within 4x im2col's own float32 error plus a
-  // floor: 1e-6 for F(2x2), 1e-5 for F(4x4) (measured, output / input
-  // gradient / weight gradient, on an AVX2 and an AVX-512 machine: im2col
-  // 5.7-8e-7 / 1.7e-7 / 5.2e-7, F(2x2) 2.8-3.1e-7 / 3.1e-7 / 3.8e-7, F(4x4)
-  // 5.1e-6 / 5.2e-6 / 3.8e-7, its weight gradient being F(2x2)'s; a wrong
-  // transform coefficient gives errors near 1).
+  // floor: 1e-6 for F(2x2), 3e-6 for F(4x4). Measured, output / input
+  // gradient / weight gradient: im2col 5.7-8e-7 / 1.7e-7 / 5.2e-7, F(2x2)
+  // 2.8-3.1e-7 / 3.1e-7 / 3.8e-7 (AVX2 and AVX-512 machines), F(4x4) 2.1e-6 /
+  // 2.0e-6 / 3.8e-7 (AVX2; its weight gradient is F(2x2)'s). F(4x4) on the
+  // textbook points 0, 1, -1, 2, -2 measured 5.1e-6 / 5.2e-6 and fails this
+  // bound, as a wrong transform coefficient (errors near 1) does.
   Generator gen(22);
   Tensor x = randn({2, 64, 16, 16}, opts(DType::Float64), &gen);
   Tensor w = mul(randn({64, 64, 3, 3}, opts(DType::Float64), &gen), 1.0 / 24);
@@ -343,7 +344,7 @@ TEST(NnOps, Conv2dWinogradFloat32ErrorNearGemms) {
     double factor, floor;
   };
   for (const Bound& b :
-       {Bound{CpuConvAlgo::Winograd, 4, 1e-6}, Bound{CpuConvAlgo::Winograd4, 4, 1e-5}}) {
+       {Bound{CpuConvAlgo::Winograd, 4, 1e-6}, Bound{CpuConvAlgo::Winograd4, 4, 3e-6}}) {
     const auto wino = conv_results(b.algo, f32(x), f32(w), Tensor(), f32(gout), p);
     for (size_t i = 0; i < 3; ++i) {  // output, input and weight gradients
       const double e_gemm = max_rel_error(gemm[i].to(DType::Float64), ref[i]);

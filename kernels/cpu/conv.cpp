@@ -137,12 +137,13 @@ struct ConvGeometry {
 // 7x7 layer4, whose 2x2 tiles waste a quarter of their work, and every layer
 // at 32x32 lost) and batches that keep every thread on its own images (the
 // transforms are not split across threads within an image).
-// F(4x4,3x3) is only taken when asked for (GRAFT_CONV_CPU=winograd4): it ran
-// the 56x56 and 28x28 layers 1.15-1.3x faster than F(2x2,3x3), a few percent
-// of a training step, but its float32 error is ~17x F(2x2)'s, enough to move
-// a 5-step Adam run 7.7e-3 away from PyTorch's float64 result where F(2x2)
-// stays at 3e-6 (round 11).
+// Auto takes F(4x4,3x3) where every side is at least kWinograd4MinSide:
+// ResNet18's 56x56 and 28x28 layers ran 1.25-1.4x faster than with
+// F(2x2,3x3), its 14x14 layer 0.75x (4x4 tiles overhang 14 by 2 of 16)
+// (benchmarks/RESULTS.md, round 13). Its float32 error, on the points 0, 1,
+// -1, 1/2, -2, inf, is ~4x im2col's (NnOps.Conv2dWinogradFloat32ErrorNearGemms).
 constexpr int64_t kWinogradMinSide = 14;
+constexpr int64_t kWinograd4MinSide = 28;
 
 int winograd_tile(const ConvGeometry& g, const F::Conv2dParams& p) {
   const bool fits = g.kh == 3 && g.kw == 3 && g.groups == 1 && p.stride_h == 1 && p.stride_w == 1 &&
@@ -159,7 +160,9 @@ int winograd_tile(const ConvGeometry& g, const F::Conv2dParams& p) {
     case CpuConvAlgo::Auto:
       break;
   }
-  return std::min({g.OH, g.OW, g.H, g.W}) >= kWinogradMinSide && g.N >= get_num_threads() ? 2 : 0;
+  const int64_t side = std::min({g.OH, g.OW, g.H, g.W});
+  if (g.N < get_num_threads()) return 0;
+  return side >= kWinograd4MinSide ? 4 : side >= kWinogradMinSide ? 2 : 0;
 }
 
 template <typename T>

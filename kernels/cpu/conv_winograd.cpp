@@ -30,7 +30,8 @@ namespace graft::cpu {
 namespace {
 
 // U[k][o][c] for the filter g = w[o][c] (or w[c][o] flipped): G g G^T with
-// F(2x2,3x3)'s G (4x3) or F(4x4,3x3)'s (6x3), the points 0, 1, -1, (2, -2,) inf.
+// F(2x2,3x3)'s G (4x3), points 0, 1, -1, inf, or F(4x4,3x3)'s (6x3), points
+// 0, 1, -1, 1/2, -2, inf (see the F(4x4) passes below).
 template <int m, typename T>
 void filter_column(const T g[3], T u[m + 2]) {
   if constexpr (m == 2) {
@@ -39,12 +40,12 @@ void filter_column(const T g[3], T u[m + 2]) {
     u[2] = T(0.5) * (g[0] - g[1] + g[2]);
     u[3] = g[2];
   } else {
-    u[0] = T(0.25) * g[0];
-    u[1] = T(-1.0 / 6) * (g[0] + g[1] + g[2]);
-    u[2] = T(-1.0 / 6) * (g[0] - g[1] + g[2]);
-    u[3] = T(1.0 / 24) * g[0] + T(1.0 / 12) * g[1] + T(1.0 / 6) * g[2];
-    u[4] = T(1.0 / 24) * g[0] - T(1.0 / 12) * g[1] + T(1.0 / 6) * g[2];
-    u[5] = g[2];
+    u[0] = T(0.5) * g[0];
+    u[1] = T(1.0 / 6) * (g[0] + g[1] + g[2]);
+    u[2] = T(1.0 / 6) * (g[1] - g[0] - g[2]);
+    u[3] = T(-16.0 / 15) * g[0] + T(-8.0 / 15) * g[1] + T(-4.0 / 15) * g[2];
+    u[4] = T(1.0 / 30) * g[0] + T(-1.0 / 15) * g[1] + T(2.0 / 15) * g[2];
+    u[5] = T(0.5) * g[2];
   }
 }
 
@@ -126,22 +127,46 @@ void output_cols(const T* __restrict a0, const T* __restrict a1, const T* __rest
   }
 }
 
-// F(4x4,3x3) passes. B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0;
-// 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1],
-// A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
+// F(4x4,3x3) passes, on the points 0, 1, -1, 1/2, -2 and inf rather than the
+// usual 0, 1, -1, 2, -2, inf: the point 1/2 keeps A's powers of the points at
+// most 8 and G's entries near 1, which cuts float32 error ~3x (Barabasz et
+// al., 2019; tests/winograd_points.py derives the matrices and measures it).
+// B^T = [2 -3 -4 3 2 0; 0 -2 1 5 2 0; 0 2 -5 1 2 0; 0 -2 -1 2 1 0;
+//        0 1 -2 -1 2 0; 0 2 -3 -4 3 2],
+// A^T = [1 1 1 1 1 0; 0 1 -1 1/2 -2 0; 0 1 1 1/4 4 0; 0 1 -1 1/8 -8 1].
+// b_transpose4 is one column of B^T d, a_transpose4 one column of A^T m.
+template <typename T>
+struct Points6 {
+  T v[6];
+};
+
+template <typename T>
+inline Points6<T> b_transpose4(T d0, T d1, T d2, T d3, T d4, T d5) {
+  return {{T(2) * (d0 + d4) + T(3) * (d3 - d1) - T(4) * d2, T(2) * (d4 - d1) + d2 + T(5) * d3,
+           T(2) * (d1 + d4) - T(5) * d2 + d3, T(2) * (d3 - d1) + d4 - d2,
+           T(2) * (d4 - d2) + d1 - d3, T(2) * (d1 + d5) + T(3) * (d4 - d2) - T(4) * d3}};
+}
+
+template <typename T>
+struct Rows4 {
+  T r[4];
+};
+
+template <typename T>
+inline Rows4<T> a_transpose4(T m0, T m1, T m2, T m3, T m4, T m5) {
+  const T s12 = m1 + m2, d12 = m1 - m2;
+  return {{m0 + s12 + m3 + m4, d12 + T(0.5) * m3 - T(2) * m4, s12 + T(0.25) * m3 + T(4) * m4,
+           d12 + T(0.125) * m3 - T(8) * m4 + m5}};
+}
+
 template <typename T>
 void input_rows4(const T* __restrict d0, const T* __restrict d1, const T* __restrict d2,
                  const T* __restrict d3, const T* __restrict d4, const T* __restrict d5,
                  T* __restrict v0, T* __restrict v1, T* __restrict v2, T* __restrict v3,
                  T* __restrict v4, T* __restrict v5, int64_t n) {
   for (int64_t x = 0; x < n; ++x) {  // B^T d, six input rows at once
-    const T p = d4[x] - T(4) * d2[x], q = d4[x] - d2[x];
-    v0[x] = T(4) * d0[x] - T(5) * d2[x] + d4[x];
-    v1[x] = p - (T(4) * d1[x] - d3[x]);
-    v2[x] = p + (T(4) * d1[x] - d3[x]);
-    v3[x] = q - T(2) * (d1[x] - d3[x]);
-    v4[x] = q + T(2) * (d1[x] - d3[x]);
-    v5[x] = T(4) * d1[x] - T(5) * d3[x] + d5[x];
+    const Points6<T> p = b_transpose4(d0[x], d1[x], d2[x], d3[x], d4[x], d5[x]);
+    v0[x] = p.v[0], v1[x] = p.v[1], v2[x] = p.v[2], v3[x] = p.v[3], v4[x] = p.v[4], v5[x] = p.v[5];
   }
 }
 
@@ -150,13 +175,8 @@ void input_cols4(const T* __restrict r, T* __restrict v0, T* __restrict v1, T* _
                  T* __restrict v3, T* __restrict v4, T* __restrict v5, int64_t n) {
   for (int64_t x = 0; x < n; ++x) {  // (.) B: tile x reads columns 4x..4x+5 of row r
     const T* d = r + 4 * x;
-    const T p = d[4] - T(4) * d[2], q = d[4] - d[2];
-    v0[x] = T(4) * d[0] - T(5) * d[2] + d[4];
-    v1[x] = p - (T(4) * d[1] - d[3]);
-    v2[x] = p + (T(4) * d[1] - d[3]);
-    v3[x] = q - T(2) * (d[1] - d[3]);
-    v4[x] = q + T(2) * (d[1] - d[3]);
-    v5[x] = T(4) * d[1] - T(5) * d[3] + d[5];
+    const Points6<T> p = b_transpose4(d[0], d[1], d[2], d[3], d[4], d[5]);
+    v0[x] = p.v[0], v1[x] = p.v[1], v2[x] = p.v[2], v3[x] = p.v[3], v4[x] = p.v[4], v5[x] = p.v[5];
   }
 }
 
@@ -166,12 +186,8 @@ void output_rows4(const T* __restrict m0, const T* __restrict m1, const T* __res
                   T* __restrict r0, T* __restrict r1, T* __restrict r2, T* __restrict r3,
                   int64_t n) {
   for (int64_t x = 0; x < n; ++x) {  // A^T m
-    const T s12 = m1[x] + m2[x], d12 = m1[x] - m2[x];
-    const T s34 = m3[x] + m4[x], d34 = m3[x] - m4[x];
-    r0[x] = m0[x] + s12 + s34;
-    r1[x] = d12 + T(2) * d34;
-    r2[x] = s12 + T(4) * s34;
-    r3[x] = d12 + T(8) * d34 + m5[x];
+    const Rows4<T> o = a_transpose4(m0[x], m1[x], m2[x], m3[x], m4[x], m5[x]);
+    r0[x] = o.r[0], r1[x] = o.r[1], r2[x] = o.r[2], r3[x] = o.r[3];
   }
 }
 
@@ -180,12 +196,8 @@ void output_cols4(const T* __restrict a0, const T* __restrict a1, const T* __res
                   const T* __restrict a3, const T* __restrict a4, const T* __restrict a5, T b,
                   T* __restrict y, int64_t n) {
   for (int64_t x = 0; x < n; ++x) {  // (.) A (+ bias): output columns 4x..4x+3
-    const T s12 = a1[x] + a2[x], d12 = a1[x] - a2[x];
-    const T s34 = a3[x] + a4[x], d34 = a3[x] - a4[x];
-    y[4 * x] = a0[x] + s12 + s34 + b;
-    y[4 * x + 1] = d12 + T(2) * d34 + b;
-    y[4 * x + 2] = s12 + T(4) * s34 + b;
-    y[4 * x + 3] = d12 + T(8) * d34 + a5[x] + b;
+    const Rows4<T> o = a_transpose4(a0[x], a1[x], a2[x], a3[x], a4[x], a5[x]);
+    for (int i = 0; i < 4; ++i) y[4 * x + i] = o.r[i] + b;
   }
 }
 

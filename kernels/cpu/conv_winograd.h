@@ -10,8 +10,10 @@
 //   V[k][c][t] = (B^T d_ct B)[k]      input transform
 //   M[k]       = U[k] @ V[k]          (m+2)^2 GEMMs [O,C] @ [C,tiles]
 //   y_ot       = A^T m_ot A           output transform (+ bias), clipped to OH x OW
-// for k over the points of the (m+2)x(m+2) transform domain (the matrices are
-// Lavin & Gray's, "Fast Algorithms for Convolutional Neural Networks", 2016).
+// for k over the points of the (m+2)x(m+2) transform domain (Toom-Cook, as in
+// Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016;
+// F(2x2,3x3) on the points 0, 1, -1, inf, F(4x4,3x3) on 0, 1, -1, 1/2, -2,
+// inf, which Barabasz et al., 2019, found better conditioned than 2, -2).
 //
 // The same routine runs the input gradient of such a convolution: it is a 3x3
 // stride-1 convolution of grad_out with pad 2 - pad and the kernel
@@ -20,10 +22,12 @@
 //
 // Numerics: F(2x2,3x3)'s transforms add and subtract (and halve) a few
 // values, so its float32 rounding error per output is a small constant factor
-// above the direct sum's. F(4x4,3x3)'s multiply by up to 8 and 1/24 and sum 6
-// terms per stage, so its error is larger (tests measure ~10x im2col's, ~17x
-// F(2x2,3x3)'s); both are bounded against float64 (NnOps.Conv2dWinograd* in
-// tests/test_nn_ops.cpp). The weight gradient has F(2x2,3x3) only.
+// above the direct sum's. F(4x4,3x3)'s multiply by up to 8 and 16/15 and sum
+// up to 6 terms per stage, so its error is larger (tests measure ~4x
+// im2col's, ~7x F(2x2,3x3)'s; 2.5x less than on the points 2, -2); both are
+// bounded against float64 (NnOps.Conv2dWinograd* in tests/test_nn_ops.cpp;
+// tests/winograd_points.py derives the matrices). The weight gradient has
+// F(2x2,3x3) only.
 #pragma once
 
 #include <cstdint>
