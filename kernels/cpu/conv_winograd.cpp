@@ -129,7 +129,7 @@ void output_cols(const T* __restrict a0, const T* __restrict a1, const T* __rest
 
 // F(4x4,3x3) passes, on the points 0, 1, -1, 1/2, -2 and inf rather than the
 // usual 0, 1, -1, 2, -2, inf: the point 1/2 keeps A's powers of the points at
-// most 8 and G's entries near 1, which cuts float32 error ~3x (Barabasz et
+// most 8 and G's entries near 1, which cuts float32 error 2.5x (Barabasz et
 // al., 2019; tests/winograd_points.py derives the matrices and measures it).
 // B^T = [2 -3 -4 3 2 0; 0 -2 1 5 2 0; 0 2 -5 1 2 0; 0 -2 -1 2 1 0;
 //        0 1 -2 -1 2 0; 0 2 -3 -4 3 2],
