@@ -30,6 +30,6 @@ for ((i = 1; i <= REPEATS; i++)); do
   echo "run $i: graft $gs img/s, torch $ts img/s, ratio $r"
   ratios+=("$r")
 done
-sorted=$(printf '%s\n' "${ratios[@]}" | sort -n | tr '\n' ' ')
-echo "median ratio $(printf '%s\n' "${ratios[@]}" | sort -n | sed -n "$(((REPEATS + 1) / 2))p") (all: $sorted)"
+mapfile -t sorted < <(printf '%s\n' "${ratios[@]}" | sort -n)
+echo "median ratio ${sorted[(REPEATS - 1) / 2]} (all: ${sorted[*]})"
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"

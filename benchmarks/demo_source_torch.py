@@ -14,31 +14,18 @@ does).
 benchmarks/compare_demo.sh runs it alternately with `graft demo`.
 """
 import argparse
-import gzip
-import os
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
 
-
-def load(root, classes):
-    with gzip.open(os.path.join(root, "train-images-idx3-ubyte.gz")) as f:
-        images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 1, 28, 28)
-    with gzip.open(os.path.join(root, "train-labels-idx1-ubyte.gz")) as f:
-        labels = np.frombuffer(f.read(), np.uint8, offset=8)
-    keep = np.isin(labels, classes)
-    x = torch.from_numpy(images[keep].astype(np.float32) / 255.0)
-    x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
-    x = ((x - 0.286) / 0.353).repeat(1, 3, 1, 1).contiguous()
-    return x, torch.from_numpy(labels[keep].astype(np.int64))
+from demo_reference import DATA, load  # the demo's preprocessing, shared with its target stage
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+    ap.add_argument("--data", default=DATA)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
@@ -48,7 +35,7 @@ def main():
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     t0 = time.perf_counter()
-    x, y = load(a.data, [0, 1, 2, 3, 4])
+    x, y = load("train", classes=(0, 1, 2, 3, 4), root=a.data)
     print(f"torch {torch.__version__}, {a.threads} threads: preprocessed {len(x)} images "
           f"once in {time.perf_counter() - t0:.1f} s", flush=True)
     if a.limit > 0:
